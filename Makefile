@@ -1,0 +1,12 @@
+.PHONY: setup demo test benchmark crd
+setup:
+	@scripts/bootstrap
+
+demo: setup
+	.venv/bin/plateau replay examples/replay/balanced.yaml benchmarks/data/curves.csv.gz --limit 12
+
+test: setup
+	PATH="$(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$$PATH" .venv/bin/python -m pytest -q -p no:cacheprovider
+
+crd: setup
+	.venv/bin/plateau crd

@@ -1,0 +1,625 @@
+"""The TrainingJob API (plateau.dev/v1alpha1): the single source of truth.
+
+These pydantic models validate manifests for the local runner and `plateau replay`, and
+generate the CRD (`plateau crd`), so field descriptions here become `kubectl explain` text.
+Rules a structural schema cannot express are CEL rules (`x-kubernetes-validations`) attached
+to the models, mirrored by pydantic validators so both paths reject the same specs.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from plateau.durations import DURATION_PATTERN, parse_duration
+
+GROUP = "plateau.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "TrainingJob"
+PLURAL = "trainingjobs"
+SINGULAR = "trainingjob"
+SHORT_NAMES = ["tj"]
+CATEGORIES = ["plateau"]
+
+CEL = "x-kubernetes-validations"
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+class Model(BaseModel):
+    """Base: camelCase on the wire, unknown fields rejected (the CRD prunes them instead)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+    )
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+# A Go-style duration; the pattern goes into the CRD, the validator names negative values.
+Duration = Annotated[
+    str,
+    Field(pattern=DURATION_PATTERN, max_length=64),
+    BeforeValidator(_check_duration),
+]
+
+
+# --- enums ------------------------------------------------------------------------------------
+
+
+class Mode(str, Enum):
+    MIN = "min"
+    MAX = "max"
+
+
+class Combine(str, Enum):
+    ANY = "any"
+    ALL = "all"
+
+
+class Preset(str, Enum):
+    CONSERVATIVE = "conservative"
+    BALANCED = "balanced"
+    AGGRESSIVE = "aggressive"
+
+
+class CohortRuleKind(str, Enum):
+    MEDIAN = "median"
+    PERCENTILE = "percentile"
+
+
+class MetricsSource(str, Enum):
+    FILE = "file"
+    PUSH = "push"
+    STDOUT = "stdout"
+
+
+class Phase(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class Reason(str, Enum):
+    """Why a job stopped (or would stop). Machine-readable; shown in `kubectl get tj`."""
+
+    PLATEAU = "Plateau"
+    TARGET_REACHED = "TargetReached"
+    DIVERGED = "Diverged"
+    NOT_FINITE = "NotFinite"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    BUDGET_EXHAUSTED = "BudgetExhausted"
+    GPU_IDLE = "GpuIdle"
+    COHORT_UNDERPERFORMING = "CohortUnderperforming"
+    MANUAL = "Manual"
+    COMPLETED = "Completed"
+    WORKLOAD_FAILED = "WorkloadFailed"
+    WORKLOAD_DELETED = "WorkloadDeleted"
+    INVALID_SPEC = "InvalidSpec"
+
+
+# --- the workload -----------------------------------------------------------------------------
+
+
+class WorkloadRef(Model):
+    """A workload the user already runs, which Plateau watches and stops."""
+
+    api_version: str = Field(
+        min_length=1,
+        max_length=253,
+        description="API version of the workload, e.g. batch/v1, apps/v1 or kubeflow.org/v1.",
+    )
+    kind: str = Field(
+        min_length=1,
+        max_length=63,
+        description=(
+            "Kind of the workload: Job and JobSet are suspended through spec.suspend, Kubeflow "
+            "PyTorchJob/TFJob through spec.runPolicy.suspend, anything else with a /scale "
+            "subresource (Deployment, StatefulSet, custom resources) is scaled to 0."
+        ),
+    )
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        description="Name of the workload, in the TrainingJob's namespace.",
+    )
+
+
+class PodTemplate(BaseModel):
+    """A core/v1 PodTemplateSpec, kept verbatim (see the CRD's x-kubernetes-preserve-unknown-fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Labels and annotations for the trainer pods."
+    )
+    spec: dict[str, Any] = Field(
+        description=(
+            "A core/v1 PodSpec. The first container is the trainer; Plateau adds the sidecar, "
+            "a shared emptyDir and the stop-request volume."
+        )
+    )
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+class MetricsSpec(Model):
+    """How the trainer's metrics reach the sidecar, and from there Prometheus."""
+
+    source: MetricsSource = Field(
+        default=MetricsSource.FILE,
+        description=(
+            "file: the trainer appends JSON lines to `path` on a shared volume. push: the "
+            "trainer POSTs JSON to the sidecar on localhost:`pushPort`. stdout: the sidecar "
+            "follows `logFile`, which the trainer's command already writes, and matches "
+            "`pattern` against each line."
+        ),
+    )
+    path: str = Field(
+        default="/plateau/metrics.jsonl",
+        min_length=1,
+        max_length=1024,
+        description="JSONL file the trainer writes, on the shared volume mounted at /plateau.",
+    )
+    push_port: int = Field(
+        default=9465, ge=1024, le=65535, description="Port of the sidecar's localhost push endpoint."
+    )
+    log_file: Optional[str] = Field(
+        default=None,
+        max_length=1024,
+        description="For source stdout: the log file the trainer's command writes (e.g. via tee).",
+    )
+    pattern: Optional[str] = Field(
+        default=None,
+        max_length=1024,
+        description=(
+            "For source stdout: a regular expression with a named group `step` and one named "
+            "group per metric, e.g. 'step=(?P<step>\\d+) val_loss=(?P<val_loss>\\S+)'."
+        ),
+    )
+    names: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Metric names to export; empty exports every numeric field the trainer reports.",
+    )
+    scrape_interval: Duration = Field(
+        default="15s", description="How often Prometheus scrapes the sidecar."
+    )
+    queries: dict[str, Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default_factory=dict,
+        max_length=16,
+        description=(
+            "For workloads whose metrics come from your own exporter: metric name -> PromQL "
+            "expression returning one series with the metric's latest value. `$namespace` "
+            "and `$name` are replaced by the escaped namespace and TrainingJob name."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _stdout_needs_pattern(self) -> "MetricsSpec":
+        if self.source == MetricsSource.STDOUT.value and not (self.pattern and self.log_file):
+            raise ValueError("metrics.source stdout needs both metrics.logFile and metrics.pattern")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL: [
+                cel(
+                    "self.source != 'stdout' || (has(self.pattern) && has(self.logFile))",
+                    "source stdout needs both logFile and pattern",
+                )
+            ]
+        }
+    )
+
+
+# --- stop rules -------------------------------------------------------------------------------
+
+
+class MinDelta(Model):
+    """How much the metric must improve to count as an improvement. Both parts may be set."""
+
+    absolute: float = Field(default=0.0, ge=0, description="Improvement in the metric's own units.")
+    relative: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Improvement as a fraction of the best value's magnitude (0.01 = 1%).",
+    )
+
+
+class MetricRule(Model):
+    """Rules on one training metric. Evaluations are counted as reports from the trainer."""
+
+    name: str = Field(min_length=1, max_length=128, description="The metric, e.g. val_loss.")
+    mode: Mode = Field(
+        default=Mode.MIN, description="min: lower is better (losses). max: higher is better."
+    )
+    patience: Optional[int] = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description=(
+            "Stop (reason Plateau) after this many evaluations without an improvement of at "
+            "least minDelta. Counted in evaluations, not steps or time."
+        ),
+    )
+    min_delta: Optional[MinDelta] = Field(
+        default=None, description="Smallest change that counts as an improvement."
+    )
+    smoothing: Optional[float] = Field(
+        default=None,
+        ge=0,
+        lt=1,
+        description=(
+            "Exponential smoothing of the metric before the plateau test (0 = none, 0.6 = "
+            "heavy), so one noisy evaluation neither resets nor triggers patience."
+        ),
+    )
+    warmup: Optional[int] = Field(
+        default=None,
+        ge=0,
+        le=1000000,
+        description="No metric rule fires before this many evaluations have been seen.",
+    )
+    target: Optional[float] = Field(
+        default=None,
+        description="Stop with success (reason TargetReached) once the metric reaches this value.",
+    )
+    divergence: Optional[float] = Field(
+        default=None,
+        description=(
+            "Stop (reason Diverged) once the metric is worse than this value: above it in mode "
+            "min, below it in mode max."
+        ),
+    )
+    check_finite: bool = Field(
+        default=True, description="Stop (reason NotFinite) when the metric is NaN or infinite."
+    )
+
+    @field_validator("target", "divergence")
+    @classmethod
+    def _finite(cls, value: Optional[float]) -> Optional[float]:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="after")
+    def _target_consistent_with_mode(self) -> "MetricRule":
+        if self.target is not None and self.divergence is not None:
+            better = self.target < self.divergence if self.mode == "min" else self.target > self.divergence
+            if not better:
+                side = "below" if self.mode == "min" else "above"
+                raise ValueError(f"in mode {self.mode} the target must lie {side} the divergence threshold")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL: [
+                cel(
+                    "!has(self.target) || !has(self.divergence) || "
+                    "((!has(self.mode) || self.mode == 'min') ? self.target < self.divergence "
+                    ": self.target > self.divergence)",
+                    "target must be better than divergence for the mode: below it in mode min, above it in mode max",
+                    ".target",
+                )
+            ]
+        }
+    )
+
+
+class GpuIdleRule(Model):
+    """Stop when every GPU of the job stays below a utilisation for a while."""
+
+    below: float = Field(
+        gt=0,
+        le=1,
+        description="Utilisation as a fraction (0.05 = 5%); values under about 0.01 are noise.",
+    )
+    for_: Duration = Field(
+        alias="for",
+        description=(
+            "How long utilisation must stay below `below`. dcgm-exporter samples every 30s, "
+            "so at least 1m."
+        ),
+        json_schema_extra={CEL: [cel("duration(self) >= duration('1m')", "must be at least 1m")]},
+    )
+
+    @field_validator("for_")
+    @classmethod
+    def _at_least_a_minute(cls, value: str) -> str:
+        if parse_duration(value) < 60:
+            raise ValueError("must be at least 1m: dcgm-exporter samples every 30s")
+        return value
+
+
+class LabelSelectorRequirement(Model):
+    key: str = Field(min_length=1, max_length=317, description="The label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="In, NotIn, Exists or DoesNotExist."
+    )
+    values: list[str] = Field(
+        default_factory=list, description="Values for In and NotIn; empty for Exists/DoesNotExist."
+    )
+
+
+class LabelSelector(Model):
+    """A standard Kubernetes label selector."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, description="Equality requirements.")
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, description="Set-based requirements."
+    )
+
+
+class CohortRule(Model):
+    """Stop a run that does worse than its peers at the same step (e.g. one sweep's trials)."""
+
+    selector: LabelSelector = Field(
+        description="TrainingJobs in the same namespace whose metric forms the cohort.",
+        json_schema_extra={
+            CEL: [
+                cel(
+                    "(has(self.matchLabels) && size(self.matchLabels) > 0) || "
+                    "(has(self.matchExpressions) && size(self.matchExpressions) > 0)",
+                    "selector must not be empty: it would select every TrainingJob",
+                )
+            ]
+        },
+    )
+    rule: CohortRuleKind = Field(
+        default=CohortRuleKind.MEDIAN,
+        description=(
+            "median: stop if the run's best value so far is worse than the median of its peers' "
+            "best values at the same step. percentile: the same against `percentile`."
+        ),
+    )
+    percentile: float = Field(
+        default=50.0,
+        gt=0,
+        lt=100,
+        description="For rule percentile: keep runs within the best `percentile` percent.",
+    )
+    min_jobs: int = Field(
+        default=5, ge=1, le=10000, description="Peers that must have reached the step before the rule acts."
+    )
+    start_step: int = Field(default=0, ge=0, description="The rule is not evaluated before this step.")
+
+    @model_validator(mode="after")
+    def _selector_not_empty(self) -> "CohortRule":
+        if not self.selector.match_labels and not self.selector.match_expressions:
+            raise ValueError("cohort.selector must not be empty: it would select every TrainingJob")
+        return self
+
+
+class StopSpec(Model):
+    """When to stop. Every rule is optional, but at least one must be set."""
+
+    combine: Combine = Field(
+        default=Combine.ANY,
+        description=(
+            "any: stop when any rule fires. all: stop only when every configured rule fires. "
+            "Safety stops (NotFinite, Diverged) always stop, whatever this says."
+        ),
+    )
+    max_duration: Optional[Duration] = Field(
+        default=None,
+        description=(
+            "Time limit (reason DeadlineExceeded). Counts running time only: it accumulates "
+            "across suspend and resume, and time spent suspended does not count."
+        ),
+    )
+    max_gpu_hours: Optional[float] = Field(
+        default=None,
+        gt=0,
+        description="GPU-hour budget across all of the job's GPUs (reason BudgetExhausted).",
+    )
+    metric: Optional[MetricRule] = Field(default=None, description="Rules on a training metric.")
+    gpu_idle: Optional[GpuIdleRule] = Field(default=None, description="Stop on idle GPUs.")
+    cohort: Optional[CohortRule] = Field(
+        default=None, description="Stop runs that underperform their cohort (uses `metric`)."
+    )
+    preset: Optional[Preset] = Field(
+        default=None,
+        description=(
+            "A calibrated plateau policy for `metric` (patience, minDelta, smoothing, warmup) "
+            "for users who do not want to guess; fields set in `metric` override it. See the "
+            "benchmark figures in docs/stop-rules.md."
+        ),
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Decide and report in status.wouldStop and an Event, but never act.",
+    )
+    grace_period: Duration = Field(
+        default="60s",
+        description=(
+            "How long the trainer has to checkpoint and exit after the stop request before the "
+            "workload is suspended or scaled to zero."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "StopSpec":
+        if not any((self.max_duration, self.max_gpu_hours, self.metric, self.gpu_idle, self.cohort)):
+            raise ValueError(
+                "stop has no rule: set at least one of maxDuration, maxGpuHours, metric, gpuIdle, cohort"
+            )
+        if (self.cohort or self.preset) and not self.metric:
+            raise ValueError("stop.cohort and stop.preset need stop.metric to name the metric")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL: [
+                cel(
+                    "has(self.maxDuration) || has(self.maxGpuHours) || has(self.metric) || "
+                    "has(self.gpuIdle) || has(self.cohort)",
+                    "stop has no rule: set at least one of maxDuration, maxGpuHours, metric, gpuIdle, cohort",
+                ),
+                cel(
+                    "!(has(self.cohort) || has(self.preset)) || has(self.metric)",
+                    "cohort and preset need metric to name the metric",
+                ),
+            ]
+        }
+    )
+
+
+class TrainingJobSpec(Model):
+    """A training workload and the rules that stop it."""
+
+    template: Optional[PodTemplate] = Field(
+        default=None,
+        description="Pod template of the trainer; Plateau creates a batch/v1 Job from it.",
+    )
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=10000,
+        description=(
+            "Trainer pods (Job parallelism and completions; Indexed when more than one). "
+            "`kubectl scale tj NAME --replicas=0` stops the job (reason Manual); raising it "
+            "again resumes."
+        ),
+    )
+    workload_ref: Optional[WorkloadRef] = Field(
+        default=None, description="Attach the stop spec to a workload you already run instead."
+    )
+    metrics: MetricsSpec = Field(
+        default_factory=MetricsSpec, description="How training metrics are collected."
+    )
+    stop: StopSpec = Field(description="When to stop.")
+
+    @model_validator(mode="after")
+    def _exactly_one_workload(self) -> "TrainingJobSpec":
+        if (self.template is None) == (self.workload_ref is None):
+            raise ValueError("set exactly one of spec.template and spec.workloadRef")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL: [
+                cel(
+                    "has(self.template) != has(self.workloadRef)",
+                    "set exactly one of template and workloadRef",
+                )
+            ]
+        }
+    )
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+class Condition(Model):
+    """A standard Kubernetes condition (metav1.Condition)."""
+
+    type: str = Field(description="Ready, MetricsAvailable, GpuMetricsAvailable, SpecValid, ...")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason for the last transition.")
+    message: str = Field(default="", description="Human-readable details.")
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: Optional[int] = Field(
+        default=None, description="The spec generation the condition was computed for."
+    )
+
+
+class MetricSummary(Model):
+    """The monitored metric, and the engine's patience bookkeeping (kept across restarts)."""
+
+    name: str = Field(description="The metric's name.")
+    last: Optional[float] = Field(default=None, description="The last reported value.")
+    last_step: Optional[int] = Field(default=None, description="Step of the last report.")
+    best: Optional[float] = Field(default=None, description="The best finite value so far.")
+    best_step: Optional[int] = Field(default=None, description="Step of the best value.")
+    reference: Optional[float] = Field(
+        default=None,
+        description="The (smoothed) value improvements are measured against for patience.",
+    )
+    smoothed: Optional[float] = Field(default=None, description="The smoothed metric, if smoothing is on.")
+    since_improvement: int = Field(
+        default=0, description="Evaluations since the last improvement: the patience counter."
+    )
+    non_finite: int = Field(default=0, description="NaN or infinite values seen.")
+
+
+class WouldStop(Model):
+    """What a dry run would have done."""
+
+    step: Optional[int] = Field(default=None, description="Step at which it would have stopped.")
+    time: str = Field(description="When (RFC 3339).")
+    reason: Reason = Field(description="Why.")
+    message: str = Field(default="", description="The evidence.")
+    gpu_hours_saved: Optional[float] = Field(
+        default=None,
+        description="GPU-hours the stop would have saved, where a budget or deadline bounds the run.",
+    )
+
+
+class TrainingJobStatus(Model):
+    """Observed state, written by the operator (or `plateau run`)."""
+
+    phase: Phase = Field(default=Phase.PENDING, description="Pending, Running, Stopping, Stopped, Succeeded or Failed.")
+    reason: Optional[Reason] = Field(default=None, description="Why the job stopped or ended.")
+    message: Optional[str] = Field(default=None, description="The evidence behind the reason.")
+    start_time: Optional[str] = Field(default=None, description="When the workload started running.")
+    stop_time: Optional[str] = Field(default=None, description="When the job stopped or ended.")
+    stop_requested_time: Optional[str] = Field(
+        default=None, description="When the stop request reached the pods (start of gracePeriod)."
+    )
+    observed_generation: Optional[int] = Field(
+        default=None, description="The spec generation this status reflects."
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Standard conditions.")
+    metric: Optional[MetricSummary] = Field(default=None, description="The monitored metric.")
+    evaluations: int = Field(default=0, description="Evaluations (metric reports) seen.")
+    running_seconds: float = Field(
+        default=0.0, description="Accumulated running time; what maxDuration is measured against."
+    )
+    gpu_hours: float = Field(default=0.0, description="GPU-hours used so far.")
+    gpu_hours_saved: Optional[float] = Field(
+        default=None, description="GPU-hours the stop saved against the budget or deadline."
+    )
+    replicas: int = Field(default=0, description="Trainer pods currently requested (the scale subresource).")
+    selector: Optional[str] = Field(default=None, description="Label selector of the trainer pods.")
+    workload: Optional[str] = Field(default=None, description="kind/name of the child workload.")
+    would_stop: Optional[WouldStop] = Field(default=None, description="For a dry run: what a stop would have been.")
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(default="local", min_length=1, max_length=253)
+    namespace: Optional[str] = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class TrainingJob(Model):
+    """A training run and the rules that stop it early."""
+
+    api_version: Literal["plateau.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["TrainingJob"]
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: TrainingJobSpec
+    status: Optional[TrainingJobStatus] = None

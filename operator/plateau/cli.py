@@ -1,0 +1,124 @@
+"""The `plateau` command: generate the CRD, validate manifests, replay stop specs on past runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from plateau.replay import InputError, load_stop_spec, metric_columns, read_runs, replay, summarise
+
+
+def _cmd_crd(args: argparse.Namespace) -> int:
+    from plateau.crd import render_crd, write_crds
+
+    if args.stdout:
+        sys.stdout.write(render_crd())
+        return 0
+    for path in write_crds(Path(args.root)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from plateau.manifest import load_training_job
+
+    for path in args.manifests:
+        job = load_training_job(Path(path))
+        print(f"{path}: TrainingJob {job.metadata.name} is valid")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    stop = load_stop_spec(Path(args.spec))
+    if args.parallel < 1:
+        raise InputError("--parallel must be at least 1")
+    histories = read_runs(
+        Path(args.curves),
+        metric_columns(stop),
+        run_column=args.run_column,
+        step_column=args.step_column,
+        cohort_column=args.cohort_column,
+    )
+    if stop.cohort is not None and args.cohort_column is None:
+        raise InputError("the stop spec has a cohort rule: name the column that groups runs with --cohort-column")
+    if args.limit is not None:
+        histories = histories[: args.limit]
+    results = list(replay(histories, stop, parallel=args.parallel))
+    if args.json:
+        for result in results:
+            print(json.dumps(result.as_json()))
+        return 0
+    _print_table(results, stop.metric.name if stop.metric else None)
+    return 0
+
+
+def _print_table(results: Sequence, metric: Optional[str]) -> None:
+    console = Console()
+    table = Table(title="plateau replay", show_lines=False)
+    for column in ("run", "stopped", "stop step", "of", "reason", f"best {metric or ''}".strip(), "best step"):
+        table.add_column(column, justify="right" if column not in ("run", "reason") else "left")
+    for r in results:
+        best = "" if r.best_value is None else f"{r.best_value:.4g}"
+        table.add_row(
+            r.run,
+            "yes" if r.stopped else "no",
+            str(r.stop_step),
+            str(r.planned),
+            r.reason or "",
+            best,
+            "" if r.best_step is None else str(r.best_step),
+        )
+    console.print(table)
+    totals = summarise(results)
+    console.print(
+        f"{totals['stopped']}/{totals['runs']} runs stopped early; "
+        f"{totals['evaluations_saved']:.0%} of the recorded evaluations would not have run."
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plateau", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    crd = sub.add_parser("crd", help="write crds/trainingjob.yaml and the chart's copy from the API models")
+    crd.add_argument("--root", default=".", help="repository root (default: .)")
+    crd.add_argument("--stdout", action="store_true", help="print the CRD instead of writing files")
+    crd.set_defaults(func=_cmd_crd)
+
+    validate = sub.add_parser("validate", help="validate TrainingJob manifests against the API models")
+    validate.add_argument("manifests", nargs="+")
+    validate.set_defaults(func=_cmd_validate)
+
+    rp = sub.add_parser("replay", help="try a stop spec on past runs recorded in a CSV")
+    rp.add_argument("spec", help="a TrainingJob manifest, or a YAML file holding its stop: block")
+    rp.add_argument("curves", help="CSV (optionally .gz): run, step, one column per metric, optional time and gpu_util")
+    rp.add_argument("--run-column", default="run")
+    rp.add_argument("--step-column", default="step")
+    rp.add_argument("--cohort-column", default=None, help="column grouping runs into cohorts, for cohort rules")
+    rp.add_argument("--parallel", type=int, default=1, help="cohort runs replayed at once, in file order")
+    rp.add_argument("--limit", type=int, default=None, help="replay only the first N runs")
+    rp.add_argument("--json", action="store_true", help="one JSON object per run")
+    rp.set_defaults(func=_cmd_replay)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return handler(args)
+    except InputError as exc:
+        print(f"plateau: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

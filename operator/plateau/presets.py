@@ -1,0 +1,27 @@
+"""Calibrated plateau policies, for users who do not want to guess patience.
+
+The figures come from `python benchmarks/stopping_quality.py` on the committed curves
+(benchmarks/data/curves.csv.gz); docs/stop-rules.md has the tables. Fields the user sets in
+`stop.metric` override the preset's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from plateau.api import MetricRule, StopSpec
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "conservative": {"patience": 20, "min_delta": {"relative": 0.0}, "warmup": 5},
+    "balanced": {"patience": 10, "min_delta": {"relative": 0.001}, "warmup": 5},
+    "aggressive": {"patience": 5, "min_delta": {"relative": 0.005}, "warmup": 3},
+}
+
+
+def resolve_metric_rule(stop: StopSpec) -> Optional[MetricRule]:
+    """The metric rule with the preset's values filled in where the user left a field unset."""
+    rule = stop.metric
+    if rule is None or stop.preset is None:
+        return rule
+    explicit = rule.model_dump(exclude_unset=True)
+    return MetricRule.model_validate({**PRESETS[stop.preset], **explicit})

@@ -1,0 +1,309 @@
+"""`plateau replay`: try a stop spec on past runs recorded in a CSV, one row per evaluation.
+
+The same `rules.track` and `rules.decide` the operator uses are fed the recorded history
+row by row, so a replayed stop is exactly the stop the operator would have made at that
+evaluation (given one report per scrape).
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import gzip
+import io
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+import yaml
+from pydantic import ValidationError
+
+from plateau.api import StopSpec, TrainingJob
+from plateau.durations import parse_duration
+from plateau.presets import resolve_metric_rule
+from plateau.rules import CohortView, Decision, Evaluation, GpuWindow, MetricTrack, Observation, decide, track
+
+
+class InputError(Exception):
+    """Bad input, with a message naming the file, line and column or field."""
+
+
+# --- the stop spec ----------------------------------------------------------------------------
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        where = ".".join(p for p in (prefix, loc) if p)
+        lines.append(f"{where or '(root)'}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def load_stop_spec(path: Path) -> StopSpec:
+    """A StopSpec from a TrainingJob manifest, a document with a `stop:` block, or a bare block."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a mapping (a TrainingJob or a stop block)")
+    try:
+        if doc.get("kind") == "TrainingJob":
+            return TrainingJob.model_validate(doc).spec.stop
+        if "stop" in doc:
+            return StopSpec.model_validate(doc["stop"])
+        return StopSpec.model_validate(doc)
+    except ValidationError as exc:
+        prefix = "" if doc.get("kind") == "TrainingJob" else ("stop" if "stop" in doc else "stop")
+        raise InputError(f"{path}: {format_validation_error(exc, prefix)}") from exc
+
+
+# --- the curves -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    step: int
+    values: dict[str, float]
+    time: Optional[float]
+    gpu_util: Optional[float]
+
+
+@dataclass
+class RunHistory:
+    run: str
+    cohort: Optional[str]
+    rows: list[Row] = field(default_factory=list)
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _number(text: str, where: str, column: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"{where}: column {column!r}: {text!r} is not a number") from None
+
+
+def read_runs(
+    path: Path,
+    metrics: Sequence[str],
+    run_column: str = "run",
+    step_column: str = "step",
+    cohort_column: Optional[str] = None,
+) -> list[RunHistory]:
+    """Runs in order of first appearance; rows of a run may be interleaved with others'."""
+    runs: dict[str, RunHistory] = {}
+    try:
+        with _open_text(path) as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                raise InputError(f"{path}: empty file")
+            index = {name.strip(): i for i, name in enumerate(header)}
+            required = [run_column, step_column, *metrics] + ([cohort_column] if cohort_column else [])
+            missing = [c for c in required if c not in index]
+            if missing:
+                raise InputError(f"{path}:1: missing column(s) {', '.join(map(repr, missing))}; header has {', '.join(index)}")
+            for lineno, record in enumerate(reader, start=2):
+                if not record:
+                    continue
+                where = f"{path}:{lineno}"
+                if len(record) != len(header):
+                    raise InputError(f"{where}: expected {len(header)} fields, found {len(record)}")
+                step_f = _number(record[index[step_column]], where, step_column)
+                if not step_f.is_integer() or step_f < 0:
+                    raise InputError(f"{where}: column {step_column!r}: {record[index[step_column]]!r} is not a non-negative whole number")
+                values = {m: _number(record[index[m]], where, m) if record[index[m]] != "" else math.nan for m in metrics}
+                time = _optional(record, index, "time", where)
+                util = _optional(record, index, "gpu_util", where)
+                if util is not None and math.isfinite(util) and not 0 <= util <= 1:
+                    raise InputError(f"{where}: column 'gpu_util': {util} is outside 0..1")
+                name = record[index[run_column]]
+                history = runs.get(name)
+                if history is None:
+                    cohort = record[index[cohort_column]] if cohort_column else None
+                    history = runs[name] = RunHistory(name, cohort)
+                elif history.rows and int(step_f) <= history.rows[-1].step:
+                    raise InputError(f"{where}: column {step_column!r}: step {int(step_f)} of run {name!r} does not increase (previous {history.rows[-1].step})")
+                history.rows.append(Row(int(step_f), values, time, util))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, csv.Error) as exc:
+        raise InputError(f"{path}: unreadable: {exc}") from exc
+    return list(runs.values())
+
+
+def _optional(record: list[str], index: dict[str, int], column: str, where: str) -> Optional[float]:
+    if column not in index or record[index[column]] == "":
+        return None
+    return _number(record[index[column]], where, column)
+
+
+# --- replaying one run ------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    run: str
+    stopped: bool
+    stop_step: Optional[int]
+    reason: Optional[str]
+    best_step: Optional[int]
+    best_value: Optional[float]
+    evaluations: int
+    planned: int
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        best = self.best_value if self.best_value is None or math.isfinite(self.best_value) else None
+        return {
+            "run": self.run,
+            "stopped": self.stopped,
+            "stop_step": self.stop_step,
+            "reason": self.reason,
+            "best_step": self.best_step,
+            "best_value": best,
+            "evaluations": self.evaluations,
+            "planned": self.planned,
+        }
+
+
+class RunReplay:
+    """One run fed to the engine row by row, the way the operator would see it."""
+
+    def __init__(self, history: RunHistory, stop: StopSpec) -> None:
+        self.history = history
+        self.stop = stop
+        self.rule = resolve_metric_rule(stop)
+        self.metric: Optional[MetricTrack] = None
+        self.position = 0
+        self.decision: Optional[Decision] = None
+        self._start_time: Optional[float] = None
+        self._idle_window = parse_duration(stop.gpu_idle.for_) if stop.gpu_idle else 0.0
+        self._gpu_samples: deque[tuple[float, float]] = deque()
+        self._best_steps: list[int] = []  # best-so-far trajectory, for cohort peers
+        self._best_values: list[float] = []
+
+    @property
+    def done(self) -> bool:
+        return (self.decision is not None and self.decision.would_stop) or self.position >= len(self.history.rows)
+
+    def advance(self) -> Row:
+        """Consume the next evaluation (row) and fold it into the metric state."""
+        row = self.history.rows[self.position]
+        self.position += 1
+        if self.rule is not None:
+            self.metric = track(self.metric, self.rule, (Evaluation(row.step, row.values[self.rule.name]),))
+            if self.metric.best is not None:
+                self._best_steps.append(row.step)
+                self._best_values.append(self.metric.best)
+        if row.time is not None:
+            if self._start_time is None:
+                self._start_time = row.time
+            if row.gpu_util is not None and math.isfinite(row.gpu_util):
+                self._gpu_samples.append((row.time, row.gpu_util))
+                while self._gpu_samples and self._gpu_samples[0][0] < row.time - self._idle_window:
+                    self._gpu_samples.popleft()
+        return row
+
+    def observation(self, row: Row, cohort: Optional[CohortView] = None) -> Observation:
+        elapsed = None if row.time is None or self._start_time is None else row.time - self._start_time
+        gpu = None
+        if self._gpu_samples and row.time is not None:
+            covered = row.time - self._gpu_samples[0][0]
+            gpu = GpuWindow(max(u for _, u in self._gpu_samples), covered)
+        # One GPU per run unless the CSV says otherwise: GPU-hours are allocated time.
+        gpu_hours = None if elapsed is None else elapsed / 3600.0
+        return Observation(self.metric, elapsed, gpu_hours, gpu, cohort)
+
+    def decide(self, row: Row, cohort: Optional[CohortView] = None) -> Decision:
+        self.decision = decide(self.stop, self.observation(row, cohort))
+        return self.decision
+
+    def best_at(self, step: int) -> Optional[float]:
+        """Best value so far at `step`, if this run has reached it."""
+        if not self._best_steps or self.history.rows[self.position - 1].step < step:
+            return None
+        i = bisect.bisect_right(self._best_steps, step) - 1
+        return self._best_values[i] if i >= 0 else None
+
+    def result(self) -> RunResult:
+        d = self.decision
+        stopped = bool(d and d.would_stop)
+        last_step = self.history.rows[self.position - 1].step if self.position else None
+        m = self.metric
+        return RunResult(
+            run=self.history.run,
+            stopped=stopped,
+            stop_step=last_step,
+            reason=d.reason.value if stopped and d and d.reason else None,
+            best_step=m.best_step if m else None,
+            best_value=m.best if m else None,
+            evaluations=self.position,
+            planned=len(self.history.rows),
+            message=d.message if d else "no evaluations",
+        )
+
+
+def replay_run(history: RunHistory, stop: StopSpec) -> RunResult:
+    replay = RunReplay(history, stop)
+    while not replay.done:
+        replay.decide(replay.advance())
+    return replay.result()
+
+
+def replay_cohort(histories: Sequence[RunHistory], stop: StopSpec, parallel: int) -> list[RunResult]:
+    """Runs start in waves of `parallel`, in file order, and advance in lockstep; each run is
+    compared at every step with the peers that have reached that step (finished or running)."""
+    finished: list[RunReplay] = []
+    for start in range(0, len(histories), parallel):
+        wave = [RunReplay(h, stop) for h in histories[start : start + parallel]]
+        while any(not r.done for r in wave):
+            moved = [(r, r.advance()) for r in wave if not r.done]
+            for replay, row in moved:
+                peers = [v for p in finished + wave if p is not replay and (v := p.best_at(row.step)) is not None]
+                replay.decide(row, CohortView(row.step, tuple(peers)))
+        finished.extend(wave)
+    return [r.result() for r in finished]
+
+
+def replay(
+    histories: Sequence[RunHistory],
+    stop: StopSpec,
+    parallel: int = 1,
+) -> Iterator[RunResult]:
+    if stop.cohort is None:
+        for history in histories:
+            yield replay_run(history, stop)
+        return
+    groups: dict[Optional[str], list[RunHistory]] = {}
+    for history in histories:
+        groups.setdefault(history.cohort, []).append(history)
+    for members in groups.values():
+        yield from replay_cohort(members, stop, parallel)
+
+
+def metric_columns(stop: StopSpec) -> list[str]:
+    rule = stop.metric
+    return [rule.name] if rule else []
+
+
+def summarise(results: Iterable[RunResult]) -> dict[str, float]:
+    items = list(results)
+    consumed = sum(r.evaluations for r in items)
+    planned = sum(r.planned for r in items)
+    return {
+        "runs": len(items),
+        "stopped": sum(r.stopped for r in items),
+        "evaluations_saved": 0.0 if not planned else 1 - consumed / planned,
+    }

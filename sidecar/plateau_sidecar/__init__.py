@@ -1,0 +1,1 @@
+"""Plateau's sidecar and trainer-side client."""

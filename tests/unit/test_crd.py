@@ -1,0 +1,75 @@
+"""The CRD is generated from the models, current, structural, and documents every field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from plateau.crd import CRD_PATHS, build_crd, render_crd
+
+FORBIDDEN = {"$ref", "anyOf", "oneOf", "allOf", "const", "title", "$defs", "additionalProperties:true"}
+
+
+def schema() -> dict[str, Any]:
+    return build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def walk(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, node
+    for name, sub in node.get("properties", {}).items():
+        yield from walk(sub, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        yield from walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from walk(node["additionalProperties"], f"{path}{{}}")
+
+
+@pytest.mark.parametrize("path", CRD_PATHS, ids=str)
+def test_checked_in_crd_is_current(path: Path) -> None:
+    assert path.read_text() == render_crd(), f"{path} is stale: run `plateau crd`"
+
+
+def test_schema_is_structural() -> None:
+    for path, node in walk(schema()):
+        assert not FORBIDDEN & node.keys(), f"{path}: {FORBIDDEN & node.keys()}"
+        assert "type" in node, f"{path} has no type"
+        if node["type"] == "object" and path != ".metadata":  # the server owns metadata's schema
+            has_shape = "properties" in node or "additionalProperties" in node
+            assert has_shape or node.get("x-kubernetes-preserve-unknown-fields"), f"{path}: untyped object"
+        for bound in ("exclusiveMinimum", "exclusiveMaximum"):
+            assert node.get(bound, True) is True, f"{path}: {bound} must be a boolean in OpenAPI v3.0"
+
+
+def test_every_spec_and_status_field_is_documented_for_kubectl_explain() -> None:
+    undocumented = [p for p, n in walk(schema()) if p.startswith((".spec", ".status")) and not n.get("description")
+                    and not p.endswith("[]") and not p.endswith("{}")]
+    assert not undocumented, undocumented
+
+
+def test_only_the_pod_template_and_free_form_maps_preserve_unknown_fields() -> None:
+    preserved = sorted(p for p, n in walk(schema()) if n.get("x-kubernetes-preserve-unknown-fields"))
+    assert preserved == [".spec.template.metadata", ".spec.template.spec"]
+
+
+def test_names_subresources_and_columns() -> None:
+    spec = build_crd()["spec"]
+    assert spec["names"]["shortNames"] == ["tj"] and spec["names"]["categories"] == ["plateau"]
+    version = spec["versions"][0]
+    assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
+    assert "status" in version["subresources"]
+    columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
+    assert columns == ["Phase", "Reason", "Metric", "Best", "GPU-h", "Age"]
+
+
+def test_cel_rules_cover_workload_and_target_consistency() -> None:
+    rules = {r["rule"] for _, n in walk(schema()) for r in n.get("x-kubernetes-validations", [])}
+    assert "has(self.template) != has(self.workloadRef)" in rules
+    assert any("self.target < self.divergence" in r for r in rules)
+
+
+def test_crd_yaml_round_trips() -> None:
+    text = render_crd()
+    assert yaml.safe_load(text) == build_crd()
