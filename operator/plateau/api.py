@@ -562,6 +562,16 @@ class MetricSummary(Model):
         default=0, description="Evaluations since the last improvement: the patience counter."
     )
     non_finite: int = Field(default=0, description="NaN or infinite values seen.")
+    reference_exact: bool = Field(
+        default=True,
+        description="False once reports came faster than reads and the reference became a lenient bound.",
+    )
+    sidecar_reports: int = Field(
+        default=0, description="The sidecar's report counter at the last read, to find new evaluations."
+    )
+    sidecar_non_finite: int = Field(
+        default=0, description="The sidecar's non-finite counter at the last read."
+    )
 
 
 class WouldStop(Model):

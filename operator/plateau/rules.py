@@ -37,10 +37,16 @@ REASON_PRIORITY = (
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One report of the metric by the trainer."""
+    """One report of the metric by the trainer.
+
+    `exact=False` marks the best value of a burst read from cumulative series: it is the
+    best of several unseen evaluations, so the engine cannot know which of them last
+    improved, and measures later improvements against the most lenient reference possible.
+    """
 
     step: int
     value: float
+    exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class MetricTrack:
     smoothed: Optional[float] = None
     since_improvement: int = 0  # the patience counter
     non_finite: int = 0
+    reference_exact: bool = True  # False once a burst made the reference a lenient bound
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,23 @@ def _improved(value: float, reference: Optional[float], rule: MetricRule) -> boo
     return value > reference + delta
 
 
+def _lenient_reference(value: float, state: MetricTrack, rule: MetricRule) -> float:
+    """A reference never stricter than the exact one, after an improvement seen inexactly.
+
+    If the exact sequence improved, its last improvement r lies within one minDelta of the
+    burst's best `value` (else `value` would have improved on r); if it did not, its
+    reference was already within one minDelta of `value`. Either way r <= value + minDelta
+    (mode min), and the old lenient reference bounds it too.
+    """
+    absolute = rule.min_delta.absolute if rule.min_delta else 0.0
+    relative = rule.min_delta.relative if rule.min_delta else 0.0
+    known = [abs(v) for v in (state.reference, state.best) if v is not None]
+    delta = max(absolute, relative * max([abs(value), *known]) / max(1e-12, 1.0 - relative))
+    if rule.mode == Mode.MIN.value:
+        return value + delta if state.reference is None else min(state.reference, value + delta)
+    return value - delta if state.reference is None else max(state.reference, value - delta)
+
+
 def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[Evaluation]) -> MetricTrack:
     """Fold new evaluations into the metric state (Keras semantics for patience and minDelta)."""
     current = state or MetricTrack(name=rule.name)
@@ -154,12 +178,17 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
         if best is None or _better(ev.value, best, rule.mode):
             best, best_step = ev.value, ev.step
         smoothed = ev.value if current.smoothed is None else alpha * current.smoothed + (1 - alpha) * ev.value
+        exact = current.reference_exact
         if count <= warmup:
             # Track the reference during warmup, but patience only starts counting after it.
             keep = current.reference is not None and not _better(smoothed, current.reference, rule.mode)
             reference, since = (current.reference if keep else smoothed), 0
         elif _improved(smoothed, current.reference, rule):
-            reference, since = smoothed, 0
+            since = 0
+            if ev.exact and exact:
+                reference = smoothed
+            else:
+                reference, exact = _lenient_reference(smoothed, current, rule), False
         else:
             reference, since = current.reference, current.since_improvement + 1
         current = MetricTrack(
@@ -173,6 +202,7 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
             smoothed=smoothed if alpha else None,
             since_improvement=since,
             non_finite=current.non_finite,
+            reference_exact=exact and ev.exact,
         )
     return current
 
