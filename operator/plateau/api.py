@@ -601,6 +601,9 @@ class TrainingJobStatus(Model):
     observed_generation: Optional[int] = Field(
         default=None, description="The spec generation this status reflects."
     )
+    last_evaluation_time: Optional[str] = Field(
+        default=None, description="When the operator last evaluated the job (accounts running time)."
+    )
     conditions: list[Condition] = Field(default_factory=list, description="Standard conditions.")
     metric: Optional[MetricSummary] = Field(default=None, description="The monitored metric.")
     evaluations: int = Field(default=0, description="Evaluations (metric reports) seen.")

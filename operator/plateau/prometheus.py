@@ -1,0 +1,101 @@
+"""A small Prometheus HTTP API client for instant queries, strict about what it accepts.
+
+Every failure (unreachable, slow, 5xx, a body that is not the documented JSON) becomes a
+`PrometheusError` with a short machine-readable reason, which the operator reports in the
+MetricsAvailable condition. Missing data is never guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import aiohttp
+
+
+class PrometheusError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # CamelCase, for conditions and the query-errors metric
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float
+    timestamp: float
+
+
+def _parse_value(raw: Any) -> float:
+    """Prometheus encodes sample values as strings: "1.5", "NaN", "+Inf", "-Inf"."""
+    if not isinstance(raw, str):
+        raise ValueError(f"sample value {raw!r} is not a string")
+    value = float(raw)
+    if math.isnan(value) and raw != "NaN":
+        raise ValueError(f"sample value {raw!r}")
+    return value
+
+
+def parse_vector(body: Any) -> list[Sample]:
+    """The samples of an instant-query response, or PrometheusError if it is malformed."""
+    if not isinstance(body, dict):
+        raise PrometheusError("MalformedResponse", "response is not a JSON object")
+    if body.get("status") != "success":
+        error = str(body.get("error", "unknown error"))[:200]
+        raise PrometheusError("QueryFailed", f"{body.get('errorType', 'error')}: {error}")
+    data = body.get("data")
+    if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+        raise PrometheusError("MalformedResponse", "expected data.resultType vector with a result list")
+    samples = []
+    for item in data["result"]:
+        try:
+            labels = item["metric"]
+            ts, raw = item["value"]
+            if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+                raise ValueError("labels")
+            samples.append(Sample(labels, _parse_value(raw), float(ts)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PrometheusError("MalformedResponse", f"bad sample {str(item)[:120]}: {exc}") from None
+    return samples
+
+
+class PrometheusClient:
+    def __init__(self, url: str, timeout: float = 10.0, session: Optional[aiohttp.ClientSession] = None) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._session = session
+
+    async def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def query(self, promql: str, at: Optional[float] = None) -> list[Sample]:
+        """An instant query (POST, so large batched selectors fit)."""
+        form = {"query": promql}
+        if at is not None:
+            form["time"] = f"{at:.3f}"
+        session = await self._client()
+        try:
+            async with session.post(f"{self.url}/api/v1/query", data=form) as response:
+                text = await response.text()
+                if response.status >= 500:
+                    raise PrometheusError("ServerError", f"HTTP {response.status} from Prometheus")
+                if response.status not in (200, 400, 422):
+                    raise PrometheusError("UnexpectedStatus", f"HTTP {response.status} from Prometheus")
+        except asyncio.TimeoutError:
+            raise PrometheusError("Timeout", f"no answer from Prometheus within {self.timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise PrometheusError("Unreachable", f"cannot reach Prometheus: {type(exc).__name__}") from None
+        try:
+            body = json.loads(text)
+        except ValueError:
+            raise PrometheusError("MalformedResponse", "response is not JSON") from None
+        return parse_vector(body)

@@ -1,0 +1,239 @@
+"""The life of one TrainingJob, as a pure state machine: status in, status and actions out.
+
+    Pending --pods running--> Running --decision.stop / replicas 0--> Stopping
+    Stopping --trainer exited, or gracePeriod over--> Stopped | Succeeded   (suspend / scale 0)
+    Running --workload finished by itself--> Succeeded | Failed
+    Stopped --spec edited (new generation) with replicas > 0--> Running      (resume)
+
+The shell applies the actions and writes the status *before* posting Events, so an
+operator killed at any point redoes only idempotent steps (annotate pods, suspend) and
+never repeats a recorded transition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Optional, Union
+
+from plateau.api import Phase, Reason, StopSpec, TrainingJobStatus
+from plateau.durations import parse_duration
+from plateau.rules import Decision, MetricTrack
+from plateau.status import (
+    READY,
+    STOP_REQUESTED,
+    final_phase,
+    parse_rfc3339,
+    rfc3339,
+    set_condition,
+    summary_from_track,
+    track_from_summary,
+    would_stop,
+)
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    """What the workload adapter observed of the child or referenced workload."""
+
+    exists: bool
+    active: int = 0  # pods running
+    succeeded: bool = False  # finished by itself, successfully
+    failed: bool = False
+    suspended: bool = False  # suspended or scaled to zero
+    gpus: int = 0  # GPUs held by the active pods
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class CreateWorkload:
+    pass
+
+
+@dataclass(frozen=True)
+class RequestStop:
+    reason: str  # written to the pods' stop annotation, read by the trainer
+
+
+@dataclass(frozen=True)
+class Suspend:
+    pass
+
+
+@dataclass(frozen=True)
+class Resume:
+    replicas: int
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+Action = Union[CreateWorkload, RequestStop, Suspend, Resume, Event]
+
+
+@dataclass(frozen=True)
+class Plan:
+    status: TrainingJobStatus
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class JobState:
+    generation: int
+    replicas: int
+    stop: StopSpec
+    status: TrainingJobStatus
+    workload: WorkloadState
+    has_template: bool
+    now: float  # seconds since the epoch
+
+
+def account(job: JobState) -> TrainingJobStatus:
+    """Add the time since the last evaluation to running time and GPU-hours, if pods ran."""
+    status = job.status
+    now_text = rfc3339_at(job.now)
+    last = parse_rfc3339(status.last_evaluation_time)
+    if last is None or job.workload.active == 0 or status.phase not in (Phase.RUNNING.value, Phase.STOPPING.value):
+        return status.model_copy(update={"last_evaluation_time": now_text})
+    delta = max(0.0, job.now - last.timestamp())
+    return status.model_copy(
+        update={
+            "last_evaluation_time": now_text,
+            "running_seconds": status.running_seconds + delta,
+            "gpu_hours": status.gpu_hours + delta * job.workload.gpus / 3600.0,
+        }
+    )
+
+
+def rfc3339_at(seconds: float) -> str:
+    return rfc3339(datetime.fromtimestamp(seconds, tz=timezone.utc))
+
+
+def with_metric(status: TrainingJobStatus, track: Optional[MetricTrack], reports: int, non_finite: int) -> TrainingJobStatus:
+    if track is None:
+        return status
+    return status.model_copy(
+        update={"metric": summary_from_track(track, reports, non_finite), "evaluations": track.evaluations}
+    )
+
+
+def _stopping(job: JobState, status: TrainingJobStatus, reason: str, message: str, now: str) -> Plan:
+    status = status.model_copy(
+        update={
+            "phase": Phase.STOPPING.value,
+            "reason": reason,
+            "message": message,
+            "stop_requested_time": now,
+            "observed_generation": job.generation,
+            "conditions": set_condition(status.conditions, STOP_REQUESTED, "True", reason, message, now, job.generation),
+        }
+    )
+    return Plan(status, (RequestStop(reason), Event("Normal", "StopRequested", f"{reason}: {message}")))
+
+
+def _finish(job: JobState, status: TrainingJobStatus, reason: str, message: str, now: str, suspend: bool) -> Plan:
+    phase = final_phase(reason).value
+    status = status.model_copy(
+        update={
+            "phase": phase,
+            "reason": reason,
+            "message": message,
+            "stop_time": now,
+            "replicas": 0,
+            "observed_generation": job.generation,
+            "conditions": set_condition(status.conditions, READY, "False", reason, message, now, job.generation),
+        }
+    )
+    kind = "Warning" if phase == Phase.FAILED.value else "Normal"
+    actions: tuple[Action, ...] = (Suspend(),) if suspend else ()
+    return Plan(status, (*actions, Event(kind, phase, f"{reason}: {message}")))
+
+
+def _stop_saving(decision: Optional[Decision]) -> dict[str, Optional[float]]:
+    return {"gpu_hours_saved": decision.gpu_hours_saved} if decision and decision.gpu_hours_saved is not None else {}
+
+
+def transition(job: JobState, decision: Optional[Decision]) -> Plan:
+    """The next status and the actions that get there. `decision` is None when not evaluated."""
+    status = job.status
+    now = rfc3339_at(job.now)
+    wl = job.workload
+    phase = status.phase
+
+    if phase in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+        return Plan(status, ())
+
+    if phase == Phase.STOPPED.value:
+        resumable = job.generation > (status.observed_generation or 0) and job.replicas > 0
+        if not resumable:
+            return Plan(status, ())
+        metric = status.metric.model_copy(update={"since_improvement": 0}) if status.metric else None
+        status = status.model_copy(
+            update={
+                "phase": Phase.RUNNING.value,
+                "reason": None,
+                "message": None,
+                "stop_time": None,
+                "stop_requested_time": None,
+                "would_stop": None,
+                "gpu_hours_saved": None,
+                "metric": metric,
+                "replicas": job.replicas,
+                "observed_generation": job.generation,
+                "conditions": set_condition(status.conditions, STOP_REQUESTED, "False", "Resumed", "", now, job.generation),
+            }
+        )
+        return Plan(status, (Resume(job.replicas), Event("Normal", "Resumed", f"resumed with {job.replicas} replica(s)")))
+
+    if not wl.exists:
+        if job.has_template and phase == Phase.PENDING.value and status.workload is None:
+            return Plan(status.model_copy(update={"observed_generation": job.generation}), (CreateWorkload(),))
+        return _finish(job, status, Reason.WORKLOAD_DELETED.value, "the workload was deleted; Plateau does not recreate it", now, suspend=False)
+
+    if phase == Phase.STOPPING.value:
+        requested = parse_rfc3339(status.stop_requested_time)
+        grace = parse_duration(job.stop.grace_period)
+        exited = wl.active == 0 or wl.succeeded or wl.failed
+        if exited or requested is None or job.now >= requested.timestamp() + grace:
+            why = "the trainer exited" if exited else f"gracePeriod {job.stop.grace_period} is over"
+            finished = wl.succeeded or wl.failed
+            return _finish(job, status, status.reason or Reason.MANUAL.value, f"{status.message or ''} ({why})".strip(), now, suspend=not finished)
+        return Plan(status, (RequestStop(status.reason or Reason.MANUAL.value),))  # idempotent: pods may be new
+
+    if wl.succeeded:
+        return _finish(job, status, Reason.COMPLETED.value, "the workload completed by itself", now, suspend=False)
+    if wl.failed:
+        return _finish(job, status, Reason.WORKLOAD_FAILED.value, wl.message or "the workload failed", now, suspend=False)
+
+    if job.replicas == 0:
+        return _stopping(job, status, Reason.MANUAL.value, "replicas set to 0", now)
+
+    if phase == Phase.PENDING.value:
+        if wl.active == 0:
+            return Plan(status.model_copy(update={"observed_generation": job.generation, "replicas": job.replicas}), ())
+        status = status.model_copy(
+            update={
+                "phase": Phase.RUNNING.value,
+                "start_time": status.start_time or now,
+                "replicas": job.replicas,
+                "observed_generation": job.generation,
+                "conditions": set_condition(status.conditions, READY, "True", "Running", "the trainer is running", now, job.generation),
+            }
+        )
+        return Plan(status, (Event("Normal", "Running", "the trainer is running"),))
+
+    status = status.model_copy(update={"observed_generation": job.generation, "replicas": job.replicas})
+    if decision is None or not decision.would_stop or decision.reason is None:
+        return Plan(status, ())
+    if not decision.stop:  # dry run: report once, act never
+        if status.would_stop is not None:
+            return Plan(status, ())
+        metric_track = track_from_summary(status.metric, status.evaluations)
+        status = status.model_copy(update={"would_stop": would_stop(decision, metric_track, now), **_stop_saving(decision)})
+        return Plan(status, (Event("Normal", "WouldStop", f"dry run: {decision.reason.value}: {decision.message}"),))
+    status = status.model_copy(update=_stop_saving(decision))
+    return _stopping(job, status, decision.reason.value, decision.message, now)

@@ -1,0 +1,147 @@
+"""The TrainingJob state machine: transitions, the stop handshake, restarts, resume."""
+
+from __future__ import annotations
+
+from plateau.api import MetricRule, StopSpec, TrainingJobStatus
+from plateau.rules import Evaluation, Observation, decide, track
+from plateau.stopflow import (
+    CreateWorkload,
+    Event,
+    JobState,
+    RequestStop,
+    Resume,
+    Suspend,
+    WorkloadState,
+    account,
+    rfc3339_at,
+    transition,
+)
+
+T0 = 1_800_000_000.0
+STOP = StopSpec.model_validate({"metric": {"name": "l", "patience": 2}, "gracePeriod": "60s", "maxGpuHours": 10})
+RUNNING = WorkloadState(exists=True, active=1, gpus=2)
+
+
+def state(status: TrainingJobStatus, workload: WorkloadState = RUNNING, now: float = T0, generation: int = 1,
+          replicas: int = 1, stop: StopSpec = STOP) -> JobState:
+    return JobState(generation, replicas, stop, status, workload, has_template=True, now=now)
+
+
+def plateaued():
+    rule = STOP.metric
+    assert rule is not None
+    m = track(None, rule, [Evaluation(i, v) for i, v in enumerate([1.0, 0.5, 0.6, 0.7])])
+    return decide(STOP, Observation(metric=m, gpu_hours=4.0, elapsed_seconds=100))
+
+
+def kinds(actions) -> list[str]:
+    return [type(a).__name__ + (f":{a.reason}" if isinstance(a, Event) else "") for a in actions]
+
+
+def test_pending_without_workload_creates_it_once() -> None:
+    plan = transition(state(TrainingJobStatus(), WorkloadState(exists=False)), None)
+    assert plan.actions == (CreateWorkload(),)
+    recorded = plan.status.model_copy(update={"workload": "Job/x"})
+    again = transition(state(recorded, WorkloadState(exists=False)), None)
+    assert again.status.phase == "Stopped" and again.status.reason == "WorkloadDeleted"
+
+
+def test_pending_to_running_when_pods_run() -> None:
+    plan = transition(state(TrainingJobStatus(workload="Job/x")), None)
+    assert plan.status.phase == "Running" and plan.status.start_time == rfc3339_at(T0)
+    assert kinds(plan.actions) == ["Event:Running"]
+
+
+def test_the_full_handshake() -> None:
+    running = TrainingJobStatus(phase="Running", workload="Job/x", start_time=rfc3339_at(T0))
+    requested = transition(state(running), plateaued())
+    assert requested.status.phase == "Stopping" and requested.status.reason == "Plateau"
+    assert kinds(requested.actions) == ["RequestStop", "Event:StopRequested"]
+    assert requested.status.gpu_hours_saved == 6.0
+
+    waiting = transition(state(requested.status, now=T0 + 30), None)
+    assert waiting.status == requested.status and waiting.actions == (RequestStop("Plateau"),)
+
+    done = transition(state(requested.status, now=T0 + 61), None)
+    assert done.status.phase == "Stopped" and done.status.stop_time == rfc3339_at(T0 + 61)
+    assert "gracePeriod 60s is over" in (done.status.message or "")
+    assert kinds(done.actions) == ["Suspend", "Event:Stopped"]
+
+    after = transition(state(done.status, now=T0 + 200), plateaued())
+    assert after.actions == () and after.status == done.status  # exactly once
+
+
+def test_a_trainer_that_exits_ends_the_grace_period_early() -> None:
+    stopping = transition(state(TrainingJobStatus(phase="Running", workload="Job/x")), plateaued()).status
+    exited = transition(state(stopping, WorkloadState(exists=True, active=0), now=T0 + 5), None)
+    assert exited.status.phase == "Stopped" and "the trainer exited" in (exited.status.message or "")
+    assert Suspend() in exited.actions
+
+
+def test_restart_mid_stop_repeats_only_idempotent_steps() -> None:
+    """Killed after writing Stopping but before annotating pods: the next cycle annotates."""
+    stopping = transition(state(TrainingJobStatus(phase="Running", workload="Job/x")), plateaued()).status
+    restarted = transition(state(stopping, now=T0 + 1), plateaued())
+    assert restarted.actions == (RequestStop("Plateau"),) and restarted.status == stopping
+
+
+def test_target_reached_succeeds() -> None:
+    stop = StopSpec.model_validate({"metric": {"name": "acc", "mode": "max", "target": 0.9}})
+    rule = stop.metric
+    assert rule is not None
+    d = decide(stop, Observation(metric=track(None, rule, [Evaluation(1, 0.95)])))
+    stopping = transition(state(TrainingJobStatus(phase="Running", workload="Job/x"), stop=stop), d).status
+    done = transition(state(stopping, WorkloadState(exists=True, succeeded=True), now=T0 + 3, stop=stop), None)
+    assert done.status.phase == "Succeeded" and done.status.reason == "TargetReached"
+    assert Suspend() not in done.actions  # a finished Job needs no suspending
+
+
+def test_dry_run_reports_once_and_never_acts() -> None:
+    stop = STOP.model_copy(update={"dry_run": True})
+    rule = stop.metric
+    assert rule is not None
+    m = track(None, rule, [Evaluation(i, v) for i, v in enumerate([1.0, 0.5, 0.6, 0.7])])
+    d = decide(stop, Observation(metric=m))
+    running = TrainingJobStatus(phase="Running", workload="Job/x")
+    first = transition(state(running, stop=stop), d)
+    assert first.status.phase == "Running" and first.status.would_stop is not None
+    assert first.status.would_stop.reason == "Plateau"
+    assert kinds(first.actions) == ["Event:WouldStop"]
+    second = transition(state(first.status, now=T0 + 10, stop=stop), d)
+    assert second.actions == ()
+
+
+def test_manual_stop_and_resume_by_replicas() -> None:
+    running = TrainingJobStatus(phase="Running", workload="Job/x", observed_generation=1)
+    stopping = transition(state(running, generation=2, replicas=0), None)
+    assert stopping.status.reason == "Manual" and stopping.status.phase == "Stopping"
+    stopped = transition(state(stopping.status, WorkloadState(exists=True, active=0), generation=2, replicas=0), None)
+    assert stopped.status.phase == "Stopped" and stopped.status.observed_generation == 2
+    still = transition(state(stopped.status, WorkloadState(exists=True, suspended=True), generation=2, replicas=0), None)
+    assert still.actions == ()
+    resumed = transition(state(stopped.status, WorkloadState(exists=True, suspended=True), generation=3, replicas=2), None)
+    assert resumed.status.phase == "Running" and resumed.status.reason is None
+    assert kinds(resumed.actions) == ["Resume", "Event:Resumed"] and Resume(2) in resumed.actions
+
+
+def test_workload_finishing_or_failing_by_itself() -> None:
+    running = TrainingJobStatus(phase="Running", workload="Job/x")
+    ok = transition(state(running, WorkloadState(exists=True, succeeded=True)), None)
+    bad = transition(state(running, WorkloadState(exists=True, failed=True, message="BackoffLimitExceeded")), None)
+    assert (ok.status.phase, ok.status.reason) == ("Succeeded", "Completed")
+    assert (bad.status.phase, bad.status.reason, bad.status.message) == ("Failed", "WorkloadFailed", "BackoffLimitExceeded")
+    assert kinds(bad.actions) == ["Event:Failed"] and bad.actions[0].type == "Warning"  # type: ignore[union-attr]
+
+
+def test_deleted_child_ends_the_job_without_recreating() -> None:
+    running = TrainingJobStatus(phase="Running", workload="Job/x")
+    plan = transition(state(running, WorkloadState(exists=False)), None)
+    assert plan.status.reason == "WorkloadDeleted" and CreateWorkload() not in plan.actions
+
+
+def test_accounting_counts_only_running_time() -> None:
+    running = TrainingJobStatus(phase="Running", last_evaluation_time=rfc3339_at(T0))
+    after = account(state(running, now=T0 + 3600))
+    assert after.running_seconds == 3600 and after.gpu_hours == 2.0
+    idle = account(state(running, WorkloadState(exists=True, active=0, suspended=True), now=T0 + 3600))
+    assert idle.running_seconds == 0 and idle.last_evaluation_time == rfc3339_at(T0 + 3600)
