@@ -447,9 +447,12 @@ class StopSpec(Model):
             "benchmark figures in docs/stop-rules.md."
         ),
     )
-    dry_run: bool = Field(
-        default=False,
-        description="Decide and report in status.wouldStop and an Event, but never act.",
+    dry_run: Optional[bool] = Field(
+        default=None,
+        description=(
+            "Decide and report in status.wouldStop and an Event, but never act. Unset: the "
+            "operator's default (Helm value dryRun, false unless the platform team set it)."
+        ),
     )
     grace_period: Duration = Field(
         default="60s",
@@ -571,6 +574,11 @@ class MetricSummary(Model):
     )
     sidecar_non_finite: int = Field(
         default=0, description="The sidecar's non-finite counter at the last read."
+    )
+    best_history: list[list[float]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="[step, best] at the steps where the best value improved (thinned), for cohort rules.",
     )
 
 

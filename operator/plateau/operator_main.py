@@ -1,10 +1,34 @@
-"""`plateau-operator`: placeholder until the operator lands (issue: the operator)."""
+"""`plateau-operator`: run the Kopf operator with settings from flags and environment."""
 
 from __future__ import annotations
 
+import logging
 import sys
+from typing import Optional, Sequence
+
+import kopf
+from prometheus_client import start_http_server
+
+from plateau.config import parse_settings
+from plateau.runtime import Runtime, api_client
 
 
-def main() -> int:
-    print("plateau-operator: the Kopf operator is not part of this build yet", file=sys.stderr)
-    return 1
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    settings = parse_settings(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import plateau.handlers  # noqa: F401  (registers the handlers with kopf)
+
+    start_http_server(settings.metrics_port)
+    runtime = Runtime(settings, api_client())
+    kopf.run(
+        standalone=True,  # no kopf peering: the Lease in plateau.leader decides who acts
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        memo=kopf.Memo(runtime=runtime),
+        liveness_endpoint=f"http://0.0.0.0:{settings.metrics_port + 1}/healthz",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -236,4 +236,9 @@ def transition(job: JobState, decision: Optional[Decision]) -> Plan:
         status = status.model_copy(update={"would_stop": would_stop(decision, metric_track, now), **_stop_saving(decision)})
         return Plan(status, (Event("Normal", "WouldStop", f"dry run: {decision.reason.value}: {decision.message}"),))
     status = status.model_copy(update=_stop_saving(decision))
-    return _stopping(job, status, decision.reason.value, decision.message, now)
+    asked = _stopping(job, status, decision.reason.value, decision.message, now)
+    if parse_duration(job.stop.grace_period) > 0:
+        return asked
+    # No grace period: ask and stop in the same cycle.
+    done = _finish(job, asked.status, decision.reason.value, f"{decision.message} (gracePeriod 0s)", now, suspend=True)
+    return Plan(done.status, (*asked.actions, *done.actions))

@@ -145,3 +145,13 @@ def test_accounting_counts_only_running_time() -> None:
     assert after.running_seconds == 3600 and after.gpu_hours == 2.0
     idle = account(state(running, WorkloadState(exists=True, active=0, suspended=True), now=T0 + 3600))
     assert idle.running_seconds == 0 and idle.last_evaluation_time == rfc3339_at(T0 + 3600)
+
+
+def test_zero_grace_period_asks_and_stops_in_one_cycle() -> None:
+    stop = STOP.model_copy(update={"grace_period": "0s"})
+    rule = stop.metric
+    assert rule is not None
+    d = decide(stop, Observation(metric=track(None, rule, [Evaluation(i, v) for i, v in enumerate([1.0, 0.5, 0.6, 0.7])])))
+    plan = transition(state(TrainingJobStatus(phase="Running", workload="Job/x"), stop=stop), d)
+    assert plan.status.phase == "Stopped" and plan.status.stop_requested_time == plan.status.stop_time
+    assert kinds(plan.actions) == ["RequestStop", "Event:StopRequested", "Suspend", "Event:Stopped"]

@@ -1,0 +1,573 @@
+"""The evaluation loop: one cycle evaluates every TrainingJob with a fixed number of queries.
+
+A cycle reads the watched objects from the registry (kept current by kopf's watch), fetches
+every running job's metrics and GPU utilisation in batched PromQL, runs the pure engine and
+state machine per job, then applies the plans: workload actions first, then the status
+write, then Events. Status changes that only move metrics are written at most every
+`status_interval` per job; phase changes are written at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from pydantic import ValidationError
+
+from plateau import api, promql
+from plateau.cohort import best_at, record_best, selector_matches
+from plateau.config import Settings
+from plateau.durations import format_duration, parse_duration
+from plateau.kube import ApiError, Kube
+from plateau.metrics import CYCLE_SECONDS, GPU_HOURS_SAVED, GPU_HOURS_USED, JOBS, PROMETHEUS_ERRORS, STOPS
+from plateau.presets import resolve_metric_rule
+from plateau.prometheus import PrometheusClient, PrometheusError, Sample
+from plateau.replay import format_validation_error
+from plateau.rules import CohortView, Evaluation, GpuWindow, MetricTrack, Observation, decide, track
+from plateau.status import GPU_METRICS_AVAILABLE, METRICS_AVAILABLE, SPEC_VALID, rfc3339, set_condition, track_from_summary
+from plateau.stopflow import (
+    CreateWorkload,
+    Event,
+    JobState,
+    Plan,
+    RequestStop,
+    Resume,
+    Suspend,
+    WorkloadState,
+    account,
+    rfc3339_at,
+    transition,
+    with_metric,
+)
+from plateau.summaries import SidecarSummary, new_evaluations
+from plateau.workloads import LABEL, Workload, build_job, job_state, label_value
+from plateau_sidecar import protocol
+
+log = logging.getLogger("plateau.evaluator")
+
+# Fields whose change alone does not need an immediate status write.
+PROGRESS_FIELDS = {"lastEvaluationTime", "runningSeconds", "gpuHours", "metric", "evaluations"}
+
+
+class Registry:
+    """The latest watched objects, fed by kopf's watch-event handlers."""
+
+    def __init__(self) -> None:
+        self.trainingjobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.child_jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.changed = asyncio.Event()
+
+    @staticmethod
+    def _apply(store: dict[tuple[str, str], dict[str, Any]], key: tuple[str, str], event: dict[str, Any]) -> None:
+        if event.get("type") == "DELETED":
+            store.pop(key, None)
+        elif event.get("object"):
+            store[key] = event["object"]
+
+    def on_trainingjob(self, event: dict[str, Any]) -> None:
+        meta = (event.get("object") or {}).get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        before = (self.trainingjobs.get(key) or {}).get("metadata") or {}
+        self._apply(self.trainingjobs, key, event)
+        # Wake the loop for new, deleted or re-specified jobs, not for our own status writes.
+        if event.get("type") != "MODIFIED" or before.get("generation") != meta.get("generation") \
+                or before.get("deletionTimestamp") != meta.get("deletionTimestamp"):
+            self.changed.set()
+
+    def on_child_job(self, event: dict[str, Any]) -> None:
+        meta = (event.get("object") or {}).get("metadata") or {}
+        key = (meta.get("namespace", ""), (meta.get("labels") or {}).get(LABEL, ""))
+        before = self.child_jobs.get(key)
+        self._apply(self.child_jobs, key, event)
+        if before is None or event.get("type") == "DELETED" or job_state(before) != job_state(event.get("object") or {}):
+            self.changed.set()
+
+
+@dataclass
+class Memory:
+    """What this leader last computed and wrote for one job."""
+
+    status: api.TrainingJobStatus
+    written: dict[str, Any]
+    written_at: float
+    pods: tuple[str, ...] = ()
+
+
+@dataclass
+class CycleReport:
+    jobs: int = 0
+    queries: int = 0
+    writes: int = 0
+    actions: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class JobContext:
+    body: dict[str, Any]
+    spec: api.TrainingJobSpec
+    stop: api.StopSpec
+    status: api.TrainingJobStatus
+    workload: Optional[Workload] = None
+    state: WorkloadState = WorkloadState(exists=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        m = self.body["metadata"]
+        return m["namespace"], m["name"]
+
+
+class Evaluator:
+    def __init__(self, settings: Settings, registry: Registry, kube: Kube, prometheus: PrometheusClient,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.kube = kube
+        self.prometheus = prometheus
+        self.clock = clock
+        self.memory: dict[str, Memory] = {}
+        self._specs: dict[tuple[str, int], api.TrainingJobSpec | str] = {}
+        self._limit = asyncio.Semaphore(settings.concurrency)
+
+    def forget(self) -> None:
+        """Drop what this replica remembers; after a leadership change the API is the truth."""
+        self.memory.clear()
+
+    # --- one cycle ------------------------------------------------------------------------
+
+    async def cycle(self) -> CycleReport:
+        started = time.perf_counter()
+        report = CycleReport()
+        now = self.clock()
+        contexts = []
+        for body in list(self.registry.trainingjobs.values()):
+            if (body.get("metadata") or {}).get("deletionTimestamp"):
+                continue  # being deleted: the garbage collector removes the child Job
+            ctx = await self._context(body, now, report)
+            if ctx is not None:
+                contexts.append(ctx)
+        report.jobs = len(contexts)
+        await asyncio.gather(*(self._observe_workload(c) for c in contexts))
+        tracks, metrics_condition, pods = await self._fetch_metrics(contexts, report)
+        gpu, gpu_condition = await self._fetch_gpu(contexts, pods, now, report)
+        await asyncio.gather(*(self._evaluate(c, tracks, metrics_condition, gpu, gpu_condition, pods, now, report)
+                               for c in contexts))
+        self._export_phases()
+        CYCLE_SECONDS.observe(time.perf_counter() - started)
+        return report
+
+    async def _context(self, body: dict[str, Any], now: float, report: CycleReport) -> Optional[JobContext]:
+        meta = body["metadata"]
+        uid, generation = meta.get("uid", ""), int(meta.get("generation") or 1)
+        status = self._current_status(body)
+        parsed = self._specs.get((uid, generation))
+        if parsed is None:
+            try:
+                parsed = api.TrainingJobSpec.model_validate(body.get("spec") or {})
+            except ValidationError as exc:
+                parsed = format_validation_error(exc, "spec")
+            self._specs[(uid, generation)] = parsed
+        if isinstance(parsed, str):
+            text = rfc3339_at(now)
+            invalid = status.model_copy(update={
+                "observed_generation": generation,
+                "conditions": set_condition(status.conditions, SPEC_VALID, "False", "InvalidSpec", parsed, text, generation),
+            })
+            await self._write(body, invalid, now, report, force=True)
+            return None
+        spec = parsed
+        stop = spec.stop
+        if stop.dry_run is None:
+            stop = stop.model_copy(update={"dry_run": self.settings.default_dry_run})
+        if status.conditions and any(c.type == SPEC_VALID and c.status == "False" for c in status.conditions):
+            status = status.model_copy(update={"conditions": set_condition(
+                status.conditions, SPEC_VALID, "True", "Valid", "", rfc3339_at(now), generation)})
+        ctx = JobContext(body, spec, stop, status)
+        ns = meta["namespace"]
+        if spec.workload_ref is not None:
+            ref = spec.workload_ref
+            ctx.workload = Workload(self.kube, ns, ref.api_version, ref.kind, ref.name)
+        else:
+            ctx.workload = Workload(self.kube, ns, "batch/v1", "Job", meta["name"])
+        return ctx
+
+    def _current_status(self, body: dict[str, Any]) -> api.TrainingJobStatus:
+        uid = body["metadata"].get("uid", "")
+        if uid in self.memory:
+            return self.memory[uid].status
+        try:
+            return api.TrainingJobStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            log.warning("ignoring unreadable status of %s/%s", body["metadata"].get("namespace"), body["metadata"].get("name"))
+            return api.TrainingJobStatus()
+
+    async def _observe_workload(self, ctx: JobContext) -> None:
+        if ctx.spec.template is not None:
+            child = self.registry.child_jobs.get((ctx.key[0], label_value(ctx.key[1])))
+            ctx.state = job_state(child) if child else WorkloadState(exists=False)
+            return
+        assert ctx.workload is not None
+        async with self._limit:
+            try:
+                ctx.state = await ctx.workload.observe()
+            except ApiError as exc:
+                # Unknown is not "deleted": keep the last phase and try again next cycle.
+                ctx.state = WorkloadState(exists=True, message=str(exc))
+
+    # --- Prometheus ---------------------------------------------------------------------------
+
+    def _metric_rule(self, ctx: JobContext) -> Optional[api.MetricRule]:
+        return resolve_metric_rule(ctx.stop)
+
+    async def _query(self, promql_text: str, report: CycleReport) -> list[Sample]:
+        report.queries += 1
+        return await self.prometheus.query(promql_text)
+
+    async def _fetch_metrics(self, contexts: list[JobContext], report: CycleReport
+                             ) -> tuple[dict[tuple[str, str], SidecarSummary], Optional[tuple[str, str]], dict[tuple[str, str], set[str]]]:
+        """Per job, the sidecar summary of its monitored metric; and each job's pods."""
+        watched = [c for c in contexts if c.status.phase == api.Phase.RUNNING.value and self._metric_rule(c)]
+        sidecar_jobs = [c for c in watched if not c.spec.metrics.queries]
+        summaries: dict[tuple[str, str], SidecarSummary] = {}
+        pods: dict[tuple[str, str], set[str]] = defaultdict(set)
+        if not watched:
+            return summaries, None, pods
+        try:
+            if sidecar_jobs:
+                names = {self._metric_rule(c).name for c in sidecar_jobs}  # type: ignore[union-attr]
+                namespaces = {c.key[0] for c in sidecar_jobs}
+                text = promql.sidecar_query(namespaces, names, self.settings.prometheus_namespace_label)
+                samples = await self._query(text, report)
+                wanted = {(c.key[0], c.key[1], self._metric_rule(c).name) for c in sidecar_jobs}  # type: ignore[union-attr]
+                summaries, pods = self._assemble(samples, wanted)
+            for ctx in watched:
+                if ctx.spec.metrics.queries:
+                    summary = await self._custom_metric(ctx, report)
+                    if summary is not None:
+                        summaries[ctx.key] = summary
+        except PrometheusError as exc:
+            PROMETHEUS_ERRORS.labels(reason=exc.reason).inc()
+            report.errors.append(str(exc))
+            return {}, (exc.reason, str(exc)), pods
+        return summaries, None, pods
+
+    def _assemble(self, samples: list[Sample], wanted: set[tuple[str, str, str]]
+                  ) -> tuple[dict[tuple[str, str], SidecarSummary], dict[tuple[str, str], set[str]]]:
+        ns_label = self.settings.prometheus_namespace_label
+        series: dict[tuple[str, str, str, str], dict[str, float]] = defaultdict(dict)
+        pods: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for s in samples:
+            labels = s.labels
+            key = (labels.get(ns_label, ""), labels.get(protocol.LABEL_TRAININGJOB, ""), labels.get(protocol.LABEL_METRIC, ""))
+            if key not in wanted:
+                continue
+            pod = labels.get("pod", "")
+            series[(*key, pod)][labels.get("__name__", "")] = s.value
+            if pod:
+                pods[key[:2]].add(pod)
+        best: dict[tuple[str, str], SidecarSummary] = {}
+        for (ns, name, _metric, _pod), values in series.items():
+            summary = _summary(values)
+            if summary is None:
+                continue
+            current = best.get((ns, name))
+            if current is None or summary.reports > current.reports:  # the reporting replica
+                best[(ns, name)] = summary
+        return best, pods
+
+    async def _custom_metric(self, ctx: JobContext, report: CycleReport) -> Optional[SidecarSummary]:
+        """A user's PromQL for workloadRef jobs: each change of value counts as one evaluation."""
+        rule = self._metric_rule(ctx)
+        template = ctx.spec.metrics.queries.get(rule.name) if rule else None
+        if template is None:
+            return None
+        samples = await self._query(promql.custom_query(template, ctx.key[0], ctx.key[1]), report)
+        if len(samples) != 1:
+            return None
+        value = samples[0].value
+        previous = ctx.status.metric
+        reports = previous.sidecar_reports if previous else 0
+        if previous is None or previous.last is None or previous.last != value:
+            reports += 1
+        step = int(samples[0].timestamp)
+        return SidecarSummary(reports=reports, value=value, step=step,
+                              non_finite=(previous.sidecar_non_finite if previous else 0) + (0 if math.isfinite(value) else 1))
+
+    async def _fetch_gpu(self, contexts: list[JobContext], pods: dict[tuple[str, str], set[str]], now: float,
+                         report: CycleReport) -> tuple[dict[tuple[str, str], GpuWindow], Optional[tuple[str, str]]]:
+        idle_jobs = [c for c in contexts if c.stop.gpu_idle and c.status.phase == api.Phase.RUNNING.value]
+        windows: dict[str, list[JobContext]] = defaultdict(list)
+        for ctx in idle_jobs:
+            windows[format_duration(parse_duration(ctx.stop.gpu_idle.for_))].append(ctx)  # type: ignore[union-attr]
+        for ctx in idle_jobs:
+            if ctx.spec.workload_ref is not None and ctx.workload is not None:
+                pods[ctx.key] |= await self._workload_pods(ctx)
+        out: dict[tuple[str, str], GpuWindow] = {}
+        d = self.settings.dcgm
+        try:
+            for window, members in windows.items():
+                namespaces = {c.key[0] for c in members}
+                highest = await self._query(promql.gpu_max_query(d, namespaces, window), report)
+                oldest = await self._query(promql.gpu_since_query(d, namespaces, window), report)
+                per_pod_max = {(s.labels.get(d.namespace_label, ""), s.labels.get(d.pod_label, "")): s.value for s in highest}
+                per_pod_since = {(s.labels.get(d.namespace_label, ""), s.labels.get(d.pod_label, "")): s.value for s in oldest}
+                for ctx in members:
+                    keys = [(ctx.key[0], p) for p in pods.get(ctx.key, ()) if (ctx.key[0], p) in per_pod_max]
+                    if not keys:
+                        continue  # no GPU series for this job's pods: unknown, never idle
+                    covered = min(now - per_pod_since.get(k, now) for k in keys)
+                    out[ctx.key] = GpuWindow(max(per_pod_max[k] for k in keys), max(0.0, covered))
+        except PrometheusError as exc:
+            PROMETHEUS_ERRORS.labels(reason=exc.reason).inc()
+            report.errors.append(str(exc))
+            return {}, (exc.reason, str(exc))
+        return out, None
+
+    async def _workload_pods(self, ctx: JobContext) -> set[str]:
+        assert ctx.workload is not None
+        async with self._limit:
+            try:
+                selector = await ctx.workload.pod_selector()
+                if not selector:
+                    return set()
+                return {p["metadata"]["name"] for p in await self.kube.pods(ctx.key[0], selector)}
+            except ApiError:
+                return set()
+
+    # --- per job ------------------------------------------------------------------------------
+
+    async def _evaluate(self, ctx: JobContext, summaries: dict[tuple[str, str], SidecarSummary],
+                        metrics_error: Optional[tuple[str, str]], gpu: dict[tuple[str, str], GpuWindow],
+                        gpu_error: Optional[tuple[str, str]], pods: dict[tuple[str, str], set[str]],
+                        now: float, report: CycleReport) -> None:
+        meta = ctx.body["metadata"]
+        generation = int(meta.get("generation") or 1)
+        text_now = rfc3339_at(now)
+        job = JobState(generation, ctx.spec.replicas, ctx.stop, ctx.status, ctx.state, ctx.spec.template is not None, now)
+        status = account(job)
+        GPU_HOURS_USED.inc(max(0.0, status.gpu_hours - ctx.status.gpu_hours))
+        rule = self._metric_rule(ctx)
+        decision = None
+        if status.phase == api.Phase.RUNNING.value:
+            metric_track, status = self._fold(ctx, rule, status, summaries.get(ctx.key), metrics_error, text_now, generation)
+            status = self._gpu_condition(ctx, status, gpu.get(ctx.key), gpu_error, text_now, generation)
+            obs = Observation(
+                metric=metric_track,
+                elapsed_seconds=status.running_seconds,
+                gpu_hours=status.gpu_hours,
+                gpu=gpu.get(ctx.key),
+                cohort=self._cohort_view(ctx, metric_track),
+            )
+            decision = decide(ctx.stop, obs)
+        plan = transition(JobState(generation, ctx.spec.replicas, ctx.stop, status, ctx.state,
+                                   ctx.spec.template is not None, now), decision)
+        await self._apply(ctx, plan, now, report)
+
+    def _fold(self, ctx: JobContext, rule: Optional[api.MetricRule], status: api.TrainingJobStatus,
+              summary: Optional[SidecarSummary], error: Optional[tuple[str, str]], now: str, generation: int
+              ) -> tuple[Optional[MetricTrack], api.TrainingJobStatus]:
+        if rule is None:
+            return None, status
+        previous = track_from_summary(status.metric, status.evaluations) if status.metric else None
+        if previous is not None and previous.name != rule.name:
+            previous = None  # the spec now watches another metric: start its history afresh
+        if error is not None:
+            reason, message = error
+            return previous, status.model_copy(update={"conditions": set_condition(
+                status.conditions, METRICS_AVAILABLE, "False", reason, message, now, generation)})
+        if summary is None:
+            return previous, status.model_copy(update={"conditions": set_condition(
+                status.conditions, METRICS_AVAILABLE, "False", "NoSeries",
+                f"no {rule.name} series from the sidecar in Prometheus yet", now, generation)})
+        seen = status.metric.sidecar_reports if status.metric and previous else 0
+        seen_nf = status.metric.sidecar_non_finite if status.metric and previous else 0
+        evaluations = new_evaluations(summary, seen, seen_nf, rule.mode)
+        current = track(previous, rule, evaluations) if evaluations or previous else previous
+        status = with_metric(status, current, summary.reports, summary.non_finite)
+        if status.metric is not None and current is not None:
+            history = record_best(ctx.status.metric.best_history if ctx.status.metric and previous else [],
+                                  current.best_step, current.best)
+            status = status.model_copy(update={"metric": status.metric.model_copy(update={"best_history": history})})
+        status = status.model_copy(update={"conditions": set_condition(
+            status.conditions, METRICS_AVAILABLE, "True", "SeriesFound",
+            f"{summary.reports} reports of {rule.name}", now, generation)})
+        return current, status
+
+    def _gpu_condition(self, ctx: JobContext, status: api.TrainingJobStatus, window: Optional[GpuWindow],
+                       error: Optional[tuple[str, str]], now: str, generation: int) -> api.TrainingJobStatus:
+        if ctx.stop.gpu_idle is None:
+            return status
+        if error is not None:
+            state, reason, message = "False", error[0], error[1]
+        elif window is None:
+            state, reason, message = "False", "NoDcgmSeries", "no dcgm-exporter series for the job's pods: GPU idle is unknown"
+        else:
+            state, reason, message = "True", "SeriesFound", f"utilisation known for {window.covered_seconds:.0f}s"
+        return status.model_copy(update={"conditions": set_condition(
+            status.conditions, GPU_METRICS_AVAILABLE, state, reason, message, now, generation)})
+
+    def _cohort_view(self, ctx: JobContext, metric_track: Optional[MetricTrack]) -> Optional[CohortView]:
+        cohort = ctx.stop.cohort
+        if cohort is None or metric_track is None or metric_track.last_step is None:
+            return None
+        selector = cohort.selector.model_dump(by_alias=True)
+        step = metric_track.last_step
+        peers = []
+        for (ns, name), body in self.registry.trainingjobs.items():
+            if ns != ctx.key[0] or name == ctx.key[1]:
+                continue
+            if not selector_matches(selector, (body.get("metadata") or {}).get("labels") or {}):
+                continue
+            value = best_at(self._current_status(body).metric, step)
+            if value is not None:
+                peers.append(value)
+        return CohortView(step, tuple(peers))
+
+    # --- applying a plan ------------------------------------------------------------------------
+
+    async def _apply(self, ctx: JobContext, plan: Plan, now: float, report: CycleReport) -> None:
+        status = plan.status
+        try:
+            for action in plan.actions:
+                async with self._limit:
+                    status = await self._act(ctx, action, status, report)
+        except ApiError as exc:
+            log.warning("%s/%s: %s; retrying next cycle", ctx.key[0], ctx.key[1], exc)
+            report.errors.append(str(exc))
+            return  # the transition is not recorded, so the next cycle plans it again
+        if not await self._write(ctx.body, status, now, report):
+            return  # events follow a recorded transition, never precede it
+        self._count_transition(ctx, status)
+        for action in plan.actions:
+            if isinstance(action, Event):
+                try:
+                    async with self._limit:
+                        await self.kube.post_event(ctx.body, action.type, action.reason, action.message)
+                except ApiError as exc:
+                    report.errors.append(str(exc))
+
+    async def _act(self, ctx: JobContext, action: Any, status: api.TrainingJobStatus, report: CycleReport
+                   ) -> api.TrainingJobStatus:
+        assert ctx.workload is not None
+        if isinstance(action, CreateWorkload):
+            body = build_job(ctx.body, ctx.spec, self.settings.sidecar)
+            try:
+                await self.kube.create_job(ctx.key[0], body)
+            except ApiError as exc:
+                if exc.code != 409:  # AlreadyExists: a restart after creating it; fine
+                    raise
+            report.actions += 1
+            return status.model_copy(update={"workload": f"Job/{body['metadata']['name']}",
+                                             "selector": f"{LABEL}={label_value(ctx.key[1])}"})
+        if isinstance(action, RequestStop):
+            report.actions += await ctx.workload.request_stop(action.reason)
+        elif isinstance(action, Suspend):
+            await ctx.workload.suspend()
+            report.actions += 1
+        elif isinstance(action, Resume):
+            await ctx.workload.resume(action.replicas, child=ctx.spec.template is not None)
+            report.actions += 1
+        return status
+
+    def _count_transition(self, ctx: JobContext, status: api.TrainingJobStatus) -> None:
+        if status.would_stop is not None and ctx.status.would_stop is None:
+            STOPS.labels(reason=str(status.would_stop.reason), dry_run="true").inc()
+        if status.phase == ctx.status.phase:
+            return
+        if status.phase == api.Phase.STOPPING.value and status.reason:
+            STOPS.labels(reason=str(status.reason), dry_run="false").inc()
+        if status.phase in (api.Phase.STOPPED.value, api.Phase.SUCCEEDED.value) and status.gpu_hours_saved:
+            GPU_HOURS_SAVED.inc(status.gpu_hours_saved)
+
+    async def _write(self, body: dict[str, Any], status: api.TrainingJobStatus, now: float, report: CycleReport,
+                     force: bool = False) -> bool:
+        """Merge-patch the status subresource if it changed; nulls clear fields."""
+        meta = body["metadata"]
+        uid = meta.get("uid", "")
+        wire = status.model_dump(by_alias=True, mode="json")
+        memory = self.memory.get(uid)
+        previous = memory.written if memory else (body.get("status") or {})
+        if wire == previous:
+            self.memory[uid] = Memory(status, wire, memory.written_at if memory else now)
+            return True
+        changed = {k for k in set(wire) | set(previous) if wire.get(k) != previous.get(k)}
+        urgent = force or bool(changed - PROGRESS_FIELDS) or memory is None
+        if not urgent and now - memory.written_at < self.settings.status_interval:  # type: ignore[union-attr]
+            memory.status = status  # type: ignore[union-attr]
+            return True
+        try:
+            async with self._limit:
+                await self.kube.patch_status(meta["namespace"], meta["name"], wire)
+        except ApiError as exc:
+            report.errors.append(str(exc))
+            return False
+        report.writes += 1
+        self.memory[uid] = Memory(status, wire, now)
+        return True
+
+    def _export_phases(self) -> None:
+        counts: dict[str, int] = {p.value: 0 for p in api.Phase}
+        for body in self.registry.trainingjobs.values():
+            phase = self._current_status(body).phase
+            counts[phase] = counts.get(phase, 0) + 1
+        for phase, count in counts.items():
+            JOBS.labels(phase=phase).set(count)
+
+
+def _summary(values: dict[str, float]) -> Optional[SidecarSummary]:
+    """A SidecarSummary from one series set, or None if the essentials are missing."""
+    try:
+        reports = values[protocol.SERIES_REPORTS]
+        value = values[protocol.SERIES_VALUE]
+        step = values[protocol.SERIES_STEP]
+    except KeyError:
+        return None
+    if not (math.isfinite(reports) and math.isfinite(step)):
+        return None
+
+    def opt_int(name: str) -> Optional[int]:
+        v = values.get(name)
+        return int(v) if v is not None and math.isfinite(v) else None
+
+    def opt(name: str) -> Optional[float]:
+        v = values.get(name)
+        return v if v is not None and math.isfinite(v) else None
+
+    return SidecarSummary(
+        reports=int(reports),
+        value=value,
+        step=int(step),
+        non_finite=int(values.get(protocol.SERIES_NONFINITE, 0.0)) if math.isfinite(values.get(protocol.SERIES_NONFINITE, 0.0)) else 0,
+        min=opt(protocol.SERIES_MIN),
+        min_step=opt_int(protocol.SERIES_MIN_STEP),
+        min_report=opt_int(protocol.SERIES_MIN_REPORT),
+        max=opt(protocol.SERIES_MAX),
+        max_step=opt_int(protocol.SERIES_MAX_STEP),
+        max_report=opt_int(protocol.SERIES_MAX_REPORT),
+    )
+
+
+async def run_forever(evaluator: Evaluator, interval: float, is_leader: Callable[[], bool]) -> None:
+    """Cycle every `interval` while leader; a watch event wakes the loop early (at most once a second)."""
+    was_leader = False
+    while True:
+        leading = is_leader()
+        if leading and not was_leader:
+            evaluator.forget()
+        was_leader = leading
+        if leading:
+            try:
+                await evaluator.cycle()
+            except Exception:  # never let one bad cycle end the loop
+                log.exception("evaluation cycle failed")
+        evaluator.registry.changed.clear()
+        try:
+            await asyncio.wait_for(evaluator.registry.changed.wait(), timeout=interval)
+            await asyncio.sleep(1.0)
+        except asyncio.TimeoutError:
+            pass

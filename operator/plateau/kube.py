@@ -1,0 +1,134 @@
+"""Kubernetes API calls the operator makes, each with retries. Nothing else talks to the API.
+
+The official `kubernetes` client is synchronous; calls run in worker threads so the
+evaluation loop stays responsive. 409 (conflict), 429 and 5xx are retried with exponential
+backoff; other errors surface as `ApiError` with the status code, counted in the operator's
+metrics by verb and code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable, Optional, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from plateau import api
+from plateau.metrics import API_ERRORS
+
+log = logging.getLogger("plateau.kube")
+T = TypeVar("T")
+RETRIABLE = {409, 429, 500, 502, 503, 504}
+MERGE = "application/merge-patch+json"
+
+
+class ApiError(Exception):
+    def __init__(self, verb: str, code: int, message: str) -> None:
+        super().__init__(f"{verb}: HTTP {code}: {message}")
+        self.verb = verb
+        self.code = code
+
+
+class NotFound(ApiError):
+    pass
+
+
+async def call(verb: str, fn: Callable[[], T], attempts: int = 5, base_delay: float = 0.2) -> T:
+    """Run a blocking client call in a thread, retrying what is worth retrying."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await asyncio.to_thread(fn)
+        except ApiException as exc:
+            code = int(exc.status or 0)
+            API_ERRORS.labels(verb=verb, code=str(code)).inc()
+            if code == 404:
+                raise NotFound(verb, code, "not found") from None
+            if code not in RETRIABLE or attempt == attempts:
+                raise ApiError(verb, code, (exc.reason or "")[:200]) from None
+        except HTTPError as exc:  # connection refused, reset, timeout
+            API_ERRORS.labels(verb=verb, code="0").inc()
+            if attempt == attempts:
+                raise ApiError(verb, 0, type(exc).__name__) from None
+        await asyncio.sleep(base_delay * 2 ** (attempt - 1) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+
+    # --- TrainingJobs -----------------------------------------------------------------
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> Awaitable[Any]:
+        return call("patch trainingjobs/status", lambda: self.custom.patch_namespaced_custom_object_status(
+            api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": status}))
+
+    # --- generic objects (workloads) --------------------------------------------------
+
+    def get_object(self, group: str, version: str, plural: str, namespace: str, name: str) -> Awaitable[dict[str, Any]]:
+        # CustomObjectsApi serves any named group (apps, batch, kubeflow.org, ...), not only CRDs.
+        return call(f"get {plural}", lambda: self.custom.get_namespaced_custom_object(group, version, namespace, plural, name))
+
+    def patch_object(self, group: str, version: str, plural: str, namespace: str, name: str,
+                     patch: dict[str, Any]) -> Awaitable[Any]:
+        return call(f"patch {plural}", lambda: self.custom.patch_namespaced_custom_object(
+            group, version, namespace, plural, name, patch))
+
+    def create_job(self, namespace: str, body: dict[str, Any]) -> Awaitable[Any]:
+        return call("create jobs", lambda: self.batch.create_namespaced_job(namespace, body))
+
+    def get_scale(self, group: str, version: str, plural: str, namespace: str, name: str) -> Awaitable[dict[str, Any]]:
+        return call(f"get {plural}/scale", lambda: self.custom.get_namespaced_custom_object_scale(
+            group, version, namespace, plural, name))
+
+    def patch_scale(self, group: str, version: str, plural: str, namespace: str, name: str, replicas: int) -> Awaitable[Any]:
+        return call(f"patch {plural}/scale", lambda: self.custom.patch_namespaced_custom_object_scale(
+            group, version, namespace, plural, name, {"spec": {"replicas": replicas}}))
+
+    # --- pods -------------------------------------------------------------------------
+
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        result = await call("list pods", lambda: self.core.list_namespaced_pod(namespace, label_selector=selector))
+        return [self.api_client.sanitize_for_serialization(p) for p in result.items]
+
+    def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> Awaitable[Any]:
+        return call("patch pods", lambda: self.core.patch_namespaced_pod(
+            name, namespace, {"metadata": {"annotations": annotations}}))
+
+    # --- events -----------------------------------------------------------------------
+
+    def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str,
+                   now: Optional[datetime] = None) -> Awaitable[Any]:
+        meta = obj["metadata"]
+        moment = now or datetime.now(timezone.utc)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": api.API_VERSION,
+                "kind": api.KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "plateau-operator"},
+            "reportingComponent": "plateau.dev/operator",
+            "reportingInstance": "plateau-operator",
+            "firstTimestamp": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": 1,
+        }
+        return call("create events", lambda: self.core.create_namespaced_event(meta["namespace"], body))

@@ -1,0 +1,245 @@
+"""From a TrainingJob manifest to what a local run starts: commands, environments, paths, ports.
+
+Everything the user can get wrong is checked here, before any process starts, and reported as
+one `InputError` line. The trainer gets the environment the operator would inject, with the
+pod's /plateau and /etc/plateau mapped into the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from plateau.api import MetricsSource, TrainingJob
+from plateau.replay import InputError
+from plateau_sidecar import protocol as p
+from plateau_sidecar.server import METRICS_PATH, PUSH_PATH
+
+LOOPBACK = "127.0.0.1"
+RUNS_DIR = Path("plateau-runs")
+# After SIGTERM, how long the trainer has before SIGKILL when the pod template does not set
+# terminationGracePeriodSeconds (Kubernetes' default, 30 s, is long for a terminal).
+DEFAULT_KILL_AFTER_SECONDS = 5.0
+CONTAINER = "spec.template.spec.containers[0]"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The `plateau run` flags."""
+
+    workdir: Optional[Path] = None
+    status_out: Optional[Path] = None
+    interval: float = 1.0
+    metrics_port: Optional[int] = None
+    prometheus: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    job: TrainingJob
+    command: list[str]
+    trainer_env: dict[str, str]
+    sidecar_env: dict[str, str]
+    run_dir: Path
+    stop_file: Path
+    metrics_file: Optional[Path]  # the JSONL file, for source file
+    output_file: Path  # the trainer's stdout and stderr; the followed log file for source stdout
+    metrics_url: str
+    kill_after: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.job.metadata.name
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion in command, args and env: unknown names stay as written,
+    and $$ is a literal $."""
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
+
+
+def local_path(pod_path: str, run_dir: Path) -> Path:
+    """A pod path under /plateau or /etc/plateau lives in the run directory; others are taken
+    as they are (relative ones to the current directory)."""
+    for root in (p.DEFAULT_SHARED_DIR, p.DEFAULT_STOP_DIR):
+        if pod_path == root or pod_path.startswith(root + "/"):
+            return run_dir / pod_path[len(root) :].lstrip("/")
+    return Path(pod_path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def check_port(port: int, what: str) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError as exc:
+            raise InputError(f"{what} {port}: {LOOPBACK}:{port} is not available ({exc.strerror})") from None
+    return port
+
+
+def _trainer_container(job: TrainingJob, notes: list[str]) -> dict[str, Any]:
+    if job.spec.template is None:
+        raise InputError("spec.workloadRef: a local run starts the trainer itself, so it needs spec.template")
+    containers = job.spec.template.spec.get("containers")
+    if not isinstance(containers, list) or not containers or not isinstance(containers[0], dict):
+        raise InputError("spec.template.spec.containers: a local run needs the trainer as the first container")
+    container = containers[0]
+    if container.get("image"):
+        notes.append(f"image {container['image']} is ignored: the command runs on this machine, in {Path.cwd()}")
+    if len(containers) > 1:
+        notes.append(f"only the first container runs locally; {len(containers) - 1} more are ignored")
+    if container.get("workingDir"):
+        notes.append(f"workingDir {container['workingDir']} is ignored: the command runs in {Path.cwd()}")
+    if job.spec.replicas != 1:
+        notes.append(f"replicas {job.spec.replicas}: a local run starts one trainer process")
+    return container
+
+
+def _command(container: Mapping[str, Any], env: Mapping[str, str], path_var: Optional[str]) -> list[str]:
+    parts = list(container.get("command") or []) + list(container.get("args") or [])
+    if not container.get("command"):
+        raise InputError(f"{CONTAINER}.command: not set; locally there is no image entrypoint to fall back on")
+    if not all(isinstance(part, str) for part in parts):
+        raise InputError(f"{CONTAINER}.command and args must be lists of strings")
+    command = [expand(str(part), env) for part in parts]
+    executable = command[0]
+    found = (os.access(executable, os.X_OK) and Path(executable).is_file()) if "/" in executable else shutil.which(executable, path=path_var)
+    if not found:
+        raise InputError(f"{CONTAINER}.command: {executable}: executable not found (run from {Path.cwd()})")
+    return command
+
+
+def _container_env(container: Mapping[str, Any], base: Mapping[str, str], notes: list[str]) -> dict[str, str]:
+    """The container's `env` entries with plain values, expanded in order as Kubernetes does."""
+    env: dict[str, str] = {}
+    for entry in container.get("env") or []:
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise InputError(f"{CONTAINER}.env: every entry needs a name")
+        if "value" in entry:
+            env[str(entry["name"])] = expand(str(entry["value"]), {**base, **env})
+        else:
+            notes.append(f"env {entry['name']} has no plain value (valueFrom) and is not set locally")
+    if container.get("envFrom"):
+        notes.append("envFrom is ignored locally")
+    return env
+
+
+def _check_readable(path: Path, what: str) -> None:
+    """A file the run reads must be a readable file, or not exist yet in an existing directory."""
+    if path.exists():
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise InputError(f"{what} {path}: cannot read: {exc.strerror}") from None
+    elif not path.parent.is_dir():
+        raise InputError(f"{what} {path}: directory {path.parent} does not exist")
+
+
+def _run_dir(options: RunOptions, name: str) -> Path:
+    if options.workdir is not None:
+        return options.workdir.absolute()
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir, n = RUNS_DIR / f"{name}-{stamp}", 1
+    while run_dir.exists():  # two runs in one second
+        n += 1
+        run_dir = RUNS_DIR / f"{name}-{stamp}-{n}"
+    return run_dir.absolute()
+
+
+def _prepare(path: Path, run_dir: Path, what: str) -> None:
+    """A file in the run directory starts fresh: a reused --workdir must not carry an old stop
+    request or old reports into this run. A file elsewhere must be readable."""
+    if path.is_relative_to(run_dir):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file():
+            path.unlink()
+    _check_readable(path, what)
+
+
+def _metrics_wiring(job: TrainingJob, run_dir: Path, metrics_port: int) -> tuple[dict[str, str], dict[str, str], Path]:
+    """The trainer's and the sidecar's metrics variables, and where the trainer's output goes."""
+    metrics = job.spec.metrics
+    trainer: dict[str, str] = {}
+    sidecar = {
+        p.ENV_TRAININGJOB: job.metadata.name,
+        p.ENV_METRICS_ADDR: f"{LOOPBACK}:{metrics_port}",
+        p.ENV_PUSH_ADDR: "off",
+        p.ENV_METRIC_NAMES: ",".join(metrics.names),
+    }
+    output_file = run_dir / "trainer.log"
+    if metrics.source == MetricsSource.FILE.value:
+        trainer[p.ENV_METRICS_FILE] = sidecar[p.ENV_METRICS_FILE] = str(local_path(metrics.path, run_dir).absolute())
+    elif metrics.source == MetricsSource.PUSH.value:
+        # A free port rather than pushPort: the trainer finds the sidecar through the URL anyway.
+        push_port = free_port()
+        sidecar[p.ENV_PUSH_ADDR] = f"{LOOPBACK}:{push_port}"
+        trainer[p.ENV_PUSH_URL] = f"http://{LOOPBACK}:{push_port}{PUSH_PATH}"
+    else:
+        assert metrics.log_file is not None and metrics.pattern is not None  # the API validates it
+        # Locally, plateau run itself writes the trainer's output to logFile for the sidecar.
+        output_file = local_path(metrics.log_file, run_dir).absolute()
+        sidecar[p.ENV_STDOUT_FILE] = str(output_file)
+        sidecar[p.ENV_STDOUT_PATTERN] = metrics.pattern
+    return trainer, sidecar, output_file
+
+
+def plan_run(job: TrainingJob, options: RunOptions) -> LocalPlan:
+    """Check everything, then create the run directory; nothing is started yet."""
+    notes: list[str] = []
+    if options.interval <= 0:
+        raise InputError("--interval must be positive")
+    if options.status_out is not None and not options.status_out.parent.is_dir():
+        raise InputError(f"--status-out {options.status_out}: directory {options.status_out.parent} does not exist")
+    container = _trainer_container(job, notes)
+    metrics_port = check_port(options.metrics_port, "--metrics-port") if options.metrics_port else free_port()
+    run_dir = _run_dir(options, job.metadata.name)
+    stop_file = local_path(p.DEFAULT_STOP_FILE, run_dir)
+    injected, sidecar, output_file = _metrics_wiring(job, run_dir, metrics_port)
+    injected.update({p.ENV_TRAININGJOB: job.metadata.name, p.ENV_STOP_FILE: str(stop_file)})
+    if job.metadata.namespace:
+        injected[p.ENV_NAMESPACE] = job.metadata.namespace
+
+    # A PLATEAU_* variable of the calling shell must not leak into this run's processes.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PLATEAU_")}
+    own = _container_env(container, injected, notes)
+    trainer_env = {**base, **own, **injected}
+    command = _command(container, {**own, **injected}, trainer_env.get("PATH"))
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"run directory {run_dir}: {exc.strerror}") from None
+    _prepare(stop_file, run_dir, "stop file")
+    metrics_file = Path(injected[p.ENV_METRICS_FILE]) if p.ENV_METRICS_FILE in injected else None
+    if metrics_file is not None:
+        _prepare(metrics_file, run_dir, "metrics file")
+    stdout_source = job.spec.metrics.source == MetricsSource.STDOUT.value
+    _prepare(output_file, run_dir, "metrics.logFile" if stdout_source else "trainer log")
+    template = job.spec.template.spec if job.spec.template else {}
+    grace = template.get("terminationGracePeriodSeconds")
+    return LocalPlan(
+        job=job,
+        command=command,
+        trainer_env=trainer_env,
+        sidecar_env={**base, **sidecar},
+        run_dir=run_dir,
+        stop_file=stop_file,
+        metrics_file=metrics_file,
+        output_file=output_file,
+        metrics_url=f"http://{LOOPBACK}:{metrics_port}{METRICS_PATH}",
+        kill_after=float(grace) if isinstance(grace, (int, float)) and grace >= 0 else DEFAULT_KILL_AFTER_SECONDS,
+        notes=notes,
+    )

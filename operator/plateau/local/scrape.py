@@ -1,0 +1,124 @@
+"""Reading the sidecar's series for one metric: straight from its /metrics, or from Prometheus.
+
+Both readers return the same `SidecarSummary` the operator builds, so `new_evaluations` and
+`track` see a local run exactly as they see a cluster run. A failed read raises
+`SourceError`; no series yet is None. Neither is ever a reason to stop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Mapping, Optional, Protocol
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from plateau.prometheus import PrometheusError, parse_vector
+from plateau.promql import SIDECAR_SERIES, escape_label_value
+from plateau.summaries import SidecarSummary
+from plateau_sidecar import protocol as p
+
+READ_TIMEOUT_SECONDS = 2.0
+
+
+class SourceError(Exception):
+    """A read that failed; `reason` is CamelCase, for the MetricsAvailable condition."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class MetricSource(Protocol):
+    def read(self, metric: str) -> Optional[SidecarSummary]: ...
+
+
+def summary_from_series(values: Mapping[str, float]) -> Optional[SidecarSummary]:
+    """One metric's series (series name -> value) as a summary; None before its first report."""
+    if p.SERIES_REPORTS not in values or p.SERIES_VALUE not in values or p.SERIES_STEP not in values:
+        return None
+
+    def whole(name: str) -> Optional[int]:
+        value = values.get(name)
+        return int(value) if value is not None and math.isfinite(value) else None
+
+    return SidecarSummary(
+        reports=int(values[p.SERIES_REPORTS]),
+        value=values[p.SERIES_VALUE],
+        step=int(values[p.SERIES_STEP]),
+        non_finite=whole(p.SERIES_NONFINITE) or 0,
+        min=values.get(p.SERIES_MIN),
+        min_step=whole(p.SERIES_MIN_STEP),
+        min_report=whole(p.SERIES_MIN_REPORT),
+        max=values.get(p.SERIES_MAX),
+        max_step=whole(p.SERIES_MAX_STEP),
+        max_report=whole(p.SERIES_MAX_REPORT),
+    )
+
+
+def _get(url: str, data: Optional[bytes] = None) -> bytes:
+    try:
+        with urllib.request.urlopen(url, data=data, timeout=READ_TIMEOUT_SECONDS) as response:
+            return bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        if data is not None and exc.code in (400, 422):  # Prometheus explains a bad query in the body
+            return bytes(exc.read())
+        raise SourceError("HttpError", f"HTTP {exc.code} from {url}") from None
+    except OSError as exc:  # refused, reset, timed out
+        raise SourceError("Unreachable", f"cannot reach {url}: {exc}") from None
+
+
+class SidecarScraper:
+    """GET the sidecar's /metrics and pick one TrainingJob's series of one metric."""
+
+    def __init__(self, url: str, trainingjob: str) -> None:
+        self.url = url
+        self.trainingjob = trainingjob
+
+    def read(self, metric: str) -> Optional[SidecarSummary]:
+        text = _get(self.url).decode("utf-8", errors="replace")
+        wanted = {p.LABEL_METRIC: metric, p.LABEL_TRAININGJOB: self.trainingjob}
+        try:
+            values = {
+                sample.name: sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name in SIDECAR_SERIES and all(sample.labels.get(k) == v for k, v in wanted.items())
+            }
+        except ValueError as exc:
+            raise SourceError("MalformedResponse", f"{self.url}: not a Prometheus exposition: {exc}") from None
+        return summary_from_series(values)
+
+
+def prometheus_selector(trainingjob: str, metric: str) -> str:
+    """Every sidecar series of one metric of one TrainingJob: one instant query."""
+    return "{" + ", ".join(
+        [
+            f'__name__=~"{"|".join(SIDECAR_SERIES)}"',
+            f'{p.LABEL_METRIC}="{escape_label_value(metric)}"',
+            f'{p.LABEL_TRAININGJOB}="{escape_label_value(trainingjob)}"',
+        ]
+    ) + "}"
+
+
+class PrometheusReader:
+    """The same series through Prometheus' HTTP API, as the operator reads them."""
+
+    def __init__(self, url: str, trainingjob: str) -> None:
+        self.url = url.rstrip("/") + "/api/v1/query"
+        self.trainingjob = trainingjob
+
+    def read(self, metric: str) -> Optional[SidecarSummary]:
+        form = urllib.parse.urlencode({"query": prometheus_selector(self.trainingjob, metric)}).encode()
+        try:
+            samples = parse_vector(json.loads(_get(self.url, data=form)))
+        except ValueError:
+            raise SourceError("MalformedResponse", f"{self.url}: the answer is not JSON") from None
+        except PrometheusError as exc:
+            raise SourceError(exc.reason, f"{self.url}: {exc}") from None
+        # Several series of one name (e.g. two scrape jobs) would be ambiguous: take the newest.
+        newest = sorted(samples, key=lambda s: s.timestamp)
+        return summary_from_series({s.labels.get("__name__", ""): s.value for s in newest})

@@ -1,0 +1,352 @@
+"""Workloads: building the child Job from a template, and adapters that observe, stop and
+resume a workload of any supported kind.
+
+Suspend where the kind has it (Job, JobSet, Kubeflow jobs: the object and its status stay,
+and `suspend: false` resumes); scale to 0 through `/scale` otherwise. PyTorchJob's `/scale`
+would leave the Master running, so Kubeflow jobs are always suspended.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from plateau import api
+from plateau.config import SidecarSettings
+from plateau.kube import Kube, NotFound
+from plateau.stopflow import WorkloadState
+from plateau_sidecar import protocol
+
+LABEL = "plateau.dev/trainingjob"
+REPLICAS_BEFORE_STOP = "plateau.dev/replicas-before-stop"
+SHARED_VOLUME = "plateau-shared"
+STOP_VOLUME = "plateau-stop"
+SIDECAR_NAME = "plateau-sidecar"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def label_value(name: str) -> str:
+    """Label values are at most 63 characters: long names keep a prefix and a hash."""
+    if len(name) <= 63:
+        return name
+    return f"{name[:52]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+def gpus_per_pod(pod_spec: dict[str, Any]) -> int:
+    total = 0
+    for container in pod_spec.get("containers", []) or []:
+        limits = ((container or {}).get("resources") or {}).get("limits") or {}
+        try:
+            total += int(str(limits.get(GPU_RESOURCE, 0)))
+        except ValueError:
+            continue
+    return total
+
+
+# --- the child Job ------------------------------------------------------------------------------
+
+
+def _env(name: str, value: str) -> dict[str, str]:
+    return {"name": name, "value": value}
+
+
+def _sidecar(tj_name: str, spec: api.TrainingJobSpec, sidecar: SidecarSettings) -> dict[str, Any]:
+    m = spec.metrics
+    env = [
+        _env(protocol.ENV_TRAININGJOB, tj_name),
+        {"name": protocol.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        _env(protocol.ENV_METRICS_ADDR, protocol.DEFAULT_METRICS_ADDR),
+        _env(protocol.ENV_METRIC_NAMES, ",".join(m.names)),
+    ]
+    if m.source == api.MetricsSource.FILE.value:
+        env.append(_env(protocol.ENV_METRICS_FILE, m.path))
+    elif m.source == api.MetricsSource.PUSH.value:
+        env.append(_env(protocol.ENV_PUSH_ADDR, f"127.0.0.1:{m.push_port}"))
+    else:
+        env += [_env(protocol.ENV_STDOUT_FILE, m.log_file or ""), _env(protocol.ENV_STDOUT_PATTERN, m.pattern or "")]
+    return {
+        "name": SIDECAR_NAME,
+        "image": sidecar.image,
+        "command": ["plateau-sidecar"],
+        # A native sidecar (Kubernetes >= 1.29, or 1.28 with the SidecarContainers gate):
+        # it starts first, and does not keep the Job from completing.
+        "restartPolicy": "Always",
+        "env": env,
+        "ports": [{"name": "plateau-metrics", "containerPort": protocol.DEFAULT_METRICS_PORT}],
+        "volumeMounts": [{"name": SHARED_VOLUME, "mountPath": protocol.DEFAULT_SHARED_DIR}],
+        "resources": {
+            "requests": {"cpu": sidecar.cpu_request, "memory": sidecar.memory_request},
+            "limits": {"cpu": sidecar.cpu_limit, "memory": sidecar.memory_limit},
+        },
+        "securityContext": {
+            "runAsNonRoot": True,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+
+
+def _trainer_env(tj_name: str, spec: api.TrainingJobSpec) -> list[dict[str, str]]:
+    m = spec.metrics
+    env = [_env(protocol.ENV_TRAININGJOB, tj_name), _env(protocol.ENV_STOP_FILE, protocol.DEFAULT_STOP_FILE)]
+    if m.source == api.MetricsSource.FILE.value:
+        env.append(_env(protocol.ENV_METRICS_FILE, m.path))
+    elif m.source == api.MetricsSource.PUSH.value:
+        env.append(_env(protocol.ENV_PUSH_URL, f"http://127.0.0.1:{m.push_port}/report"))
+    return env
+
+
+def build_job(tj: dict[str, Any], spec: api.TrainingJobSpec, sidecar: SidecarSettings) -> dict[str, Any]:
+    """The batch/v1 Job for a TrainingJob with a template: trainer, sidecar, volumes, labels."""
+    assert spec.template is not None
+    meta = tj["metadata"]
+    name = meta["name"]
+    selector_label = {LABEL: label_value(name)}
+    template = copy.deepcopy(spec.template.model_dump(by_alias=True))
+    pod_meta = template.setdefault("metadata", {}) or {}
+    template["metadata"] = pod_meta
+    pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **selector_label}
+    pod_meta["annotations"] = {
+        **(pod_meta.get("annotations") or {}),
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(protocol.DEFAULT_METRICS_PORT),
+        "prometheus.io/path": "/metrics",
+    }
+    pod = template["spec"]
+    pod.setdefault("restartPolicy", "Never")
+    pod["volumes"] = [
+        *(pod.get("volumes") or []),
+        {"name": SHARED_VOLUME, "emptyDir": {}},
+        {"name": STOP_VOLUME, "downwardAPI": {"items": [
+            {"path": "stop", "fieldRef": {"fieldPath": f"metadata.annotations['{protocol.STOP_ANNOTATION}']"}}
+        ]}},
+    ]
+    containers = pod.get("containers") or []
+    if containers:
+        trainer = containers[0]
+        own = {e.get("name") for e in trainer.get("env") or []}
+        trainer["env"] = [*(trainer.get("env") or []), *(e for e in _trainer_env(name, spec) if e["name"] not in own)]
+        trainer["volumeMounts"] = [
+            *(trainer.get("volumeMounts") or []),
+            {"name": SHARED_VOLUME, "mountPath": protocol.DEFAULT_SHARED_DIR},
+            {"name": STOP_VOLUME, "mountPath": protocol.DEFAULT_STOP_DIR, "readOnly": True},
+        ]
+    pod["initContainers"] = [*(pod.get("initContainers") or []), _sidecar(name, spec, sidecar)]
+    job_spec: dict[str, Any] = {
+        "parallelism": spec.replicas,
+        "completions": max(spec.replicas, 1),
+        "suspend": spec.replicas == 0,
+        "template": template,
+    }
+    if spec.replicas > 1:
+        job_spec["completionMode"] = "Indexed"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": selector_label,
+            "ownerReferences": [{
+                "apiVersion": api.API_VERSION,
+                "kind": api.KIND,
+                "name": name,
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": job_spec,
+    }
+
+
+# --- reading workload state ----------------------------------------------------------------------
+
+
+def _condition(obj: dict[str, Any], *types: str) -> Optional[dict[str, Any]]:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") in types and c.get("status") == "True":
+            return c
+    return None
+
+
+def job_state(job: dict[str, Any]) -> WorkloadState:
+    status = job.get("status") or {}
+    spec = job.get("spec") or {}
+    active = int(status.get("active") or 0)
+    failed = _condition(job, "Failed")
+    return WorkloadState(
+        exists=True,
+        active=active,
+        succeeded=_condition(job, "Complete") is not None,
+        failed=failed is not None,
+        suspended=bool(spec.get("suspend")),
+        gpus=active * gpus_per_pod(((spec.get("template") or {}).get("spec")) or {}),
+        message=(failed or {}).get("message") or (failed or {}).get("reason") or "",
+    )
+
+
+def _replica_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """pytorchReplicaSpecs / tfReplicaSpecs: {Master: {...}, Worker: {...}} -> their values."""
+    out: list[dict[str, Any]] = []
+    for key, specs in (obj.get("spec") or {}).items():
+        if key.endswith("ReplicaSpecs") and isinstance(specs, dict):
+            out += [s for s in specs.values() if isinstance(s, dict)]
+    return out
+
+
+def kubeflow_state(obj: dict[str, Any]) -> WorkloadState:
+    status = obj.get("status") or {}
+    active = sum(int((s or {}).get("active") or 0) for s in (status.get("replicaStatuses") or {}).values())
+    failed = _condition(obj, "Failed")
+    gpus = sum(int(r.get("replicas") or 1) * gpus_per_pod(((r.get("template") or {}).get("spec")) or {})
+               for r in _replica_specs(obj))
+    return WorkloadState(
+        exists=True,
+        active=active,
+        succeeded=_condition(obj, "Succeeded") is not None,
+        failed=failed is not None,
+        suspended=bool(((obj.get("spec") or {}).get("runPolicy") or {}).get("suspend")),
+        gpus=gpus if active else 0,
+        message=(failed or {}).get("message") or "",
+    )
+
+
+def jobset_state(obj: dict[str, Any]) -> WorkloadState:
+    status = obj.get("status") or {}
+    active = sum(int(r.get("active") or 0) for r in status.get("replicatedJobsStatus") or [])
+    failed = _condition(obj, "Failed")
+    gpus = 0
+    for rj in (obj.get("spec") or {}).get("replicatedJobs") or []:
+        job_spec = ((rj.get("template") or {}).get("spec")) or {}
+        pods = int(rj.get("replicas") or 1) * int(job_spec.get("parallelism") or 1)
+        gpus += pods * gpus_per_pod(((job_spec.get("template") or {}).get("spec")) or {})
+    return WorkloadState(
+        exists=True,
+        active=active,
+        succeeded=_condition(obj, "Completed") is not None,
+        failed=failed is not None,
+        suspended=bool((obj.get("spec") or {}).get("suspend")),
+        gpus=gpus if active else 0,
+        message=(failed or {}).get("message") or "",
+    )
+
+
+def scaled_state(obj: dict[str, Any], scale: dict[str, Any]) -> WorkloadState:
+    running = int((scale.get("status") or {}).get("replicas") or 0)
+    wanted = int((scale.get("spec") or {}).get("replicas") or 0)
+    pod_spec = (((obj.get("spec") or {}).get("template") or {}).get("spec")) or {}
+    return WorkloadState(exists=True, active=running, suspended=wanted == 0, gpus=running * gpus_per_pod(pod_spec))
+
+
+# --- adapters --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kind:
+    group: str
+    plural: str
+    suspend_path: tuple[str, ...]  # empty: stop through /scale
+    pod_label: str  # label carrying the workload's name on its pods
+
+
+KINDS: dict[tuple[str, str], Kind] = {
+    ("batch", "Job"): Kind("batch", "jobs", ("spec", "suspend"), "job-name"),
+    ("jobset.x-k8s.io", "JobSet"): Kind("jobset.x-k8s.io", "jobsets", ("spec", "suspend"), "jobset.sigs.k8s.io/jobset-name"),
+    ("kubeflow.org", "PyTorchJob"): Kind("kubeflow.org", "pytorchjobs", ("spec", "runPolicy", "suspend"), "training.kubeflow.org/job-name"),
+    ("kubeflow.org", "TFJob"): Kind("kubeflow.org", "tfjobs", ("spec", "runPolicy", "suspend"), "training.kubeflow.org/job-name"),
+    ("apps", "Deployment"): Kind("apps", "deployments", (), ""),
+    ("apps", "StatefulSet"): Kind("apps", "statefulsets", (), ""),
+}
+
+
+def kind_of(api_version: str, kind: str) -> Kind:
+    group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+    known = KINDS.get((group, kind))
+    if known is not None:
+        return known
+    # Anything else is stopped through /scale; its plural follows the Kubernetes convention.
+    return Kind(group, kind.lower() + "s", (), "")
+
+
+def _nested(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    out: Any = value
+    for key in reversed(path):
+        out = {key: out}
+    return out
+
+
+class Workload:
+    """One workload (child or referenced): observe it, ask its pods to stop, suspend, resume."""
+
+    def __init__(self, kube: Kube, namespace: str, api_version: str, kind: str, name: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.version = api_version.rsplit("/", 1)[-1]
+        self.kind = kind_of(api_version, kind)
+        self.kind_name = kind
+        self.name = name
+
+    def _get(self) -> Any:
+        return self.kube.get_object(self.kind.group, self.version, self.kind.plural, self.namespace, self.name)
+
+    async def observe(self) -> WorkloadState:
+        try:
+            obj = await self._get()
+        except NotFound:
+            return WorkloadState(exists=False)
+        if self.kind.group == "batch":
+            return job_state(obj)
+        if self.kind.group == "kubeflow.org":
+            return kubeflow_state(obj)
+        if self.kind.group == "jobset.x-k8s.io":
+            return jobset_state(obj)
+        scale = await self.kube.get_scale(self.kind.group, self.version, self.kind.plural, self.namespace, self.name)
+        return scaled_state(obj, scale)
+
+    async def pod_selector(self) -> Optional[str]:
+        if self.kind.pod_label:
+            return f"{self.kind.pod_label}={self.name}"
+        scale = await self.kube.get_scale(self.kind.group, self.version, self.kind.plural, self.namespace, self.name)
+        return (scale.get("status") or {}).get("selector") or None
+
+    async def request_stop(self, reason: str) -> int:
+        """Annotate every pod not yet asked; returns how many were annotated now."""
+        selector = await self.pod_selector()
+        if not selector:
+            return 0
+        asked = 0
+        for pod in await self.kube.pods(self.namespace, selector):
+            annotations = (pod.get("metadata") or {}).get("annotations") or {}
+            if annotations.get(protocol.STOP_ANNOTATION) != reason:
+                await self.kube.annotate_pod(self.namespace, pod["metadata"]["name"], {protocol.STOP_ANNOTATION: reason})
+                asked += 1
+        return asked
+
+    async def suspend(self) -> None:
+        if self.kind.suspend_path:
+            await self.kube.patch_object(self.kind.group, self.version, self.kind.plural, self.namespace, self.name,
+                                         _nested(self.kind.suspend_path, True))
+            return
+        scale = await self.kube.get_scale(self.kind.group, self.version, self.kind.plural, self.namespace, self.name)
+        current = int((scale.get("spec") or {}).get("replicas") or 0)
+        if current > 0:  # remember what to resume to, on the workload itself
+            await self.kube.patch_object(self.kind.group, self.version, self.kind.plural, self.namespace, self.name,
+                                         {"metadata": {"annotations": {REPLICAS_BEFORE_STOP: str(current)}}})
+            await self.kube.patch_scale(self.kind.group, self.version, self.kind.plural, self.namespace, self.name, 0)
+
+    async def resume(self, replicas: int, child: bool) -> None:
+        if self.kind.suspend_path:
+            patch = _nested(self.kind.suspend_path, False)
+            if child:  # a child Job follows the TrainingJob's replicas
+                patch["spec"]["parallelism"] = replicas
+            await self.kube.patch_object(self.kind.group, self.version, self.kind.plural, self.namespace, self.name, patch)
+            return
+        obj = await self._get()
+        before = ((obj.get("metadata") or {}).get("annotations") or {}).get(REPLICAS_BEFORE_STOP)
+        target = int(before) if before and before.isdigit() else replicas
+        await self.kube.patch_scale(self.kind.group, self.version, self.kind.plural, self.namespace, self.name, target)
