@@ -1,0 +1,145 @@
+"""The operator's PromQL and Prometheus client against a real Prometheus and real bad servers."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import math
+import threading
+from collections.abc import Iterator
+
+import pytest
+from aiohttp import web
+
+from plateau import promql
+from plateau.prometheus import PrometheusClient, PrometheusError
+from tests.support.prometheus import PrometheusServer, free_port
+
+HOSTILE = ['ev"il', "back\\slash", "a|.*", "dot.ns", "new\nline", "}{x=~'.*'"]
+
+
+def exposition() -> str:
+    """One sidecar series per hostile namespace/metric, plus a bystander that must not match."""
+    def esc(v: str) -> str:
+        return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    lines = ["# TYPE plateau_metric_value gauge"]
+    for i, value in enumerate(HOSTILE):
+        lines.append(f'plateau_metric_value{{ns="{esc(value)}",metric="{esc(value)}",trainingjob="tj{i}"}} {i}')
+    lines.append('plateau_metric_value{ns="dotXns",metric="dotXns",trainingjob="bystander"} 99')
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def exporter() -> Iterator[str]:
+    body = exposition().encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+async def test_hostile_label_values_match_exactly_themselves(prometheus: PrometheusServer, exporter: str) -> None:
+    prometheus.add_target(exporter, job="hostile")
+    prometheus.start()
+    prometheus.wait_for_series("plateau_metric_value")
+    client = PrometheusClient(prometheus.url)
+    try:
+        for i, value in enumerate(HOSTILE):
+            samples = await client.query(promql.sidecar_query([value], [value], namespace_label="ns"))
+            assert [(s.labels["trainingjob"], s.value) for s in samples] == [(f"tj{i}", float(i))], value
+        both = await client.query(promql.sidecar_query(["dot.ns", "a|.*"], ["dot.ns", "a|.*"], namespace_label="ns"))
+        assert sorted(s.labels["trainingjob"] for s in both) == ["tj2", "tj3"]  # not the bystander
+        nothing = await client.query(promql.sidecar_query([], ["x"], namespace_label="ns"))
+        assert nothing == []
+        custom = promql.custom_query('plateau_metric_value{trainingjob="$name", ns="$namespace"}', 'ev"il', "tj0")
+        assert [s.value for s in await client.query(custom)] == [0.0]
+    finally:
+        await client.close()
+
+
+async def test_gpu_queries_are_valid_promql(prometheus: PrometheusServer) -> None:
+    prometheus.start()
+    client = PrometheusClient(prometheus.url)
+    try:
+        for dcgm in (promql.DcgmConfig(), promql.DcgmConfig(pod_label="exported_pod", namespace_label="exported_namespace")):
+            assert await client.query(promql.gpu_max_query(dcgm, ["default"], "10m")) == []
+            assert await client.query(promql.gpu_since_query(dcgm, ["default"], "10m")) == []
+    finally:
+        await client.close()
+
+
+async def serve(status: int = 200, text: str = "", delay: float = 0) -> web.AppRunner:
+    async def answer(_: web.Request) -> web.Response:
+        await asyncio.sleep(delay)
+        return web.Response(status=status, text=text, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/api/v1/query", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    return runner
+
+
+@pytest.mark.parametrize(
+    ("status", "text", "delay", "reason"),
+    [
+        (500, "oops", 0, "ServerError"),
+        (503, "", 0, "ServerError"),
+        (200, "<html>not json</html>", 0, "MalformedResponse"),
+        (200, '{"status": "success", "data": {"resultType": "matrix", "result": []}}', 0, "MalformedResponse"),
+        (200, '{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, 2]}]}}', 0, "MalformedResponse"),
+        (200, '{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "abc"]}]}}', 0, "MalformedResponse"),
+        (400, '{"status": "error", "errorType": "bad_data", "error": "parse error"}', 0, "QueryFailed"),
+        (200, '{"status": "success", "data": {"resultType": "vector", "result": []}}', 1.5, "Timeout"),
+    ],
+)
+async def test_bad_prometheus_answers_become_reasons(status: int, text: str, delay: float, reason: str) -> None:
+    runner = await serve(status=status, text=text, delay=delay)
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    client = PrometheusClient(f"http://127.0.0.1:{port}", timeout=1.0)
+    try:
+        with pytest.raises(PrometheusError) as info:
+            await client.query("up")
+        assert info.value.reason == reason
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_unreachable_prometheus() -> None:
+    client = PrometheusClient(f"http://127.0.0.1:{free_port()}", timeout=2.0)
+    try:
+        with pytest.raises(PrometheusError) as info:
+            await client.query("up")
+        assert info.value.reason == "Unreachable" and "127.0.0.1" not in str(info.value)
+    finally:
+        await client.close()
+
+
+async def test_special_values_parse() -> None:
+    body = ('{"status": "success", "data": {"resultType": "vector", "result": ['
+            '{"metric": {"a": "1"}, "value": [1, "NaN"]}, {"metric": {"a": "2"}, "value": [1, "+Inf"]}]}}')
+    runner = await serve(text=body)
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    client = PrometheusClient(f"http://127.0.0.1:{port}")
+    try:
+        samples = await client.query("x")
+        assert math.isnan(samples[0].value) and samples[1].value == math.inf
+    finally:
+        await client.close()
+        await runner.cleanup()
