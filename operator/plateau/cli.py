@@ -1,4 +1,5 @@
-"""The `plateau` command: generate the CRD, validate manifests, replay stop specs on past runs."""
+"""The `plateau` command: generate the CRD, validate manifests, replay stop specs on past runs,
+run a TrainingJob on this machine."""
 
 from __future__ import annotations
 
@@ -22,6 +23,16 @@ def _cmd_crd(args: argparse.Namespace) -> int:
         return 0
     for path in write_crds(Path(args.root)):
         print(f"wrote {path}")
+    return 0
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    from plateau.docs import render_reference, write_reference
+
+    if args.stdout:
+        sys.stdout.write(render_reference())
+    else:
+        print(f"wrote {write_reference(Path(args.root))}")
     return 0
 
 
@@ -58,6 +69,20 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from plateau.local.plan import RunOptions
+    from plateau.local.runner import run
+
+    options = RunOptions(
+        workdir=Path(args.workdir) if args.workdir else None,
+        status_out=Path(args.status_out) if args.status_out else None,
+        interval=args.interval,
+        metrics_port=args.metrics_port,
+        prometheus=args.prometheus,
+    )
+    return run(Path(args.manifest), options)
+
+
 def _print_table(results: Sequence, metric: Optional[str]) -> None:
     console = Console()
     table = Table(title="plateau replay", show_lines=False)
@@ -91,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     crd.add_argument("--stdout", action="store_true", help="print the CRD instead of writing files")
     crd.set_defaults(func=_cmd_crd)
 
+    docs = sub.add_parser("docs", help="write docs/reference.md, the TrainingJob reference, from the API models")
+    docs.add_argument("--root", default=".", help="repository root (default: .)")
+    docs.add_argument("--stdout", action="store_true", help="print the reference instead of writing it")
+    docs.set_defaults(func=_cmd_docs)
+
     validate = sub.add_parser("validate", help="validate TrainingJob manifests against the API models")
     validate.add_argument("manifests", nargs="+")
     validate.set_defaults(func=_cmd_validate)
@@ -105,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--limit", type=int, default=None, help="replay only the first N runs")
     rp.add_argument("--json", action="store_true", help="one JSON object per run")
     rp.set_defaults(func=_cmd_replay)
+
+    run = sub.add_parser("run", help="run a TrainingJob's trainer on this machine and stop it by its stop spec")
+    run.add_argument("manifest", help="a TrainingJob with spec.template; its first container's command runs in the current directory")
+    run.add_argument("--workdir", help="run directory, standing in for /plateau and /etc/plateau (default: plateau-runs/NAME-TIME)")
+    run.add_argument("--status-out", help="also write the final status YAML here")
+    run.add_argument("--interval", type=float, default=1.0, help="seconds between evaluations (default: 1)")
+    run.add_argument("--metrics-port", type=int, help="127.0.0.1 port of the sidecar's /metrics (default: a free one)")
+    run.add_argument("--prometheus", metavar="URL", help="read the sidecar's series from this Prometheus instead of the sidecar")
+    run.set_defaults(func=_cmd_run)
     return parser
 
 

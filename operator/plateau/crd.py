@@ -114,7 +114,7 @@ PRINTER_COLUMNS = [
     {"name": "Best", "type": "number", "jsonPath": ".status.metric.best"},
     {"name": "GPU-h", "type": "number", "jsonPath": ".status.gpuHours"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    {"name": "Name", "type": "string", "jsonPath": ".status.metric.name", "priority": 1, "description": "The monitored metric."},
+    {"name": "Monitored", "type": "string", "jsonPath": ".status.metric.name", "priority": 1, "description": "The monitored metric."},
     {"name": "Step", "type": "integer", "jsonPath": ".status.metric.lastStep", "priority": 1},
     {"name": "Saved", "type": "number", "jsonPath": ".status.gpuHoursSaved", "priority": 1},
     {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},

@@ -24,7 +24,16 @@ from plateau.cohort import best_at, record_best, selector_matches
 from plateau.config import Settings
 from plateau.durations import format_duration, parse_duration
 from plateau.kube import ApiError, Kube
-from plateau.metrics import CYCLE_SECONDS, GPU_HOURS_SAVED, GPU_HOURS_USED, JOBS, PROMETHEUS_ERRORS, STOPS
+from plateau.metrics import (
+    CYCLE_SECONDS,
+    GPU_HOURS_SAVED,
+    GPU_HOURS_USED,
+    JOBS,
+    METRICS_MISSING,
+    PROMETHEUS_ERRORS,
+    STOPS,
+    clear_job_gauges,
+)
 from plateau.presets import resolve_metric_rule
 from plateau.prometheus import PrometheusClient, PrometheusError, Sample
 from plateau.replay import format_validation_error
@@ -137,6 +146,7 @@ class Evaluator:
     def forget(self) -> None:
         """Drop what this replica remembers; after a leadership change the API is the truth."""
         self.memory.clear()
+        clear_job_gauges()
 
     # --- one cycle ------------------------------------------------------------------------
 
@@ -512,9 +522,15 @@ class Evaluator:
 
     def _export_phases(self) -> None:
         counts: dict[str, int] = {p.value: 0 for p in api.Phase}
-        for body in self.registry.trainingjobs.values():
-            phase = self._current_status(body).phase
-            counts[phase] = counts.get(phase, 0) + 1
+        METRICS_MISSING.clear()
+        for (namespace, name), body in self.registry.trainingjobs.items():
+            status = self._current_status(body)
+            counts[status.phase] = counts.get(status.phase, 0) + 1
+            if status.phase != api.Phase.RUNNING.value:
+                continue
+            for c in status.conditions:
+                if c.type in (METRICS_AVAILABLE, GPU_METRICS_AVAILABLE) and c.status == "False":
+                    METRICS_MISSING.labels(namespace=namespace, trainingjob=name, condition=c.type, reason=c.reason).set(1)
         for phase, count in counts.items():
             JOBS.labels(phase=phase).set(count)
 
@@ -557,7 +573,7 @@ async def run_forever(evaluator: Evaluator, interval: float, is_leader: Callable
     was_leader = False
     while True:
         leading = is_leader()
-        if leading and not was_leader:
+        if leading != was_leader:
             evaluator.forget()
         was_leader = leading
         if leading:

@@ -15,3 +15,14 @@ CYCLE_SECONDS = Histogram("plateau_operator_cycle_duration_seconds", "Duration o
 PROMETHEUS_ERRORS = Counter("plateau_operator_prometheus_errors_total", "Failed Prometheus queries.", ["reason"])
 API_ERRORS = Counter("plateau_operator_api_errors_total", "Failed Kubernetes API calls.", ["verb", "code"])
 LEADER = Gauge("plateau_operator_leader", "1 while this replica holds the leader lease.")
+METRICS_MISSING = Gauge(
+    "plateau_operator_trainingjob_metrics_missing",
+    "1 per Running TrainingJob whose MetricsAvailable or GpuMetricsAvailable condition is False.",
+    ["namespace", "trainingjob", "condition", "reason"],
+)
+
+
+def clear_job_gauges() -> None:
+    """A replica that stops leading must not keep exporting stale per-job figures."""
+    JOBS.clear()
+    METRICS_MISSING.clear()

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from plateau import api
 
-# Cluster-wide or per watched namespace (chart value rbac.clusterWide).
+# Cluster-wide (a ClusterRole) when the chart's watchNamespaces is empty, else a Role per namespace.
 RULES: list[dict[str, list[str]]] = [
     # watch TrainingJobs (kopf), write their status (the evaluation loop)
-    {"apiGroups": [api.GROUP], "resources": [api.PLURAL], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [api.GROUP], "resources": [api.PLURAL], "verbs": ["list", "watch"]},
     {"apiGroups": [api.GROUP], "resources": [f"{api.PLURAL}/status"], "verbs": ["patch"]},
     # child Jobs: watch (kopf), create from the template, read and suspend/resume
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch"]},

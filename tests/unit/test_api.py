@@ -67,7 +67,7 @@ def test_stdout_source_needs_a_pattern_and_a_log_file() -> None:
 def test_defaults_match_the_documented_ones() -> None:
     tj = parse_training_job(job({"template": CONTAINER, "stop": {"metric": {"name": "l", "patience": 2}}}), "m")
     assert tj.spec.replicas == 1
-    assert tj.spec.stop.grace_period == "60s" and tj.spec.stop.combine == "any" and not tj.spec.stop.dry_run
+    assert tj.spec.stop.grace_period == "60s" and tj.spec.stop.combine == "any" and tj.spec.stop.dry_run is None
     assert tj.spec.metrics.path == "/plateau/metrics.jsonl"
     assert tj.spec.stop.metric is not None and tj.spec.stop.metric.check_finite
 

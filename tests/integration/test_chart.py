@@ -1,0 +1,426 @@
+"""The Helm chart: lint, render, validate every resource, and hold it to the operator's contract
+(its settings, its RBAC, its sidecar's labels and port, its metrics' names)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import kubernetes_validate
+import prometheus_client
+import pytest
+import yaml
+
+import plateau.metrics
+from plateau import rbac
+from plateau.api import TrainingJobSpec
+from plateau.config import SidecarSettings, Settings, parse_settings
+from plateau.crd import build_crd
+from plateau.durations import DURATION_PATTERN
+from plateau.promql import DcgmConfig
+from plateau.workloads import LABEL, SIDECAR_NAME, build_job
+from tests.support import chart
+from tests.support.chart import CHART, NAMESPACE, REPO, helm, only, operator_command, render, template
+from tests.support.prometheus import require_tool
+
+KUBERNETES_VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
+MONITORING = {"release": "kube-prometheus-stack"}
+# Every optional part on, for kube-prometheus-stack and dcgm-exporter's chart defaults.
+EVERYTHING: dict[str, Any] = {
+    "replicas": 2,
+    "dryRun": True,
+    "prometheus": {"url": "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"},
+    "dcgm": {"labelScheme": "exported_pod"},
+    "serviceMonitor": {"enabled": True, "labels": MONITORING},
+    "podMonitor": {"enabled": True, "labels": MONITORING},
+    "prometheusRule": {"enabled": True, "labels": MONITORING, "alertLabels": {"team": "ml-platform"}},
+    "dashboard": {"enabled": True, "annotations": {"grafana_folder": "Plateau"}},
+    "serviceAccount": {"annotations": {"example.com/role": "plateau"}},
+    "imagePullSecrets": [{"name": "registry"}],
+    "priorityClassName": "system-cluster-critical",
+    "podAnnotations": {"example.com/team": "ml-platform"},
+    "podLabels": {"example.com/cost-center": "ml"},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "system", "effect": "NoSchedule"}],
+    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100,
+        "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "plateau"}}},
+    }]}},
+}
+NAMESPACED = {**EVERYTHING, "watchNamespaces": ["team-a", "team-b"]}
+CONFIGS = {"defaults": {}, "everything": EVERYTHING, "everything-namespaced": NAMESPACED}
+OPTIONAL_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"}
+
+# Minimal schemas for prometheus-operator's resources (none ships offline): the fields this
+# chart uses, typed, and nothing else, so a typo in a template fails here.
+STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+META = {"type": "object", "required": ["name", "namespace"],
+        "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}, "labels": STRINGS}}
+RELABELING = {"type": "object", "additionalProperties": False, "properties": {
+    "sourceLabels": {"type": "array", "items": {"type": "string"}}, "separator": {"type": "string"},
+    "targetLabel": {"type": "string"}, "regex": {"type": "string"}, "replacement": {"type": "string"},
+    "action": {"enum": ["replace", "keep", "drop", "labelmap", "labeldrop", "labelkeep", "hashmod"]}}}
+ENDPOINT = {"type": "object", "additionalProperties": False, "required": ["port"], "properties": {
+    "port": {"type": "string"}, "path": {"type": "string"}, "interval": {"type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$"},
+    "honorLabels": {"type": "boolean"}, "relabelings": {"type": "array", "items": RELABELING}}}
+SELECTOR = {"type": "object", "additionalProperties": False, "properties": {
+    "matchLabels": STRINGS, "matchExpressions": {"type": "array", "items": {
+        "type": "object", "required": ["key", "operator"], "additionalProperties": False,
+        "properties": {"key": {"type": "string"}, "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                       "values": {"type": "array", "items": {"type": "string"}}}}}}}
+NAMESPACE_SELECTOR = {"type": "object", "additionalProperties": False, "properties": {
+    "any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}, "minItems": 1}}}
+RULE = {"type": "object", "additionalProperties": False, "required": ["alert", "expr"], "properties": {
+    "alert": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]*$"}, "expr": {"type": "string", "minLength": 1},
+    "for": {"type": "string"}, "labels": STRINGS, "annotations": STRINGS}}
+
+
+def resource_schema(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+            "required": ["apiVersion", "kind", "metadata", "spec"],
+            "properties": {"apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": kind},
+                           "metadata": META, "spec": spec}}
+
+
+CR_SCHEMAS = {
+    "ServiceMonitor": resource_schema("ServiceMonitor", {
+        "type": "object", "additionalProperties": False, "required": ["selector", "endpoints"],
+        "properties": {"selector": SELECTOR, "namespaceSelector": NAMESPACE_SELECTOR,
+                       "endpoints": {"type": "array", "minItems": 1, "items": ENDPOINT}}}),
+    "PodMonitor": resource_schema("PodMonitor", {
+        "type": "object", "additionalProperties": False, "required": ["selector", "podMetricsEndpoints"],
+        "properties": {"selector": SELECTOR, "namespaceSelector": NAMESPACE_SELECTOR,
+                       "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": ENDPOINT}}}),
+    "PrometheusRule": resource_schema("PrometheusRule", {
+        "type": "object", "additionalProperties": False, "required": ["groups"],
+        "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "additionalProperties": False, "required": ["name", "rules"],
+            "properties": {"name": {"type": "string"}, "rules": {"type": "array", "minItems": 1, "items": RULE}}}}}}),
+}
+
+
+def check_jsonschema(schema: dict[str, Any], docs: list[dict[str, Any]], workdir: Path) -> None:
+    """Validate documents with the check-jsonschema command; fails with its report."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    schema_file = workdir / "schema.json"
+    schema_file.write_text(json.dumps(schema))
+    files = []
+    for i, doc in enumerate(docs):
+        files.append(workdir / f"doc-{i}.yaml")
+        files[-1].write_text(yaml.safe_dump(doc))
+    result = subprocess.run([chart.tool("check-jsonschema", REPO / ".venv" / "bin" / "check-jsonschema"),
+                             "--schemafile", str(schema_file), *map(str, files)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def lint(*args: str) -> subprocess.CompletedProcess[str]:
+    return helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE, *args)
+
+
+def values_file(values: dict[str, Any], tmp_path: Path) -> str:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+# --- lint, render, validate ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_helm_lint_strict(name: str, tmp_path: Path) -> None:
+    for kube in KUBERNETES_VERSIONS:
+        result = lint("--values", values_file(CONFIGS[name], tmp_path), "--kube-version", kube)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_rendered_resource_validates(name: str, tmp_path: Path) -> None:
+    docs = render(CONFIGS[name])
+    kinds = {d["kind"] for d in docs}
+    assert kinds & OPTIONAL_KINDS == (set() if name == "defaults" else OPTIONAL_KINDS)
+    custom = [d for d in docs if d["kind"] in CR_SCHEMAS]
+    for doc in docs:
+        if doc["kind"] in CR_SCHEMAS:
+            continue
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} on Kubernetes {version}: {exc.message} at {list(exc.path)}")
+    for kind, schema in CR_SCHEMAS.items():
+        of_kind = [d for d in custom if d["kind"] == kind]
+        if of_kind:
+            check_jsonschema(schema, of_kind, tmp_path / kind)
+
+
+def test_examples_validate_against_the_crd_schema(tmp_path: Path) -> None:
+    schema = {"$schema": "http://json-schema.org/draft-04/schema#",  # OpenAPI 3.0's boolean exclusiveMinimum
+              **build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]}
+    examples = [doc for path in sorted((REPO / "examples").glob("*.yaml"))
+                for doc in yaml.safe_load_all(path.read_text()) if doc and doc.get("kind") == "TrainingJob"]
+    assert len(examples) >= 5
+    check_jsonschema(schema, examples, tmp_path)
+
+
+def test_the_charts_crd_is_the_generated_one() -> None:
+    assert (CHART / "crds" / "trainingjob.yaml").read_bytes() == (REPO / "crds" / "trainingjob.yaml").read_bytes()
+
+
+def test_helm_is_required_not_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match="run scripts/bootstrap"):
+        chart.tool("helm", tmp_path / "helm")
+
+
+# --- values.schema.json ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad, path", [
+    ("replicas=two", "/replicas"),
+    ("dcgm.labelScheme=exported", "/dcgm/labelScheme"),
+    ("evaluation.interval=15 seconds", "/evaluation/interval"),
+    ("watchNamespaces[0]=Team_A", "/watchNamespaces/0"),
+    ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+    ("sidecar.resources.limits.memory=lots", "/sidecar/resources/limits/memory"),
+    ("metrics.port=80", "/metrics/port"),
+    ("serviceMonitor.enable=true", "/serviceMonitor"),
+])
+def test_values_schema_rejects_bad_values(bad: str, path: str) -> None:
+    for result in (template(extra=["--set", bad]), lint("--set", bad)):
+        assert result.returncode != 0, f"{bad} was accepted"
+        assert f"'{path}'" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_schema_durations_are_the_operators() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["definitions"]["duration"]["pattern"] == DURATION_PATTERN
+
+
+def test_several_replicas_need_leader_election() -> None:
+    result = template({"replicas": 2, "leaderElection": {"enabled": False}})
+    assert result.returncode != 0 and "leaderElection.enabled" in result.stderr
+
+
+# --- the operator's settings ---------------------------------------------------------------------
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name in [n for n in os.environ if n.startswith("PLATEAU_") or n.startswith("POD_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return parse_settings([])
+
+
+def test_the_chart_sets_every_operator_setting() -> None:
+    wanted = set(re.findall(r'_env\("((?:PLATEAU|POD)_[A-Z_]+)"', (REPO / "operator/plateau/config.py").read_text()))
+    assert len(wanted) > 15
+    started = operator_command()
+    assert started.command == ["plateau-operator"] and not started.args
+    assert wanted <= set(started.env), wanted - set(started.env)
+
+
+def test_default_values_give_the_operators_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_from(operator_command(pod_name="plateau-abc").env, monkeypatch)
+    defaults = Settings()
+    assert settings.prometheus_url == defaults.prometheus_url
+    assert (settings.interval, settings.status_interval) == (defaults.interval, defaults.status_interval)
+    assert settings.namespaces == () and settings.default_dry_run is False
+    assert settings.metrics_port == defaults.metrics_port
+    assert settings.leader_election and settings.lease_name == "plateau" and settings.lease_namespace == NAMESPACE
+    assert settings.identity == "plateau-abc"
+    assert settings.dcgm == DcgmConfig()
+    assert settings.sidecar == SidecarSettings()  # same image and tag as the operator
+
+
+def test_everything_reaches_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {**NAMESPACED, "evaluation": {"interval": "1m", "statusInterval": "2m"},
+              "sidecar": {"image": {"tag": "0.2.0"},
+                          "resources": {"requests": {"cpu": "50m", "memory": "48Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}}
+    settings = settings_from(operator_command(values).env, monkeypatch)
+    assert settings.prometheus_url == EVERYTHING["prometheus"]["url"]
+    assert (settings.interval, settings.status_interval) == (60.0, 120.0)
+    assert settings.namespaces == ("team-a", "team-b") and settings.default_dry_run is True
+    assert (settings.dcgm.pod_label, settings.dcgm.namespace_label) == ("exported_pod", "exported_namespace")
+    assert settings.sidecar == SidecarSettings("ghcr.io/plateau-dev/plateau:0.2.0", "50m", "48Mi", "1", "1Gi")
+
+
+def test_dcgm_label_overrides_win_over_the_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {"dcgm": {"labelScheme": "exported_pod", "namespaceLabel": "k8s_namespace",
+                       "profilingMetric": "DCGM_FI_PROF_SM_ACTIVE"}}
+    dcgm = settings_from(operator_command(values).env, monkeypatch).dcgm
+    assert (dcgm.pod_label, dcgm.namespace_label, dcgm.profiling_metric) == ("exported_pod", "k8s_namespace", "DCGM_FI_PROF_SM_ACTIVE")
+
+
+def test_operator_pod_is_locked_down() -> None:
+    pod = only(render(), "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert {"requests", "limits"} <= container["resources"].keys()
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": Settings().metrics_port, "healthz": Settings().metrics_port + 1}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+
+
+# --- RBAC ------------------------------------------------------------------------------------------
+
+
+Grant = tuple[str, str, str]  # (apiGroup, resource, verb)
+
+
+def grants(rules: list[dict[str, list[str]]]) -> set[Grant]:
+    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def roles(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each (Cluster)Role with its (Cluster)RoleBinding; every binding must bind a rendered role."""
+    by_key = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs}
+    bindings = [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    assert len(bindings) == len([d for d in docs if d["kind"] in ("Role", "ClusterRole")])
+    for binding in bindings:
+        ref = binding["roleRef"]
+        yield by_key[(ref["kind"], binding["metadata"].get("namespace"), ref["name"])], binding
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_rbac_grants_exactly_the_operators_rules(name: str) -> None:
+    docs = render(CONFIGS[name])
+    account = only(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+    watched = CONFIGS[name].get("watchNamespaces", [])
+    expected = {("ClusterRole", None): grants(rbac.RULES)} if not watched else {
+        ("Role", ns): grants(rbac.RULES) for ns in watched}
+    expected[("Role", NAMESPACE)] = grants(rbac.LEASE_RULES)
+    rendered = {}
+    for role, binding in roles(docs):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]
+        rendered[(role["kind"], role["metadata"].get("namespace"))] = grants(role["rules"])
+    assert rendered == expected
+
+
+def test_no_lease_role_without_leader_election() -> None:
+    docs = render({"leaderElection": {"enabled": False}})
+    assert [grants(d["rules"]) for d in docs if d["kind"] in ("Role", "ClusterRole")] == [grants(rbac.RULES)]
+
+
+# --- monitoring: the sidecar contract, the alerts, the dashboard --------------------------------
+
+
+def sample_pod_template() -> dict[str, Any]:
+    """The pod template the operator builds for the patience example, sidecar included."""
+    example = yaml.safe_load((REPO / "examples/plateau-patience.yaml").read_text())
+    body = {**example, "metadata": {**example["metadata"], "namespace": "team-a", "uid": "u1"}}
+    return build_job(body, TrainingJobSpec.model_validate(example["spec"]), SidecarSettings())["spec"]["template"]
+
+
+def test_pod_monitor_selects_the_injected_sidecars() -> None:
+    template_ = sample_pod_template()
+    sidecar = next(c for c in template_["spec"]["initContainers"] if c["name"] == SIDECAR_NAME)
+    monitor = only(render(NAMESPACED), "PodMonitor")["spec"]
+    assert monitor["selector"] == {"matchExpressions": [{"key": LABEL, "operator": "Exists"}]}
+    assert LABEL in template_["metadata"]["labels"]
+    assert [e["port"] for e in monitor["podMetricsEndpoints"]] == [p["name"] for p in sidecar["ports"]]
+    assert monitor["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+    assert only(render(EVERYTHING), "PodMonitor")["spec"]["namespaceSelector"] == {"any": True}
+
+
+def known_series() -> set[str]:
+    """The series names plateau.metrics exposes, and Prometheus's `up`."""
+    names = {"up"}
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    for value in vars(plateau.metrics).values():
+        if isinstance(value, prometheus_client.metrics.MetricWrapperBase):
+            names |= {value._name + s for s in suffixes[value._type]}
+    return names
+
+
+def alert_rules(values: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for g in only(render(values), "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+
+
+def dashboard(values: dict[str, Any]) -> dict[str, Any]:
+    config_map = only(render(values), "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    return json.loads(config_map["data"]["plateau.json"])
+
+
+def dashboard_exprs() -> list[str]:
+    """The dashboard's queries, with Grafana's variables replaced by what Grafana would put there."""
+    grafana = {"$__rate_interval": "5m", "$__range": "7d", "$job": ".+"}
+    out = []
+    for panel in dashboard(EVERYTHING)["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for variable, value in grafana.items():
+                expr = expr.replace(variable, value)
+            out.append(expr)
+    return out
+
+
+def test_alerts_and_dashboard_use_only_series_that_exist() -> None:
+    exprs = [r["expr"] for r in alert_rules(EVERYTHING)] + dashboard_exprs()
+    used = {name for expr in exprs for name in re.findall(r"\b(plateau_\w+|up)\b", expr)}
+    assert used - known_series() == set(), "series the operator does not export (add them to plateau.metrics)"
+
+
+def test_dashboard_shows_what_platform_teams_ask_for() -> None:
+    titles = {p["title"] for p in dashboard(EVERYTHING)["panels"]}
+    assert {"GPU-hours saved", "Stops by reason", "TrainingJobs by phase", "Evaluation cycle latency"} <= titles
+
+
+def promtool(*args: str, cwd: Path) -> None:
+    result = subprocess.run([require_tool("promtool"), *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_rules_and_dashboard_queries_parse(tmp_path: Path) -> None:
+    groups = only(render(EVERYTHING), "PrometheusRule")["spec"]["groups"]
+    recorded = [{"record": f"plateau:dashboard_query:{i}", "expr": e} for i, e in enumerate(dashboard_exprs())]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [*groups, {"name": "dashboard", "rules": recorded}]}))
+    promtool("check", "rules", "rules.yaml", cwd=tmp_path)
+
+
+def expected_alert(rule: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    """What promtool should see fire: the rule's labels and its annotations expanded for `labels`."""
+    def expand(text: str) -> str:
+        return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), text)
+    return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": {k: expand(v) for k, v in rule["annotations"].items()}}
+
+
+def test_alerts_fire_when_they_should(tmp_path: Path) -> None:
+    rules = {r["alert"]: r for r in alert_rules(EVERYTHING)}
+    operator = 'job="plateau-metrics", namespace="plateau-system"'
+    down = {"interval": "1m", "input_series": [{"series": f'up{{{operator}, pod="p"}}', "values": "1x5 0x20"}],
+            "alert_rule_test": [
+                {"eval_time": "4m", "alertname": "PlateauOperatorDown", "exp_alerts": []},
+                {"eval_time": "15m", "alertname": "PlateauOperatorDown", "exp_alerts": [expected_alert(rules["PlateauOperatorDown"], {})]}]}
+    unreachable = {"reason": "Unreachable"}
+    errors = {"interval": "1m", "input_series": [
+        {"series": f'plateau_operator_prometheus_errors_total{{{operator}, reason="Unreachable"}}', "values": "0+4x30"},
+        {"series": f'plateau_operator_leader{{{operator}, pod="p"}}', "values": "1x30"}],
+        "alert_rule_test": [
+            {"eval_time": "20m", "alertname": "PlateauPrometheusUnreachable",
+             "exp_alerts": [expected_alert(rules["PlateauPrometheusUnreachable"], unreachable)]},
+            {"eval_time": "20m", "alertname": "PlateauNoLeader", "exp_alerts": []}]}
+    job = {"namespace": "team-a", "trainingjob": "resnet", "condition": "MetricsAvailable", "reason": "NoSeries"}
+    selector = ", ".join(f'{k}="{v}"' for k, v in job.items())
+    missing = {"interval": "1m", "input_series": [
+        {"series": f'plateau_operator_trainingjob_metrics_missing{{job="plateau-metrics", {selector}}}', "values": "1x30"}],
+        "alert_rule_test": [{"eval_time": "20m", "alertname": "PlateauMetricsMissing",
+                             "exp_alerts": [expected_alert(rules["PlateauMetricsMissing"], job)]}]}
+    groups = only(render(EVERYTHING), "PrometheusRule")["spec"]["groups"]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
+                                                         "tests": [down, errors, missing]}))
+    promtool("test", "rules", "tests.yaml", cwd=tmp_path)
