@@ -1,0 +1,150 @@
+"""Trainer-side client: report metrics to the sidecar, and see the operator's stop request.
+
+Standard library only, so any training image can use it. It never raises into the training
+loop because of I/O trouble: metrics are worth less than the run, so a failure warns once
+(per kind of failure) and training goes on.
+
+    from plateau_sidecar import client
+
+    for epoch in range(epochs):
+        ...
+        client.report(step, val_loss=val_loss, accuracy=acc)
+        if client.should_stop():
+            save_checkpoint()
+            break
+
+Where reports go, from the environment the operator sets:
+- `PLATEAU_PUSH_URL` set: POSTed to the sidecar's push endpoint. Records the sidecar could not
+  take (it was down, or busy: 429) are kept, up to a bound, and sent with the next report.
+- otherwise: appended as JSON lines to `PLATEAU_METRICS_FILE` (default /plateau/metrics.jsonl).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+import warnings
+from types import FrameType
+from typing import SupportsFloat
+
+from . import protocol as p
+
+PUSH_TIMEOUT_SECONDS = 2.0
+MAX_PENDING_RECORDS = 10_000
+
+_warned: set[str] = set()
+
+
+def _warn_once(kind: str, message: str) -> None:
+    if kind not in _warned:
+        _warned.add(kind)
+        warnings.warn(
+            f"plateau: {message} (training goes on; this is reported once)", RuntimeWarning, stacklevel=_outside()
+        )
+
+
+def _outside() -> int:
+    """The stack level of the first frame outside this module: the training loop's line."""
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+class Reporter:
+    """Sends records to one destination; `report()` is the module-level shortcut."""
+
+    def __init__(self, metrics_file: str | None = None, push_url: str | None = None) -> None:
+        self.metrics_file = metrics_file or p.DEFAULT_METRICS_FILE
+        self.push_url = push_url
+        self._pending: list[dict[str, object]] = []
+
+    def report(self, step: int, **metrics: SupportsFloat) -> None:
+        record: dict[str, object] = {"step": int(step)}
+        for name, value in metrics.items():
+            try:
+                record[name] = float(value)  # numpy scalars and 0-d tensors too
+            except (TypeError, ValueError):
+                _warn_once(f"value:{name}", f"metric {name!r} is not a number ({value!r}); it is not reported")
+        record["time"] = time.time()
+        if self.push_url:
+            self._push(record)
+        else:
+            self._append(record)
+
+    def _append(self, record: dict[str, object]) -> None:
+        line = (json.dumps(record) + "\n").encode()
+        try:
+            # One write() on an O_APPEND descriptor: lines from several processes do not interleave.
+            fd = os.open(self.metrics_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            _warn_once("file", f"cannot append metrics to {self.metrics_file}: {e}")
+
+    def _push(self, record: dict[str, object]) -> None:
+        self._pending.append(record)
+        if len(self._pending) > MAX_PENDING_RECORDS:
+            del self._pending[0]
+            _warn_once("dropped", f"more than {MAX_PENDING_RECORDS} reports could not be pushed; dropping the oldest")
+        request = urllib.request.Request(
+            self.push_url,  # type: ignore[arg-type]
+            data=json.dumps(self._pending).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=PUSH_TIMEOUT_SECONDS):
+                pass
+        except urllib.error.HTTPError as e:
+            if e.code == 400:  # the sidecar will never take these records: do not resend them
+                self._pending.clear()
+            _warn_once(f"http:{e.code}", f"the sidecar at {self.push_url} answered {e.code} {e.reason}")
+            return
+        except (OSError, ValueError) as e:  # URLError, timeouts, resets; ValueError: a bad URL
+            _warn_once("push", f"cannot push metrics to {self.push_url}: {e}")
+            return
+        self._pending.clear()
+
+
+_reporter: Reporter | None = None
+
+
+def _default_reporter() -> Reporter:
+    """The reporter for the current environment, rebuilt when the environment changes."""
+    global _reporter
+    file, url = os.environ.get(p.ENV_METRICS_FILE) or None, os.environ.get(p.ENV_PUSH_URL) or None
+    if _reporter is None or (_reporter.push_url, _reporter.metrics_file) != (url, file or p.DEFAULT_METRICS_FILE):
+        _reporter = Reporter(metrics_file=file, push_url=url)
+    return _reporter
+
+
+def report(step: int, **metrics: SupportsFloat) -> None:
+    """Report one evaluation: `report(120, val_loss=0.31, accuracy=0.9)`."""
+    _default_reporter().report(step, **metrics)
+
+
+def stop_reason(path: str | None = None) -> str | None:
+    """The operator's stop request (the `plateau.dev/stop` annotation), or None when there is none.
+
+    The operator's downward-API volume holds the annotation's value, empty while no stop is
+    requested; a missing file (no volume, e.g. a local run) means no request either."""
+    path = path or os.environ.get(p.ENV_STOP_FILE) or p.DEFAULT_STOP_FILE
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            reason = f.read().strip()
+    except OSError:
+        return None
+    return reason or None
+
+
+def should_stop(path: str | None = None) -> bool:
+    """True once the operator asks the trainer to checkpoint and exit."""
+    return stop_reason(path) is not None

@@ -1,0 +1,203 @@
+"""HTTP: `/metrics` for Prometheus and `/push` for trainers, on the standard library's server.
+
+Why not aiohttp: importing it alone takes the process past the sidecar's 40 MB memory budget.
+Threads are fine here: requests are short, and a bound on requests in flight (answered 429
+beyond it) keeps a flood of pushes from growing threads or buffered bodies without limit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import sys
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from .collector import Exposition
+from .records import ingest_payload
+from .store import BadInput, MetricStore, RecordError
+
+log = logging.getLogger("plateau_sidecar")
+
+DEFAULT_MAX_INFLIGHT = 8
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+METRICS_PATH = "/metrics"
+PUSH_PATH = "/push"
+HEALTH_PATH = "/healthz"
+_DISCARD_LIMIT = 16 * 1024 * 1024  # read at most this much of a too-large body, to answer 413
+# Reading a request only to reject it is bounded in time and size: it runs on the accepting thread.
+_REJECT_READ_SECONDS = 0.05
+_REJECT_READ_BYTES = 64 * 1024
+_CONTENT_LENGTH = re.compile(rb"^content-length:\s*(\d+)", re.IGNORECASE | re.MULTILINE)
+
+
+def _too_many_requests() -> bytes:
+    body = b'{"error": "too many requests in flight, retry later"}'
+    head = (
+        "HTTP/1.0 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+_TOO_MANY_REQUESTS = _too_many_requests()
+
+
+class SidecarServer(ThreadingHTTPServer):
+    """One listening socket. With an exposition it serves /metrics; with `push` it serves /push."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog: connections beyond it would be refused, not answered
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        store: MetricStore,
+        exposition: Exposition | None = None,
+        push: bool = False,
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.store = store
+        self.exposition = exposition
+        self.push = push
+        self.max_body_bytes = max_body_bytes
+        self.max_inflight = max_inflight
+        self._slots = threading.BoundedSemaphore(max_inflight)
+        super().__init__(address, _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET or AF_INET6 address
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+    def start(self) -> threading.Thread:
+        # A short poll interval: shutdown() waits for it.
+        thread = threading.Thread(target=self.serve_forever, args=(0.1,), name=f"http-{self.url}", daemon=True)
+        thread.start()
+        return thread
+
+    def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        # Runs on the accepting thread: reject here, before a handler thread exists.
+        if not self._slots.acquire(blocking=False):
+            self.store.report_bad(BadInput.TOO_MANY_REQUESTS, f"more than {self.max_inflight} requests in flight")
+            _reject(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        # A client that goes away mid-request is routine; anything else is a bug worth a traceback.
+        failure = sys.exc_info()[1]
+        level = logging.DEBUG if isinstance(failure, OSError) else logging.ERROR
+        log.log(level, "request from %s failed: %r", client_address, failure, exc_info=level == logging.ERROR)
+
+
+def _reject(request: socket.socket) -> None:
+    """Answer 429 and close. The request is read first (briefly, and bounded), because closing
+    a socket with unread input resets the connection before the client can read the answer."""
+    try:
+        request.settimeout(_REJECT_READ_SECONDS)
+        _read_request(request)
+        request.sendall(_TOO_MANY_REQUESTS)
+        request.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        request.close()
+
+
+def _read_request(request: socket.socket) -> None:
+    """Read up to the end of the request's body, or until the client pauses (a timeout)."""
+    data = b""
+    while len(data) < _REJECT_READ_BYTES:
+        head, blank_line, body = data.partition(b"\r\n\r\n")
+        if blank_line:
+            length = _CONTENT_LENGTH.search(head)
+            if len(body) >= (int(length.group(1)) if length else 0):
+                return
+        try:
+            chunk = request.recv(65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        data += chunk
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SidecarServer
+    timeout = 10  # seconds a client may stall mid-request before its slot is freed
+    server_version = "plateau-sidecar"
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _path(self) -> str:
+        return self.path.split("?", 1)[0]
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_json(self, status: HTTPStatus, payload: dict[str, object]) -> None:
+        self._send(status, json.dumps(payload).encode())
+
+    def do_GET(self) -> None:
+        path = self._path()
+        if path == METRICS_PATH and self.server.exposition is not None:
+            self._send(HTTPStatus.OK, self.server.exposition.render(), CONTENT_TYPE_LATEST)
+        elif path == HEALTH_PATH:
+            self._send(HTTPStatus.OK, b"ok\n", "text/plain")
+        else:
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no such path: {path}"})
+
+    def do_POST(self) -> None:
+        if self._path() != PUSH_PATH or not self.server.push:
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": f"POST records to {PUSH_PATH}"})
+            return
+        try:
+            length = int(self.headers["Content-Length"])
+        except (TypeError, ValueError):
+            self._send_json(HTTPStatus.LENGTH_REQUIRED, {"error": "a Content-Length header is required"})
+            return
+        limit = self.server.max_body_bytes
+        if length > limit:
+            self.server.store.report_bad(BadInput.PUSH_TOO_LARGE, f"a push of {length} bytes exceeds {limit}")
+            self._discard(length)
+            self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body exceeds {limit} bytes"})
+            return
+        try:
+            accepted = ingest_payload(self.server.store, self.rfile.read(length))
+        except RecordError as e:
+            self._send_json(HTTPStatus.BAD_REQUEST, {"error": str(e), "kind": e.kind.value})
+            return
+        self._send_json(HTTPStatus.OK, {"accepted": accepted})
+
+    def _discard(self, length: int) -> None:
+        """Read a rejected body in small pieces, so the client gets the answer, not a reset."""
+        remaining = min(length, _DISCARD_LIMIT)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 65536))
+            if not chunk:
+                break
+            remaining -= len(chunk)

@@ -1,0 +1,245 @@
+"""The sidecar's state: per-metric aggregates in plain dicts, fed by every source.
+
+Why aggregates rather than the last value only: Prometheus samples the sidecar once per scrape,
+so anything reported between two scrapes would otherwise be invisible. A monotonic report
+count plus the running min/max, each with its step and report number, let the operator count
+patience in evaluations exactly when reports are slower than scrapes and conservatively when
+they are faster, and never miss a best value that was superseded between scrapes.
+
+Ingest is the hot path (tens of thousands of records a second), so it uses attribute access on
+`__slots__` objects and no prometheus_client calls; the collector reads a snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NamedTuple
+
+log = logging.getLogger("plateau_sidecar")
+
+# Keys of a record that are not metrics.
+STEP_KEY = "step"
+NON_METRIC_KEYS = frozenset({STEP_KEY, "time", "ts"})
+
+# JSON has no literal for NaN or infinity (Python's json module emits NaN/Infinity anyway);
+# trainers in other languages may send them as strings, which are still non-finite reports.
+_NON_FINITE_STRINGS = {s: float(s) for s in ("nan", "NaN", "inf", "+inf", "-inf", "Infinity", "+Infinity", "-Infinity")}
+
+DEFAULT_MAX_METRICS = 1000
+MAX_METRIC_NAME_LENGTH = 200
+
+
+class BadInput(StrEnum):
+    """Kinds of input the sidecar rejects; each is a value of the `kind` label."""
+
+    MALFORMED_JSON = "malformed_json"
+    NOT_AN_OBJECT = "not_an_object"
+    BAD_STEP = "bad_step"  # missing, or not an integer
+    NON_NUMERIC = "non_numeric"
+    UNKNOWN_METRIC = "unknown_metric"  # not in the allow-list (PLATEAU_METRIC_NAMES)
+    BAD_METRIC_NAME = "bad_metric_name"  # empty or too long
+    TOO_MANY_METRICS = "too_many_metrics"  # cardinality bound reached
+    LINE_TOO_LONG = "line_too_long"
+    MISSING_FILE = "missing_file"  # once per episode of the file being absent
+    TRUNCATED_FILE = "truncated_file"
+    PUSH_TOO_LARGE = "push_too_large"  # HTTP 413
+    TOO_MANY_REQUESTS = "too_many_requests"  # HTTP 429: the bound on requests in flight
+
+
+class RecordError(ValueError):
+    """A record that cannot be ingested at all (as opposed to one bad field in it)."""
+
+    def __init__(self, kind: BadInput, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Series:
+    """Aggregates of one metric. Report numbers are 1-based; 0 means "no finite value yet"."""
+
+    __slots__ = (
+        "value",
+        "step",
+        "reports",
+        "nonfinite",
+        "min",
+        "min_step",
+        "min_report",
+        "max",
+        "max_step",
+        "max_report",
+    )
+
+    def __init__(self) -> None:
+        self.value = math.nan
+        self.step = 0
+        self.reports = 0
+        self.nonfinite = 0
+        self.min = math.inf
+        self.min_step = 0
+        self.min_report = 0
+        self.max = -math.inf
+        self.max_step = 0
+        self.max_report = 0
+
+
+class SeriesView(NamedTuple):
+    """An immutable copy of a Series, for the collector and for tests (a NamedTuple: a scrape
+    makes one per metric, and these are several times cheaper to build than dataclasses)."""
+
+    value: float
+    step: int
+    reports: int
+    nonfinite: int
+    min: float | None
+    min_step: int | None
+    min_report: int | None
+    max: float | None
+    max_step: int | None
+    max_report: int | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    series: Mapping[str, SeriesView]
+    bad_input: Mapping[BadInput, int]
+    generation: int  # bumped by every change to what is exported: for caching, and for shutdown
+
+
+def step_of(record: object) -> int:
+    """The step of a decoded JSON record; raises RecordError when it cannot be ingested."""
+    if type(record) is not dict:
+        raise RecordError(BadInput.NOT_AN_OBJECT, f"a record must be a JSON object, got {type(record).__name__}")
+    step = record.get(STEP_KEY)
+    if type(step) is int:
+        return step
+    if type(step) is float and step.is_integer():
+        return int(step)
+    raise RecordError(BadInput.BAD_STEP, f"'step' must be an integer, got {step!r:.80}")
+
+
+class MetricStore:
+    """Thread-safe aggregates. Sources hold `with store.lock:` for a whole batch of records."""
+
+    def __init__(
+        self,
+        trainingjob: str,
+        allowed: Iterable[str] | None = None,
+        max_metrics: int = DEFAULT_MAX_METRICS,
+    ) -> None:
+        self.trainingjob = trainingjob
+        self.allowed = frozenset(allowed) if allowed else None
+        self.max_metrics = max_metrics
+        self.lock = threading.Lock()
+        self._series: dict[str, Series] = {}
+        # Every kind is exported from the start, at 0, so rate() works on the first increment.
+        self._bad: dict[BadInput, int] = dict.fromkeys(BadInput, 0)
+        self._logged: set[str] = set()
+        self.generation = 0
+
+    # --- bad input --------------------------------------------------------------------------
+
+    def log_once(self, kind: str, detail: str) -> None:
+        """Log the first occurrence of each kind; later ones are only counted."""
+        if kind not in self._logged:
+            self._logged.add(kind)
+            log.warning("%s: %s (further occurrences are counted, not logged)", kind, detail)
+
+    def count_bad(self, kind: BadInput, detail: str) -> None:
+        """Count one bad input. Callers hold the lock, or use `report_bad` instead."""
+        self._bad[kind] += 1
+        self.generation += 1
+        self.log_once(kind, detail)
+
+    def report_bad(self, kind: BadInput, detail: str) -> None:
+        with self.lock:
+            self.count_bad(kind, detail)
+
+    # --- ingest (callers hold the lock) -----------------------------------------------------
+
+    def add_record(self, step: int, record: Mapping[str, object]) -> None:
+        """Ingest the metrics of a JSON record whose step was checked by `step_of`."""
+        self.generation += 1
+        for name, raw in record.items():
+            if name in NON_METRIC_KEYS:
+                continue
+            kind = type(raw)
+            if kind is float or kind is int:  # bool is excluded: its type is bool, not int
+                self.observe(step, name, float(raw))  # type: ignore[arg-type]
+            elif kind is str and raw in _NON_FINITE_STRINGS:
+                self.observe(step, name, _NON_FINITE_STRINGS[raw])  # type: ignore[index]
+            else:
+                self.count_bad(BadInput.NON_NUMERIC, f"metric {name!r} has non-numeric value {raw!r:.80}")
+
+    def add_strings(self, step: int, values: Mapping[str, str | None]) -> None:
+        """Ingest metrics parsed from text (the stdout pattern's named groups)."""
+        self.generation += 1
+        for name, text in values.items():
+            if text is None or name in NON_METRIC_KEYS:  # a group that did not take part
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                self.count_bad(BadInput.NON_NUMERIC, f"metric {name!r} has non-numeric value {text!r:.80}")
+                continue
+            self.observe(step, name, value)
+
+    def observe(self, step: int, name: str, value: float) -> None:
+        series = self._series.get(name)
+        if series is None:
+            series = self._new_series(name)
+            if series is None:
+                return
+        series.reports += 1
+        series.value = value
+        series.step = step
+        if value - value != 0.0:  # NaN or ±inf: counted, but never a min or max
+            series.nonfinite += 1
+            self.log_once("non_finite", f"metric {name!r} reported {value} at step {step}")
+            return
+        # Strict comparisons keep the first report of a tie: a repeat is not an improvement.
+        if value < series.min:
+            series.min, series.min_step, series.min_report = value, step, series.reports
+        if value > series.max:
+            series.max, series.max_step, series.max_report = value, step, series.reports
+
+    def _new_series(self, name: str) -> Series | None:
+        if self.allowed is not None and name not in self.allowed:
+            self.count_bad(BadInput.UNKNOWN_METRIC, f"metric {name!r} is not in {sorted(self.allowed)}")
+            return None
+        if not name or len(name) > MAX_METRIC_NAME_LENGTH:
+            self.count_bad(BadInput.BAD_METRIC_NAME, f"metric name {name[:40]!r}... is empty or too long")
+            return None
+        if len(self._series) >= self.max_metrics:
+            self.count_bad(BadInput.TOO_MANY_METRICS, f"metric {name!r} exceeds the limit of {self.max_metrics}")
+            return None
+        series = self._series[name] = Series()
+        return series
+
+    # --- read side ----------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        with self.lock:
+            series = {name: _view(s) for name, s in self._series.items()}
+            return Snapshot(series=series, bad_input=dict(self._bad), generation=self.generation)
+
+
+def _view(s: Series) -> SeriesView:
+    has_min, has_max = s.min_report > 0, s.max_report > 0
+    return SeriesView(
+        value=s.value,
+        step=s.step,
+        reports=s.reports,
+        nonfinite=s.nonfinite,
+        min=s.min if has_min else None,
+        min_step=s.min_step if has_min else None,
+        min_report=s.min_report if has_min else None,
+        max=s.max if has_max else None,
+        max_step=s.max_step if has_max else None,
+        max_report=s.max_report if has_max else None,
+    )

@@ -1,0 +1,146 @@
+"""The real `plateau-sidecar` process: memory, bad input, shutdown."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from plateau_sidecar import protocol as p
+from tests.support.prometheus import PrometheusServer, SidecarProcess, check_metrics, require_tool
+
+pytestmark = pytest.mark.integration
+
+MEMORY_BUDGET = 40 * 1024 * 1024
+
+
+def samples(sidecar: SidecarProcess) -> dict[tuple[str, str], float]:
+    """{(series, metric or kind): value} from one scrape."""
+    return {
+        (s.name, s.labels.get(p.LABEL_METRIC) or s.labels.get("kind", "")): s.value
+        for family in text_string_to_metric_families(sidecar.scrape())
+        for s in family.samples
+    }
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def push(url: str, body: bytes) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
+
+
+def test_resident_memory_stays_under_40_mb_with_100_metrics_and_a_push_flood(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    sidecar = SidecarProcess(tmp_path, "mem", "--metrics-file", str(path), push=True).wait_ready()
+    try:
+        with path.open("w") as f:
+            for step in range(2000):
+                f.write(json.dumps({"step": step, **{f"metric_{i}": math.sin(step + i) for i in range(100)}}) + "\n")
+        wait_until(lambda: samples(sidecar).get((p.SERIES_REPORTS, "metric_99")) == 2000)
+        body = json.dumps([{"step": i, "metric_0": 0.5} for i in range(500)]).encode()
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            statuses = list(pool.map(lambda _: push(sidecar.push_url, body), range(400)))
+        assert statuses.count(200) > 0
+        after = samples(sidecar)
+        assert after[(p.SERIES_REPORTS, "metric_0")] == 2000 + 500 * statuses.count(200)
+        assert after[(p.SERIES_BAD_INPUT, "too_many_requests")] == statuses.count(429)
+        rss, peak = sidecar.rss_bytes()
+        assert rss < MEMORY_BUDGET and peak < MEMORY_BUDGET, (rss, peak)
+        assert after[("process_resident_memory_bytes", "")] < MEMORY_BUDGET
+    finally:
+        assert sidecar.stop() == 0
+
+
+def test_bad_input_is_counted_logged_once_per_kind_and_survived(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"  # missing at first
+    sidecar = SidecarProcess(
+        tmp_path, "bad", "--metrics-file", str(path), "--metric-names", "loss", "--max-line-bytes", "1000"
+    ).wait_ready()
+    try:
+        wait_until(lambda: samples(sidecar).get((p.SERIES_BAD_INPUT, "missing_file")) == 1)
+        bad = [
+            b"{nope",
+            b'{"step": 1, "loss": "high"}',
+            b'{"step": 2, "loss": NaN}',
+            b'{"step": 3, "lr": 1}',
+            b'{"step": 4, "loss": 1, "pad": "' + b"x" * 2000 + b'"}',
+        ]
+        path.write_bytes(b"\n".join(bad * 3) + b"\n" + b'{"step": 5, "loss": 0.5}\n')
+        wait_until(lambda: samples(sidecar).get((p.SERIES_REPORTS, "loss")) == 4)
+        os.truncate(path, 0)
+        wait_until(lambda: samples(sidecar).get((p.SERIES_BAD_INPUT, "truncated_file")) == 1)
+        path.write_bytes(b'{"step": 6, "loss": 0.25}\n')
+        wait_until(lambda: samples(sidecar).get((p.SERIES_REPORTS, "loss")) == 5)
+        got = samples(sidecar)
+        for kind, count in [("malformed_json", 3), ("non_numeric", 3), ("unknown_metric", 3), ("line_too_long", 3)]:
+            assert got[(p.SERIES_BAD_INPUT, kind)] == count, kind
+        assert got[(p.SERIES_NONFINITE, "loss")] == 3 and got[(p.SERIES_MIN, "loss")] == 0.25
+        check_metrics(sidecar.scrape())
+    finally:
+        assert sidecar.stop() == 0
+    log = sidecar.log()
+    for kind in ("missing_file", "malformed_json", "non_numeric", "non_finite", "unknown_metric", "line_too_long"):
+        assert log.count(f"{kind}:") == 1, (kind, log)
+
+
+def test_on_sigterm_the_last_reports_are_scraped_before_exit(tmp_path: Path, prometheus: PrometheusServer) -> None:
+    path = tmp_path / "metrics.jsonl"
+    sidecar = SidecarProcess(tmp_path, "linger", "--metrics-file", str(path), "--linger", "20").wait_ready()
+    prometheus.add_target(sidecar.metrics_address)
+    prometheus.start()
+    prometheus.wait_for(f'up{{instance="{sidecar.metrics_address}"}}', lambda v: v == 1, timeout=30)
+    # The trainer's last evaluations, then the pod is torn down at once.
+    path.write_text("".join(json.dumps({"step": s, "loss": 1 / s}) + "\n" for s in range(1, 4)))
+    sidecar.process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert sidecar.process.wait(timeout=20) == 0
+    assert time.monotonic() - started < 5  # it waited for one scrape, not for the whole linger
+    selector = '{trainingjob="linger",metric="loss"}'
+    assert prometheus.wait_for(p.SERIES_REPORTS + selector, lambda v: v == 3) == 3
+    assert prometheus.query_value(p.SERIES_MIN_STEP + selector) == 3
+
+
+def test_on_sigterm_with_no_scraper_it_exits_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 1}\n')
+    sidecar = SidecarProcess(tmp_path, "alone", "--metrics-file", str(path), "--linger", "60").wait_ready()
+    started = time.monotonic()
+    assert sidecar.stop() == 0
+    assert time.monotonic() - started < 5
+
+
+def test_an_address_in_use_exits_1_with_a_message(tmp_path: Path) -> None:
+    first = SidecarProcess(tmp_path, "first").wait_ready()
+    try:
+        second = SidecarProcess(tmp_path, "second", "--metrics-addr", first.metrics_address)
+        assert second.process.wait(timeout=30) == 1
+        assert "cannot start" in second.log() and "in use" in second.log()
+    finally:
+        first.stop()
+
+
+def test_the_prometheus_fixture_fails_rather_than_skips_without_the_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(pytest.fail.Exception, match="run scripts/bootstrap"):
+        require_tool("prometheus")
