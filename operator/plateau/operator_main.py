@@ -16,6 +16,7 @@ from plateau.runtime import Runtime, api_client
 def main(argv: Optional[Sequence[str]] = None) -> int:
     settings = parse_settings(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per watch event is noise
     import plateau.handlers  # noqa: F401  (registers the handlers with kopf)
 
     start_http_server(settings.metrics_port)

@@ -1,0 +1,231 @@
+"""A Job controller and kubelet stand-in for end-to-end tests against the emulated API server.
+
+The emulator runs no controllers, so nothing would ever run a Job's pods. `Kubelet` does
+what the real ones do for the parts Plateau depends on, with real processes:
+
+- for each unsuspended, unfinished batch/v1 Job it creates a Pod object and starts the
+  pod's trainer (containers[0]) and Plateau's sidecar (the native sidecar initContainer)
+  as local processes, with /plateau and /etc/plateau mapped into a temp dir;
+- it keeps Job status as the Job controller would: active, startTime, succeeded/failed
+  with Complete/Failed conditions, and active 0 once suspended (trainer terminated);
+- like the kubelet's downward-API volume, it copies the pod's `plateau.dev/stop`
+  annotation into the stop file the trainer reads.
+
+Pod names and sidecar ports are fixed up front (`PodSlot`) because Prometheus 2.42 needs its
+scrape targets configured before it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from plateau_sidecar import protocol
+
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class PodSlot:
+    """Where one Job's pod will run: its name and its sidecar's metrics port."""
+
+    job: str
+    pod: str
+    port: int
+
+
+@dataclass
+class RunningPod:
+    slot: PodSlot
+    trainer: subprocess.Popen[bytes]
+    sidecar: subprocess.Popen[bytes]
+    stop_file: Path
+    log: Path
+    started: float
+    terminated: bool = False
+    signals: list[str] = field(default_factory=list)
+
+
+def _remap(value: str, root: Path) -> str:
+    for prefix, local in ((protocol.DEFAULT_STOP_DIR, root / "etc-plateau"), (protocol.DEFAULT_SHARED_DIR, root / "plateau")):
+        if value == prefix or value.startswith(prefix + "/"):
+            return str(local) + value[len(prefix):]
+    return value
+
+
+def _env(container: dict[str, Any], root: Path, namespace: str, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    for item in container.get("env") or []:
+        if "value" in item:
+            env[item["name"]] = _remap(str(item["value"]), root)
+        elif (item.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+            env[item["name"]] = namespace
+    return {**env, **extra}  # the stand-in's own settings (local ports) win
+
+
+def _command(container: dict[str, Any]) -> list[str]:
+    argv = [*(container.get("command") or []), *(container.get("args") or [])]
+    # Manifests say plateau-sidecar or python; run this test environment's copies.
+    if argv and (VENV_BIN / argv[0]).exists():
+        argv[0] = str(VENV_BIN / argv[0])
+    return argv
+
+
+class Kubelet:
+    def __init__(self, url: str, token: str, workdir: Path, slots: list[PodSlot], namespace: str = "default") -> None:
+        self.url = url
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.workdir = workdir
+        self.slots = {s.job: s for s in slots}
+        self.namespace = namespace
+        self.pods: dict[str, RunningPod] = {}
+        self.finished: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Kubelet:
+        self._session = aiohttp.ClientSession(base_url=self.url, headers=self.headers)
+        self._task = asyncio.create_task(self._loop())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for pod in self.pods.values():
+            for proc in (pod.trainer, pod.sidecar):
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        if self._session:
+            await self._session.close()
+
+    def sidecar_log(self, job: str) -> str:
+        pod = self.pods.get(job)
+        return pod.log.with_suffix(".sidecar.log").read_text() if pod else ""
+
+    def trainer_log(self, job: str) -> str:
+        pod = self.pods.get(job)
+        return pod.log.read_text() if pod else ""
+
+    # --- the API ---------------------------------------------------------------------------
+
+    async def _get(self, path: str) -> Any:
+        assert self._session
+        async with self._session.get(path) as r:
+            return await r.json() if r.status == 200 else None
+
+    async def _send(self, method: str, path: str, body: Any, content_type: str = "application/merge-patch+json") -> None:
+        assert self._session
+        async with self._session.request(method, path, json=body, headers={"Content-Type": content_type}) as r:
+            await r.read()
+
+    async def _job_status(self, name: str, status: dict[str, Any]) -> None:
+        await self._send("PATCH", f"/apis/batch/v1/namespaces/{self.namespace}/jobs/{name}/status", {"status": status})
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            jobs = await self._get(f"/apis/batch/v1/namespaces/{self.namespace}/jobs") or {"items": []}
+            for job in jobs["items"]:
+                await self._sync(job)
+            await asyncio.sleep(0.1)
+
+    async def _sync(self, job: dict[str, Any]) -> None:
+        name = job["metadata"]["name"]
+        slot = self.slots.get(name)
+        if slot is None or name in self.finished:
+            return
+        pod = self.pods.get(name)
+        suspended = bool(job["spec"].get("suspend"))
+        if pod is None:
+            if not suspended:
+                await self._start(job, slot)
+            return
+        if pod.terminated:
+            return
+        if suspended:
+            await self._terminate(pod, job)
+            return
+        await self._copy_stop_annotation(pod)
+        code = pod.trainer.poll()
+        if code is not None:
+            await self._finish(pod, job, code)
+
+    async def _start(self, job: dict[str, Any], slot: PodSlot) -> None:
+        root = self.workdir / slot.pod
+        (root / "plateau").mkdir(parents=True, exist_ok=True)
+        (root / "etc-plateau").mkdir(parents=True, exist_ok=True)
+        stop_file = root / "etc-plateau" / "stop"
+        stop_file.write_text("")
+        template = job["spec"]["template"]
+        pod_spec = template["spec"]
+        trainer_c = pod_spec["containers"][0]
+        sidecar_c = next(c for c in pod_spec.get("initContainers") or [] if c["name"] == "plateau-sidecar")
+        await self._send("POST", f"/api/v1/namespaces/{self.namespace}/pods", {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": slot.pod, "namespace": self.namespace,
+                "labels": {**(template.get("metadata") or {}).get("labels", {}), "job-name": job["metadata"]["name"]},
+                "annotations": (template.get("metadata") or {}).get("annotations", {}),
+            },
+            "spec": pod_spec,
+        }, content_type="application/json")
+        log = root / "trainer.log"
+        sidecar_env = _env(sidecar_c, root, self.namespace, {protocol.ENV_METRICS_ADDR: f"127.0.0.1:{slot.port}"})
+        sidecar = subprocess.Popen(_command(sidecar_c), env=sidecar_env, stdout=open(log.with_suffix(".sidecar.log"), "wb"),
+                                   stderr=subprocess.STDOUT)
+        trainer = subprocess.Popen(_command(trainer_c), env=_env(trainer_c, root, self.namespace, {}),
+                                   stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.pods[job["metadata"]["name"]] = RunningPod(slot, trainer, sidecar, stop_file, log, asyncio.get_running_loop().time())
+        await self._job_status(job["metadata"]["name"], {"active": 1, "startTime": _now()})
+
+    async def _copy_stop_annotation(self, pod: RunningPod) -> None:
+        body = await self._get(f"/api/v1/namespaces/{self.namespace}/pods/{pod.slot.pod}")
+        value = ((body or {}).get("metadata") or {}).get("annotations", {}).get(protocol.STOP_ANNOTATION, "")
+        if value and pod.stop_file.read_text() != value:
+            pod.stop_file.write_text(value)
+
+    async def _terminate(self, pod: RunningPod, job: dict[str, Any]) -> None:
+        """Suspension deletes the pods: SIGTERM, then SIGKILL after a short grace."""
+        pod.terminated = True
+        if pod.trainer.poll() is None:
+            pod.signals.append("SIGTERM")
+            os.killpg(pod.trainer.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.to_thread(pod.trainer.wait), timeout=5)
+            except asyncio.TimeoutError:
+                pod.signals.append("SIGKILL")
+                os.killpg(pod.trainer.pid, signal.SIGKILL)
+                pod.trainer.wait()
+        pod.sidecar.terminate()
+        await self._send("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{pod.slot.pod}", None)
+        await self._job_status(job["metadata"]["name"], {"active": 0, "conditions": [
+            {"type": "Suspended", "status": "True", "reason": "JobSuspended", "lastTransitionTime": _now()}]})
+
+    async def _finish(self, pod: RunningPod, job: dict[str, Any], code: int) -> None:
+        pod.terminated = True
+        self.finished[job["metadata"]["name"]] = code
+        pod.sidecar.terminate()
+        kind = "Complete" if code == 0 else "Failed"
+        condition = {"type": kind, "status": "True", "lastTransitionTime": _now()}
+        if code:
+            condition.update(reason="BackoffLimitExceeded", message=f"the trainer exited with {code}")
+        counts = {"succeeded": 1} if code == 0 else {"failed": 1}
+        await self._job_status(job["metadata"]["name"], {"active": 0, **counts, "conditions": [condition],
+                                                          "completionTime" if code == 0 else "startTime": _now()})
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
