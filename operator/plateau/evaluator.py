@@ -165,7 +165,7 @@ class Evaluator:
         await asyncio.gather(*(self._observe_workload(c) for c in contexts))
         tracks, metrics_condition, pods = await self._fetch_metrics(contexts, report)
         gpu, gpu_condition = await self._fetch_gpu(contexts, pods, now, report)
-        await asyncio.gather(*(self._evaluate(c, tracks, metrics_condition, gpu, gpu_condition, pods, now, report)
+        await asyncio.gather(*(self._evaluate_safely(c, tracks, metrics_condition, gpu, gpu_condition, pods, now, report)
                                for c in contexts))
         self._export_phases()
         CYCLE_SECONDS.observe(time.perf_counter() - started)
@@ -330,6 +330,8 @@ class Evaluator:
                     keys = [(ctx.key[0], p) for p in pods.get(ctx.key, ()) if (ctx.key[0], p) in per_pod_max]
                     if not keys:
                         continue  # no GPU series for this job's pods: unknown, never idle
+                    # timestamp() returns each point's sample time, found by lookback: when
+                    # data predates the window, the oldest is older than now - W (covered).
                     covered = min(now - per_pod_since.get(k, now) for k in keys)
                     out[ctx.key] = GpuWindow(max(per_pod_max[k] for k in keys), max(0.0, covered))
         except PrometheusError as exc:
@@ -350,6 +352,14 @@ class Evaluator:
                 return set()
 
     # --- per job ------------------------------------------------------------------------------
+
+    async def _evaluate_safely(self, ctx: JobContext, *args: Any) -> None:
+        """One job's failure must never cost the others their evaluation."""
+        try:
+            await self._evaluate(ctx, *args)
+        except Exception as exc:  # noqa: BLE001 (logged with the job's name, retried next cycle)
+            log.exception("%s/%s: evaluation failed; retrying next cycle", *ctx.key)
+            args[-1].errors.append(f"{ctx.key}: {type(exc).__name__}")
 
     async def _evaluate(self, ctx: JobContext, summaries: dict[tuple[str, str], SidecarSummary],
                         metrics_error: Optional[tuple[str, str]], gpu: dict[tuple[str, str], GpuWindow],
@@ -506,6 +516,8 @@ class Evaluator:
             self.memory[uid] = Memory(status, wire, memory.written_at if memory else now)
             return True
         changed = {k for k in set(wire) | set(previous) if wire.get(k) != previous.get(k)}
+        if "conditions" in changed and _without_messages(wire.get("conditions")) == _without_messages(previous.get("conditions")):
+            changed.discard("conditions")  # only messages moved ("N reports of ..."): progress, not a transition
         urgent = force or bool(changed - PROGRESS_FIELDS) or memory is None
         if not urgent and now - memory.written_at < self.settings.status_interval:  # type: ignore[union-attr]
             memory.status = status  # type: ignore[union-attr]
@@ -533,6 +545,11 @@ class Evaluator:
                     METRICS_MISSING.labels(namespace=namespace, trainingjob=name, condition=c.type, reason=c.reason).set(1)
         for phase, count in counts.items():
             JOBS.labels(phase=phase).set(count)
+
+
+def _without_messages(conditions: Any) -> list[Any]:
+    """Conditions less their messages, which count reports and seconds and so change every cycle."""
+    return [{k: v for k, v in c.items() if k != "message"} if isinstance(c, dict) else c for c in conditions or []]
 
 
 def _summary(values: dict[str, float]) -> Optional[SidecarSummary]:

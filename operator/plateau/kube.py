@@ -9,6 +9,7 @@ metrics by verb and code.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from datetime import datetime, timezone
@@ -62,7 +63,6 @@ class Kube:
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
-        self.batch = client.BatchV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
 
@@ -84,7 +84,9 @@ class Kube:
             group, version, namespace, plural, name, patch))
 
     def create_job(self, namespace: str, body: dict[str, Any]) -> Awaitable[Any]:
-        return call("create jobs", lambda: self.batch.create_namespaced_job(namespace, body))
+        # The generic API sends the body as is: the typed BatchV1Api would reject valid
+        # manifests, e.g. `nvidia.com/gpu: 1` (a quantity may be an int on the wire).
+        return call("create jobs", lambda: self.custom.create_namespaced_custom_object("batch", "v1", namespace, "jobs", body))
 
     def get_scale(self, group: str, version: str, plural: str, namespace: str, name: str) -> Awaitable[dict[str, Any]]:
         return call(f"get {plural}/scale", lambda: self.custom.get_namespaced_custom_object_scale(
@@ -97,8 +99,10 @@ class Kube:
     # --- pods -------------------------------------------------------------------------
 
     async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        result = await call("list pods", lambda: self.core.list_namespaced_pod(namespace, label_selector=selector))
-        return [self.api_client.sanitize_for_serialization(p) for p in result.items]
+        # Raw JSON: the typed models reject what servers accept, and only metadata is needed.
+        response = await call("list pods", lambda: self.core.list_namespaced_pod(
+            namespace, label_selector=selector, _preload_content=False))
+        return list(json.loads(response.data).get("items") or [])
 
     def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> Awaitable[Any]:
         return call("patch pods", lambda: self.core.patch_namespaced_pod(

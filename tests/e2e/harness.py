@@ -30,7 +30,8 @@ OPERATOR_SA = ("plateau-system", "plateau")
 
 
 def trainer(*flags: str) -> list[str]:
-    return ["python", "examples/trainer/train.py", *flags]
+    # An absolute path: the kubelet stand-in runs the trainer in its pod's own directory.
+    return ["python", str(REPO / "examples" / "trainer" / "train.py"), *flags]
 
 
 def training_job(name: str, stop: dict[str, Any], command: list[str], *, labels: Optional[dict[str, str]] = None,
@@ -51,9 +52,11 @@ class Environment:
     """`async with Environment(tmp_path, ["job-a", ...]) as env:` — jobs named up front."""
 
     def __init__(self, workdir: Path, jobs: list[str], extra_targets: tuple[tuple[str, dict[str, str]], ...] = (),
-                 prometheus_url: Optional[Callable[[str], str]] = None, interval: str = "1s") -> None:
+                 prometheus_url: Optional[Callable[[str], str]] = None, interval: str = "1s", tls: bool = False) -> None:
         self.workdir = workdir
-        self.slots = [PodSlot(j, f"{label_value(j)}-0-x7k2p", free_port()) for j in jobs]
+        self.tls = tls  # HTTPS, for kubectl: it sends credentials only over TLS
+        self.killed: set[int] = set()  # pids of operators a test killed on purpose
+        self.slots = [PodSlot(j, f"{label_value(j)}-0-x7k2p", free_port(), free_port()) for j in jobs]
         self.extra_targets = extra_targets
         self.prometheus_url = prometheus_url
         self.interval = interval
@@ -62,7 +65,7 @@ class Environment:
         self.api: ApiServer
 
     async def __aenter__(self) -> Environment:
-        self.api = await self.stack.enter_async_context(ApiServer(rbac=True))
+        self.api = await self.stack.enter_async_context(ApiServer(rbac=True, tls=self.tls))
         self.api.apply((REPO / "crds" / "trainingjob.yaml").read_text())
         self.api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_SA[0]}})
         self.api.grant(f"system:serviceaccount:{OPERATOR_SA[0]}:{OPERATOR_SA[1]}", rbac.RULES)
@@ -76,7 +79,7 @@ class Environment:
         await asyncio.to_thread(self.prometheus.start)
         self.stack.callback(self.prometheus.stop)
         self.kubelet = await self.stack.enter_async_context(
-            Kubelet(self.api.url, ADMIN_TOKEN, self.workdir / "pods", self.slots, NAMESPACE))
+            Kubelet(self.api.url, ADMIN_TOKEN, self.workdir / "pods", self.slots, NAMESPACE, self.api.client_ssl()))
         self.operator_kubeconfig = self.api.write_kubeconfig(
             str(self.workdir / "operator.kubeconfig"), token=self.api.service_account_token(*OPERATOR_SA))
         self.stack.push_async_callback(self._stop_operators)
@@ -87,17 +90,50 @@ class Environment:
 
     # --- the operator process -------------------------------------------------------------
 
-    def start_operator(self, *flags: str, identity: str = "op-1") -> subprocess.Popen[bytes]:
+    def start_operator(self, *flags: str, identity: str = "op-1",
+                       service_account: Optional[str] = None) -> subprocess.Popen[bytes]:
+        """`service_account`: run as another ServiceAccount (same rules) in the operator's namespace,
+        so the request log tells replicas apart by user."""
         url = self.prometheus_url(self.prometheus.url) if self.prometheus_url else self.prometheus.url
-        log = open(self.workdir / f"operator-{identity}-{len(self.operators)}.log", "wb")
-        env = {**os.environ, "KUBECONFIG": self.operator_kubeconfig, "POD_NAME": identity,
-               "POD_NAMESPACE": OPERATOR_SA[0]}
-        process = subprocess.Popen(
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig_for(service_account) if service_account else self.operator_kubeconfig,
+               "POD_NAME": identity, "POD_NAMESPACE": OPERATOR_SA[0]}
+        return self.spawn_operator(
             [str(Path(PYTHON).parent / "plateau-operator"), "--prometheus-url", url, "--interval", self.interval,
              "--status-interval", "1s", "--namespaces", NAMESPACE, "--metrics-port", str(free_port()), *flags],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+            env, identity)
+
+    def spawn_operator(self, argv: list[str], env: dict[str, str], identity: str) -> subprocess.Popen[bytes]:
+        """Start an operator process exactly as given (argv, whole environment); it is stopped at exit."""
+        log = open(self.workdir / f"operator-{identity}-{len(self.operators)}.log", "wb")
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         self.operators.append(process)
         return process
+
+    def kubeconfig_for(self, service_account: str) -> str:
+        """A kubeconfig for ServiceAccount plateau-system/NAME, granted exactly the operator's rules."""
+        user = f"system:serviceaccount:{OPERATOR_SA[0]}:{service_account}"
+        self.api.grant(user, rbac.RULES)
+        self.api.grant(user, rbac.LEASE_RULES, namespace=OPERATOR_SA[0])
+        return self.api.write_kubeconfig(str(self.workdir / f"{service_account}.kubeconfig"),
+                                         token=self.api.service_account_token(OPERATOR_SA[0], service_account))
+
+    def kill_operator(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL: no cleanup, no lease release, as when a node or the OOM killer takes it."""
+        self.killed.add(process.pid)
+        process.kill()
+        process.wait()
+
+    async def kubectl(self, *args: str, input: Optional[str] = None) -> tuple[int, str, str]:
+        """Real kubectl as the admin (`Environment(tls=True)`: kubectl sends tokens only over TLS)."""
+        from tests.support.apiserver.testing import kubectl_binary
+
+        config = self.api.write_kubeconfig(str(self.workdir / "admin.kubeconfig"))
+        process = await asyncio.create_subprocess_exec(
+            kubectl_binary(), *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "KUBECONFIG": config, "KUBECACHEDIR": str(self.workdir / "kubecache")})
+        stdout, stderr = await process.communicate(input.encode() if input is not None else None)
+        return process.returncode or 0, stdout.decode(), stderr.decode()
 
     def operator_log(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-6000:] for p in sorted(self.workdir.glob("operator-*.log")))
@@ -116,6 +152,18 @@ class Environment:
 
     def create(self, *objects: dict[str, Any]) -> None:
         self.api.apply(*objects)
+
+    async def request(self, method: str, path: str, body: Any = None,
+                      content_type: str = "application/merge-patch+json") -> tuple[int, Any]:
+        """One HTTP request to the API as the admin, as a user's client would send it: (status, JSON body)."""
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(ssl=self.api.client_ssl() or True)
+        async with aiohttp.ClientSession(base_url=self.api.url, connector=connector,
+                                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as session:
+            async with session.request(method, path, json=body,
+                                       headers={"Content-Type": content_type} if body is not None else {}) as r:
+                return r.status, await r.json(content_type=None)
 
     def tj(self, name: str) -> dict[str, Any]:
         found = [o for o in self.api.objects("plateau.dev/v1alpha1", "TrainingJob", NAMESPACE) if o["metadata"]["name"] == name]
@@ -139,7 +187,7 @@ class Environment:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for p in self.operators:
-                if p.poll() not in (None, 0):
+                if p.poll() not in (None, 0) and p.pid not in self.killed:
                     raise AssertionError(f"the operator exited with {p.returncode}:\n{self.operator_log()}")
             value = probe()
             if value:
@@ -153,3 +201,26 @@ class Environment:
     async def wait_phase(self, name: str, *phases: str, timeout: float = 90.0) -> dict[str, Any]:
         return await self.wait(f"{name} in {phases}", lambda: self.status(name).get("phase") in phases and self.status(name),
                                timeout)
+
+
+def existing_job(name: str, trainingjob: str, command: list[str]) -> dict[str, Any]:
+    """A batch/v1 Job a user already runs, with Plateau's sidecar added by hand."""
+    metrics_file = "/plateau/metrics.jsonl"
+    shared = {"name": "shared", "mountPath": "/plateau"}
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"template": {"spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "shared", "emptyDir": {}}],
+            "initContainers": [{
+                "name": "plateau-sidecar", "image": "plateau:local", "restartPolicy": "Always",
+                "command": ["plateau-sidecar"], "volumeMounts": [shared],
+                "env": [{"name": "PLATEAU_TRAININGJOB", "value": trainingjob},
+                        {"name": "PLATEAU_METRICS_FILE", "value": metrics_file}],
+            }],
+            "containers": [{"name": "trainer", "image": "trainer:local", "command": command, "volumeMounts": [shared],
+                            "env": [{"name": "PLATEAU_METRICS_FILE", "value": metrics_file},
+                                    {"name": "PLATEAU_STOP_FILE", "value": "/etc/plateau/stop"}]}],
+        }}},
+    }

@@ -8,6 +8,11 @@ what the real ones do for the parts Plateau depends on, with real processes:
   as local processes, with /plateau and /etc/plateau mapped into a temp dir;
 - it keeps Job status as the Job controller would: active, startTime, succeeded/failed
   with Complete/Failed conditions, and active 0 once suspended (trainer terminated);
+- a suspended Job that is resumed gets a new pod (same name and ports, fresh emptyDirs), and
+  a Job that disappears (deleted, or garbage-collected with its owner) has its pod deleted
+  and its processes terminated, as the garbage collector and the kubelet would;
+- the trainer runs in the pod's own directory, so relative paths it writes (checkpoints)
+  stay out of the test's working directory;
 - like the kubelet's downward-API volume, it copies the pod's `plateau.dev/stop`
   annotation into the stop file the trainer reads.
 
@@ -19,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -40,6 +47,7 @@ class PodSlot:
     job: str
     pod: str
     port: int
+    push_port: int = 0
 
 
 @dataclass
@@ -51,6 +59,7 @@ class RunningPod:
     log: Path
     started: float
     terminated: bool = False
+    suspended: bool = False  # terminated because its Job was suspended: a resume starts a new pod
     signals: list[str] = field(default_factory=list)
 
 
@@ -80,8 +89,10 @@ def _command(container: dict[str, Any]) -> list[str]:
 
 
 class Kubelet:
-    def __init__(self, url: str, token: str, workdir: Path, slots: list[PodSlot], namespace: str = "default") -> None:
+    def __init__(self, url: str, token: str, workdir: Path, slots: list[PodSlot], namespace: str = "default",
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = url
+        self.ssl_context = ssl_context  # trusts an emulator that serves HTTPS
         self.headers = {"Authorization": f"Bearer {token}"}
         self.workdir = workdir
         self.slots = {s.job: s for s in slots}
@@ -92,7 +103,8 @@ class Kubelet:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Kubelet:
-        self._session = aiohttp.ClientSession(base_url=self.url, headers=self.headers)
+        connector = aiohttp.TCPConnector(ssl=self.ssl_context or True)
+        self._session = aiohttp.ClientSession(base_url=self.url, headers=self.headers, connector=connector)
         self._task = asyncio.create_task(self._loop())
         return self
 
@@ -135,9 +147,14 @@ class Kubelet:
 
     async def _loop(self) -> None:
         while True:
-            jobs = await self._get(f"/apis/batch/v1/namespaces/{self.namespace}/jobs") or {"items": []}
-            for job in jobs["items"]:
-                await self._sync(job)
+            jobs = await self._get(f"/apis/batch/v1/namespaces/{self.namespace}/jobs")
+            if jobs is not None:  # an error answer says nothing about which Jobs exist
+                for job in jobs["items"]:
+                    await self._sync(job)
+                present = {job["metadata"]["name"] for job in jobs["items"]}
+                for name, pod in list(self.pods.items()):
+                    if name not in present and not pod.terminated:  # the Job is gone: so is its pod
+                        await self._stop_pod(pod)
             await asyncio.sleep(0.1)
 
     async def _sync(self, job: dict[str, Any]) -> None:
@@ -152,6 +169,8 @@ class Kubelet:
                 await self._start(job, slot)
             return
         if pod.terminated:
+            if pod.suspended and not suspended:  # resumed: the Job controller creates a new pod
+                await self._start(job, slot)
             return
         if suspended:
             await self._terminate(pod, job)
@@ -163,8 +182,9 @@ class Kubelet:
 
     async def _start(self, job: dict[str, Any], slot: PodSlot) -> None:
         root = self.workdir / slot.pod
-        (root / "plateau").mkdir(parents=True, exist_ok=True)
-        (root / "etc-plateau").mkdir(parents=True, exist_ok=True)
+        for volume in ("plateau", "etc-plateau"):  # emptyDir and downward API: fresh for every pod
+            shutil.rmtree(root / volume, ignore_errors=True)
+            (root / volume).mkdir(parents=True)
         stop_file = root / "etc-plateau" / "stop"
         stop_file.write_text("")
         template = job["spec"]["template"]
@@ -181,13 +201,23 @@ class Kubelet:
             "spec": pod_spec,
         }, content_type="application/json")
         log = root / "trainer.log"
-        sidecar_env = _env(sidecar_c, root, self.namespace, {protocol.ENV_METRICS_ADDR: f"127.0.0.1:{slot.port}"})
+        # Pods share this host's network here: give each sidecar its own push port too.
+        push = next((e["value"] for e in sidecar_c.get("env") or [] if e["name"] == protocol.ENV_PUSH_ADDR), None)
+        local = {protocol.ENV_METRICS_ADDR: f"127.0.0.1:{slot.port}", protocol.ENV_PUSH_ADDR: "off"}
+        if push:
+            local[protocol.ENV_PUSH_ADDR] = f"127.0.0.1:{slot.push_port}"
+        sidecar_env = _env(sidecar_c, root, self.namespace, local)
+        trainer_extra = {protocol.ENV_PUSH_URL: f"http://127.0.0.1:{slot.push_port}/report"} if push else {}
         sidecar = subprocess.Popen(_command(sidecar_c), env=sidecar_env, stdout=open(log.with_suffix(".sidecar.log"), "wb"),
                                    stderr=subprocess.STDOUT)
-        trainer = subprocess.Popen(_command(trainer_c), env=_env(trainer_c, root, self.namespace, {}),
-                                   stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        trainer = subprocess.Popen(_command(trainer_c), env=_env(trainer_c, root, self.namespace, trainer_extra),
+                                   stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
         self.pods[job["metadata"]["name"]] = RunningPod(slot, trainer, sidecar, stop_file, log, asyncio.get_running_loop().time())
-        await self._job_status(job["metadata"]["name"], {"active": 1, "startTime": _now()})
+        status: dict[str, Any] = {"active": 1, "startTime": _now()}
+        if (job.get("status") or {}).get("conditions"):  # a resumed Job
+            status["conditions"] = [{"type": "Suspended", "status": "False", "reason": "JobResumed",
+                                     "lastTransitionTime": _now()}]
+        await self._job_status(job["metadata"]["name"], status)
 
     async def _copy_stop_annotation(self, pod: RunningPod) -> None:
         body = await self._get(f"/api/v1/namespaces/{self.namespace}/pods/{pod.slot.pod}")
@@ -197,6 +227,13 @@ class Kubelet:
 
     async def _terminate(self, pod: RunningPod, job: dict[str, Any]) -> None:
         """Suspension deletes the pods: SIGTERM, then SIGKILL after a short grace."""
+        await self._stop_pod(pod)
+        pod.suspended = True
+        await self._job_status(job["metadata"]["name"], {"active": 0, "conditions": [
+            {"type": "Suspended", "status": "True", "reason": "JobSuspended", "lastTransitionTime": _now()}]})
+
+    async def _stop_pod(self, pod: RunningPod) -> None:
+        """Delete the pod: its trainer gets SIGTERM, then SIGKILL after a short grace."""
         pod.terminated = True
         if pod.trainer.poll() is None:
             pod.signals.append("SIGTERM")
@@ -208,9 +245,8 @@ class Kubelet:
                 os.killpg(pod.trainer.pid, signal.SIGKILL)
                 pod.trainer.wait()
         pod.sidecar.terminate()
+        await asyncio.to_thread(pod.sidecar.wait)  # a resumed pod's sidecar needs its port back
         await self._send("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{pod.slot.pod}", None)
-        await self._job_status(job["metadata"]["name"], {"active": 0, "conditions": [
-            {"type": "Suspended", "status": "True", "reason": "JobSuspended", "lastTransitionTime": _now()}]})
 
     async def _finish(self, pod: RunningPod, job: dict[str, Any], code: int) -> None:
         pod.terminated = True
