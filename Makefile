@@ -3,7 +3,7 @@ setup:
 	@scripts/bootstrap
 
 demo: setup
-	.venv/bin/plateau replay examples/replay/balanced.yaml benchmarks/data/curves.csv.gz --limit 12
+	.venv/bin/plateau run examples/local-digits.yaml
 
 test: setup
 	PATH="$(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$$PATH" .venv/bin/python -m pytest -q -p no:cacheprovider

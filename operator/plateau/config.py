@@ -23,6 +23,7 @@ class SidecarSettings:
 @dataclass(frozen=True)
 class Settings:
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    prometheus_timeout: float = 10.0  # seconds one PromQL query may take (reason Timeout after)
     interval: float = 15.0  # seconds between evaluation cycles
     status_interval: float = 30.0  # metric-only status writes, at most this often per job
     namespaces: tuple[str, ...] = ()  # empty: every namespace (cluster-wide RBAC)
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="plateau-operator", description="Plateau's Kopf operator.")
     add = p.add_argument
     add("--prometheus-url", default=_env("PLATEAU_PROMETHEUS_URL", d.prometheus_url))
+    add("--prometheus-timeout", type=_seconds, default=_env("PLATEAU_PROMETHEUS_TIMEOUT", "10s"),
+        help="how long one PromQL query may take before MetricsAvailable=False, reason Timeout")
     add("--interval", type=_seconds, default=_env("PLATEAU_INTERVAL", "15s"), help="evaluation interval, e.g. 15s")
     add("--status-interval", type=_seconds, default=_env("PLATEAU_STATUS_INTERVAL", "30s"),
         help="write metric-only status changes at most this often per job")
@@ -82,9 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_settings(argv: Optional[Sequence[str]] = None) -> Settings:
     a = build_parser().parse_args(argv)
     interval = a.interval if isinstance(a.interval, float) else _seconds(a.interval)
+    prometheus_timeout = a.prometheus_timeout if isinstance(a.prometheus_timeout, float) else _seconds(a.prometheus_timeout)
     status_interval = a.status_interval if isinstance(a.status_interval, float) else _seconds(a.status_interval)
     return Settings(
         prometheus_url=a.prometheus_url,
+        prometheus_timeout=prometheus_timeout,
         interval=interval,
         status_interval=status_interval,
         namespaces=tuple(n.strip() for n in a.namespaces.split(",") if n.strip()),

@@ -7,12 +7,14 @@ exactly these, so the CRD can validate them at `kubectl apply`.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+@lru_cache(maxsize=4096)
 def parse_duration(text: str) -> float:
     """Seconds in a duration string; ValueError with a readable message otherwise."""
     if not isinstance(text, str) or not re.fullmatch(DURATION_PATTERN, text.strip()):

@@ -53,7 +53,7 @@ from plateau.stopflow import (
     transition,
     with_metric,
 )
-from plateau.summaries import SidecarSummary, new_evaluations
+from plateau.summaries import SidecarSummary, new_evaluations, summary_from_series
 from plateau.workloads import LABEL, Workload, build_job, job_state, label_value
 from plateau_sidecar import protocol
 
@@ -282,7 +282,7 @@ class Evaluator:
                 pods[key[:2]].add(pod)
         best: dict[tuple[str, str], SidecarSummary] = {}
         for (ns, name, _metric, _pod), values in series.items():
-            summary = _summary(values)
+            summary = summary_from_series(values)
             if summary is None:
                 continue
             current = best.get((ns, name))
@@ -315,7 +315,8 @@ class Evaluator:
         for ctx in idle_jobs:
             windows[format_duration(parse_duration(ctx.stop.gpu_idle.for_))].append(ctx)  # type: ignore[union-attr]
         for ctx in idle_jobs:
-            if ctx.spec.workload_ref is not None and ctx.workload is not None:
+            # Sidecar series name the pods of jobs that report metrics; list the others.
+            if not pods.get(ctx.key) and ctx.workload is not None:
                 pods[ctx.key] |= await self._workload_pods(ctx)
         out: dict[tuple[str, str], GpuWindow] = {}
         d = self.settings.dcgm
@@ -330,8 +331,6 @@ class Evaluator:
                     keys = [(ctx.key[0], p) for p in pods.get(ctx.key, ()) if (ctx.key[0], p) in per_pod_max]
                     if not keys:
                         continue  # no GPU series for this job's pods: unknown, never idle
-                    # timestamp() returns each point's sample time, found by lookback: when
-                    # data predates the window, the oldest is older than now - W (covered).
                     covered = min(now - per_pod_since.get(k, now) for k in keys)
                     out[ctx.key] = GpuWindow(max(per_pod_max[k] for k in keys), max(0.0, covered))
         except PrometheusError as exc:
@@ -550,39 +549,6 @@ class Evaluator:
 def _without_messages(conditions: Any) -> list[Any]:
     """Conditions less their messages, which count reports and seconds and so change every cycle."""
     return [{k: v for k, v in c.items() if k != "message"} if isinstance(c, dict) else c for c in conditions or []]
-
-
-def _summary(values: dict[str, float]) -> Optional[SidecarSummary]:
-    """A SidecarSummary from one series set, or None if the essentials are missing."""
-    try:
-        reports = values[protocol.SERIES_REPORTS]
-        value = values[protocol.SERIES_VALUE]
-        step = values[protocol.SERIES_STEP]
-    except KeyError:
-        return None
-    if not (math.isfinite(reports) and math.isfinite(step)):
-        return None
-
-    def opt_int(name: str) -> Optional[int]:
-        v = values.get(name)
-        return int(v) if v is not None and math.isfinite(v) else None
-
-    def opt(name: str) -> Optional[float]:
-        v = values.get(name)
-        return v if v is not None and math.isfinite(v) else None
-
-    return SidecarSummary(
-        reports=int(reports),
-        value=value,
-        step=int(step),
-        non_finite=int(values.get(protocol.SERIES_NONFINITE, 0.0)) if math.isfinite(values.get(protocol.SERIES_NONFINITE, 0.0)) else 0,
-        min=opt(protocol.SERIES_MIN),
-        min_step=opt_int(protocol.SERIES_MIN_STEP),
-        min_report=opt_int(protocol.SERIES_MIN_REPORT),
-        max=opt(protocol.SERIES_MAX),
-        max_step=opt_int(protocol.SERIES_MAX_STEP),
-        max_report=opt_int(protocol.SERIES_MAX_REPORT),
-    )
 
 
 async def run_forever(evaluator: Evaluator, interval: float, is_leader: Callable[[], bool]) -> None:

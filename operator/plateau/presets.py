@@ -18,10 +18,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Specs are immutable once parsed, so a resolved rule is cached per spec object; the engine
+# asks on every decision and validation is the costly part.
+_RESOLVED: dict[int, tuple[StopSpec, MetricRule]] = {}
+_CACHE_LIMIT = 50_000
+
+
 def resolve_metric_rule(stop: StopSpec) -> Optional[MetricRule]:
     """The metric rule with the preset's values filled in where the user left a field unset."""
     rule = stop.metric
     if rule is None or stop.preset is None:
         return rule
+    cached = _RESOLVED.get(id(stop))
+    if cached is not None and cached[0] is stop:
+        return cached[1]
     explicit = rule.model_dump(exclude_unset=True)
-    return MetricRule.model_validate({**PRESETS[stop.preset], **explicit})
+    resolved = MetricRule.model_validate({**PRESETS[stop.preset], **explicit})
+    if len(_RESOLVED) >= _CACHE_LIMIT:
+        _RESOLVED.clear()
+    _RESOLVED[id(stop)] = (stop, resolved)
+    return resolved

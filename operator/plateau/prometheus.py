@@ -9,57 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import aiohttp
 
+from plateau.promql import PrometheusError, Sample, parse_vector
 
-class PrometheusError(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason  # CamelCase, for conditions and the query-errors metric
-
-
-@dataclass(frozen=True)
-class Sample:
-    labels: dict[str, str]
-    value: float
-    timestamp: float
-
-
-def _parse_value(raw: Any) -> float:
-    """Prometheus encodes sample values as strings: "1.5", "NaN", "+Inf", "-Inf"."""
-    if not isinstance(raw, str):
-        raise ValueError(f"sample value {raw!r} is not a string")
-    value = float(raw)
-    if math.isnan(value) and raw != "NaN":
-        raise ValueError(f"sample value {raw!r}")
-    return value
-
-
-def parse_vector(body: Any) -> list[Sample]:
-    """The samples of an instant-query response, or PrometheusError if it is malformed."""
-    if not isinstance(body, dict):
-        raise PrometheusError("MalformedResponse", "response is not a JSON object")
-    if body.get("status") != "success":
-        error = str(body.get("error", "unknown error"))[:200]
-        raise PrometheusError("QueryFailed", f"{body.get('errorType', 'error')}: {error}")
-    data = body.get("data")
-    if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
-        raise PrometheusError("MalformedResponse", "expected data.resultType vector with a result list")
-    samples = []
-    for item in data["result"]:
-        try:
-            labels = item["metric"]
-            ts, raw = item["value"]
-            if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-                raise ValueError("labels")
-            samples.append(Sample(labels, _parse_value(raw), float(ts)))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PrometheusError("MalformedResponse", f"bad sample {str(item)[:120]}: {exc}") from None
-    return samples
+__all__ = ["PrometheusClient", "PrometheusError", "Sample"]
 
 
 class PrometheusClient:

@@ -1,4 +1,4 @@
-"""Batched PromQL for the evaluation loop. Pure: strings in, strings out.
+"""Batched PromQL for the evaluation loop, and parsing Prometheus' answers. Pure, no I/O.
 
 Every query covers all running jobs at once (grouped by label), so a cycle costs a fixed
 number of queries whatever the number of jobs. Label values are always escaped.
@@ -6,9 +6,10 @@ number of queries whatever the number of jobs. Label values are always escaped.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 from plateau_sidecar import protocol
 
@@ -72,20 +73,77 @@ def custom_query(template: str, namespace: str, name: str) -> str:
     return template.replace("$namespace", escape_label_value(namespace)).replace("$name", escape_label_value(name))
 
 
-def _utilisation(dcgm: DcgmConfig, namespaces: Iterable[str]) -> str:
+def _selectors(dcgm: DcgmConfig, namespaces: Iterable[str]) -> tuple[str, str]:
     ns = matcher(dcgm.namespace_label, namespaces)
-    by = f"{dcgm.namespace_label}, {dcgm.pod_label}"
-    profiling = f"max by ({by}) ({dcgm.profiling_metric}{{{ns}}})"
-    # The device metric is a percentage, and reads 0 on MIG slices: exclude those.
-    device = f'max by ({by}) ({dcgm.device_metric}{{{ns}, {dcgm.mig_label}=""}}) / 100'
-    return f"({profiling} or {device})"
+    # The device metric reads 0 on MIG slices, which is not idleness: exclude those series.
+    return f"{dcgm.profiling_metric}{{{ns}}}", f'{dcgm.device_metric}{{{ns}, {dcgm.mig_label}=""}}'
 
 
 def gpu_max_query(dcgm: DcgmConfig, namespaces: Iterable[str], window: str) -> str:
-    """Per pod, the highest GPU utilisation (0..1) over the window."""
-    return f"max_over_time({_utilisation(dcgm, namespaces)}[{window}:{dcgm.resolution}])"
+    """Per pod, the highest GPU utilisation (0..1) over the window; the profiling metric wins."""
+    profiling, device = _selectors(dcgm, namespaces)
+    by = f"{dcgm.namespace_label}, {dcgm.pod_label}"
+    return (f"max by ({by}) (max_over_time({profiling}[{window}]))"
+            f" or max by ({by}) (max_over_time({device}[{window}])) / 100")
 
 
 def gpu_since_query(dcgm: DcgmConfig, namespaces: Iterable[str], window: str) -> str:
-    """Per pod, the timestamp of the oldest utilisation sample in the window (for coverage)."""
-    return f"min_over_time(timestamp({_utilisation(dcgm, namespaces)})[{window}:{dcgm.resolution}])"
+    """Per pod, the time of the oldest sample that covers the window's start (for coverage).
+
+    timestamp() of a raw series returns each point's *sample* time, found by lookback, so a
+    series that predates the window answers with a time before the window's start.
+    """
+    profiling, device = _selectors(dcgm, namespaces)
+    by = f"{dcgm.namespace_label}, {dcgm.pod_label}"
+    step = dcgm.resolution
+    return (f"min by ({by}) (min_over_time(timestamp({profiling})[{window}:{step}]))"
+            f" or min by ({by}) (min_over_time(timestamp({device})[{window}:{step}]))")
+
+
+# --- answers -------------------------------------------------------------------------------------
+
+
+class PrometheusError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # CamelCase, for conditions and the query-errors metric
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float
+    timestamp: float
+
+
+def _parse_value(raw: Any) -> float:
+    """Prometheus encodes sample values as strings: "1.5", "NaN", "+Inf", "-Inf"."""
+    if not isinstance(raw, str):
+        raise ValueError(f"sample value {raw!r} is not a string")
+    value = float(raw)
+    if math.isnan(value) and raw != "NaN":
+        raise ValueError(f"sample value {raw!r}")
+    return value
+
+
+def parse_vector(body: Any) -> list[Sample]:
+    """The samples of an instant-query response, or PrometheusError if it is malformed."""
+    if not isinstance(body, dict):
+        raise PrometheusError("MalformedResponse", "response is not a JSON object")
+    if body.get("status") != "success":
+        error = str(body.get("error", "unknown error"))[:200]
+        raise PrometheusError("QueryFailed", f"{body.get('errorType', 'error')}: {error}")
+    data = body.get("data")
+    if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+        raise PrometheusError("MalformedResponse", "expected data.resultType vector with a result list")
+    samples = []
+    for item in data["result"]:
+        try:
+            labels = item["metric"]
+            ts, raw = item["value"]
+            if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+                raise ValueError("labels")
+            samples.append(Sample(labels, _parse_value(raw), float(ts)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PrometheusError("MalformedResponse", f"bad sample {str(item)[:120]}: {exc}") from None
+    return samples

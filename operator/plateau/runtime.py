@@ -27,7 +27,7 @@ class Runtime:
         self.settings = settings
         self.registry = Registry()
         self.kube = Kube(api)
-        self.prometheus = PrometheusClient(settings.prometheus_url)
+        self.prometheus = PrometheusClient(settings.prometheus_url, timeout=settings.prometheus_timeout)
         self.evaluator = Evaluator(settings, self.registry, self.kube, self.prometheus)
         self.elector = (
             LeaderElector(api, settings.lease_namespace, settings.lease_name, settings.identity)

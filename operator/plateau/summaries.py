@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 from plateau.rules import Evaluation
+from plateau_sidecar import protocol as p
 
 
 @dataclass(frozen=True)
@@ -68,3 +69,28 @@ def new_evaluations(now: SidecarSummary, seen_reports: int, seen_non_finite: int
                 ev = Evaluation(now.step, filler_value, exact)
         out.append(ev)
     return out
+
+
+def summary_from_series(values: Mapping[str, float]) -> Optional[SidecarSummary]:
+    """One metric's series (series name -> value) as a summary; None before its first report,
+    or when a count or step is not a number (which the sidecar never exports)."""
+
+    def whole(name: str) -> Optional[int]:
+        value = values.get(name)
+        return int(value) if value is not None and math.isfinite(value) else None
+
+    reports, step = whole(p.SERIES_REPORTS), whole(p.SERIES_STEP)
+    if reports is None or step is None or p.SERIES_VALUE not in values:
+        return None
+    return SidecarSummary(
+        reports=reports,
+        value=values[p.SERIES_VALUE],
+        step=step,
+        non_finite=whole(p.SERIES_NONFINITE) or 0,
+        min=values.get(p.SERIES_MIN),
+        min_step=whole(p.SERIES_MIN_STEP),
+        min_report=whole(p.SERIES_MIN_REPORT),
+        max=values.get(p.SERIES_MAX),
+        max_step=whole(p.SERIES_MAX_STEP),
+        max_report=whole(p.SERIES_MAX_REPORT),
+    )

@@ -3,6 +3,7 @@ against recording fakes of the Kubernetes client (the chart renders exactly thes
 
 from __future__ import annotations
 
+import json
 import asyncio
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -71,7 +72,7 @@ def operator_calls() -> set[Grant]:
     calls: set[Grant] = set()
     pod = {"metadata": {"name": "trainer-0", "annotations": {}}}
     answers = {
-        "list_namespaced_pod": lambda: SimpleNamespace(items=[pod]),
+        "list_namespaced_pod": lambda: SimpleNamespace(data=json.dumps({"items": [pod]}).encode()),
         "get_namespaced_custom_object": lambda: {"metadata": {"name": "w", "annotations": {}}, "spec": {}, "status": {}},
         "get_namespaced_custom_object_scale": lambda: {"spec": {"replicas": 2}, "status": {"replicas": 2, "selector": "app=w"}},
         "read_namespaced_lease": lease_answers("me"),

@@ -108,12 +108,12 @@ def _trainer_container(job: TrainingJob, notes: list[str]) -> dict[str, Any]:
 
 
 def _command(container: Mapping[str, Any], env: Mapping[str, str], path_var: Optional[str]) -> list[str]:
-    parts = list(container.get("command") or []) + list(container.get("args") or [])
-    if not container.get("command"):
+    command, args = container.get("command"), container.get("args") or []
+    if not command:
         raise InputError(f"{CONTAINER}.command: not set; locally there is no image entrypoint to fall back on")
-    if not all(isinstance(part, str) for part in parts):
+    if not (isinstance(command, list) and isinstance(args, list) and all(isinstance(part, str) for part in command + args)):
         raise InputError(f"{CONTAINER}.command and args must be lists of strings")
-    command = [expand(str(part), env) for part in parts]
+    command = [expand(part, env) for part in command + args]
     executable = command[0]
     found = (os.access(executable, os.X_OK) and Path(executable).is_file()) if "/" in executable else shutil.which(executable, path=path_var)
     if not found:

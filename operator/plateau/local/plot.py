@@ -43,6 +43,9 @@ def plot_curve(
             ax.axvline(stop.step, color="tab:red", linestyle="--", label=f"{stop.label} at step {stop.step}")
         if not points:
             ax.text(0.5, 0.5, "no evaluations were reported", ha="center", va="center", transform=ax.transAxes)
+        values = [v for _, v in finite]
+        if values and min(values) > 0 and max(values) / min(values) > 20:
+            ax.set_yscale("log")  # a loss falling by orders of magnitude
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_ylabel(metric or "metric")

@@ -17,7 +17,7 @@ import urllib.request
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from plateau.replay import InputError
 from plateau_sidecar.server import HEALTH_PATH, METRICS_PATH
@@ -146,11 +146,15 @@ class Trainer:
         return returncode
 
 
+class Signalled(Protocol):
+    def signal(self, signum: signal.Signals) -> None: ...
+
+
 @dataclass
 class Handshake:
     """Stop request, then SIGTERM once the grace period is over, then SIGKILL `kill_after` later."""
 
-    trainer: Trainer
+    trainer: Signalled
     grace: float
     kill_after: float
     requested_at: float
@@ -158,7 +162,7 @@ class Handshake:
     killed_at: Optional[float] = None
 
     @classmethod
-    def begin(cls, trainer: Trainer, stop_file: Path, reason: str, grace: float, kill_after: float, now: float) -> Handshake:
+    def begin(cls, trainer: Signalled, stop_file: Path, reason: str, grace: float, kill_after: float, now: float) -> Handshake:
         # Written whole and renamed, so the trainer never reads half a reason.
         partial = stop_file.with_name(stop_file.name + ".tmp")
         partial.write_text(reason + "\n")
@@ -185,5 +189,5 @@ class Handshake:
 
     def summary(self, returncode: int, ended_at: float) -> str:
         """What the handshake took, for the StopRequested condition."""
-        how = "after SIGKILL" if self.killed_at else "after SIGTERM" if self.terminated_at else "by itself"
-        return f"the trainer {describe_exit(returncode)} {how}, {ended_at - self.requested_at:.1f}s after the stop request (gracePeriod {self.grace:g}s)"
+        sent = [name for name, at in (("SIGTERM", self.terminated_at), ("SIGKILL", self.killed_at)) if at is not None]
+        return f"the trainer {describe_exit(returncode)} {ended_at - self.requested_at:.1f}s after the stop request (signals sent: {', '.join(sent) or 'none'})"

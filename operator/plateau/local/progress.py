@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Optional
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -70,8 +70,7 @@ def budget_text(used: float, limit: Optional[float], unit: str) -> str:
 
 
 def plain_line(s: Snapshot) -> str:
-    head = f"{s.phase} {s.note}"
-    parts = [head]
+    parts = [f"{s.phase}: {s.note}"]
     if s.metric_name:
         last, best, patience = metric_text(s)
         parts.append(f"{s.metric_name} {last}, best {best}, patience {patience}")
@@ -84,7 +83,9 @@ def plain_line(s: Snapshot) -> str:
 def _budget_row(table: Table, label: str, used: float, limit: Optional[float], unit: str) -> None:
     text = Text(budget_text(used, limit, unit))
     if limit:
-        table.add_row(label, Group(ProgressBar(total=limit, completed=min(used, limit), width=BAR_WIDTH), text))
+        row = Table.grid(padding=(0, 1))
+        row.add_row(ProgressBar(total=limit, completed=min(used, limit), width=BAR_WIDTH), text)
+        table.add_row(label, row)
     else:
         table.add_row(label, text)
 

@@ -7,6 +7,7 @@ Both readers return the same `SidecarSummary` the operator builds, so `new_evalu
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import urllib.error
@@ -16,9 +17,8 @@ from typing import Mapping, Optional, Protocol
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from plateau.prometheus import PrometheusError, parse_vector
 from plateau.promql import SIDECAR_SERIES, escape_label_value
-from plateau.summaries import SidecarSummary
+from plateau.summaries import SidecarSummary, summary_from_series
 from plateau_sidecar import protocol as p
 
 READ_TIMEOUT_SECONDS = 2.0
@@ -36,29 +36,6 @@ class MetricSource(Protocol):
     def read(self, metric: str) -> Optional[SidecarSummary]: ...
 
 
-def summary_from_series(values: Mapping[str, float]) -> Optional[SidecarSummary]:
-    """One metric's series (series name -> value) as a summary; None before its first report."""
-    if p.SERIES_REPORTS not in values or p.SERIES_VALUE not in values or p.SERIES_STEP not in values:
-        return None
-
-    def whole(name: str) -> Optional[int]:
-        value = values.get(name)
-        return int(value) if value is not None and math.isfinite(value) else None
-
-    return SidecarSummary(
-        reports=int(values[p.SERIES_REPORTS]),
-        value=values[p.SERIES_VALUE],
-        step=int(values[p.SERIES_STEP]),
-        non_finite=whole(p.SERIES_NONFINITE) or 0,
-        min=values.get(p.SERIES_MIN),
-        min_step=whole(p.SERIES_MIN_STEP),
-        min_report=whole(p.SERIES_MIN_REPORT),
-        max=values.get(p.SERIES_MAX),
-        max_step=whole(p.SERIES_MAX_STEP),
-        max_report=whole(p.SERIES_MAX_REPORT),
-    )
-
-
 def _get(url: str, data: Optional[bytes] = None) -> bytes:
     try:
         with urllib.request.urlopen(url, data=data, timeout=READ_TIMEOUT_SECONDS) as response:
@@ -67,8 +44,8 @@ def _get(url: str, data: Optional[bytes] = None) -> bytes:
         if data is not None and exc.code in (400, 422):  # Prometheus explains a bad query in the body
             return bytes(exc.read())
         raise SourceError("HttpError", f"HTTP {exc.code} from {url}") from None
-    except OSError as exc:  # refused, reset, timed out
-        raise SourceError("Unreachable", f"cannot reach {url}: {exc}") from None
+    except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, cut short
+        raise SourceError("Unreachable", f"cannot reach {url}: {exc!r}") from None
 
 
 class SidecarScraper:
@@ -112,6 +89,10 @@ class PrometheusReader:
         self.trainingjob = trainingjob
 
     def read(self, metric: str) -> Optional[SidecarSummary]:
+        # Imported here: plateau.prometheus pulls in aiohttp (half a second), which only
+        # --prometheus runs need.
+        from plateau.promql import PrometheusError, parse_vector
+
         form = urllib.parse.urlencode({"query": prometheus_selector(self.trainingjob, metric)}).encode()
         try:
             samples = parse_vector(json.loads(_get(self.url, data=form)))

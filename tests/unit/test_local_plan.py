@@ -1,0 +1,123 @@
+"""From a manifest to a local run's processes: environment, path mapping, command checks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plateau.api import TrainingJob
+from plateau.local.plan import DEFAULT_KILL_AFTER_SECONDS, RunOptions, expand, local_path, plan_run
+from plateau.replay import InputError
+from plateau_sidecar import protocol as p
+
+
+def job(container: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None, **pod: Any) -> TrainingJob:
+    trainer = {"name": "trainer", "image": "example/trainer:1", "command": [sys.executable, "train.py"], **(container or {})}
+    return TrainingJob.model_validate(
+        {
+            "apiVersion": "plateau.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "job", "namespace": "research"},
+            "spec": {
+                "template": {"spec": {"containers": [trainer], **pod}},
+                "metrics": metrics or {},
+                "stop": {"maxDuration": "1h"},
+            },
+        }
+    )
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_expand_follows_kubernetes() -> None:
+    env = {"A": "1", "DIR": "/x"}
+    assert expand("$(A)-$$(A)-$(B)-$(DIR)/f", env) == "1-$(A)-$(B)-/x/f"
+
+
+def test_pod_paths_map_into_the_run_directory(tmp_path: Path) -> None:
+    assert local_path("/plateau/metrics.jsonl", tmp_path) == tmp_path / "metrics.jsonl"
+    assert local_path("/etc/plateau/stop", tmp_path) == tmp_path / "stop"
+    assert local_path("/plateauish/x", tmp_path) == Path("/plateauish/x")
+    assert local_path("logs/m.jsonl", tmp_path) == Path("logs/m.jsonl")
+
+
+def test_file_source_environment(here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(p.ENV_PUSH_URL, "http://elsewhere/push")  # from the calling shell
+    env = [{"name": "DATA", "value": "/data"}, {"name": "OUT", "value": "$(DATA)/out"}, {"name": "S", "valueFrom": {"secretKeyRef": {}}}]
+    plan = plan_run(job({"env": env, "args": ["--out", "$(OUT)", "--stop", "$(PLATEAU_STOP_FILE)"]}), RunOptions(workdir=here / "run"))
+
+    run = here / "run"
+    assert plan.trainer_env[p.ENV_METRICS_FILE] == plan.sidecar_env[p.ENV_METRICS_FILE] == str(run / "metrics.jsonl")
+    assert plan.trainer_env[p.ENV_STOP_FILE] == str(run / "stop")
+    assert plan.trainer_env[p.ENV_TRAININGJOB] == "job" and plan.trainer_env[p.ENV_NAMESPACE] == "research"
+    assert p.ENV_PUSH_URL not in plan.trainer_env and plan.sidecar_env[p.ENV_PUSH_ADDR] == "off"
+    assert plan.trainer_env["OUT"] == "/data/out" and "S" not in plan.trainer_env
+    assert plan.command == [sys.executable, "train.py", "--out", "/data/out", "--stop", str(run / "stop")]
+    assert any("image example/trainer:1 is ignored" in n for n in plan.notes)
+    assert any("valueFrom" in n for n in plan.notes)
+    assert plan.kill_after == DEFAULT_KILL_AFTER_SECONDS
+
+
+def test_push_source_environment(here: Path) -> None:
+    plan = plan_run(job(metrics={"source": "push"}), RunOptions(workdir=here / "run"))
+    url = plan.trainer_env[p.ENV_PUSH_URL]
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/push")
+    assert url.removeprefix("http://").removesuffix("/push") == plan.sidecar_env[p.ENV_PUSH_ADDR]
+    assert p.ENV_METRICS_FILE not in plan.trainer_env and plan.metrics_file is None
+
+
+def test_stdout_source_follows_the_output_plateau_run_writes(here: Path) -> None:
+    metrics = {"source": "stdout", "logFile": "/plateau/train.log", "pattern": r"step=(?P<step>\d+)"}
+    plan = plan_run(job(metrics=metrics, terminationGracePeriodSeconds=2), RunOptions(workdir=here / "run"))
+    assert plan.output_file == here / "run" / "train.log"
+    assert plan.sidecar_env[p.ENV_STDOUT_FILE] == str(plan.output_file)
+    assert plan.kill_after == 2.0
+
+
+def test_a_reused_workdir_starts_fresh(here: Path) -> None:
+    run = here / "run"
+    run.mkdir()
+    (run / "stop").write_text("Plateau\n")  # a request left by the last run would stop this one at once
+    (run / "metrics.jsonl").write_text('{"step": 1, "val_loss": 1}\n')
+    plan_run(job(), RunOptions(workdir=run))
+    assert not (run / "stop").exists() and not (run / "metrics.jsonl").exists()
+
+
+def test_default_run_directory(here: Path) -> None:
+    first = plan_run(job(), RunOptions()).run_dir
+    second = plan_run(job(), RunOptions()).run_dir
+    assert first.parent == second.parent == here / "plateau-runs" and first != second
+    assert first.name.startswith("job-")
+
+
+@pytest.mark.parametrize(
+    "container, expected",
+    [
+        ({"command": None, "args": ["x"]}, "command: not set"),
+        ({"command": ["python", 3]}, "lists of strings"),
+        ({"command": "python train.py"}, "lists of strings"),
+        ({"command": ["./missing.sh"]}, "./missing.sh: executable not found"),
+    ],
+)
+def test_command_errors(here: Path, container: dict[str, Any], expected: str) -> None:
+    with pytest.raises(InputError, match=expected):
+        plan_run(job(container), RunOptions(workdir=here / "run"))
+    assert not (here / "run").exists()  # nothing is created for a run that cannot start
+
+
+def test_other_errors(here: Path) -> None:
+    with pytest.raises(InputError, match="--interval must be positive"):
+        plan_run(job(), RunOptions(interval=0))
+    with pytest.raises(InputError, match="--status-out"):
+        plan_run(job(), RunOptions(status_out=here / "no" / "status.yaml"))
+    with pytest.raises(InputError, match="metrics.logFile .*cannot read"):
+        (here / "log-dir").mkdir()
+        metrics = {"source": "stdout", "logFile": "log-dir", "pattern": r"step=(?P<step>\d+)"}
+        plan_run(job(metrics=metrics), RunOptions(workdir=here / "run"))

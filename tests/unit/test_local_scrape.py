@@ -1,0 +1,33 @@
+"""Reading the sidecar's series for `plateau run`, the pure parts: series to summary, the PromQL
+selector, and the curve points from a JSONL file."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from plateau.local.metrics import jsonl_points
+from plateau.local.scrape import prometheus_selector, summary_from_series
+from plateau.summaries import SidecarSummary
+from plateau_sidecar import protocol as p
+
+
+def test_summary_needs_the_count_value_and_step() -> None:
+    assert summary_from_series({p.SERIES_VALUE: 1.0, p.SERIES_STEP: 3.0}) is None
+    assert summary_from_series({p.SERIES_REPORTS: math.nan, p.SERIES_VALUE: 1.0, p.SERIES_STEP: 3.0}) is None
+    summary = summary_from_series({p.SERIES_REPORTS: 2.0, p.SERIES_VALUE: math.inf, p.SERIES_STEP: 3.0})
+    assert summary == SidecarSummary(reports=2, value=math.inf, step=3)
+
+
+def test_prometheus_selector_escapes_label_values() -> None:
+    selector = prometheus_selector('job "a"\\b', "val_loss")
+    assert 'trainingjob="job \\"a\\"\\\\b"' in selector
+    assert 'metric="val_loss"' in selector and p.SERIES_REPORTS in selector
+
+
+def test_jsonl_points_skip_what_the_sidecar_would_reject(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "val_loss": 0.5}\nnot json\n{"step": 2}\n{"step": 3, "val_loss": NaN}\n[1]\n')
+    points = jsonl_points(path, "val_loss")
+    assert points[0] == (1, 0.5) and points[1][0] == 3 and math.isnan(points[1][1]) and len(points) == 2
+    assert jsonl_points(tmp_path / "missing.jsonl", "val_loss") == []

@@ -1,0 +1,186 @@
+"""Smoke tests of the operator benchmark's own machinery (benchmarks/operator_bench.py and
+benchmarks/operator_support.py): the synthetic exporter's exposition, the seeded objects, and the
+batched-vs-naive query counting at a tiny N, with Prometheus answered from the exporter's text."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from kubernetes import config as kube_config
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # "benchmarks" is a folder of the repo, not an installed package
+
+from benchmarks import operator_bench as bench  # noqa: E402
+from benchmarks import operator_support as support  # noqa: E402
+from plateau import api  # noqa: E402
+from plateau.config import Settings  # noqa: E402
+from plateau.evaluator import Registry  # noqa: E402
+from plateau.prometheus import PrometheusError, Sample  # noqa: E402
+from plateau.workloads import job_state  # noqa: E402
+from plateau_sidecar import protocol as p  # noqa: E402
+
+SERIES = {series for series, _ in support.FAMILIES}
+
+
+def parse(exposition: bytes) -> dict[tuple[str, str, str], dict[str, float]]:
+    """(namespace, trainingjob, series) -> {"value": v, **labels}; checks the label names."""
+    out: dict[tuple[str, str, str], dict[str, float]] = {}
+    for family in text_string_to_metric_families(exposition.decode()):
+        for s in family.samples:
+            assert set(s.labels) == {p.LABEL_METRIC, p.LABEL_TRAININGJOB, "namespace", "pod"}, s
+            assert s.labels[p.LABEL_METRIC] == support.METRIC
+            assert s.labels["pod"] == support.pod_name(s.labels[p.LABEL_TRAININGJOB])
+            out[(s.labels["namespace"], s.labels[p.LABEL_TRAININGJOB], s.name)] = s.value
+    return out
+
+
+def test_exporter_serves_every_sidecar_series_and_they_advance() -> None:
+    keys = support.job_keys(7)
+    assert len({ns for ns, _ in keys}) == support.SCALE_NAMESPACES
+    shard = support.Shard(keys, latency=False)
+    first, second = parse(shard.render()), parse(shard.render())
+    assert len(first) == len(keys) * len(SERIES)
+    assert {series for _, _, series in first} == SERIES
+    for ns, name in keys:
+        reports = (ns, name, p.SERIES_REPORTS)
+        assert second[reports] == first[reports] + 1  # one more report per scrape
+        assert second[(ns, name, p.SERIES_VALUE)] < first[(ns, name, p.SERIES_VALUE)]  # the loss falls
+        assert second[(ns, name, p.SERIES_MIN)] == second[(ns, name, p.SERIES_VALUE)]
+        assert second[(ns, name, p.SERIES_MIN_REPORT)] == second[reports]
+
+
+def test_exporter_crosses_the_target_at_the_first_scrape_after_arming() -> None:
+    keys = support.job_keys(2, latency=True)
+    exporter = support.Exporter(keys, shard_size=10, latency=True)
+    shard = exporter.shards[0]
+    before = parse(shard.render())
+    assert all(before[(ns, name, p.SERIES_VALUE)] == 1.0 for ns, name in keys)
+    exporter.arm(keys[0])
+    crossed = parse(shard.render())
+    assert crossed[(*keys[0], p.SERIES_VALUE)] == 0.4 < support.TARGET
+    assert crossed[(*keys[0], p.SERIES_MIN_REPORT)] == crossed[(*keys[0], p.SERIES_REPORTS)]
+    assert crossed[(*keys[1], p.SERIES_VALUE)] == 1.0
+    assert list(exporter.crossings()) == [f"{keys[0][0]}/{keys[0][1]}"]
+
+
+def test_naive_query_selects_one_job() -> None:
+    assert bench.naive_query("ns", 'we"ird') == \
+        '{__name__=~"plateau_metric_.*", trainingjob="we\\"ird", namespace="ns"}'
+
+
+# --- the two collectors against a Prometheus answered from the exporter's text --------------------
+
+MATCHER = re.compile(r'([A-Za-z_]\w*)\s*(=~|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+class FakePrometheus:
+    """Answers a plain selector `{l="v", l=~"re", ...}` from an exposition, as Prometheus would."""
+
+    def __init__(self, exposition: bytes) -> None:
+        self.samples = [
+            Sample({"__name__": s.name, "job": "plateau-sidecar-0", "instance": "127.0.0.1:1", **s.labels}, s.value, 0.0)
+            for family in text_string_to_metric_families(exposition.decode()) for s in family.samples
+        ]
+        self.queries: list[str] = []
+
+    async def query(self, promql: str, at: Optional[float] = None) -> list[Sample]:
+        self.queries.append(promql)
+        matchers = [(label, op, re.sub(r"\\(.)", r"\1", value)) for label, op, value in MATCHER.findall(promql)]
+        if not matchers:
+            raise PrometheusError("QueryFailed", promql)
+
+        def ok(labels: dict[str, str]) -> bool:
+            return all(labels.get(label, "") == value if op == "=" else re.fullmatch(value, labels.get(label, ""))
+                       for label, op, value in matchers)
+
+        return [s for s in self.samples if ok(s.labels)]
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.statuses: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.statuses[(namespace, name)] = status
+
+
+def registry_of(keys: list[tuple[str, str]]) -> Registry:
+    registry = Registry()
+    for i, (ns, name) in enumerate(keys):
+        tj = support.trainingjob(ns, name, latency=False)
+        tj["metadata"].update(uid=f"uid-{i}", generation=1)
+        tj["status"] = support.running_status(name, 1.7e9)
+        job = support.child_job(tj)
+        job["status"] = {"active": 1}
+        registry.on_trainingjob({"type": "ADDED", "object": tj})
+        registry.on_child_job({"type": "ADDED", "object": job})
+    return registry
+
+
+@pytest.mark.parametrize("n", [1, 6])
+async def test_batched_needs_one_query_and_naive_one_per_job(n: int) -> None:
+    keys = support.job_keys(n)
+    exposition = support.Shard(keys, latency=False).render()
+    settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600)
+    results = {}
+    for cls in (bench.TimedEvaluator, bench.NaiveEvaluator):
+        prometheus, kube = FakePrometheus(exposition), FakeKube()
+        evaluator = cls(settings, registry_of(keys), kube, prometheus, clock=lambda: 1.7e9 + 60)  # type: ignore[arg-type]
+        first = await evaluator.cycle()
+        second = await evaluator.cycle()
+        assert not first.errors and not second.errors
+        assert first.jobs == n and first.writes == n and second.writes == 0
+        assert set(evaluator.phases()) == {"prepare", "fetch", "query", "assemble", "evaluate"}
+        assert evaluator.samples == n * len(SERIES)
+        results[cls] = (first.queries, kube.statuses)
+    batched_queries, batched_status = results[bench.TimedEvaluator]
+    naive_queries, naive_status = results[bench.NaiveEvaluator]
+    assert (batched_queries, naive_queries) == (1, n)
+    assert batched_status == naive_status  # the same answers, so the same statuses
+    for status in batched_status.values():
+        assert status["phase"] == "Running"
+        assert status["metric"]["sidecarReports"] == support.BASE_REPORTS + 1
+        assert any(c["type"] == "MetricsAvailable" and c["status"] == "True" for c in status["conditions"])
+
+
+# --- the seeded API emulation ---------------------------------------------------------------------
+
+
+async def test_seeded_emulator_holds_running_jobs_the_registry_loads(tmp_path: Path) -> None:
+    from tests.support.apiserver import ApiServer
+
+    keys = support.job_keys(3)
+    async with ApiServer(gc_delay=30) as server:
+        server.apply((ROOT / "crds" / "trainingjob.yaml").read_text())
+        support.seed(server, keys, latency=False)
+        path = server.write_kubeconfig(str(tmp_path / "kubeconfig"))
+        client = kube_config.new_client_from_config(config_file=path)
+        registry = await bench.load_registry(client)
+        client.close()
+    assert sorted(registry.trainingjobs) == sorted(keys)
+    assert sorted(registry.child_jobs) == sorted(keys)  # keyed by the child's trainingjob label
+    for key, body in registry.trainingjobs.items():
+        api.TrainingJobSpec.model_validate(body["spec"])
+        assert api.TrainingJobStatus.model_validate(body["status"]).phase == "Running"
+        state = job_state(registry.child_jobs[key])
+        assert (state.exists, state.active, state.suspended, state.gpus) == (True, 1, False, 1)
+    uids = {body["metadata"]["uid"] for body in registry.trainingjobs.values()}
+    assert len(uids) == len(keys)
+    assert {job["metadata"]["ownerReferences"][0]["uid"] for job in registry.child_jobs.values()} == uids
+
+
+def test_table_and_memory_helpers() -> None:
+    text = bench.table(["a", "bb"], [["1", "22"], ["333", "4"]])
+    assert text.splitlines()[0] == "| a   | bb |"
+    memory = bench.memory_mb()
+    assert 0 < memory["VmRSS"] <= memory["VmHWM"]
