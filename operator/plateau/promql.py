@@ -88,16 +88,12 @@ def gpu_max_query(dcgm: DcgmConfig, namespaces: Iterable[str], window: str) -> s
 
 
 def gpu_since_query(dcgm: DcgmConfig, namespaces: Iterable[str], window: str) -> str:
-    """Per pod, the time of the oldest sample that covers the window's start (for coverage).
-
-    timestamp() of a raw series returns each point's *sample* time, found by lookback, so a
-    series that predates the window answers with a time before the window's start.
-    """
+    """Per pod, the time of the sample in force at the window's start; absent if the pod's
+    series began inside the window. (Coverage: now minus this is at least the window.)"""
     profiling, device = _selectors(dcgm, namespaces)
     by = f"{dcgm.namespace_label}, {dcgm.pod_label}"
-    step = dcgm.resolution
-    return (f"min by ({by}) (min_over_time(timestamp({profiling})[{window}:{step}]))"
-            f" or min by ({by}) (min_over_time(timestamp({device})[{window}:{step}]))")
+    return (f"min by ({by}) (timestamp({profiling} offset {window}))"
+            f" or min by ({by}) (timestamp({device} offset {window}))")
 
 
 # --- answers -------------------------------------------------------------------------------------

@@ -125,8 +125,8 @@ async def test_gpu_idle_fires_on_dcgm_data_and_never_without_it(tmp_path: Path, 
         dcgm_exporter.set(pod=env.slots[1].pod, namespace="default", profiling=None, device=0.0, mig=True)
         env.start_operator()
         rule = {"gpuIdle": {"below": 0.05, "for": "1m"}, "gracePeriod": "0s"}
-        env.create(training_job("tj-idle", rule, trainer("--lr", "0.3", "--epochs", "2000", "--sleep", "0.5"), gpus=1),
-                   training_job("tj-mig", rule, trainer("--lr", "0.3", "--epochs", "2000", "--sleep", "0.5"), gpus=1))
+        env.create(training_job("tj-idle", rule, trainer("--lr", "0.3", "--epochs", "5000", "--sleep", "0.5"), gpus=1),
+                   training_job("tj-mig", rule, trainer("--lr", "0.3", "--epochs", "5000", "--sleep", "0.5"), gpus=1))
         status = await env.wait_phase("tj-idle", "Stopped", timeout=150)
         assert status["reason"] == "GpuIdle" and "at most 0.4%" in status["message"]
         mig = env.status("tj-mig")
