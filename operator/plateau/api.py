@@ -264,6 +264,16 @@ class MetricRule(Model):
             "least minDelta. Counted in evaluations, not steps or time."
         ),
     )
+    patience_growth: Optional[float] = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description=(
+            "Patience that grows with the run: the effective patience is the larger of "
+            "`patience` and patienceGrowth x the evaluations seen at the last improvement, so a "
+            "run that improved for long gets proportionally longer to improve again."
+        ),
+    )
     min_delta: Optional[MinDelta] = Field(
         default=None, description="Smallest change that counts as an improvement."
     )

@@ -251,10 +251,19 @@ def _metric_outcomes(rule: MetricRule, m: Optional[MetricTrack]) -> list[RuleOut
             fired = m.best is not None and not _better(rule.target, m.best, rule.mode)
             out.append(RuleOutcome(reason, fired, f"{rule.name} reached the target {_fmt(rule.target)}: {_best_text(m)}" if fired else f"{rule.name} has not reached the target {_fmt(rule.target)}; {_best_text(m)}"))
         else:
-            assert rule.patience is not None
-            fired = m.since_improvement >= rule.patience
+            patience = effective_patience(rule, m)
+            fired = m.since_improvement >= patience
             out.append(RuleOutcome(reason, fired, f"{rule.name} has not improved by {_delta_text(rule)} for {m.since_improvement} evaluations; {_best_text(m)}"))
     return out
+
+
+def effective_patience(rule: MetricRule, m: MetricTrack) -> int:
+    """`patience`, grown to patienceGrowth x the evaluations seen at the last improvement."""
+    assert rule.patience is not None
+    if not rule.patience_growth:
+        return rule.patience
+    improved_at = m.evaluations - m.since_improvement
+    return max(rule.patience, math.ceil(rule.patience_growth * improved_at))
 
 
 def _delta_text(rule: MetricRule) -> str:

@@ -27,8 +27,13 @@ CURVES = ROOT / "benchmarks" / "data" / "curves.csv.gz"
 HOLDOUT = ROOT / "benchmarks" / "data" / "curves-holdout.csv.gz"
 
 
-def curve(val: list[float], score: list[float] | None = None, train: list[float] | None = None,
-          run: int = 0, cohort: str = "c") -> RunCurve:
+def curve(
+    val: list[float],
+    score: list[float] | None = None,
+    train: list[float] | None = None,
+    run: int = 0,
+    cohort: str = "c",
+) -> RunCurve:
     n = len(val)
     return RunCurve(
         run=run,
@@ -123,10 +128,15 @@ def _result(saved: float, regret: float, name: str) -> PolicyResult:
 
 
 def test_s_at_picks_most_saved_within_the_regret_budget_inclusive() -> None:
-    results = [_result(0.9, 0.51, "greedy"), _result(0.6, 0.5, "edge"), _result(0.7, 0.2, "best"), _result(0.1, 0.0, "lazy")]
-    assert harness.s_at(results).setting == "best"
-    assert harness.s_at([_result(0.9, 0.51, "x"), _result(0.6, 0.5, "edge")]).setting == "edge"
-    assert harness.s_at([_result(0.9, 0.51, "x")]) is None
+    greedy, edge, best, lazy = (
+        _result(0.9, 0.51, "greedy"),
+        _result(0.6, 0.5, "edge"),
+        _result(0.7, 0.2, "best"),
+        _result(0.1, 0.0, "lazy"),
+    )
+    assert harness.s_at([greedy, edge, best, lazy]) is best
+    assert harness.s_at([greedy, edge]) is edge  # exactly 0.5 points qualifies
+    assert harness.s_at([greedy]) is None
 
 
 def test_clairvoyant_stop_is_earliest_within_half_a_point() -> None:
@@ -236,7 +246,7 @@ def test_prechelt_pq_uses_training_progress_over_strips() -> None:
     assert baselines.prechelt_pq(0.006)(curve(val, train=steep)) == 15  # never
     flat = [1.0] * 15  # P = 0: any GL > 0 at a strip end stops
     assert baselines.prechelt_pq(100.0)(curve(val, train=flat)) == 10
-    assert baselines.prechelt_pq(100.0)(curve(val[:7] + [NAN] + val[8:], train=flat)) == 8
+    assert baselines.prechelt_pq(100.0)(curve([*val[:7], NAN, *val[8:]], train=flat)) == 8
 
 
 def test_prechelt_up_needs_s_successive_rising_strips() -> None:
@@ -245,7 +255,7 @@ def test_prechelt_up_needs_s_successive_rising_strips() -> None:
     assert baselines.prechelt_up(1)(curve(val)) == 10
     assert baselines.prechelt_up(2)(curve(val)) == 15
     assert baselines.prechelt_up(3)(curve(val)) == 20  # the run ended first
-    assert baselines.prechelt_up(3)(curve(val[:3] + [INF] + val[4:])) == 4
+    assert baselines.prechelt_up(3)(curve([*val[:3], INF, *val[4:]])) == 4
 
 
 def test_fixed_budget_rounds_up_and_runs_at_least_one_epoch() -> None:
@@ -484,7 +494,7 @@ def test_keras_family_on_committed_curves_matches_independent_computation(
             assert got.mean_saved == pytest.approx(expected[name][0], abs=1e-12)
             assert got.mean_regret == pytest.approx(expected[name][1], abs=1e-9)
             assert got.share_regret_gt1 == pytest.approx(sum(r > 1 for r in regrets) / len(regrets))
-    eligible = {k: v for k, v in expected.items() if v[1] <= 0.5}
+    eligible = {k: v for k, v in expected.items() if v[1] <= 0.5 + 1e-9}  # float noise, as documented
     best = harness.s_at(results.values())
     if eligible:
         assert best is not None and best.setting == max(eligible, key=lambda k: eligible[k][0])

@@ -190,3 +190,15 @@ def test_preset_fills_unset_fields_and_user_fields_win() -> None:
     rule = resolve_metric_rule(stop)
     assert rule is not None and rule.patience == 99
     assert rule.warmup == PRESETS["balanced"]["warmup"]
+
+
+def test_patience_grows_with_the_evaluations_before_the_last_improvement() -> None:
+    from plateau.rules import effective_patience
+
+    rule = MetricRule(name="l", patience=3, patience_growth=0.5)
+    early = fold(rule, [1.0, 0.5, 0.6, 0.6, 0.6])  # improved at evaluation 2: patience stays 3
+    late = fold(rule, [1.0 - i / 100 for i in range(20)] + [0.9] * 3)  # improved at 20: patience 10
+    assert effective_patience(rule, early) == 3 and effective_patience(rule, late) == 10
+    stop = spec(metric=rule.model_dump(by_alias=True, exclude_none=True))
+    assert decide(stop, Observation(metric=early)).reason == Reason.PLATEAU
+    assert not decide(stop, Observation(metric=late)).stop
