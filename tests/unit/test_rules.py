@@ -189,7 +189,8 @@ def test_preset_fills_unset_fields_and_user_fields_win() -> None:
     stop = spec(preset="balanced", metric={"name": "val_loss", "patience": 99})
     rule = resolve_metric_rule(stop)
     assert rule is not None and rule.patience == 99
-    assert rule.warmup == PRESETS["balanced"]["warmup"]
+    assert rule.smoothing == PRESETS["balanced"]["smoothing"]
+    assert resolve_metric_rule(stop) is rule  # cached per spec object
 
 
 def test_patience_grows_with_the_evaluations_before_the_last_improvement() -> None:
