@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import math
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +11,7 @@ from aiohttp import web
 
 from plateau import promql
 from plateau.prometheus import PrometheusClient, PrometheusError
+from tests.support.exposition import ExpositionServer
 from tests.support.prometheus import PrometheusServer, free_port
 
 HOSTILE = ['ev"il', "back\\slash", "a|.*", "dot.ns", "new\nline", "}{x=~'.*'"]
@@ -32,22 +31,9 @@ def exposition() -> str:
 
 @pytest.fixture
 def exporter() -> Iterator[str]:
-    body = exposition().encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    server = ExpositionServer(exposition)
+    yield server.address
+    server.close()
 
 
 async def test_hostile_label_values_match_exactly_themselves(prometheus: PrometheusServer, exporter: str) -> None:

@@ -8,39 +8,24 @@ scheme; Prometheus scrapes it like any target.
 
 from __future__ import annotations
 
-import http.server
 import threading
 from collections.abc import Iterator
 from typing import Optional
 
 import pytest
 
-from tests.support.prometheus import free_port
+from tests.support.exposition import ExpositionServer
 
 
 class DcgmExporter:
     def __init__(self) -> None:
         self._gpus: dict[str, tuple[str, Optional[float], Optional[float], bool]] = {}
         self._lock = threading.Lock()
-        exporter = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = exporter.render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = ExpositionServer(self.render)
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return self._server.address
 
     def set(self, pod: str, namespace: str, profiling: Optional[float], device: Optional[float], mig: bool = False) -> None:
         """One GPU for `pod`: profiling ratio 0..1 and device utilisation 0..1 (exported x100)."""
@@ -67,7 +52,7 @@ class DcgmExporter:
         return "\n".join(lines + device_lines) + "\n"
 
     def close(self) -> None:
-        self._server.shutdown()
+        self._server.close()
 
 
 @pytest.fixture
