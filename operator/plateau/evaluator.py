@@ -559,12 +559,14 @@ async def run_forever(evaluator: Evaluator, interval: float, is_leader: Callable
         if leading != was_leader:
             evaluator.forget()
         was_leader = leading
+        # Cleared before the cycle, not after: a watch event that arrives while a cycle runs
+        # (a new generation, a child Job's change) must wake the next one, not wait `interval`.
+        evaluator.registry.changed.clear()
         if leading:
             try:
                 await evaluator.cycle()
             except Exception:  # never let one bad cycle end the loop
                 log.exception("evaluation cycle failed")
-        evaluator.registry.changed.clear()
         try:
             await asyncio.wait_for(evaluator.registry.changed.wait(), timeout=interval)
             await asyncio.sleep(1.0)

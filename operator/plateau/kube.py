@@ -105,8 +105,10 @@ class Kube:
         return list(json.loads(response.data).get("items") or [])
 
     def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> Awaitable[Any]:
+        # The answer is not read: unparsed, as for `pods`, since the typed V1Pod model rejects
+        # pods servers accept, which would fail a stop request that the server had applied.
         return call("patch pods", lambda: self.core.patch_namespaced_pod(
-            name, namespace, {"metadata": {"annotations": annotations}}))
+            name, namespace, {"metadata": {"annotations": annotations}}, _preload_content=False))
 
     # --- events -----------------------------------------------------------------------
 

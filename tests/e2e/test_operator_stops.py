@@ -46,8 +46,9 @@ async def test_target_divergence_and_nan_each_stop_for_their_reason(tmp_path: Pa
         env.create(
             training_job("tj-target", {"metric": {"name": "accuracy", "mode": "max", "target": 0.9}, "gracePeriod": "20s"},
                          trainer("--lr", "0.3", *slow)),
+            # lr 3 from the start: val_loss stays finite, near 20
             training_job("tj-diverge", {"metric": {"name": "val_loss", "divergence": 5.0, "checkFinite": False}},
-                         trainer("--lr", "0.3", "--diverge-at-epoch", "4", *slow)),
+                         trainer("--lr", "3", *slow)),
             training_job("tj-nan", {"metric": {"name": "val_loss", "patience": 50}}, trainer("--lr", "0.3", "--nan-at-epoch", "4", *slow)),
         )
         target = await env.wait_phase("tj-target", "Succeeded")
@@ -107,10 +108,15 @@ async def test_cohort_median_stops_the_laggard_only(tmp_path: Path) -> None:
     async with Environment(tmp_path, names) as env:
         env.start_operator()
         cohort = {"selector": {"matchLabels": {"sweep": "lr"}}, "minJobs": 2, "startStep": 60}
-        for name in names:
-            lr = "0.002" if name == "trial-slow" else "1.0"
-            env.create(training_job(name, {"metric": {"name": "val_loss"}, "cohort": cohort, "gracePeriod": "0s"},
-                                    trainer("--lr", lr, "--epochs", "40", "--sleep", "0.5"), labels={"sweep": "lr"}))
+        def trial(name: str, lr: str) -> dict:
+            return training_job(name, {"metric": {"name": "val_loss"}, "cohort": cohort, "gracePeriod": "0s"},
+                                trainer("--lr", lr, "--epochs", "60", "--sleep", "0.5"), labels={"sweep": "lr"})
+
+        # The sweep's first trials start first; the laggard joins once they run, as in a real sweep.
+        env.create(*(trial(name, "1.0") for name in names[:3]))
+        for name in names[:3]:
+            await env.wait_phase(name, "Running")
+        env.create(trial("trial-slow", "0.002"))
         slow = await env.wait_phase("trial-slow", "Stopped")
         assert slow["reason"] == "CohortUnderperforming" and "cohort median" in slow["message"]
         for name in names[:3]:
