@@ -167,6 +167,7 @@ class Evaluator:
         gpu, gpu_condition = await self._fetch_gpu(contexts, pods, now, report)
         await asyncio.gather(*(self._evaluate_safely(c, tracks, metrics_condition, gpu, gpu_condition, pods, now, report)
                                for c in contexts))
+        self._forget_gone()
         self._export_phases()
         CYCLE_SECONDS.observe(time.perf_counter() - started)
         return report
@@ -277,7 +278,8 @@ class Evaluator:
             if key not in wanted:
                 continue
             pod = labels.get("pod", "")
-            series[(*key, pod)][labels.get("__name__", "")] = s.value
+            # A pod scraped twice (PodMonitor and annotations) gives two copies: keep them apart.
+            series[(*key, pod + "@" + labels.get("instance", ""))][labels.get("__name__", "")] = s.value
             if pod:
                 pods[key[:2]].add(pod)
         best: dict[tuple[str, str], SidecarSummary] = {}
@@ -530,6 +532,16 @@ class Evaluator:
         report.writes += 1
         self.memory[uid] = Memory(status, wire, now)
         return True
+
+    def _forget_gone(self) -> None:
+        """Deleted jobs and superseded generations must not stay in memory forever."""
+        live = {(b["metadata"].get("uid", ""), int(b["metadata"].get("generation") or 1))
+                for b in self.registry.trainingjobs.values()}
+        uids = {uid for uid, _ in live}
+        for uid in [u for u in self.memory if u not in uids]:
+            del self.memory[uid]
+        for key in [k for k in self._specs if k not in live]:
+            del self._specs[key]
 
     def _export_phases(self) -> None:
         counts: dict[str, int] = {p.value: 0 for p in api.Phase}

@@ -140,7 +140,7 @@ async def test_batched_needs_one_query_and_naive_one_per_job(n: int) -> None:
         second = await evaluator.cycle()
         assert not first.errors and not second.errors
         assert first.jobs == n and first.writes == n and second.writes == 0
-        assert set(evaluator.phases()) == {"prepare", "fetch", "query", "assemble", "evaluate"}
+        assert set(evaluator.phases()) == {"prepare", "fetch", "query", "parse", "assemble", "evaluate"}
         assert evaluator.samples == n * len(SERIES)
         results[cls] = (first.queries, kube.statuses)
     batched_queries, batched_status = results[bench.TimedEvaluator]

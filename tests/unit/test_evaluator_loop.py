@@ -1,0 +1,65 @@
+"""The evaluation loop's timing: a watch event wakes the next cycle, even one that arrives mid-cycle."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from plateau.evaluator import Registry, run_forever
+
+
+class FakeEvaluator:
+    """Records when cycles start; a cycle may take time and see watch events arrive meanwhile."""
+
+    def __init__(self, during_first_cycle: bool) -> None:
+        self.registry = Registry()
+        self.during_first_cycle = during_first_cycle
+        self.cycles: list[float] = []
+
+    def forget(self) -> None:
+        pass
+
+    async def cycle(self) -> None:
+        self.cycles.append(asyncio.get_running_loop().time())
+        if len(self.cycles) == 1:
+            await asyncio.sleep(0.5)
+            if self.during_first_cycle:
+                self.registry.changed.set()  # e.g. `kubectl scale --replicas=0` while the cycle runs
+            await asyncio.sleep(0.5)
+
+
+async def run_for(evaluator: FakeEvaluator, seconds: float, interval: float = 15.0) -> None:
+    task = asyncio.create_task(run_forever(evaluator, interval, lambda: True))  # type: ignore[arg-type]
+    await asyncio.sleep(seconds)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.looptime
+async def test_an_event_during_a_cycle_wakes_the_next_cycle_a_second_later() -> None:
+    evaluator = FakeEvaluator(during_first_cycle=True)
+    await run_for(evaluator, 5)
+    start = evaluator.cycles[0]
+    assert [t - start for t in evaluator.cycles] == pytest.approx([0.0, 2.0])  # 1s cycle + 1s debounce
+
+
+@pytest.mark.looptime
+async def test_without_events_cycles_follow_the_interval() -> None:
+    evaluator = FakeEvaluator(during_first_cycle=False)
+    await run_for(evaluator, 40)
+    start = evaluator.cycles[0]
+    assert [t - start for t in evaluator.cycles] == pytest.approx([0.0, 16.0, 31.0])
+
+
+@pytest.mark.looptime
+async def test_an_event_between_cycles_wakes_the_loop_early() -> None:
+    evaluator = FakeEvaluator(during_first_cycle=False)
+    task = asyncio.create_task(run_forever(evaluator, 15.0, lambda: True))  # type: ignore[arg-type]
+    await asyncio.sleep(5)
+    evaluator.registry.changed.set()
+    await asyncio.sleep(3)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    start = evaluator.cycles[0]
+    assert [t - start for t in evaluator.cycles] == pytest.approx([0.0, 6.0])
