@@ -21,6 +21,7 @@ from plateau.durations import parse_duration
 from plateau.rules import Decision, MetricTrack
 from plateau.status import (
     READY,
+    TERMINAL_PHASES,
     STOP_REQUESTED,
     final_phase,
     parse_rfc3339,
@@ -95,6 +96,8 @@ class JobState:
 def account(job: JobState) -> TrainingJobStatus:
     """Add the time since the last evaluation to running time and GPU-hours, if pods ran."""
     status = job.status
+    if status.phase in TERMINAL_PHASES:
+        return status  # nothing runs any more: no writes for finished jobs
     now_text = rfc3339_at(job.now)
     last = parse_rfc3339(status.last_evaluation_time)
     if last is None or job.workload.active == 0 or status.phase not in (Phase.RUNNING.value, Phase.STOPPING.value):
@@ -184,6 +187,7 @@ def transition(job: JobState, decision: Optional[Decision]) -> Plan:
                 "metric": metric,
                 "replicas": job.replicas,
                 "observed_generation": job.generation,
+                "last_evaluation_time": now,  # time spent stopped is not running time
                 "conditions": set_condition(status.conditions, STOP_REQUESTED, "False", "Resumed", "", now, job.generation),
             }
         )

@@ -29,6 +29,29 @@ NAMESPACE = "default"
 OPERATOR_SA = ("plateau-system", "plateau")
 
 
+def operator_port() -> int:
+    """A --metrics-port for an operator: kopf's liveness endpoint takes the next port on 0.0.0.0.
+
+    Both are picked below the ephemeral range, so no outgoing connection (of which these tests
+    open many) can hold either between this check and the operator binding them.
+    """
+    import random
+    import socket
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) \
+        if Path("/proc/sys/net/ipv4/ip_local_port_range").exists() else 32768
+    for _ in range(200):
+        port = random.randrange(10000, max(10002, low - 2))
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("0.0.0.0", port + 1))
+            return port
+        except OSError:
+            continue
+    return free_port()
+
+
 def trainer(*flags: str) -> list[str]:
     # An absolute path: the kubelet stand-in runs the trainer in its pod's own directory.
     return ["python", str(REPO / "examples" / "trainer" / "train.py"), *flags]
@@ -95,11 +118,11 @@ class Environment:
         """`service_account`: run as another ServiceAccount (same rules) in the operator's namespace,
         so the request log tells replicas apart by user."""
         url = self.prometheus_url(self.prometheus.url) if self.prometheus_url else self.prometheus.url
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig_for(service_account) if service_account else self.operator_kubeconfig,
-               "POD_NAME": identity, "POD_NAMESPACE": OPERATOR_SA[0]}
+        kubeconfig = self.kubeconfig_for(service_account) if service_account else self.operator_kubeconfig
+        env = {**os.environ, "KUBECONFIG": kubeconfig, "POD_NAME": identity, "POD_NAMESPACE": OPERATOR_SA[0]}
         return self.spawn_operator(
             [str(Path(PYTHON).parent / "plateau-operator"), "--prometheus-url", url, "--interval", self.interval,
-             "--status-interval", "1s", "--namespaces", NAMESPACE, "--metrics-port", str(free_port()), *flags],
+             "--status-interval", "1s", "--namespaces", NAMESPACE, "--metrics-port", str(operator_port()), *flags],
             env, identity)
 
     def spawn_operator(self, argv: list[str], env: dict[str, str], identity: str) -> subprocess.Popen[bytes]:
@@ -197,6 +220,14 @@ class Environment:
                              + yaml.safe_dump({s.job: self.status(s.job) for s in self.slots})
                              + f"\noperator log:\n{self.operator_log()}"
                              + "".join(f"\ntrainer {s.job}:\n{self.kubelet.trainer_log(s.job)[-1500:]}" for s in self.slots))
+
+    async def wait_events(self, name: str, reasons: list[str], timeout: float = 10.0) -> None:
+        """Wait for exactly these Event reasons, in order. The operator posts an Event just after
+        the status write it follows, so a test that saw the status may be a moment early."""
+        try:
+            await self.wait(f"Events {reasons} of {name}", lambda: self.event_reasons(name) == reasons, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"Events of {name}: {self.event_reasons(name)}, not {reasons}\n{exc}") from None
 
     async def wait_phase(self, name: str, *phases: str, timeout: float = 90.0) -> dict[str, Any]:
         return await self.wait(f"{name} in {phases}", lambda: self.status(name).get("phase") in phases and self.status(name),

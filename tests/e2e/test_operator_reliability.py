@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from plateau.workloads import label_value
-from tests.e2e.harness import NAMESPACE, Environment, trainer, training_job
+from tests.e2e.harness import NAMESPACE, Environment, operator_port, trainer, training_job
 from tests.support.prometheus import free_port
 
 pytestmark = pytest.mark.e2e
@@ -69,7 +69,7 @@ class PrometheusProxy:
     def __init__(self, upstream: str, delay: float = 4.0) -> None:
         self.upstream = upstream
         self.delay = delay
-        self.port = free_port()
+        self.port = operator_port()  # below the ephemeral range: free again when "refuse" ends
         self.mode = "forward"
         self.served: Counter[str] = Counter()
         self._site: Optional[web.TCPSite] = None
@@ -131,7 +131,7 @@ class PrometheusProxy:
 async def test_prometheus_down_slow_failing_or_garbled_means_unknown_never_a_stop(tmp_path: Path) -> None:
     async with Environment(tmp_path, ["tj-prom"]) as env, PrometheusProxy(env.prometheus.url) as proxy:
         await proxy.set("refuse")  # down before the operator ever reached it
-        metrics_port = free_port()
+        metrics_port = operator_port()
         env.start_operator("--prometheus-url", proxy.url, "--prometheus-timeout", "1s", "--metrics-port", str(metrics_port))
         env.create(training_job("tj-prom", {"metric": PLATEAU, "gracePeriod": "20s"}, trainer(*PLATEAUING)))
 
@@ -170,7 +170,7 @@ async def test_prometheus_down_slow_failing_or_garbled_means_unknown_never_a_sto
         status = await env.wait_phase("tj-prom", "Stopped", timeout=40)
         assert status["reason"] == "Plateau" and "the trainer exited" in status["message"]
         assert condition(status, "MetricsAvailable")["reason"] == "SeriesFound"
-        assert env.event_reasons("tj-prom") == ["Running", "StopRequested", "Stopped"]
+        await env.wait_events("tj-prom", ["Running", "StopRequested", "Stopped"])
 
 
 # --- 2. API conflicts and server errors on every write of a stop ----------------------------------------
@@ -202,7 +202,7 @@ async def test_conflicts_and_server_errors_on_each_write_of_a_stop_neither_lose_
         stopping = await env.wait_phase("tj-faults", "Stopping", "Stopped", timeout=30)
         api.inject(r"/events$", "create", 500, times=2)
         status = await env.wait_phase("tj-faults", "Stopped", timeout=40)
-        await env.wait("the Stopped Event", lambda: "Stopped" in env.event_reasons("tj-faults"), timeout=10)
+        await env.wait_events("tj-faults", ["Running", "StopRequested", "Stopped"])
 
         assert posting.hits == 2 and flaky_status.hits == 2
         assert suspend_409.hits == 3 and suspend_503.hits == 4
@@ -249,8 +249,9 @@ async def test_an_operator_killed_at_each_step_of_the_handshake_stops_the_job_ex
         stopped = await env.wait_phase("tj-kill", "Stopped", timeout=40)
         await env.wait("the Stopped Event", lambda: "Stopped" in env.event_reasons("tj-kill"), timeout=10)
         env.kill_operator(operator)
-        env.start_operator()
-        await cycles_after(env, "tj-kill", stopped["lastEvaluationTime"])
+        metrics_port = operator_port()
+        env.start_operator("--metrics-port", str(metrics_port))
+        await cycles(env, metrics_port, 3)  # time enough to repeat anything it would repeat
         final = env.status("tj-kill")
 
         assert env.event_reasons("tj-kill") == ["Running", "StopRequested", "Stopped"]
@@ -266,11 +267,22 @@ async def test_an_operator_killed_at_each_step_of_the_handshake_stops_the_job_ex
         assert len([c for c in api.calls("create", "jobs")]) == 1
 
 
-async def cycles_after(env: Environment, job: str, since: str, cycles: int = 3) -> None:
-    """Wait until the operator has evaluated `job` in `cycles` more seconds after `since` (a
-    lastEvaluationTime): the 1s loop has then had the chance to repeat whatever it would."""
-    await env.wait(f"{cycles} more evaluations of {job}",
-                   lambda: _seconds(env.status(job)["lastEvaluationTime"]) >= _seconds(since) + cycles, timeout=30)
+async def cycles(env: Environment, metrics_port: int, count: int) -> None:
+    """Wait for `count` more evaluation cycles of the operator serving metrics on `metrics_port`
+    (its cycle-duration histogram counts them), however many of them wrote anything."""
+    name = "plateau_operator_cycle_duration_seconds_count"
+
+    async def done() -> float:
+        try:
+            return (await operator_metrics(metrics_port)).get(name, 0.0)
+        except aiohttp.ClientError:  # still starting
+            return 0.0
+
+    target = await done() + count
+    deadline = time.monotonic() + 30
+    while await done() < target:
+        assert time.monotonic() < deadline, f"no {count} evaluation cycles within 30s:\n{env.operator_log()}"
+        await asyncio.sleep(0.25)
 
 
 def _seconds(rfc3339: str) -> float:
@@ -284,7 +296,7 @@ def _seconds(rfc3339: str) -> float:
 
 async def test_a_trainingjob_deleted_while_stopping_leaves_the_operator_serving_the_others(tmp_path: Path) -> None:
     async with Environment(tmp_path, ["tj-gone", "tj-stays"]) as env:
-        metrics_port = free_port()
+        metrics_port = operator_port()
         operator = env.start_operator("--metrics-port", str(metrics_port))
         env.create(
             training_job("tj-gone", {"maxDuration": "3s", "gracePeriod": "60s"}, trainer(*PLATEAUING, "--ignore-stop")),
@@ -292,10 +304,10 @@ async def test_a_trainingjob_deleted_while_stopping_leaves_the_operator_serving_
         )
         stopping = await env.wait_phase("tj-gone", "Stopping", timeout=40)
         assert stopping["reason"] == "DeadlineExceeded"
-        uid = env.tj("tj-gone")["metadata"]["uid"]
+        owners = [(o["kind"], o["uid"], o.get("controller")) for o in env.child_job("tj-gone")["metadata"]["ownerReferences"]]
+        assert owners == [("TrainingJob", env.tj("tj-gone")["metadata"]["uid"], True)]
         code, _ = await env.request("DELETE", f"{TJ_PATH}/tj-gone")
         assert code == 200
-        assert env.child_job("tj-gone")["metadata"]["ownerReferences"][0]["uid"] == uid
 
         await env.wait("the child Job garbage-collected", lambda: not env.child_job("tj-gone"), timeout=10)
         await env.wait("its trainer gone", lambda: env.kubelet.pods["tj-gone"].trainer.poll() is not None, timeout=10)
@@ -304,7 +316,7 @@ async def test_a_trainingjob_deleted_while_stopping_leaves_the_operator_serving_
 
         assert operator.poll() is None and await healthy(metrics_port)
         assert "evaluation cycle failed" not in "".join(p.read_text() for p in tmp_path.glob("operator-*.log"))
-        assert env.event_reasons("tj-stays") == ["Running", "StopRequested", "Stopped"]
+        await env.wait_events("tj-stays", ["Running", "StopRequested", "Stopped"])
         assert env.event_reasons("tj-gone") == ["Running", "StopRequested"]  # never finished, never recreated
         assert sorted(c.body["metadata"]["name"] for c in env.api.calls("create", "jobs")) == ["tj-gone", "tj-stays"]
         counted = await operator_metrics(metrics_port)
@@ -316,7 +328,8 @@ async def test_a_trainingjob_deleted_while_stopping_leaves_the_operator_serving_
 
 async def test_a_child_job_deleted_by_the_user_ends_the_trainingjob_and_is_not_recreated(tmp_path: Path) -> None:
     async with Environment(tmp_path, ["tj-orphan"]) as env:
-        env.start_operator()
+        metrics_port = operator_port()
+        env.start_operator("--metrics-port", str(metrics_port))
         env.create(training_job("tj-orphan", {"metric": NEVER}, trainer(*PLATEAUING)))
         await env.wait_phase("tj-orphan", "Running", timeout=30)
         code, _ = await env.request("DELETE", f"{JOB_PATH}/tj-orphan?propagationPolicy=Background")
@@ -325,7 +338,7 @@ async def test_a_child_job_deleted_by_the_user_ends_the_trainingjob_and_is_not_r
         status = await env.wait_phase("tj-orphan", "Stopped", "Succeeded", "Failed", timeout=20)
         assert status["phase"] == "Stopped" and status["reason"] == "WorkloadDeleted"
         assert "does not recreate" in status["message"]
-        await cycles_after(env, "tj-orphan", status["lastEvaluationTime"])
+        await cycles(env, metrics_port, 3)
         assert not env.child_job("tj-orphan")
         assert len(env.api.calls("create", "jobs")) == 1
         assert env.event_reasons("tj-orphan") == ["Running", "Stopped"]
@@ -384,24 +397,22 @@ async def test_no_dcgm_series_for_the_jobs_pods_is_unknown_never_idle(tmp_path: 
         {"gpu": "2", "pod": "tj-nogpu-1-a9f3c", "namespace": NAMESPACE},  # another pod in the namespace
         {"gpu": "3", "pod": control, "namespace": NAMESPACE},  # the control job's own GPU
     ]
-    # The metric rule never fires; it makes each job's pod known through its sidecar's series.
-    stop = {"gpuIdle": {"below": 0.5, "for": "1m"}, "metric": NEVER, "gracePeriod": "20s"}
+    stop = {"gpuIdle": {"below": 0.5, "for": "1m"}, "gracePeriod": "20s"}
     async with FakeDcgmExporter(idle) as dcgm, \
             Environment(tmp_path, ["tj-nogpu", "tj-idle"], extra_targets=((f"127.0.0.1:{dcgm.port}", {}),)) as env:
         assert [s.pod for s in env.slots] == [pod, control]
         env.start_operator()
         env.create(training_job("tj-nogpu", stop, trainer(*PLATEAUING), gpus=1),
                    training_job("tj-idle", stop, trainer(*PLATEAUING), gpus=1))
-        # The control: a job whose GPU is in that data, idle for the window, is stopped.
+        # The control: a job whose own GPU is in that data, idle for the window, is stopped, so
+        # the data is there and the operator finds the pods of a job with no metric rule.
         stopped = await env.wait_phase("tj-idle", "Stopped", timeout=40)
         assert stopped["reason"] == "GpuIdle", stopped
-        # The job's pod is known (its sidecar reports), its GPU's utilisation is not.
-        found = await env.wait("MetricsAvailable=True with GpuMetricsAvailable=False/NoDcgmSeries",
-                               lambda: condition(env.status("tj-nogpu"), "MetricsAvailable").get("status") == "True"
-                               and env.status("tj-nogpu"), timeout=40)
-        gpu = condition(found, "GpuMetricsAvailable")
+        assert condition(stopped, "GpuMetricsAvailable")["status"] == "True"
+        gpu = condition(env.status("tj-nogpu"), "GpuMetricsAvailable")
         assert (gpu["status"], gpu["reason"]) == ("False", "NoDcgmSeries"), gpu
         assert "unknown" in gpu["message"]
+        assert "MetricsAvailable" not in {c["type"] for c in env.status("tj-nogpu")["conditions"]}  # no metric rule
 
         start = env.status("tj-nogpu")["runningSeconds"]
         await env.wait("five more evaluation cycles", lambda: env.status("tj-nogpu")["runningSeconds"] >= start + 5, timeout=20)
@@ -418,7 +429,7 @@ async def test_no_dcgm_series_for_the_jobs_pods_is_unknown_never_idle(tmp_path: 
 async def test_regex_like_names_and_hostile_values_get_only_their_own_series(tmp_path: Path) -> None:
     hostile = 'val_loss|accuracy"} or vector(1) or up{x=~".*'
     async with Environment(tmp_path, ["tj.a", "tj-a", "tj-hostile"]) as env:
-        metrics_port = free_port()
+        metrics_port = operator_port()
         env.start_operator("--metrics-port", str(metrics_port))
         env.create(
             # "tj.a" read as a regex matches "tj-a"; its cohort selector's value "lr.1" matches "lrx1".

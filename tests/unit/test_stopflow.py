@@ -155,3 +155,13 @@ def test_zero_grace_period_asks_and_stops_in_one_cycle() -> None:
     plan = transition(state(TrainingJobStatus(phase="Running", workload="Job/x"), stop=stop), d)
     assert plan.status.phase == "Stopped" and plan.status.stop_requested_time == plan.status.stop_time
     assert kinds(plan.actions) == ["RequestStop", "Event:StopRequested", "Suspend", "Event:Stopped"]
+
+
+def test_finished_jobs_are_not_accounted_and_resume_restarts_the_clock() -> None:
+    stopped = TrainingJobStatus(phase="Stopped", last_evaluation_time=rfc3339_at(T0), running_seconds=10.0,
+                                observed_generation=1)
+    assert account(state(stopped, now=T0 + 3600)) == stopped
+    resumed = transition(state(stopped, WorkloadState(exists=True, suspended=True), now=T0 + 3600, generation=2), None)
+    assert resumed.status.last_evaluation_time == rfc3339_at(T0 + 3600)
+    later = account(state(resumed.status, now=T0 + 3660))
+    assert later.running_seconds == 70.0  # the hour spent stopped does not count
