@@ -218,7 +218,9 @@ async def test_conflicts_and_server_errors_on_each_write_of_a_stop_neither_lose_
         assert condition(status, "Ready")["status"] == "False" and condition(status, "Ready")["reason"] == "DeadlineExceeded"
         assert status["runningSeconds"] >= 2
         assert env.child_job("tj-faults")["spec"]["suspend"] is True
-        assert env.kubelet.pods["tj-faults"].signals[0] == "SIGTERM"  # the trainer ignored the request
+        pod = env.kubelet.pods["tj-faults"]
+        assert pod.terminated and pod.trainer.poll() is not None  # suspending ended the trainer
+        assert pod.signals[:1] in ([], ["SIGTERM"])  # SIGTERM if it still ran (it ignores the request)
         annotations = [c for c in api.calls("patch", "pods") if c.status == 200]
         assert len(annotations) == 1, "the pod was asked once, not once per retry"
 
