@@ -37,8 +37,8 @@ from plateau.metrics import (
 from plateau.presets import resolve_metric_rule
 from plateau.prometheus import PrometheusClient, PrometheusError, Sample
 from plateau.replay import format_validation_error
-from plateau.rules import CohortView, Evaluation, GpuWindow, MetricTrack, Observation, decide, track
-from plateau.status import GPU_METRICS_AVAILABLE, METRICS_AVAILABLE, SPEC_VALID, rfc3339, set_condition, track_from_summary
+from plateau.rules import CohortView, GpuWindow, MetricTrack, Observation, decide, track
+from plateau.status import GPU_METRICS_AVAILABLE, METRICS_AVAILABLE, SPEC_VALID, set_condition, track_from_summary
 from plateau.stopflow import (
     CreateWorkload,
     Event,

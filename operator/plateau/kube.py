@@ -64,7 +64,6 @@ class Kube:
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
 
     # --- TrainingJobs -----------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import Environment, existing_job, training_job, trainer
-from tests.support.dcgm import DcgmExporter, dcgm_exporter  # noqa: F401 (fixture)
+from tests.support.dcgm import DcgmExporter
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,6 @@ batched-vs-naive query counting at a tiny N, with Prometheus answered from the e
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
 from pathlib import Path

@@ -14,7 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import plateau.handlers  # noqa: F401  (registers the watches with kopf's default registry)
-from plateau import api, rbac
+from plateau import rbac
 from plateau.kube import Kube
 from plateau.leader import LeaderElector
 from plateau.workloads import KINDS, Workload

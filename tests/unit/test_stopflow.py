@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plateau.api import MetricRule, StopSpec, TrainingJobStatus
+from plateau.api import StopSpec, TrainingJobStatus
 from plateau.rules import Evaluation, Observation, decide, track
 from plateau.stopflow import (
     CreateWorkload,

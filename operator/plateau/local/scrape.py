@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import math
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Mapping, Optional, Protocol
+from typing import Optional, Protocol
 
 from prometheus_client.parser import text_string_to_metric_families
 
