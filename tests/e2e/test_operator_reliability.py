@@ -219,7 +219,8 @@ async def test_conflicts_and_server_errors_on_each_write_of_a_stop_neither_lose_
         assert status["runningSeconds"] >= 2
         assert env.child_job("tj-faults")["spec"]["suspend"] is True
         pod = env.kubelet.pods["tj-faults"]
-        assert pod.terminated and pod.trainer.poll() is not None  # suspending ended the trainer
+        # The kubelet reacts to the suspend on its own schedule, and SIGTERM takes a moment.
+        await env.wait("suspending ended the trainer", lambda: pod.terminated and pod.trainer.poll() is not None, timeout=15)
         assert pod.signals[:1] in ([], ["SIGTERM"])  # SIGTERM if it still ran (it ignores the request)
         annotations = [c for c in api.calls("patch", "pods") if c.status == 200]
         assert len(annotations) == 1, "the pod was asked once, not once per retry"
@@ -344,7 +345,7 @@ async def test_a_child_job_deleted_by_the_user_ends_the_trainingjob_and_is_not_r
         assert not env.child_job("tj-orphan")
         assert len(env.api.calls("create", "jobs")) == 1
         assert env.event_reasons("tj-orphan") == ["Running", "Stopped"]
-        assert env.kubelet.pods["tj-orphan"].trainer.poll() is not None
+        await env.wait("its trainer gone", lambda: env.kubelet.pods["tj-orphan"].trainer.poll() is not None, timeout=15)
         assert env.status("tj-orphan")["phase"] == "Stopped"
 
 
