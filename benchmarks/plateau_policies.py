@@ -36,10 +36,14 @@ def preset_family() -> Family:
 def settings_family() -> Family:
     """A few rule settings around the presets, to show where they sit on the frontier."""
     out = []
-    for patience, smoothing, rel in ((5, 0.0, 0.0), (8, 0.5, 0.0), (10, 0.3, 0.002), (15, 0.5, 0.0), (20, 0.0, 0.0)):
+    for patience, smoothing, rel, progress in ((5, 0.0, 0.0, 0.0), (8, 0.5, 0.0, 0.0), (10, 0.3, 0.002, 0.0),
+                                               (15, 0.5, 0.0, 0.0), (20, 0.0, 0.0, 0.0),
+                                               (9, 0.5, 0.0, 0.01), (11, 0.6, 0.0, 0.04), (13, 0.7, 0.0, 0.03)):
         name = f"patience={patience},smoothing={smoothing:g},minDelta.relative={rel:g}"
-        out.append((name, policy_from_spec({"metric": {"name": "val_loss", "patience": patience,
-                                                       "smoothing": smoothing, "minDelta": {"relative": rel}}})))
+        if progress:
+            name = f"patience={patience},smoothing={smoothing:g},minDelta.progress={progress:g}"
+        out.append((name, policy_from_spec({"metric": {"name": "val_loss", "patience": patience, "smoothing": smoothing,
+                                                       "minDelta": {"relative": rel, "progress": progress}}})))
     return out
 
 

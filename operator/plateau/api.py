@@ -246,6 +246,17 @@ class MinDelta(Model):
         le=1,
         description="Improvement as a fraction of the best value's magnitude (0.01 = 1%).",
     )
+    progress: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Improvement as a fraction of the progress made so far: how far the (smoothed) "
+            "metric has moved from its first value to the reference (0.03 = 3%). Scale-free: "
+            "a run that has come far must keep moving by a share of that to count as improving, "
+            "while a run still near its start counts any step."
+        ),
+    )
 
 
 class MetricRule(Model):
@@ -571,6 +582,9 @@ class MetricSummary(Model):
         description="The (smoothed) value improvements are measured against for patience.",
     )
     smoothed: Optional[float] = Field(default=None, description="The smoothed metric, if smoothing is on.")
+    first: Optional[float] = Field(
+        default=None, description="The first finite value: where minDelta.progress measures progress from."
+    )
     since_improvement: int = Field(
         default=0, description="Evaluations since the last improvement: the patience counter."
     )

@@ -10,7 +10,7 @@ Missing data is never a reason to stop: a rule without the data it needs is "unk
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
 from plateau.api import Combine, MetricRule, Mode, Reason, StopSpec
@@ -61,6 +61,7 @@ class MetricTrack:
     best_step: Optional[int] = None
     reference: Optional[float] = None  # (smoothed) value improvements are measured against
     smoothed: Optional[float] = None
+    first: Optional[float] = None  # first finite value: where minDelta.progress counts from
     since_improvement: int = 0  # the patience counter
     non_finite: int = 0
     reference_exact: bool = True  # False once a burst made the reference a lenient bound
@@ -128,83 +129,109 @@ def _better(a: float, b: float, mode: str) -> bool:
     return a < b if mode == Mode.MIN.value else a > b
 
 
-def _improved(value: float, reference: Optional[float], rule: MetricRule) -> bool:
+def _progress(first: Optional[float], towards: float, mode: str) -> float:
+    """How far the metric has come from its first value (0 if it went the wrong way)."""
+    if first is None:
+        return 0.0
+    return max(0.0, first - towards if mode == Mode.MIN.value else towards - first)
+
+
+def min_delta(rule: MetricRule, reference: float, first: Optional[float]) -> float:
+    """The improvement on `reference` that counts: the largest of minDelta's parts."""
+    d = rule.min_delta
+    if d is None:
+        return 0.0
+    return max(d.absolute, d.relative * abs(reference), d.progress * _progress(first, reference, rule.mode))
+
+
+def _improved(value: float, reference: Optional[float], first: Optional[float], rule: MetricRule) -> bool:
     if reference is None:
         return True
-    delta = 0.0
-    if rule.min_delta is not None:
-        delta = max(rule.min_delta.absolute, rule.min_delta.relative * abs(reference))
+    delta = min_delta(rule, reference, first)
     if rule.mode == Mode.MIN.value:
         return value < reference - delta
     return value > reference + delta
 
 
-def _lenient_reference(value: float, state: MetricTrack, rule: MetricRule) -> float:
+def _lenient_reference(value: float, reference: Optional[float], best: Optional[float], first: Optional[float],
+                       rule: MetricRule) -> float:
     """A reference never stricter than the exact one, after an improvement seen inexactly.
 
     If the exact sequence improved, its last improvement r lies within one minDelta of the
     burst's best `value` (else `value` would have improved on r); if it did not, its
     reference was already within one minDelta of `value`. Either way r <= value + minDelta
-    (mode min), and the old lenient reference bounds it too.
+    (mode min), and the old lenient reference bounds it too. The progress part of minDelta at
+    r is at most progress x (first - value): if r > value, r - value <= progress x (first - r).
     """
     absolute = rule.min_delta.absolute if rule.min_delta else 0.0
     relative = rule.min_delta.relative if rule.min_delta else 0.0
-    known = [abs(v) for v in (state.reference, state.best) if v is not None]
-    delta = max(absolute, relative * max([abs(value), *known]) / max(1e-12, 1.0 - relative))
+    progress = rule.min_delta.progress if rule.min_delta else 0.0
+    known = [abs(v) for v in (reference, best) if v is not None]
+    delta = max(absolute, relative * max([abs(value), *known]) / max(1e-12, 1.0 - relative),
+                progress * _progress(first, value, rule.mode))
     if rule.mode == Mode.MIN.value:
-        return value + delta if state.reference is None else min(state.reference, value + delta)
-    return value - delta if state.reference is None else max(state.reference, value - delta)
+        return value + delta if reference is None else min(reference, value + delta)
+    return value - delta if reference is None else max(reference, value - delta)
 
 
 def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[Evaluation]) -> MetricTrack:
-    """Fold new evaluations into the metric state (Keras semantics for patience and minDelta)."""
-    current = state or MetricTrack(name=rule.name)
+    """Fold new evaluations into the metric state (Keras semantics for patience and minDelta).
+
+    The operator folds every job's new evaluations each cycle, so the loop works on locals and
+    builds one MetricTrack at the end.
+    """
+    s = state or MetricTrack(name=rule.name)
+    count, last, last_step, best, best_step = s.evaluations, s.last, s.last_step, s.best, s.best_step
+    reference, smoothed, since, non_finite, exact = s.reference, s.smoothed, s.since_improvement, s.non_finite, s.reference_exact
+    first = s.first
     alpha = rule.smoothing or 0.0
     warmup = rule.warmup or 0
+    mode = rule.mode
     for ev in evaluations:
-        count = current.evaluations + 1
-        if not math.isfinite(ev.value):
+        count += 1
+        value = ev.value
+        last, last_step = value, ev.step
+        if not math.isfinite(value):
             # A non-finite value is never an improvement.
-            current = replace(
-                current,
-                evaluations=count,
-                last=ev.value,
-                last_step=ev.step,
-                non_finite=current.non_finite + 1,
-                since_improvement=current.since_improvement + (count > warmup),
-            )
+            non_finite += 1
+            since += count > warmup
             continue
-        best, best_step = current.best, current.best_step
-        if best is None or _better(ev.value, best, rule.mode):
-            best, best_step = ev.value, ev.step
-        smoothed = ev.value if current.smoothed is None else alpha * current.smoothed + (1 - alpha) * ev.value
-        exact = current.reference_exact
+        if first is None:
+            first = value
+        previous_best = best
+        if best is None or _better(value, best, mode):
+            best, best_step = value, ev.step
+        smoothed = value if smoothed is None else alpha * smoothed + (1 - alpha) * value
         if count <= warmup:
             # Track the reference during warmup, but patience only starts counting after it.
-            keep = current.reference is not None and not _better(smoothed, current.reference, rule.mode)
-            reference, since = (current.reference if keep else smoothed), 0
-        elif _improved(smoothed, current.reference, rule):
+            if reference is None or _better(smoothed, reference, mode):
+                reference = smoothed
+            since = 0
+        elif _improved(smoothed, reference, first, rule):
             since = 0
             if ev.exact and exact:
                 reference = smoothed
             else:
-                reference, exact = _lenient_reference(smoothed, current, rule), False
+                reference, exact = _lenient_reference(smoothed, reference, previous_best, first, rule), False
         else:
-            reference, since = current.reference, current.since_improvement + 1
-        current = MetricTrack(
-            name=current.name,
-            evaluations=count,
-            last=ev.value,
-            last_step=ev.step,
-            best=best,
-            best_step=best_step,
-            reference=reference,
-            smoothed=smoothed if alpha else None,
-            since_improvement=since,
-            non_finite=current.non_finite,
-            reference_exact=exact and ev.exact,
-        )
-    return current
+            since += 1
+        exact = exact and ev.exact
+        if not alpha:
+            smoothed = None
+    return MetricTrack(
+        name=s.name,
+        evaluations=count,
+        last=last,
+        last_step=last_step,
+        best=best,
+        best_step=best_step,
+        reference=reference,
+        smoothed=smoothed,
+        first=first,
+        since_improvement=since,
+        non_finite=non_finite,
+        reference_exact=exact,
+    )
 
 
 # --- the rules --------------------------------------------------------------------------------
@@ -253,7 +280,7 @@ def _metric_outcomes(rule: MetricRule, m: Optional[MetricTrack]) -> list[RuleOut
         else:
             patience = effective_patience(rule, m)
             fired = m.since_improvement >= patience
-            out.append(RuleOutcome(reason, fired, f"{rule.name} has not improved by {_delta_text(rule)} for {m.since_improvement} evaluations; {_best_text(m)}"))
+            out.append(RuleOutcome(reason, fired, f"{rule.name} has not improved by {_delta_text(rule, m)} for {m.since_improvement} evaluations; {_best_text(m)}"))
     return out
 
 
@@ -266,11 +293,16 @@ def effective_patience(rule: MetricRule, m: MetricTrack) -> int:
     return max(rule.patience, math.ceil(rule.patience_growth * improved_at))
 
 
-def _delta_text(rule: MetricRule) -> str:
+def _delta_text(rule: MetricRule, m: MetricTrack) -> str:
     d = rule.min_delta
-    if d is None or (d.absolute == 0 and d.relative == 0):
+    if d is None or (d.absolute == 0 and d.relative == 0 and d.progress == 0):
         return "any amount"
     parts = ([f"{d.absolute:g}"] if d.absolute else []) + ([f"{d.relative:.2%}"] if d.relative else [])
+    if d.progress:
+        text = f"{d.progress:.2%} of its progress"
+        if m.reference is not None and m.first is not None:
+            text += f" ({d.progress * _progress(m.first, m.reference, rule.mode):.4g})"
+        parts.append(text)
     return " or ".join(parts)
 
 

@@ -52,6 +52,25 @@ def test_relative_min_delta_scales_with_the_best_value() -> None:
     assert fold(rule, [100.0, 85.0]).since_improvement == 0
 
 
+def test_progress_min_delta_scales_with_how_far_the_run_has_come() -> None:
+    rule = MetricRule(name="loss", patience=2, min_delta={"progress": 0.05})
+    # From 10 to 2: 8 of progress, so an improvement must beat 2 by 0.4.
+    far = fold(rule, [10.0, 2.0, 1.7, 1.65])
+    assert (far.first, far.reference, far.since_improvement) == (10.0, 2.0, 2)
+    assert fold(rule, [10.0, 2.0, 1.5]).since_improvement == 0
+    # A run still near its start counts any step: 0.05 x 0.02 of progress is 0.001.
+    near = fold(rule, [10.0, 9.98, 9.975, 9.97])
+    assert near.since_improvement == 0 and near.reference == 9.97
+    d = decide(spec(metric={"name": "loss", "patience": 2, "minDelta": {"progress": 0.05}}), Observation(metric=far))
+    assert d.stop and d.message == "loss has not improved by 5.00% of its progress (0.4) for 2 evaluations; best 1.65 at step 400"
+
+
+def test_progress_min_delta_in_max_mode() -> None:
+    rule = MetricRule(name="acc", mode="max", patience=1, min_delta={"progress": 0.5})
+    assert fold(rule, [0.2, 0.6, 0.7]).since_improvement == 1  # 0.1 < 0.5 x 0.4
+    assert fold(rule, [0.2, 0.6, 0.9]).since_improvement == 0
+
+
 def test_max_mode_target_is_a_success_stop() -> None:
     stop = spec(metric={"name": "acc", "mode": "max", "target": 0.9})
     rule = stop.metric

@@ -29,16 +29,16 @@ def test_transition_time_moves_only_when_status_changes() -> None:
 
 
 def test_engine_state_survives_a_round_trip_through_status_json() -> None:
-    rule = MetricRule(name="val_loss", patience=3, min_delta={"relative": 0.01})
+    rule = MetricRule(name="val_loss", patience=3, smoothing=0.5, min_delta={"relative": 0.01, "progress": 0.1})
     state = track(None, rule, [Evaluation(i, v) for i, v in enumerate([1.0, 0.5, 0.6, math.nan, 0.55])])
     status = TrainingJobStatus(metric=summary_from_track(state, 5, 1), evaluations=state.evaluations)
     wire = json.loads(json.dumps(status.model_dump(by_alias=True, exclude_none=True), allow_nan=False))
     back = TrainingJobStatus.model_validate(wire)
     restored = track_from_summary(back.metric, back.evaluations)
     assert restored is not None
-    assert restored.since_improvement == state.since_improvement and restored.best == state.best
-    follow = [Evaluation(9, 0.4)]
-    assert track(restored, rule, follow).since_improvement == track(state, rule, follow).since_improvement
+    assert restored == state  # every field the engine folds with, `first` for minDelta.progress included
+    for follow in ([Evaluation(9, 0.4)], [Evaluation(9, 0.45)]):
+        assert track(restored, rule, follow) == track(state, rule, follow)
 
 
 def test_non_finite_last_value_is_null_on_the_wire() -> None:

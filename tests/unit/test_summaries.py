@@ -49,7 +49,7 @@ values = st.lists(st.one_of(st.floats(-100, 100, allow_nan=False), st.just(math.
 rules = st.builds(
     MetricRule, name=st.just("m"), mode=st.sampled_from(["min", "max"]),
     patience=st.integers(1, 10),
-    min_delta=st.one_of(st.none(), st.builds(dict, absolute=st.floats(0, 5), relative=st.floats(0, 0.3))),
+    min_delta=st.one_of(st.none(), st.builds(dict, absolute=st.floats(0, 5), relative=st.floats(0, 0.3), progress=st.floats(0, 0.3))),
     warmup=st.one_of(st.none(), st.integers(0, 5)),
 )
 
