@@ -15,7 +15,7 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from pydantic import ValidationError
 
@@ -59,8 +59,10 @@ from plateau_sidecar import protocol
 
 log = logging.getLogger("plateau.evaluator")
 
-# Fields whose change alone does not need an immediate status write.
-PROGRESS_FIELDS = {"lastEvaluationTime", "runningSeconds", "gpuHours", "metric", "evaluations"}
+# Status fields whose change alone does not need an immediate write.
+PROGRESS_FIELDS = {"last_evaluation_time", "running_seconds", "gpu_hours", "metric", "evaluations"}
+TRANSITION_FIELDS = tuple(f for f in api.TrainingJobStatus.model_fields if f not in PROGRESS_FIELDS)
+CONDITION_KEY_FIELDS = tuple(f for f in api.Condition.model_fields if f != "message")
 
 
 class Registry:
@@ -102,7 +104,7 @@ class Memory:
     """What this leader last computed and wrote for one job."""
 
     status: api.TrainingJobStatus
-    written: dict[str, Any]
+    written: api.TrainingJobStatus
     written_at: float
     pods: tuple[str, ...] = ()
 
@@ -162,11 +164,27 @@ class Evaluator:
             if ctx is not None:
                 contexts.append(ctx)
         report.jobs = len(contexts)
-        await asyncio.gather(*(self._observe_workload(c) for c in contexts))
+        referenced = [c for c in contexts if c.spec.template is None]
+        for ctx in contexts:
+            if ctx.spec.template is not None:
+                child = self.registry.child_jobs.get((ctx.key[0], label_value(ctx.key[1])))
+                ctx.state = job_state(child) if child else WorkloadState(exists=False)
+        await asyncio.gather(*(self._observe_reference(c) for c in referenced))
         tracks, metrics_condition, pods = await self._fetch_metrics(contexts, report)
         gpu, gpu_condition = await self._fetch_gpu(contexts, pods, now, report)
-        await asyncio.gather(*(self._evaluate_safely(c, tracks, metrics_condition, gpu, gpu_condition, pods, now, report)
-                               for c in contexts))
+        # Plans are pure and cheap; only jobs with actions or a due status write await the API.
+        pending = []
+        for ctx in contexts:
+            plan = self._plan_safely(ctx, tracks, metrics_condition, gpu, gpu_condition, pods, now, report)
+            if plan is None:
+                continue
+            if plan.actions:
+                pending.append(self._safely(ctx, self._apply(ctx, plan, now, report), report))
+                continue
+            wire = self._due(ctx.body, plan.status, now)
+            if wire is not None:
+                pending.append(self._safely(ctx, self._record(ctx, plan.status, wire, now, report), report))
+        await asyncio.gather(*pending)
         self._forget_gone()
         self._export_phases()
         CYCLE_SECONDS.observe(time.perf_counter() - started)
@@ -182,6 +200,10 @@ class Evaluator:
                 parsed = api.TrainingJobSpec.model_validate(body.get("spec") or {})
             except ValidationError as exc:
                 parsed = format_validation_error(exc, "spec")
+            else:
+                if parsed.stop.dry_run is None:  # the operator's default, once per generation
+                    stop = parsed.stop.model_copy(update={"dry_run": self.settings.default_dry_run})
+                    parsed = parsed.model_copy(update={"stop": stop})
             self._specs[(uid, generation)] = parsed
         if isinstance(parsed, str):
             text = rfc3339_at(now)
@@ -193,8 +215,6 @@ class Evaluator:
             return None
         spec = parsed
         stop = spec.stop
-        if stop.dry_run is None:
-            stop = stop.model_copy(update={"dry_run": self.settings.default_dry_run})
         if status.conditions and any(c.type == SPEC_VALID and c.status == "False" for c in status.conditions):
             status = status.model_copy(update={"conditions": set_condition(
                 status.conditions, SPEC_VALID, "True", "Valid", "", rfc3339_at(now), generation)})
@@ -217,11 +237,8 @@ class Evaluator:
             log.warning("ignoring unreadable status of %s/%s", body["metadata"].get("namespace"), body["metadata"].get("name"))
             return api.TrainingJobStatus()
 
-    async def _observe_workload(self, ctx: JobContext) -> None:
-        if ctx.spec.template is not None:
-            child = self.registry.child_jobs.get((ctx.key[0], label_value(ctx.key[1])))
-            ctx.state = job_state(child) if child else WorkloadState(exists=False)
-            return
+    async def _observe_reference(self, ctx: JobContext) -> None:
+        """A workloadRef's state, read from the API (child Jobs come from the watch)."""
         assert ctx.workload is not None
         async with self._limit:
             try:
@@ -354,18 +371,27 @@ class Evaluator:
 
     # --- per job ------------------------------------------------------------------------------
 
-    async def _evaluate_safely(self, ctx: JobContext, *args: Any) -> None:
+    def _plan_safely(self, ctx: JobContext, *args: Any) -> Optional[Plan]:
         """One job's failure must never cost the others their evaluation."""
         try:
-            await self._evaluate(ctx, *args)
+            return self._plan(ctx, *args)
         except Exception as exc:  # noqa: BLE001 (logged with the job's name, retried next cycle)
             log.exception("%s/%s: evaluation failed; retrying next cycle", *ctx.key)
             args[-1].errors.append(f"{ctx.key}: {type(exc).__name__}")
+            return None
 
-    async def _evaluate(self, ctx: JobContext, summaries: dict[tuple[str, str], SidecarSummary],
+    @staticmethod
+    async def _safely(ctx: JobContext, io: Awaitable[None], report: CycleReport) -> None:
+        try:
+            await io
+        except Exception as exc:  # noqa: BLE001 (logged with the job's name, retried next cycle)
+            log.exception("%s/%s: applying the plan failed; retrying next cycle", *ctx.key)
+            report.errors.append(f"{ctx.key}: {type(exc).__name__}")
+
+    def _plan(self, ctx: JobContext, summaries: dict[tuple[str, str], SidecarSummary],
                         metrics_error: Optional[tuple[str, str]], gpu: dict[tuple[str, str], GpuWindow],
                         gpu_error: Optional[tuple[str, str]], pods: dict[tuple[str, str], set[str]],
-                        now: float, report: CycleReport) -> None:
+                        now: float, report: CycleReport) -> Plan:
         meta = ctx.body["metadata"]
         generation = int(meta.get("generation") or 1)
         text_now = rfc3339_at(now)
@@ -385,9 +411,8 @@ class Evaluator:
                 cohort=self._cohort_view(ctx, metric_track),
             )
             decision = decide(ctx.stop, obs)
-        plan = transition(JobState(generation, ctx.spec.replicas, ctx.stop, status, ctx.state,
+        return transition(JobState(generation, ctx.spec.replicas, ctx.stop, status, ctx.state,
                                    ctx.spec.template is not None, now), decision)
-        await self._apply(ctx, plan, now, report)
 
     def _fold(self, ctx: JobContext, rule: Optional[api.MetricRule], status: api.TrainingJobStatus,
               summary: Optional[SidecarSummary], error: Optional[tuple[str, str]], now: str, generation: int
@@ -507,22 +532,34 @@ class Evaluator:
 
     async def _write(self, body: dict[str, Any], status: api.TrainingJobStatus, now: float, report: CycleReport,
                      force: bool = False) -> bool:
-        """Merge-patch the status subresource if it changed; nulls clear fields."""
-        meta = body["metadata"]
-        uid = meta.get("uid", "")
-        wire = status.model_dump(by_alias=True, mode="json")
+        """Write the status if it changed and is due; False if the write failed."""
+        wire = self._due(body, status, now, force)
+        return wire is None or await self._patch(body, status, wire, now, report)
+
+    def _due(self, body: dict[str, Any], status: api.TrainingJobStatus, now: float, force: bool = False
+             ) -> Optional[dict[str, Any]]:
+        """The status to merge-patch now (nulls clear fields), or None when the API already has
+        it or only progress moved since the last write, less than status_interval ago."""
+        uid = body["metadata"].get("uid", "")
         memory = self.memory.get(uid)
-        previous = memory.written if memory else (body.get("status") or {})
-        if wire == previous:
-            self.memory[uid] = Memory(status, wire, memory.written_at if memory else now)
-            return True
-        changed = {k for k in set(wire) | set(previous) if wire.get(k) != previous.get(k)}
-        if "conditions" in changed and _without_messages(wire.get("conditions")) == _without_messages(previous.get("conditions")):
-            changed.discard("conditions")  # only messages moved ("N reports of ..."): progress, not a transition
-        urgent = force or bool(changed - PROGRESS_FIELDS) or memory is None
-        if not urgent and now - memory.written_at < self.settings.status_interval:  # type: ignore[union-attr]
-            memory.status = status  # type: ignore[union-attr]
-            return True
+        if memory is None:  # first sight since start or leadership: compare with the API's copy
+            wire = status.model_dump(by_alias=True, mode="json")
+            if wire == (body.get("status") or {}):
+                self.memory[uid] = Memory(status, status, now)
+                return None
+            return wire
+        if status == memory.written:
+            memory.status = status
+            return None
+        if not force and not _is_transition(memory.written, status) \
+                and now - memory.written_at < self.settings.status_interval:
+            memory.status = status
+            return None
+        return status.model_dump(by_alias=True, mode="json")
+
+    async def _patch(self, body: dict[str, Any], status: api.TrainingJobStatus, wire: dict[str, Any], now: float,
+                     report: CycleReport) -> bool:
+        meta = body["metadata"]
         try:
             async with self._limit:
                 await self.kube.patch_status(meta["namespace"], meta["name"], wire)
@@ -530,8 +567,14 @@ class Evaluator:
             report.errors.append(str(exc))
             return False
         report.writes += 1
-        self.memory[uid] = Memory(status, wire, now)
+        self.memory[meta.get("uid", "")] = Memory(status, status, now)
         return True
+
+    async def _record(self, ctx: JobContext, status: api.TrainingJobStatus, wire: dict[str, Any], now: float,
+                      report: CycleReport) -> None:
+        """A plan without actions: only its status to write."""
+        if await self._patch(ctx.body, status, wire, now, report):
+            self._count_transition(ctx, status)
 
     def _forget_gone(self) -> None:
         """Deleted jobs and superseded generations must not stay in memory forever."""
@@ -558,9 +601,21 @@ class Evaluator:
             JOBS.labels(phase=phase).set(count)
 
 
-def _without_messages(conditions: Any) -> list[Any]:
-    """Conditions less their messages, which count reports and seconds and so change every cycle."""
-    return [{k: v for k, v in c.items() if k != "message"} if isinstance(c, dict) else c for c in conditions or []]
+def _is_transition(before: api.TrainingJobStatus, after: api.TrainingJobStatus) -> bool:
+    """Whether more than progress changed. Condition messages count reports and seconds, so
+    they change every cycle: a condition changes when anything but its message does."""
+    for name in TRANSITION_FIELDS:
+        old, new = getattr(before, name), getattr(after, name)
+        if old == new:
+            continue
+        if name == "conditions" and _condition_keys(old) == _condition_keys(new):
+            continue
+        return True
+    return False
+
+
+def _condition_keys(conditions: list[api.Condition]) -> list[tuple[Any, ...]]:
+    return [tuple(getattr(c, f) for f in CONDITION_KEY_FIELDS) for c in conditions]
 
 
 async def run_forever(evaluator: Evaluator, interval: float, is_leader: Callable[[], bool]) -> None:

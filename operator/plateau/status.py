@@ -28,12 +28,15 @@ def rfc3339(moment: datetime) -> str:
 
 
 def parse_rfc3339(text: Optional[str]) -> Optional[datetime]:
+    """An RFC 3339 time (as Kubernetes writes them), or None. fromisoformat is C code: the
+    operator parses every running job's lastEvaluationTime each cycle."""
     if not text:
         return None
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        moment = datetime.fromisoformat(text)
     except ValueError:
         return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
 def set_condition(
@@ -83,6 +86,7 @@ def summary_from_track(track: MetricTrack, sidecar_reports: int = 0, sidecar_non
         best_step=track.best_step,
         reference=track.reference,
         smoothed=track.smoothed,
+        first=track.first,
         since_improvement=track.since_improvement,
         non_finite=track.non_finite,
         reference_exact=track.reference_exact,
@@ -104,6 +108,7 @@ def track_from_summary(summary: Optional[MetricSummary], evaluations: int) -> Op
         best_step=summary.best_step,
         reference=summary.reference,
         smoothed=summary.smoothed,
+        first=summary.first,
         since_improvement=summary.since_improvement,
         non_finite=summary.non_finite,
         reference_exact=summary.reference_exact,
