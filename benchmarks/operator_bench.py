@@ -89,7 +89,7 @@ PARSE_SECONDS = [0.0]
 
 def time_parse_vector() -> None:
     """Instrument the client's parse_vector (JSON body -> Samples): the rest of a query's time is
-    Prometheus itself, the transfer and json.loads."""
+    Prometheus itself and the transfer."""
     original = prometheus_module.parse_vector
 
     def timed(body: Any) -> list[Sample]:
@@ -703,7 +703,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(table(HEADERS, scale_rows(results)))
     print()
     print("Where a measured cycle's time goes (medians of the cycles without status writes): prepare = contexts and "
-          "workload states; fetch = PromQL over HTTP (Prometheus' own time, transfer, json.loads) + parse_vector + "
+          "workload states; fetch = PromQL over HTTP (Prometheus' own time, transfer) + parse_vector (JSON decode, checks) + "
           "assemble; evaluate = engine, state "
           "machine, status diff/writes, gauges; GC = cyclic garbage collector, inside the other phases")
     print(table(PHASE_HEADERS, phase_rows(results)))

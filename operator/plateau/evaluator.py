@@ -59,6 +59,7 @@ from plateau_sidecar import protocol
 
 log = logging.getLogger("plateau.evaluator")
 
+RUNNING = api.Phase.RUNNING.value
 # Status fields whose change alone does not need an immediate write.
 PROGRESS_FIELDS = {"last_evaluation_time", "running_seconds", "gpu_hours", "metric", "evaluations"}
 TRANSITION_FIELDS = tuple(f for f in api.TrainingJobStatus.model_fields if f not in PROGRESS_FIELDS)
@@ -259,7 +260,7 @@ class Evaluator:
     async def _fetch_metrics(self, contexts: list[JobContext], report: CycleReport
                              ) -> tuple[dict[tuple[str, str], SidecarSummary], Optional[tuple[str, str]], dict[tuple[str, str], set[str]]]:
         """Per job, the sidecar summary of its monitored metric; and each job's pods."""
-        watched = [c for c in contexts if c.status.phase == api.Phase.RUNNING.value and self._metric_rule(c)]
+        watched = [c for c in contexts if c.status.phase == RUNNING and self._metric_rule(c)]
         sidecar_jobs = [c for c in watched if not c.spec.metrics.queries]
         summaries: dict[tuple[str, str], SidecarSummary] = {}
         pods: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -329,7 +330,7 @@ class Evaluator:
 
     async def _fetch_gpu(self, contexts: list[JobContext], pods: dict[tuple[str, str], set[str]], now: float,
                          report: CycleReport) -> tuple[dict[tuple[str, str], GpuWindow], Optional[tuple[str, str]]]:
-        idle_jobs = [c for c in contexts if c.stop.gpu_idle and c.status.phase == api.Phase.RUNNING.value]
+        idle_jobs = [c for c in contexts if c.stop.gpu_idle and c.status.phase == RUNNING]
         windows: dict[str, list[JobContext]] = defaultdict(list)
         for ctx in idle_jobs:
             windows[format_duration(parse_duration(ctx.stop.gpu_idle.for_))].append(ctx)  # type: ignore[union-attr]
@@ -400,7 +401,7 @@ class Evaluator:
         GPU_HOURS_USED.inc(max(0.0, status.gpu_hours - ctx.status.gpu_hours))
         rule = self._metric_rule(ctx)
         decision = None
-        if status.phase == api.Phase.RUNNING.value:
+        if status.phase == RUNNING:
             metric_track, status = self._fold(ctx, rule, status, summaries.get(ctx.key), metrics_error, text_now, generation)
             status = self._gpu_condition(ctx, status, gpu.get(ctx.key), gpu_error, text_now, generation)
             obs = Observation(

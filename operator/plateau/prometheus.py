@@ -8,7 +8,6 @@ MetricsAvailable condition. Missing data is never guessed.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Optional
 
 import aiohttp
@@ -41,7 +40,7 @@ class PrometheusClient:
         session = await self._client()
         try:
             async with session.post(f"{self.url}/api/v1/query", data=form) as response:
-                text = await response.text()
+                raw = await response.read()
                 if response.status >= 500:
                     raise PrometheusError("ServerError", f"HTTP {response.status} from Prometheus")
                 if response.status not in (200, 400, 422):
@@ -50,8 +49,4 @@ class PrometheusClient:
             raise PrometheusError("Timeout", f"no answer from Prometheus within {self.timeout:g}s") from None
         except aiohttp.ClientError as exc:
             raise PrometheusError("Unreachable", f"cannot reach Prometheus: {type(exc).__name__}") from None
-        try:
-            body = json.loads(text)
-        except ValueError:
-            raise PrometheusError("MalformedResponse", "response is not JSON") from None
-        return parse_vector(body)
+        return parse_vector(raw)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
+
+import msgspec
 
 from plateau_sidecar import protocol
 
@@ -122,24 +124,43 @@ def _parse_value(raw: Any) -> float:
     return value
 
 
-def parse_vector(body: Any) -> list[Sample]:
-    """The samples of an instant-query response, or PrometheusError if it is malformed."""
-    if not isinstance(body, dict):
-        raise PrometheusError("MalformedResponse", "response is not a JSON object")
-    if body.get("status") != "success":
-        error = str(body.get("error", "unknown error"))[:200]
-        raise PrometheusError("QueryFailed", f"{body.get('errorType', 'error')}: {error}")
-    data = body.get("data")
-    if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
-        raise PrometheusError("MalformedResponse", "expected data.resultType vector with a result list")
-    samples = []
-    for item in data["result"]:
-        try:
-            labels = item["metric"]
-            ts, raw = item["value"]
-            if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-                raise ValueError("labels")
-            samples.append(Sample(labels, _parse_value(raw), float(ts)))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PrometheusError("MalformedResponse", f"bad sample {str(item)[:120]}: {exc}") from None
-    return samples
+class _Series(msgspec.Struct):
+    metric: dict[str, str]
+    value: tuple[float, str]
+
+
+class _Data(msgspec.Struct):
+    resultType: str  # noqa: N815 (Prometheus' field name)
+    result: msgspec.Raw  # its shape depends on resultType
+
+
+class _Answer(msgspec.Struct):
+    status: str = ""
+    errorType: str = "error"  # noqa: N815
+    error: str = "unknown error"
+    data: Optional[_Data] = None
+
+
+# Typed decoders: JSON parsing and shape checks in one C pass, with no intermediate dicts
+# (an answer for 10,000 jobs holds 100,000 samples).
+_ANSWER = msgspec.json.Decoder(_Answer)
+_VECTOR = msgspec.json.Decoder(list[_Series])
+
+
+def parse_vector(raw: bytes | str) -> list[Sample]:
+    """The samples of an instant-query response body, or PrometheusError if it is malformed."""
+    try:
+        answer = _ANSWER.decode(raw)
+        if answer.status != "success":
+            raise PrometheusError("QueryFailed", f"{answer.errorType}: {answer.error[:200]}")
+        if answer.data is None or answer.data.resultType != "vector":
+            raise PrometheusError("MalformedResponse", "expected data.resultType vector with a result list")
+        series = _VECTOR.decode(answer.data.result)
+    except msgspec.ValidationError as exc:
+        raise PrometheusError("MalformedResponse", f"unexpected response: {exc}") from None
+    except msgspec.DecodeError:
+        raise PrometheusError("MalformedResponse", "response is not JSON") from None
+    try:
+        return [Sample(s.metric, _parse_value(s.value[1]), s.value[0]) for s in series]
+    except ValueError as exc:
+        raise PrometheusError("MalformedResponse", f"bad sample: {exc}") from None

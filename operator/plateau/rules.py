@@ -17,6 +17,8 @@ from plateau.api import Combine, MetricRule, Mode, Reason, StopSpec
 from plateau.durations import parse_duration
 from plateau.presets import resolve_metric_rule
 
+MIN = Mode.MIN.value  # a plain str: the fold compares modes per evaluation, enum lookups cost
+
 # Safety stops end a broken run whatever `combine` says.
 SAFETY_REASONS = (Reason.NOT_FINITE, Reason.DIVERGED)
 # When several rules fire at once, the reported reason is the first of these.
@@ -126,14 +128,14 @@ class Decision:
 
 
 def _better(a: float, b: float, mode: str) -> bool:
-    return a < b if mode == Mode.MIN.value else a > b
+    return a < b if mode == MIN else a > b
 
 
 def _progress(first: Optional[float], towards: float, mode: str) -> float:
     """How far the metric has come from its first value (0 if it went the wrong way)."""
     if first is None:
         return 0.0
-    return max(0.0, first - towards if mode == Mode.MIN.value else towards - first)
+    return max(0.0, first - towards if mode == MIN else towards - first)
 
 
 def min_delta(rule: MetricRule, reference: float, first: Optional[float]) -> float:
@@ -148,7 +150,7 @@ def _improved(value: float, reference: Optional[float], first: Optional[float], 
     if reference is None:
         return True
     delta = min_delta(rule, reference, first)
-    if rule.mode == Mode.MIN.value:
+    if rule.mode == MIN:
         return value < reference - delta
     return value > reference + delta
 
@@ -169,7 +171,7 @@ def _lenient_reference(value: float, reference: Optional[float], best: Optional[
     known = [abs(v) for v in (reference, best) if v is not None]
     delta = max(absolute, relative * max([abs(value), *known]) / max(1e-12, 1.0 - relative),
                 progress * _progress(first, value, rule.mode))
-    if rule.mode == Mode.MIN.value:
+    if rule.mode == MIN:
         return value + delta if reference is None else min(reference, value + delta)
     return value - delta if reference is None else max(reference, value - delta)
 

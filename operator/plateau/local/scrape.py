@@ -8,7 +8,6 @@ Both readers return the same `SidecarSummary` the operator builds, so `new_evalu
 from __future__ import annotations
 
 import http.client
-import json
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -94,9 +93,7 @@ class PrometheusReader:
 
         form = urllib.parse.urlencode({"query": prometheus_selector(self.trainingjob, metric)}).encode()
         try:
-            samples = parse_vector(json.loads(_get(self.url, data=form)))
-        except ValueError:
-            raise SourceError("MalformedResponse", f"{self.url}: the answer is not JSON") from None
+            samples = parse_vector(_get(self.url, data=form))
         except PrometheusError as exc:
             raise SourceError(exc.reason, f"{self.url}: {exc}") from None
         # Several series of one name (e.g. two scrape jobs) would be ambiguous: take the newest.
