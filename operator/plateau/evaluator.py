@@ -23,6 +23,7 @@ from plateau import api, promql
 from plateau.cohort import best_at, record_best, selector_matches
 from plateau.config import Settings
 from plateau.durations import format_duration, parse_duration
+from plateau.heap import FrozenHeap
 from plateau.kube import ApiError, Kube
 from plateau.metrics import (
     CYCLE_SECONDS,
@@ -38,7 +39,14 @@ from plateau.presets import resolve_metric_rule
 from plateau.prometheus import PrometheusClient, PrometheusError, Sample
 from plateau.replay import format_validation_error
 from plateau.rules import CohortView, GpuWindow, MetricTrack, Observation, decide, track
-from plateau.status import GPU_METRICS_AVAILABLE, METRICS_AVAILABLE, SPEC_VALID, set_condition, track_from_summary
+from plateau.status import (
+    GPU_METRICS_AVAILABLE,
+    METRICS_AVAILABLE,
+    SPEC_VALID,
+    set_condition,
+    summary_from_track,
+    track_from_summary,
+)
 from plateau.stopflow import (
     CreateWorkload,
     Event,
@@ -51,7 +59,6 @@ from plateau.stopflow import (
     account,
     rfc3339_at,
     transition,
-    with_metric,
 )
 from plateau.summaries import SidecarSummary, new_evaluations, summary_from_series
 from plateau.workloads import LABEL, Workload, build_job, job_state, label_value
@@ -136,12 +143,13 @@ class JobContext:
 
 class Evaluator:
     def __init__(self, settings: Settings, registry: Registry, kube: Kube, prometheus: PrometheusClient,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, heap: Optional[FrozenHeap] = None) -> None:
         self.settings = settings
         self.registry = registry
         self.kube = kube
         self.prometheus = prometheus
         self.clock = clock
+        self.heap = heap
         self.memory: dict[str, Memory] = {}
         self._specs: dict[tuple[str, int], api.TrainingJobSpec | str] = {}
         self._limit = asyncio.Semaphore(settings.concurrency)
@@ -188,6 +196,8 @@ class Evaluator:
         await asyncio.gather(*pending)
         self._forget_gone()
         self._export_phases()
+        if self.heap is not None:
+            self.heap.after_cycle()
         CYCLE_SECONDS.observe(time.perf_counter() - started)
         return report
 
@@ -435,15 +445,15 @@ class Evaluator:
         seen_nf = status.metric.sidecar_non_finite if status.metric and previous else 0
         evaluations = new_evaluations(summary, seen, seen_nf, rule.mode)
         current = track(previous, rule, evaluations) if evaluations or previous else previous
-        status = with_metric(status, current, summary.reports, summary.non_finite)
-        if status.metric is not None and current is not None:
+        update: dict[str, Any] = {"conditions": set_condition(
+            status.conditions, METRICS_AVAILABLE, "True", "SeriesFound",
+            f"{summary.reports} reports of {rule.name}", now, generation)}
+        if current is not None:  # one copy of the status per job and cycle: this is the hot path
             history = record_best(ctx.status.metric.best_history if ctx.status.metric and previous else [],
                                   current.best_step, current.best)
-            status = status.model_copy(update={"metric": status.metric.model_copy(update={"best_history": history})})
-        status = status.model_copy(update={"conditions": set_condition(
-            status.conditions, METRICS_AVAILABLE, "True", "SeriesFound",
-            f"{summary.reports} reports of {rule.name}", now, generation)})
-        return current, status
+            update["metric"] = summary_from_track(current, summary.reports, summary.non_finite, history)
+            update["evaluations"] = current.evaluations
+        return current, status.model_copy(update=update)
 
     def _gpu_condition(self, ctx: JobContext, status: api.TrainingJobStatus, window: Optional[GpuWindow],
                        error: Optional[tuple[str, str]], now: str, generation: int) -> api.TrainingJobStatus:

@@ -8,6 +8,7 @@ from kubernetes import client, config
 
 from plateau.config import Settings
 from plateau.evaluator import Evaluator, Registry, run_forever
+from plateau.heap import FrozenHeap
 from plateau.kube import Kube
 from plateau.leader import LeaderElector
 from plateau.prometheus import PrometheusClient
@@ -28,7 +29,9 @@ class Runtime:
         self.registry = Registry()
         self.kube = Kube(api)
         self.prometheus = PrometheusClient(settings.prometheus_url, timeout=settings.prometheus_timeout)
-        self.evaluator = Evaluator(settings, self.registry, self.kube, self.prometheus)
+        heap = FrozenHeap()
+        heap.install()
+        self.evaluator = Evaluator(settings, self.registry, self.kube, self.prometheus, heap=heap)
         self.elector = (
             LeaderElector(api, settings.lease_namespace, settings.lease_name, settings.identity)
             if settings.leader_election

@@ -75,7 +75,8 @@ def final_phase(reason: Reason | str) -> Phase:
     return Phase.STOPPED
 
 
-def summary_from_track(track: MetricTrack, sidecar_reports: int = 0, sidecar_non_finite: int = 0) -> MetricSummary:
+def summary_from_track(track: MetricTrack, sidecar_reports: int = 0, sidecar_non_finite: int = 0,
+                       best_history: Optional[list[list[float]]] = None) -> MetricSummary:
     # JSON has no NaN: a non-finite last value is recorded as null, and counted in nonFinite.
     last = track.last if track.last is not None and math.isfinite(track.last) else None
     return MetricSummary(
@@ -92,6 +93,7 @@ def summary_from_track(track: MetricTrack, sidecar_reports: int = 0, sidecar_non
         reference_exact=track.reference_exact,
         sidecar_reports=sidecar_reports,
         sidecar_non_finite=sidecar_non_finite,
+        best_history=best_history or [],
     )
 
 

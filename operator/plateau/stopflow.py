@@ -18,7 +18,7 @@ from typing import Optional, Union
 
 from plateau.api import Phase, Reason, StopSpec, TrainingJobStatus
 from plateau.durations import parse_duration
-from plateau.rules import Decision, MetricTrack
+from plateau.rules import Decision
 from plateau.status import (
     READY,
     TERMINAL_PHASES,
@@ -27,7 +27,6 @@ from plateau.status import (
     parse_rfc3339,
     rfc3339,
     set_condition,
-    summary_from_track,
     track_from_summary,
     would_stop,
 )
@@ -114,14 +113,6 @@ def account(job: JobState) -> TrainingJobStatus:
 
 def rfc3339_at(seconds: float) -> str:
     return rfc3339(datetime.fromtimestamp(seconds, tz=timezone.utc))
-
-
-def with_metric(status: TrainingJobStatus, track: Optional[MetricTrack], reports: int, non_finite: int) -> TrainingJobStatus:
-    if track is None:
-        return status
-    return status.model_copy(
-        update={"metric": summary_from_track(track, reports, non_finite), "evaluations": track.evaluations}
-    )
 
 
 def _stopping(job: JobState, status: TrainingJobStatus, reason: str, message: str, now: str) -> Plan:
