@@ -8,7 +8,9 @@ For each number of jobs N, three processes hold the world the operator sees:
 - a real Prometheus (Debian's 2.42, on 127.0.0.1) scraping
 - a synthetic exporter (benchmarks/operator_support.py) that serves the sidecar's series of N
   TrainingJobs, labelled as Prometheus sees them in a cluster (metric, trainingjob, namespace,
-  pod), with values that advance at every scrape;
+  pod), with values that advance at every scrape (`--report-every K`: each job reports once
+  every K scrapes, staggered; K=1, the default, is the worst case: every job has news at every
+  cycle, so the operator's second query fetches every series);
 - the API emulation (tests/support/apiserver) holding N TrainingJobs in phase Running, each with
   its child Job marked active.
 The evaluator then runs in a worker process of its own, so the resident memory reported (VmRSS
@@ -20,7 +22,9 @@ sees new reports. The measured cycles run with status_interval 3600 s (`--status
 they measure evaluation, not the API server's write throughput: the emulator validates a status
 write's CEL rules in Python (tens of ms each), so a cycle with writes measures mostly the emulator;
 the warm-up cycle shows that cost. The batched collector is the operator's own code, unchanged;
-the baseline is `NaiveEvaluator` below, which fetches the same series with one query per job
+the operator reads every job's report counter, then every series of the jobs whose counter
+moved (2 queries); the baseline is `NaiveEvaluator` below, which fetches every series with one
+query per job
 (concurrently, at the operator's API concurrency) and feeds them to the same assembly and engine.
 The baseline starts from the memory the batched run ended with (`--no-handover` to change that),
 so its warm-up does not rewrite every status.

@@ -278,12 +278,7 @@ class Evaluator:
             return summaries, None, pods
         try:
             if sidecar_jobs:
-                names = {self._metric_rule(c).name for c in sidecar_jobs}  # type: ignore[union-attr]
-                namespaces = {c.key[0] for c in sidecar_jobs}
-                text = promql.sidecar_query(namespaces, names, self.settings.prometheus_namespace_label)
-                samples = await self._query(text, report)
-                wanted = {(c.key[0], c.key[1], self._metric_rule(c).name) for c in sidecar_jobs}  # type: ignore[union-attr]
-                summaries, pods = self._assemble(samples, wanted)
+                summaries, pods = await self._sidecar_summaries(sidecar_jobs, report)
             for ctx in watched:
                 if ctx.spec.metrics.queries:
                     summary = await self._custom_metric(ctx, report)
@@ -294,6 +289,47 @@ class Evaluator:
             report.errors.append(str(exc))
             return {}, (exc.reason, str(exc)), pods
         return summaries, None, pods
+
+    async def _sidecar_summaries(self, jobs: list[JobContext], report: CycleReport
+                                 ) -> tuple[dict[tuple[str, str], SidecarSummary], dict[tuple[str, str], set[str]]]:
+        """Two queries whatever the number of jobs: every job's report counter, then every
+        series of the jobs whose counter moved (all jobs, unfiltered, when most did). A job
+        whose counter stands where the operator last read it has nothing new to fold."""
+        ns_label = self.settings.prometheus_namespace_label
+        names = {self._metric_rule(c).name for c in jobs}  # type: ignore[union-attr]
+        namespaces = {c.key[0] for c in jobs}
+        wanted = {(c.key[0], c.key[1], self._metric_rule(c).name) for c in jobs}  # type: ignore[union-attr]
+        counters = await self._query(
+            promql.sidecar_query(namespaces, names, ns_label, series=(protocol.SERIES_REPORTS,)), report)
+        reports: dict[tuple[str, str], float] = {}
+        pods: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for s in counters:
+            labels = s.labels
+            key = (labels.get(ns_label, ""), labels.get(protocol.LABEL_TRAININGJOB, ""), labels.get(protocol.LABEL_METRIC, ""))
+            if key in wanted:
+                reports[key[:2]] = max(s.value, reports.get(key[:2], s.value))  # the reporting replica
+                if labels.get("pod"):
+                    pods[key[:2]].add(labels["pod"])
+        summaries: dict[tuple[str, str], SidecarSummary] = {}
+        moved = []
+        for ctx in jobs:
+            if ctx.key not in reports:
+                continue  # no series: the fold says NoSeries
+            metric = ctx.status.metric
+            if metric is not None and metric.name == self._metric_rule(ctx).name \
+                    and metric.sidecar_reports == reports[ctx.key]:  # type: ignore[union-attr]
+                summaries[ctx.key] = SidecarSummary(reports=metric.sidecar_reports, step=metric.last_step or 0,
+                                                    value=math.nan if metric.last is None else metric.last,
+                                                    non_finite=metric.sidecar_non_finite)
+            else:
+                moved.append(ctx)
+        if moved:
+            only = None if 2 * len(moved) > len(jobs) else {c.key[1] for c in moved}
+            samples = await self._query(promql.sidecar_query({c.key[0] for c in moved}, names, ns_label,
+                                                             trainingjobs=only), report)
+            fresh, _ = self._assemble(samples, {(c.key[0], c.key[1], self._metric_rule(c).name) for c in moved})  # type: ignore[union-attr]
+            summaries.update(fresh)
+        return summaries, pods
 
     def _assemble(self, samples: list[Sample], wanted: set[tuple[str, str, str]]
                   ) -> tuple[dict[tuple[str, str], SidecarSummary], dict[tuple[str, str], set[str]]]:

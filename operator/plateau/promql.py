@@ -58,16 +58,15 @@ class DcgmConfig:
     resolution: str = "30s"  # dcgm-exporter's collection interval, for the coverage subquery
 
 
-def sidecar_query(namespaces: Iterable[str], metric_names: Iterable[str], namespace_label: str = "namespace") -> str:
-    """Every sidecar series of the monitored metrics in the watched namespaces: one query."""
-    names = "|".join(SIDECAR_SERIES)  # fixed metric names: nothing to quote
-    return "{" + ", ".join(
-        [
-            f'__name__=~"{names}"',
-            matcher(protocol.LABEL_METRIC, metric_names),
-            matcher(namespace_label, namespaces),
-        ]
-    ) + "}"
+def sidecar_query(namespaces: Iterable[str], metric_names: Iterable[str], namespace_label: str = "namespace",
+                  series: Iterable[str] = SIDECAR_SERIES, trainingjobs: Optional[Iterable[str]] = None) -> str:
+    """Sidecar series of the monitored metrics in the watched namespaces (of these
+    TrainingJobs only, if given): one query."""
+    names = "|".join(series)  # fixed metric names: nothing to quote
+    matchers = [f'__name__=~"{names}"', matcher(protocol.LABEL_METRIC, metric_names), matcher(namespace_label, namespaces)]
+    if trainingjobs is not None:
+        matchers.append(matcher(protocol.LABEL_TRAININGJOB, trainingjobs))
+    return "{" + ", ".join(matchers) + "}"
 
 
 def custom_query(template: str, namespace: str, name: str) -> str:

@@ -136,20 +136,47 @@ async def test_batched_needs_one_query_and_naive_one_per_job(n: int) -> None:
         prometheus, kube = FakePrometheus(exposition), FakeKube()
         evaluator = cls(settings, registry_of(keys), kube, prometheus, clock=lambda: 1.7e9 + 60)  # type: ignore[arg-type]
         first = await evaluator.cycle()
+        first_samples = evaluator.samples
         second = await evaluator.cycle()
         assert not first.errors and not second.errors
         assert first.jobs == n and first.writes == n and second.writes == 0
         assert set(evaluator.phases()) == {"prepare", "fetch", "query", "parse", "assemble", "evaluate"}
-        assert evaluator.samples == n * len(SERIES)
-        results[cls] = (first.queries, kube.statuses)
-    batched_queries, batched_status = results[bench.TimedEvaluator]
-    naive_queries, naive_status = results[bench.NaiveEvaluator]
-    assert (batched_queries, naive_queries) == (1, n)
+        results[cls] = (first.queries, first_samples, second.queries, evaluator.samples, kube.statuses)
+    *batched, batched_status = results[bench.TimedEvaluator]
+    *naive, naive_status = results[bench.NaiveEvaluator]
+    # Batched: every job's counter, then every series of the jobs whose counter moved (all, at
+    # first); the answers did not change, so the second cycle reads the counters only.
+    assert batched == [2, n + n * len(SERIES), 1, n]
+    assert naive == [n, n * len(SERIES), n, n * len(SERIES)]
     assert batched_status == naive_status  # the same answers, so the same statuses
     for status in batched_status.values():
         assert status["phase"] == "Running"
         assert status["metric"]["sidecarReports"] == support.BASE_REPORTS + 1
         assert any(c["type"] == "MetricsAvailable" and c["status"] == "True" for c in status["conditions"])
+
+
+async def test_only_the_jobs_whose_counter_moved_are_fetched_in_full() -> None:
+    keys = support.job_keys(6)
+    shard = support.Shard(keys, latency=False, report_every=3)  # a third of the jobs report per scrape
+    prometheus = FakePrometheus(shard.render())
+    settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600)
+    evaluator = bench.TimedEvaluator(settings, registry_of(keys), FakeKube(), prometheus,  # type: ignore[arg-type]
+                                     clock=lambda: 1.7e9 + 60)
+    await evaluator.cycle()
+    before = {uid: m.status.metric.sidecar_reports for uid, m in evaluator.memory.items()}  # type: ignore[union-attr]
+    evaluations = {uid: m.status.evaluations for uid, m in evaluator.memory.items()}
+    prometheus.samples = FakePrometheus(shard.render()).samples  # the next scrape
+    report = await evaluator.cycle()
+
+    after = {uid: m.status.metric.sidecar_reports for uid, m in evaluator.memory.items()}  # type: ignore[union-attr]
+    moved = {uid for uid in after if after[uid] != before[uid]}
+    assert len(moved) == 2 and all(after[uid] == before[uid] + 1 for uid in moved)
+    assert all(m.status.evaluations == evaluations[uid] + (uid in moved) for uid, m in evaluator.memory.items())
+    assert report.queries == 2 and not report.errors
+    assert evaluator.samples == len(keys) + len(moved) * len(SERIES)
+    matchers = {label: re.sub(r"\\(.)", r"\1", value) for label, _, value in MATCHER.findall(prometheus.queries[-1])}
+    fetched = {f"uid-{i}" for i, (_, name) in enumerate(keys) if re.fullmatch(matchers["trainingjob"], name)}
+    assert fetched == moved  # the second query named exactly the jobs that moved
 
 
 # --- the seeded API emulation ---------------------------------------------------------------------
