@@ -50,6 +50,9 @@ def set_condition(
 ) -> list[Condition]:
     """Conditions with `type_` set; lastTransitionTime moves only when status changes."""
     previous = next((c for c in conditions if c.type == type_), None)
+    if previous is not None and (previous.status, previous.reason, previous.message, previous.observed_generation) \
+            == (status, reason, message, generation):
+        return conditions  # unchanged: the same list, so callers can skip copying the status
     since = previous.last_transition_time if previous and previous.status == status else now
     updated = Condition(
         type=type_,

@@ -26,6 +26,9 @@ def test_transition_time_moves_only_when_status_changes() -> None:
     got = condition(c, METRICS_AVAILABLE)
     assert got is not None and got.last_transition_time == "2026-01-01T00:02:00Z" and got.observed_generation == 4
     assert len(c) == 1
+    again = set_condition(c, METRICS_AVAILABLE, "True", "SeriesFound", "", "2026-01-01T00:03:00Z", 4)
+    assert again is c  # nothing changed: the same list, and no status copy for the caller
+    assert set_condition(c, METRICS_AVAILABLE, "True", "SeriesFound", "5 reports", "2026-01-01T00:03:00Z", 4) is not c
 
 
 def test_engine_state_survives_a_round_trip_through_status_json() -> None:
