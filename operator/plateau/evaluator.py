@@ -43,6 +43,7 @@ from plateau.status import (
     GPU_METRICS_AVAILABLE,
     METRICS_AVAILABLE,
     SPEC_VALID,
+    parse_rfc3339,
     set_condition,
     summary_from_track,
     track_from_summary,
@@ -136,7 +137,9 @@ class Memory:
     status: api.TrainingJobStatus
     written: api.TrainingJobStatus
     written_at: float
-    pods: tuple[str, ...] = ()
+    # (generation, workload state) of the last plan, when it asked for nothing and its status
+    # is recorded: while these and the metric stand still, the job's plan cannot change.
+    steady: Optional[tuple[int, WorkloadState]] = None
 
 
 @dataclass
@@ -145,6 +148,7 @@ class CycleReport:
     queries: int = 0
     writes: int = 0
     actions: int = 0
+    steady: int = 0  # jobs with nothing new, not planned this cycle
     errors: list[str] = field(default_factory=list)
 
 
@@ -161,6 +165,14 @@ class JobContext:
     def key(self) -> tuple[str, str]:
         m = self.body["metadata"]
         return m["namespace"], m["name"]
+
+    @property
+    def uid(self) -> str:
+        return self.body["metadata"].get("uid", "")
+
+    @property
+    def generation(self) -> int:
+        return int(self.body["metadata"].get("generation") or 1)
 
 
 class Evaluator:
@@ -205,6 +217,12 @@ class Evaluator:
         # Plans are pure and cheap; only jobs with actions or a due status write await the API.
         pending = []
         for ctx in contexts:
+            memory = self.memory.get(ctx.uid)
+            if memory is not None and self._steady(ctx, memory, tracks, metrics_condition, now):
+                report.steady += 1
+                continue
+            if memory is not None:
+                memory.steady = None
             plan = self._plan_safely(ctx, tracks, metrics_condition, gpu, gpu_condition, pods, now, report)
             if plan is None:
                 continue
@@ -214,6 +232,8 @@ class Evaluator:
             wire = self._due(ctx.body, plan.status, now)
             if wire is not None:
                 pending.append(self._safely(ctx, self._record(ctx, plan.status, wire, now, report), report))
+            else:
+                self.memory[ctx.uid].steady = (ctx.generation, ctx.state)
         await asyncio.gather(*pending)
         self._forget_gone()
         self._export_phases()
@@ -646,6 +666,30 @@ class Evaluator:
         """A plan without actions: only its status to write."""
         if await self._patch(ctx.body, status, wire, now, report):
             self._count_transition(ctx, status)
+            self.memory[ctx.uid].steady = (ctx.generation, ctx.state)
+
+    def _steady(self, ctx: JobContext, memory: Memory, summaries: dict[tuple[str, str], SidecarSummary],
+                metrics_error: Optional[tuple[str, str]], now: float) -> bool:
+        """Whether nothing the job's plan depends on moved since a plan that asked for nothing:
+        same generation and workload state, no new report, no budget within reach, no progress
+        write due. Its plan would be the same, so it is not made; the time in between is
+        accounted at the next plan (account() adds everything since lastEvaluationTime)."""
+        status = memory.status
+        if memory.steady != (ctx.generation, ctx.state) or status.phase != RUNNING:
+            return False
+        if now - memory.written_at >= self.settings.status_interval:
+            return False  # a progress write is due
+        stop = ctx.stop
+        if stop.gpu_idle is not None or stop.cohort is not None or ctx.spec.metrics.queries:
+            return False  # GPU samples and peers' values move on their own
+        rule = self._metric_rule(ctx)
+        if rule is not None:
+            metric, summary = status.metric, summaries.get(ctx.key)
+            available = any(c.type == METRICS_AVAILABLE and c.status == "True" for c in status.conditions)
+            if metrics_error is not None or not available or metric is None or summary is None or metric.name != rule.name \
+                    or (summary.reports, summary.non_finite) != (metric.sidecar_reports, metric.sidecar_non_finite):
+                return False
+        return not _budget_within_reach(stop, status, ctx.state.gpus, now, 2 * self.settings.interval)
 
     def _forget_gone(self) -> None:
         """Deleted jobs and superseded generations must not stay in memory forever."""
@@ -670,6 +714,17 @@ class Evaluator:
                     METRICS_MISSING.labels(namespace=namespace, trainingjob=name, condition=c.type, reason=c.reason).set(1)
         for phase, count in counts.items():
             JOBS.labels(phase=phase).set(count)
+
+
+def _budget_within_reach(stop: api.StopSpec, status: api.TrainingJobStatus, gpus: int, now: float, margin: float) -> bool:
+    """Whether maxDuration or maxGpuHours could be reached by `margin` seconds from now."""
+    last = parse_rfc3339(status.last_evaluation_time)
+    if last is None:
+        return True
+    ahead = now - last.timestamp() + margin
+    if stop.max_duration is not None and status.running_seconds + ahead >= parse_duration(stop.max_duration):
+        return True
+    return stop.max_gpu_hours is not None and status.gpu_hours + ahead * gpus / 3600.0 >= stop.max_gpu_hours
 
 
 def _is_transition(before: api.TrainingJobStatus, after: api.TrainingJobStatus) -> bool:

@@ -107,9 +107,23 @@ class FakePrometheus:
 class FakeKube:
     def __init__(self) -> None:
         self.statuses: dict[tuple[str, str], dict[str, Any]] = {}
+        self.patches: list[tuple[str, str, dict[str, Any]]] = []
+        self.events: list[str] = []
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.statuses[(namespace, name)] = status
+
+    # What a stop needs: the trainer pods (none here, the request has nobody to reach), the
+    # suspend patch and the Events.
+    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return []
+
+    async def patch_object(self, group: str, version: str, plural: str, namespace: str, name: str,
+                           patch: dict[str, Any]) -> None:
+        self.patches.append((plural, name, patch))
+
+    async def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append(reason)
 
 
 def registry_of(keys: list[tuple[str, str]]) -> Registry:
@@ -176,6 +190,47 @@ async def test_only_the_jobs_whose_counter_moved_are_fetched_in_full() -> None:
     matchers = {label: re.sub(r"\\(.)", r"\1", value) for label, _, value in MATCHER.findall(prometheus.queries[-1])}
     fetched = {f"uid-{i}" for i, (_, name) in enumerate(keys) if re.fullmatch(matchers["trainingjob"], name)}
     assert fetched == moved  # the second query named exactly the jobs that moved
+
+
+async def test_jobs_with_nothing_new_are_not_replanned_until_a_budget_comes_within_reach() -> None:
+    keys = support.job_keys(4)
+    shard = support.Shard(keys, latency=False, report_every=4)  # one job reports per scrape
+    prometheus = FakePrometheus(shard.render())
+    registry = registry_of(keys)
+    deadline = registry.trainingjobs[keys[0]]
+    deadline["spec"]["stop"]["maxDuration"] = "10m"  # the others have only a metric rule
+    now = [1.7e9 + 60]
+    settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600, interval=15)
+    kube = FakeKube()
+    evaluator = bench.TimedEvaluator(settings, registry, kube, prometheus, clock=lambda: now[0])  # type: ignore[arg-type]
+    first = await evaluator.cycle()
+    assert (first.steady, first.writes) == (0, 4)
+    now[0] += 15
+    second = await evaluator.cycle()  # the same answers: nothing moved anywhere
+    assert (second.steady, second.writes, second.actions) == (4, 0, 0)
+
+    reports = {uid: m.status.metric.sidecar_reports for uid, m in evaluator.memory.items()}  # type: ignore[union-attr]
+    prometheus.samples = FakePrometheus(shard.render()).samples  # one job reported
+    now[0] += 15
+    third = await evaluator.cycle()
+    assert third.steady == 3
+    running = {uid: (m.status.metric.sidecar_reports != reports[uid], m.status.running_seconds)  # type: ignore[union-attr]
+               for uid, m in evaluator.memory.items()}
+    # The moved job was planned, and the cycle it skipped is accounted: 60 s before the first
+    # cycle, then 2 x 15 s. The others still stand at their last plan.
+    assert sorted(running.values()) == [(False, 60.0)] * 3 + [(True, 90.0)]
+
+    # The deadline job: planned again once maxDuration (600 s) is within 2 intervals.
+    deadline_uid = deadline["metadata"]["uid"]
+    now[0] = 1.7e9 + 570
+    near = await evaluator.cycle()
+    assert near.steady == 3 and evaluator.memory[deadline_uid].status.running_seconds == 570
+    now[0] = 1.7e9 + 600
+    due = await evaluator.cycle()
+    assert not due.errors and evaluator.memory[deadline_uid].status.phase == "Stopped"
+    assert evaluator.memory[deadline_uid].status.reason == "DeadlineExceeded"
+    assert kube.patches == [("jobs", keys[0][1], {"spec": {"suspend": True}})]
+    assert kube.events == ["StopRequested", "Stopped"]
 
 
 # --- the seeded API emulation ---------------------------------------------------------------------
