@@ -229,9 +229,8 @@ class Evaluator:
             if plan.actions:
                 pending.append(self._safely(ctx, self._apply(ctx, plan, now, report), report))
                 continue
-            wire = self._due(ctx.body, plan.status, now)
-            if wire is not None:
-                pending.append(self._safely(ctx, self._record(ctx, plan.status, wire, now, report), report))
+            if self._due(ctx.body, plan.status, now):
+                pending.append(self._safely(ctx, self._record(ctx, plan.status, now, report), report))
             else:
                 self.memory[ctx.uid].steady = (ctx.generation, ctx.state)
         await asyncio.gather(*pending)
@@ -624,36 +623,34 @@ class Evaluator:
     async def _write(self, body: dict[str, Any], status: api.TrainingJobStatus, now: float, report: CycleReport,
                      force: bool = False) -> bool:
         """Write the status if it changed and is due; False if the write failed."""
-        wire = self._due(body, status, now, force)
-        return wire is None or await self._patch(body, status, wire, now, report)
+        return not self._due(body, status, now, force) or await self._patch(body, status, now, report)
 
-    def _due(self, body: dict[str, Any], status: api.TrainingJobStatus, now: float, force: bool = False
-             ) -> Optional[dict[str, Any]]:
-        """The status to merge-patch now (nulls clear fields), or None when the API already has
-        it or only progress moved since the last write, less than status_interval ago."""
+    def _due(self, body: dict[str, Any], status: api.TrainingJobStatus, now: float, force: bool = False) -> bool:
+        """Whether to write the status now: not when the API already has it, nor when only
+        progress moved since the last write, less than status_interval ago."""
         uid = body["metadata"].get("uid", "")
         memory = self.memory.get(uid)
         if memory is None:  # first sight since start or leadership: compare with the API's copy
-            wire = status.model_dump(by_alias=True, mode="json")
-            if wire == (body.get("status") or {}):
+            if status.model_dump(by_alias=True, mode="json") == (body.get("status") or {}):
                 self.memory[uid] = Memory(status, status, now)
-                return None
-            return wire
+                return False
+            return True
         if status == memory.written:
             memory.status = status
-            return None
+            return False
         if not force and not _is_transition(memory.written, status) \
                 and now - memory.written_at < self.settings.status_interval:
             memory.status = status
-            return None
-        return status.model_dump(by_alias=True, mode="json")
+            return False
+        return True
 
-    async def _patch(self, body: dict[str, Any], status: api.TrainingJobStatus, wire: dict[str, Any], now: float,
-                     report: CycleReport) -> bool:
+    async def _patch(self, body: dict[str, Any], status: api.TrainingJobStatus, now: float, report: CycleReport) -> bool:
+        """Merge-patch the status subresource (nulls clear fields). The JSON is made only once
+        a write may go: with thousands of writes due, their bodies do not all wait in memory."""
         meta = body["metadata"]
         try:
             async with self._limit:
-                await self.kube.patch_status(meta["namespace"], meta["name"], wire)
+                await self.kube.patch_status(meta["namespace"], meta["name"], status.model_dump(by_alias=True, mode="json"))
         except ApiError as exc:
             report.errors.append(str(exc))
             return False
@@ -661,10 +658,9 @@ class Evaluator:
         self.memory[meta.get("uid", "")] = Memory(status, status, now)
         return True
 
-    async def _record(self, ctx: JobContext, status: api.TrainingJobStatus, wire: dict[str, Any], now: float,
-                      report: CycleReport) -> None:
+    async def _record(self, ctx: JobContext, status: api.TrainingJobStatus, now: float, report: CycleReport) -> None:
         """A plan without actions: only its status to write."""
-        if await self._patch(ctx.body, status, wire, now, report):
+        if await self._patch(ctx.body, status, now, report):
             self._count_transition(ctx, status)
             self.memory[ctx.uid].steady = (ctx.generation, ctx.state)
 
