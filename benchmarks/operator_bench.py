@@ -64,7 +64,7 @@ import urllib.request
 from collections import defaultdict
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from plateau import api, promql
 from plateau import prometheus as prometheus_module
@@ -528,46 +528,46 @@ def _steady(worker: dict[str, Any]) -> list[dict[str, Any]]:
     return worker["cycles"][1:]
 
 
-def scale_rows(results: list[dict[str, Any]]) -> list[list[str]]:
-    rows = []
+def _workers(results: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str, dict[str, Any]]]:
+    """(scale result, collector label, worker result) for each collector that ran."""
     for r in results:
         for kind, label in (("batched", "Plateau, batched"), ("naive", "BASELINE, 1 query/job")):
-            w = r.get(kind)
-            if not w:
-                continue
-            first, steady = w["cycles"][0], _steady(w)
-            walls = [c["wall"] for c in steady]
-            quiet = [c["wall"] for c in steady if c["writes"] == 0]
-            rows.append([
-                f"{r['jobs']:,}", label,
-                f"{_median([c['queries'] for c in steady]):.0f}",
-                f"{first['wall']:.2f} ({first['writes']:,})",
-                f"{_median(walls):.3f} [{min(walls):.3f}-{max(walls):.3f}]" if walls else "-",
-                f"{_median(quiet):.3f}" if quiet else "-",
-                f"{_median([c['fetch'] for c in steady]):.3f}",
-                f"{_median([c['cpu'] for c in steady]):.3f}",
-                "/".join(str(c["writes"]) for c in steady),
-                f"{w['memory_end']['VmRSS']:.0f}",
-                f"{w['memory_end']['VmHWM']:.0f}",
-                f"{w['memory_before']['VmRSS']:.0f}",
-            ])
+            if r.get(kind):
+                yield r, label, r[kind]
+
+
+def scale_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for r, label, w in _workers(results):
+        first, steady = w["cycles"][0], _steady(w)
+        walls = [c["wall"] for c in steady]
+        quiet = [c["wall"] for c in steady if c["writes"] == 0]
+        rows.append([
+            f"{r['jobs']:,}", label,
+            f"{_median([c['queries'] for c in steady]):.0f}",
+            f"{first['wall']:.2f} ({first['writes']:,})",
+            f"{_median(walls):.3f} [{min(walls):.3f}-{max(walls):.3f}]" if walls else "-",
+            f"{_median(quiet):.3f}" if quiet else "-",
+            f"{_median([c['fetch'] for c in steady]):.3f}",
+            f"{_median([c['cpu'] for c in steady]):.3f}",
+            "/".join(str(c["writes"]) for c in steady),
+            f"{w['memory_end']['VmRSS']:.0f}",
+            f"{w['memory_end']['VmHWM']:.0f}",
+            f"{w['memory_before']['VmRSS']:.0f}",
+        ])
     return rows
 
 
 def phase_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
-    for r in results:
-        for kind, label in (("batched", "Plateau, batched"), ("naive", "BASELINE, 1 query/job")):
-            w = r.get(kind)
-            if not w:
-                continue
-            steady = [c for c in _steady(w) if c["writes"] == 0] or _steady(w)
-            med = lambda key: _median([c[key] for c in steady])  # noqa: E731
-            n = max(1, r["jobs"])
-            rows.append([f"{r['jobs']:,}", label, f"{med('prepare'):.3f}", f"{med('fetch'):.3f}",
-                         f"{med('parse'):.3f}", f"{med('assemble'):.3f}", f"{med('evaluate'):.3f}", f"{med('gc'):.3f} ({med('gc_full'):.0f})",
-                         f"{med('wall'):.3f}", f"{med('cpu'):.3f}", f"{med('cpu') / n * 1e6:.0f}",
-                         f"{_median([c['samples'] for c in steady]):.0f}"])
+    for r, label, w in _workers(results):
+        steady = [c for c in _steady(w) if c["writes"] == 0] or _steady(w)
+        med = lambda key: _median([c[key] for c in steady])  # noqa: E731
+        n = max(1, r["jobs"])
+        rows.append([f"{r['jobs']:,}", label, f"{med('prepare'):.3f}", f"{med('fetch'):.3f}",
+                     f"{med('parse'):.3f}", f"{med('assemble'):.3f}", f"{med('evaluate'):.3f}", f"{med('gc'):.3f} ({med('gc_full'):.0f})",
+                     f"{med('wall'):.3f}", f"{med('cpu'):.3f}", f"{med('cpu') / n * 1e6:.0f}",
+                     f"{_median([c['samples'] for c in steady]):.0f}"])
     return rows
 
 

@@ -519,12 +519,12 @@ class Evaluator:
                 f"no {rule.name} series from the sidecar in Prometheus yet", now, generation)})
         seen = status.metric.sidecar_reports if status.metric and previous else 0
         seen_nf = status.metric.sidecar_non_finite if status.metric and previous else 0
-        evaluations = new_evaluations(summary, seen, seen_nf, rule.mode)
         conditions = set_condition(status.conditions, METRICS_AVAILABLE, "True", "SeriesFound",
                                    f"{summary.reports} reports of {rule.name}", now, generation)
         if previous is not None and (summary.reports, summary.non_finite) == (seen, seen_nf):
             # Nothing new since the last read (most jobs, most cycles): the recorded metric stands.
             return previous, status if conditions is status.conditions else status.model_copy(update={"conditions": conditions})
+        evaluations = new_evaluations(summary, seen, seen_nf, rule.mode)
         current = track(previous, rule, evaluations) if evaluations or previous else previous
         update: dict[str, Any] = {"conditions": conditions}
         if current is not None:  # one copy of the status per job and cycle: this is the hot path
