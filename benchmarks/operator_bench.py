@@ -67,12 +67,11 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from plateau import api, promql
-from plateau import prometheus as prometheus_module
 from plateau.config import Settings
 from plateau.evaluator import CycleReport, Evaluator, JobContext, Registry
 from plateau.heap import FrozenHeap
 from plateau.kube import Kube
-from plateau.prometheus import PrometheusClient, PrometheusError, Sample
+from plateau.prometheus import PrometheusClient, PrometheusError
 from plateau.workloads import LABEL
 from plateau_sidecar import protocol
 
@@ -87,24 +86,6 @@ ADMIN_TOKEN = "emulator-admin-token"  # tests.support.apiserver.ADMIN_TOKEN
 
 
 # --- the two collectors ----------------------------------------------------------------------
-
-
-PARSE_SECONDS = [0.0]
-
-
-def time_parse_vector() -> None:
-    """Instrument the client's parse_vector (JSON body -> Samples): the rest of a query's time is
-    Prometheus itself and the transfer."""
-    original = prometheus_module.parse_vector
-
-    def timed(body: Any) -> list[Sample]:
-        began = time.perf_counter()
-        try:
-            return original(body)
-        finally:
-            PARSE_SECONDS[0] += time.perf_counter() - began
-
-    prometheus_module.parse_vector = timed  # type: ignore[assignment]
 
 
 class GcTimer:
@@ -127,8 +108,9 @@ class GcTimer:
 class TimedEvaluator(Evaluator):
     """The operator's Evaluator, unchanged, with the phases of each cycle timed.
 
-    prepare: contexts and workload states; query: PromQL over HTTP and parse_vector; assemble:
-    samples -> per-job summaries; evaluate: engine, state machine, status writes, phase gauges.
+    prepare: contexts and workload states; query: PromQL over HTTP and decoding; parse: the
+    decoding alone (JSON body -> labels and values); assemble: series -> per-job summaries;
+    evaluate: engine, state machine, status writes, phase gauges.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -136,12 +118,22 @@ class TimedEvaluator(Evaluator):
         self.marks: dict[str, float] = {}
         self.samples = 0
         self.query_seconds = 0.0
+        self.parse_seconds = 0.0
         self.assemble_seconds = 0.0
+        decode = self._sidecar_answer
+
+        def timed(raw: bytes) -> list[tuple[Any, float]]:
+            began = time.perf_counter()
+            try:
+                return decode(raw)
+            finally:
+                self.parse_seconds += time.perf_counter() - began
+
+        self._sidecar_answer = timed  # type: ignore[assignment]
 
     async def cycle(self) -> CycleReport:
-        PARSE_SECONDS[0] = 0.0
         self.marks = {"start": time.perf_counter()}
-        self.samples, self.query_seconds, self.assemble_seconds = 0, 0.0, 0.0
+        self.samples, self.query_seconds, self.parse_seconds, self.assemble_seconds = 0, 0.0, 0.0, 0.0
         report = await super().cycle()
         self.marks["end"] = time.perf_counter()
         return report
@@ -149,20 +141,20 @@ class TimedEvaluator(Evaluator):
     def phases(self) -> dict[str, float]:
         m = self.marks
         return {"prepare": m["fetch"] - m["start"], "fetch": m["fetched"] - m["fetch"],
-                "query": self.query_seconds, "parse": PARSE_SECONDS[0], "assemble": self.assemble_seconds,
+                "query": self.query_seconds, "parse": self.parse_seconds, "assemble": self.assemble_seconds,
                 "evaluate": m["end"] - m["fetched"]}
 
-    async def _query(self, promql_text: str, report: CycleReport) -> list[Sample]:
+    async def _query_sidecar(self, promql_text: str, report: CycleReport) -> list[tuple[Any, float]]:
         began = time.perf_counter()
-        samples = await super()._query(promql_text, report)
+        answer = await super()._query_sidecar(promql_text, report)
         self.query_seconds += time.perf_counter() - began
-        self.samples += len(samples)
-        return samples
+        self.samples += len(answer)
+        return answer
 
-    def _assemble(self, samples: list[Sample], wanted: set[tuple[str, str, str]]) -> Any:
+    def _assemble(self, answer: list[tuple[Any, float]], wanted: set[tuple[str, str, str]]) -> Any:  # type: ignore[override]
         began = time.perf_counter()
         try:
-            return super()._assemble(samples, wanted)
+            return super()._assemble(answer, wanted)
         finally:
             self.assemble_seconds += time.perf_counter() - began
 
@@ -198,9 +190,9 @@ class NaiveEvaluator(TimedEvaluator):
             return {}, None, defaultdict(set)
         limit = asyncio.Semaphore(self.settings.concurrency)
 
-        async def one(ctx: JobContext) -> list[Sample]:
+        async def one(ctx: JobContext) -> list[tuple[Any, float]]:
             async with limit:
-                return await self._query(naive_query(*ctx.key), report)
+                return await self._query_sidecar(naive_query(*ctx.key), report)
 
         try:
             results = await asyncio.gather(*(one(c) for c in watched))
@@ -239,7 +231,6 @@ async def load_registry(api_client: Any) -> Registry:
 async def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     from plateau.runtime import api_client
 
-    time_parse_vector()
     before = memory_mb()
     client = api_client()  # as the operator builds it: $KUBECONFIG, default pool sizes
     registry = await load_registry(client)
@@ -266,6 +257,7 @@ async def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         cycles.append({"wall": wall, "cpu": cpu, **evaluator.phases(), "gc": gc_timer.seconds - gc_before,
                        "gc_full": gc_timer.full - full_before, "queries": report.queries,
                        "writes": report.writes, "jobs": report.jobs, "samples": evaluator.samples,
+                       "memory": memory_mb(),
                        "errors": len(report.errors), "error": report.errors[0] if report.errors else ""})
         if i < args.cycles:
             await asyncio.sleep(args.pause)
@@ -732,6 +724,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 errors = sum(c["errors"] for c in w["cycles"])
                 samples = _median([c["samples"] for c in _steady(w)])
                 print(f"  {kind}: samples/cycle {samples:.0f}; registry RSS {w['memory_loaded']['VmRSS'] - w['memory_before']['VmRSS']:.0f} MB; "
+                      f"RSS/peak after loading {w['memory_loaded']['VmRSS']:.0f}/{w['memory_loaded']['VmHWM']:.0f} MB, "
+                      f"after the warm-up {w['cycles'][0]['memory']['VmRSS']:.0f}/{w['cycles'][0]['memory']['VmHWM']:.0f} MB; "
                       f"jobs with a metric in status {w['jobs_with_metric']}/{w['jobs']}; "
                       f"full GC every {w['full_gc_every_s']:.0f}s takes {w['full_gc_s']:.2f}s; errors {errors}"
                       + (f" (first: {next(c['error'] for c in w['cycles'] if c['error'])[:160]})" if errors else ""))

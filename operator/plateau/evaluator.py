@@ -187,6 +187,7 @@ class Evaluator:
         self.memory: dict[str, Memory] = {}
         self._specs: dict[tuple[str, int], api.TrainingJobSpec | str] = {}
         self._limit = asyncio.Semaphore(settings.concurrency)
+        self._sidecar_answer = promql.SidecarDecoder(settings.prometheus_namespace_label)
 
     def forget(self) -> None:
         """Drop what this replica remembers; after a leadership change the API is the truth."""
@@ -307,6 +308,11 @@ class Evaluator:
         report.queries += 1
         return await self.prometheus.query(promql_text)
 
+    async def _query_sidecar(self, promql_text: str, report: CycleReport) -> list[tuple[Any, float]]:
+        """A `promql.sidecar_query`: (labels, value) per series, with only the labels read here."""
+        report.queries += 1
+        return await self.prometheus.query(promql_text, decode=self._sidecar_answer)
+
     async def _fetch_metrics(self, contexts: list[JobContext], report: CycleReport
                              ) -> tuple[dict[tuple[str, str], SidecarSummary], Optional[tuple[str, str]], dict[tuple[str, str], set[str]]]:
         """Per job, the sidecar summary of its monitored metric; and each job's pods."""
@@ -339,17 +345,16 @@ class Evaluator:
         names = {self._metric_rule(c).name for c in jobs}  # type: ignore[union-attr]
         namespaces = {c.key[0] for c in jobs}
         wanted = {(c.key[0], c.key[1], self._metric_rule(c).name) for c in jobs}  # type: ignore[union-attr]
-        counters = await self._query(
+        counters = await self._query_sidecar(
             promql.sidecar_query(namespaces, names, ns_label, series=(protocol.SERIES_REPORTS,)), report)
         reports: dict[tuple[str, str], float] = {}
         pods: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for s in counters:
-            labels = s.labels
-            key = (labels.get(ns_label, ""), labels.get(protocol.LABEL_TRAININGJOB, ""), labels.get(protocol.LABEL_METRIC, ""))
+        for labels, value in counters:
+            key = (labels.namespace, labels.trainingjob, labels.metric)
             if key in wanted:
-                reports[key[:2]] = max(s.value, reports.get(key[:2], s.value))  # the reporting replica
-                if labels.get("pod"):
-                    pods[key[:2]].add(labels["pod"])
+                reports[key[:2]] = max(value, reports.get(key[:2], value))  # the reporting replica
+                if labels.pod:
+                    pods[key[:2]].add(labels.pod)
         summaries: dict[tuple[str, str], SidecarSummary] = {}
         moved = []
         for ctx in jobs:
@@ -365,29 +370,28 @@ class Evaluator:
                 moved.append(ctx)
         if moved:
             only = None if 2 * len(moved) > len(jobs) else {c.key[1] for c in moved}
-            samples = await self._query(promql.sidecar_query({c.key[0] for c in moved}, names, ns_label,
-                                                             trainingjobs=only), report)
-            fresh, _ = self._assemble(samples, {(c.key[0], c.key[1], self._metric_rule(c).name) for c in moved})  # type: ignore[union-attr]
+            fetch = promql.sidecar_series_for(self._metric_rule(c).mode for c in moved)  # type: ignore[union-attr]
+            series = await self._query_sidecar(promql.sidecar_query({c.key[0] for c in moved}, names, ns_label,
+                                                                    series=fetch, trainingjobs=only), report)
+            fresh, _ = self._assemble(series, {(c.key[0], c.key[1], self._metric_rule(c).name) for c in moved})  # type: ignore[union-attr]
             summaries.update(fresh)
         return summaries, pods
 
-    def _assemble(self, samples: list[Sample], wanted: set[tuple[str, str, str]]
+    @staticmethod
+    def _assemble(answer: list[tuple[Any, float]], wanted: set[tuple[str, str, str]]
                   ) -> tuple[dict[tuple[str, str], SidecarSummary], dict[tuple[str, str], set[str]]]:
-        ns_label = self.settings.prometheus_namespace_label
-        series: dict[tuple[str, str, str, str], dict[str, float]] = defaultdict(dict)
+        series: dict[tuple[str, str, str, str, str], dict[str, float]] = defaultdict(dict)
         pods: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for s in samples:
-            labels = s.labels
-            key = (labels.get(ns_label, ""), labels.get(protocol.LABEL_TRAININGJOB, ""), labels.get(protocol.LABEL_METRIC, ""))
+        for labels, value in answer:
+            key = (labels.namespace, labels.trainingjob, labels.metric)
             if key not in wanted:
                 continue
-            pod = labels.get("pod", "")
             # A pod scraped twice (PodMonitor and annotations) gives two copies: keep them apart.
-            series[(*key, pod + "@" + labels.get("instance", ""))][labels.get("__name__", "")] = s.value
-            if pod:
-                pods[key[:2]].add(pod)
+            series[(*key, labels.pod, labels.instance)][labels.name] = value
+            if labels.pod:
+                pods[key[:2]].add(labels.pod)
         best: dict[tuple[str, str], SidecarSummary] = {}
-        for (ns, name, _metric, _pod), values in series.items():
+        for (ns, name, _metric, _pod, _instance), values in series.items():
             summary = summary_from_series(values)
             if summary is None:
                 continue

@@ -8,13 +8,15 @@ MetricsAvailable condition. Missing data is never guessed.
 from __future__ import annotations
 
 import asyncio
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import aiohttp
 
 from plateau.promql import PrometheusError, Sample, parse_vector
 
 __all__ = ["PrometheusClient", "PrometheusError", "Sample"]
+
+T = TypeVar("T")
 
 
 class PrometheusClient:
@@ -32,8 +34,9 @@ class PrometheusClient:
         if self._session is not None:
             await self._session.close()
 
-    async def query(self, promql: str, at: Optional[float] = None) -> list[Sample]:
-        """An instant query (POST, so large batched selectors fit)."""
+    async def query(self, promql: str, at: Optional[float] = None,
+                    decode: Callable[[bytes], T] = parse_vector) -> T:  # type: ignore[assignment]
+        """An instant query (POST, so large batched selectors fit), its answer decoded by `decode`."""
         form = {"query": promql}
         if at is not None:
             form["time"] = f"{at:.3f}"
@@ -49,4 +52,4 @@ class PrometheusClient:
             raise PrometheusError("Timeout", f"no answer from Prometheus within {self.timeout:g}s") from None
         except aiohttp.ClientError as exc:
             raise PrometheusError("Unreachable", f"cannot reach Prometheus: {type(exc).__name__}") from None
-        return parse_vector(raw)
+        return decode(raw)

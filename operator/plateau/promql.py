@@ -29,6 +29,19 @@ SIDECAR_SERIES = (
     protocol.SERIES_MAX_REPORT,
 )
 
+# What the fold never reads for a job of one mode: the step and report number of its worst
+# extreme, which only fills evaluations in with its value (summaries.new_evaluations).
+_UNREAD_FOR_MODE = {
+    "min": {protocol.SERIES_MAX_STEP, protocol.SERIES_MAX_REPORT},
+    "max": {protocol.SERIES_MIN_STEP, protocol.SERIES_MIN_REPORT},
+}
+
+
+def sidecar_series_for(modes: Iterable[str]) -> tuple[str, ...]:
+    """The series to fetch for jobs of these modes: 8 of the 10 when they share one mode."""
+    unread = set.intersection(*(_UNREAD_FOR_MODE.get(m, set()) for m in set(modes) or {""}))
+    return tuple(s for s in SIDECAR_SERIES if s not in unread)
+
 
 def escape_label_value(value: str) -> str:
     """A PromQL double-quoted string literal body: backslash, quote and newline escaped."""
@@ -146,20 +159,52 @@ _ANSWER = msgspec.json.Decoder(_Answer)
 _VECTOR = msgspec.json.Decoder(list[_Series])
 
 
-def parse_vector(raw: bytes | str) -> list[Sample]:
-    """The samples of an instant-query response body, or PrometheusError if it is malformed."""
+def _decode_vector(raw: bytes | str, decoder: msgspec.json.Decoder) -> list[Any]:
+    """The series of an instant-query response body, or PrometheusError if it is malformed."""
     try:
         answer = _ANSWER.decode(raw)
         if answer.status != "success":
             raise PrometheusError("QueryFailed", f"{answer.errorType}: {answer.error[:200]}")
         if answer.data is None or answer.data.resultType != "vector":
             raise PrometheusError("MalformedResponse", "expected data.resultType vector with a result list")
-        series = _VECTOR.decode(answer.data.result)
+        return decoder.decode(answer.data.result)
     except msgspec.ValidationError as exc:
         raise PrometheusError("MalformedResponse", f"unexpected response: {exc}") from None
     except msgspec.DecodeError:
         raise PrometheusError("MalformedResponse", "response is not JSON") from None
+
+
+def parse_vector(raw: bytes | str) -> list[Sample]:
+    """The samples of an instant-query response body, or PrometheusError if it is malformed."""
+    series = _decode_vector(raw, _VECTOR)
     try:
         return [Sample(s.metric, _parse_value(s.value[1]), s.value[0]) for s in series]
     except ValueError as exc:
         raise PrometheusError("MalformedResponse", f"bad sample: {exc}") from None
+
+
+class SidecarDecoder:
+    """Decodes the answer to a `sidecar_query` into (labels, value) pairs, keeping only the
+    labels the loop reads. At 10,000 jobs an answer holds 110,000 series: a struct of six
+    strings per series, instead of a dict of every label and a Sample, halves the decoding
+    time and the answer's transient memory."""
+
+    def __init__(self, namespace_label: str = "namespace") -> None:
+        fields = ("name", "namespace", "trainingjob", "metric", "pod", "instance")
+        rename = {"name": "__name__", "namespace": namespace_label,
+                  "trainingjob": protocol.LABEL_TRAININGJOB, "metric": protocol.LABEL_METRIC}
+        if len(set(rename.values()) | {"pod", "instance"}) != len(fields):
+            raise ValueError(f"the namespace label {namespace_label!r} is one of the sidecar's own labels")
+        # gc=False: strings only, no cycles; 110,000 of them must not each cost the collector.
+        self.labels_type = msgspec.defstruct("SidecarLabels", [(f, str, "") for f in fields], rename=rename,
+                                             frozen=True, gc=False)
+        series = msgspec.defstruct("SidecarSeries", [("metric", self.labels_type), ("value", tuple[float, str])],
+                                   gc=False)
+        self._decoder = msgspec.json.Decoder(list[series])  # type: ignore[valid-type]
+
+    def __call__(self, raw: bytes | str) -> list[tuple[Any, float]]:
+        series = _decode_vector(raw, self._decoder)
+        try:
+            return [(s.metric, _parse_value(s.value[1])) for s in series]
+        except ValueError as exc:
+            raise PrometheusError("MalformedResponse", f"bad sample: {exc}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Iterator
+from typing import Any, Callable
 
 import pytest
 from aiohttp import web
@@ -42,9 +43,16 @@ async def test_hostile_label_values_match_exactly_themselves(prometheus: Prometh
     prometheus.wait_for_series("plateau_metric_value")
     client = PrometheusClient(prometheus.url)
     try:
+        sidecar_answer = promql.SidecarDecoder(namespace_label="ns")
         for i, value in enumerate(HOSTILE):
-            samples = await client.query(promql.sidecar_query([value], [value], namespace_label="ns"))
+            query = promql.sidecar_query([value], [value], namespace_label="ns")
+            samples = await client.query(query)
             assert [(s.labels["trainingjob"], s.value) for s in samples] == [(f"tj{i}", float(i))], value
+            # The loop's decoder reads the same answer into the labels it uses, and only those.
+            [(labels, number)] = await client.query(query, decode=sidecar_answer)
+            assert (labels.name, labels.namespace, labels.metric, labels.trainingjob, number) == \
+                ("plateau_metric_value", value, value, f"tj{i}", float(i))
+            assert labels.instance == exporter.split("//")[-1] and labels.pod == ""
         both = await client.query(promql.sidecar_query(["dot.ns", "a|.*"], ["dot.ns", "a|.*"], namespace_label="ns"))
         assert sorted(s.labels["trainingjob"] for s in both) == ["tj2", "tj3"]  # not the bystander
         nothing = await client.query(promql.sidecar_query([], ["x"], namespace_label="ns"))
@@ -87,11 +95,15 @@ async def serve(status: int = 200, text: str = "", delay: float = 0) -> web.AppR
         (200, '{"status": "success", "data": {"resultType": "matrix", "result": []}}', 0, "MalformedResponse"),
         (200, '{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, 2]}]}}', 0, "MalformedResponse"),
         (200, '{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "abc"]}]}}', 0, "MalformedResponse"),
+        (200, '{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {"trainingjob": 5}, "value": [1, "1"]}]}}', 0, "MalformedResponse"),
+        (200, '{"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, "1"]}]}}', 0, "MalformedResponse"),
         (400, '{"status": "error", "errorType": "bad_data", "error": "parse error"}', 0, "QueryFailed"),
         (200, '{"status": "success", "data": {"resultType": "vector", "result": []}}', 1.5, "Timeout"),
     ],
 )
-async def test_bad_prometheus_answers_become_reasons(status: int, text: str, delay: float, reason: str) -> None:
+@pytest.mark.parametrize("decode", [promql.parse_vector, promql.SidecarDecoder()], ids=["generic", "sidecar"])
+async def test_bad_prometheus_answers_become_reasons(status: int, text: str, delay: float, reason: str,
+                                                     decode: Callable[[bytes], Any]) -> None:
     runner = await serve(status=status, text=text, delay=delay)
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)
@@ -99,7 +111,7 @@ async def test_bad_prometheus_answers_become_reasons(status: int, text: str, del
     client = PrometheusClient(f"http://127.0.0.1:{port}", timeout=1.0)
     try:
         with pytest.raises(PrometheusError) as info:
-            await client.query("up")
+            await client.query("up", decode=decode)
         assert info.value.reason == reason
     finally:
         await client.close()
@@ -126,6 +138,15 @@ async def test_special_values_parse() -> None:
     try:
         samples = await client.query("x")
         assert math.isnan(samples[0].value) and samples[1].value == math.inf
+        values = [value for _, value in await client.query("x", decode=promql.SidecarDecoder())]
+        assert math.isnan(values[0]) and values[1] == math.inf
     finally:
         await client.close()
         await runner.cleanup()
+
+
+def test_sidecar_decoder_refuses_a_namespace_label_it_already_reads() -> None:
+    for label in ("pod", "instance", "trainingjob", "metric", "__name__"):
+        with pytest.raises(ValueError, match="namespace label"):
+            promql.SidecarDecoder(namespace_label=label)
+    assert promql.SidecarDecoder(namespace_label="exported_namespace")

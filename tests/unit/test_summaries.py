@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from hypothesis import given, settings
@@ -9,7 +10,16 @@ from hypothesis import strategies as st
 
 from plateau.api import MetricRule
 from plateau.rules import Evaluation, MetricTrack, track
+from plateau.promql import SIDECAR_SERIES, sidecar_series_for
 from plateau.summaries import SidecarSummary, new_evaluations
+from plateau_sidecar import protocol as p
+
+# Each sidecar series and the summary field it fills (summaries.summary_from_series).
+SERIES_FIELDS = {
+    p.SERIES_VALUE: "value", p.SERIES_STEP: "step", p.SERIES_REPORTS: "reports", p.SERIES_NONFINITE: "non_finite",
+    p.SERIES_MIN: "min", p.SERIES_MIN_STEP: "min_step", p.SERIES_MIN_REPORT: "min_report",
+    p.SERIES_MAX: "max", p.SERIES_MAX_STEP: "max_step", p.SERIES_MAX_REPORT: "max_report",
+}
 
 
 def sidecar_model(values: list[float]) -> list[SidecarSummary]:
@@ -71,6 +81,23 @@ def test_reading_after_bursts_is_conservative(rule: MetricRule, vals: list[float
     assert burst.non_finite == exact.non_finite
     assert burst.since_improvement <= exact.since_improvement  # may stop later, never earlier
     assert (burst.best, burst.best_step) == (exact.best, exact.best_step)  # a superseded best stays visible
+
+
+@settings(max_examples=200)
+@given(rules, values, st.data())
+def test_the_series_the_operator_leaves_unfetched_for_a_mode_are_never_read(
+        rule: MetricRule, vals: list[float], data: st.DataObject) -> None:
+    """The operator fetches promql.sidecar_series_for(mode): reading only those gives the same
+    evaluations as reading all ten series."""
+    fetched = set(sidecar_series_for([rule.mode]))
+    assert len(fetched) == 8 and set(sidecar_series_for(["min", "max"])) == set(SIDECAR_SERIES)
+    dropped = {f: None for series, f in SERIES_FIELDS.items() if series not in fetched}
+    summaries = sidecar_model(vals)
+    seen = data.draw(st.integers(0, len(vals)))
+    now = summaries[data.draw(st.integers(max(seen, 1), len(vals))) - 1]
+    seen_nf = summaries[seen - 1].non_finite if seen else 0
+    assert new_evaluations(dataclasses.replace(now, **dropped), seen, seen_nf, rule.mode) == \
+        new_evaluations(now, seen, seen_nf, rule.mode)
 
 
 def test_a_best_value_between_two_reads_is_kept_with_its_step() -> None:
