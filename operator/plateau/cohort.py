@@ -9,18 +9,19 @@ can come later, never earlier.
 from __future__ import annotations
 
 import bisect
-from typing import Optional, Sequence
+from typing import Optional
 
 from plateau.api import MetricSummary
 
 MAX_POINTS = 64
 
 
-def record_best(history: Sequence[Sequence[float]], step: Optional[int], best: Optional[float]) -> list[list[float]]:
-    out = [list(p) for p in history]
-    if step is None or best is None or (out and out[-1][1] == best):
-        return out
-    out.append([float(step), best])
+def record_best(history: list[list[float]], step: Optional[int], best: Optional[float]) -> list[list[float]]:
+    """The history with (step, best) appended if best moved. Points are never modified, so
+    histories share them: the history itself comes back when nothing moved."""
+    if step is None or best is None or (history and history[-1][1] == best):
+        return history
+    out = [*history, [float(step), best]]
     if len(out) > MAX_POINTS:
         out = out[:1] + out[1:-1][1::2] + out[-1:]  # keep the first and the latest, halve the rest
     return out

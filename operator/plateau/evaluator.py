@@ -15,6 +15,7 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Awaitable, Callable, Optional
 
 from pydantic import ValidationError
@@ -72,6 +73,8 @@ RUNNING = api.Phase.RUNNING.value
 PROGRESS_FIELDS = {"last_evaluation_time", "running_seconds", "gpu_hours", "metric", "evaluations"}
 TRANSITION_FIELDS = tuple(f for f in api.TrainingJobStatus.model_fields if f not in PROGRESS_FIELDS)
 CONDITION_KEY_FIELDS = tuple(f for f in api.Condition.model_fields if f != "message")
+_transition_fields = itemgetter(*(f for f in TRANSITION_FIELDS if f != "conditions"))
+_condition_key = itemgetter(*CONDITION_KEY_FIELDS)
 
 
 # What the loop never reads and a real API server sends with every object: the field managers,
@@ -160,11 +163,11 @@ class JobContext:
     status: api.TrainingJobStatus
     workload: Optional[Workload] = None
     state: WorkloadState = WorkloadState(exists=False)
+    key: tuple[str, str] = field(init=False)  # (namespace, name): read a dozen times per job and cycle
 
-    @property
-    def key(self) -> tuple[str, str]:
+    def __post_init__(self) -> None:
         m = self.body["metadata"]
-        return m["namespace"], m["name"]
+        self.key = m["namespace"], m["name"]
 
     @property
     def uid(self) -> str:
@@ -523,8 +526,10 @@ class Evaluator:
                 f"no {rule.name} series from the sidecar in Prometheus yet", now, generation)})
         seen = status.metric.sidecar_reports if status.metric and previous else 0
         seen_nf = status.metric.sidecar_non_finite if status.metric and previous else 0
+        # A constant message: the report count is status.metric.sidecarReports, and a condition
+        # that changed every cycle would cost every job a new condition list and a comparison.
         conditions = set_condition(status.conditions, METRICS_AVAILABLE, "True", "SeriesFound",
-                                   f"{summary.reports} reports of {rule.name}", now, generation)
+                                   f"the sidecar reports {rule.name}", now, generation)
         if previous is not None and (summary.reports, summary.non_finite) == (seen, seen_nf):
             # Nothing new since the last read (most jobs, most cycles): the recorded metric stands.
             return previous, status if conditions is status.conditions else status.model_copy(update={"conditions": conditions})
@@ -534,7 +539,8 @@ class Evaluator:
         if current is not None:  # one copy of the status per job and cycle: this is the hot path
             history = record_best(ctx.status.metric.best_history if ctx.status.metric and previous else [],
                                   current.best_step, current.best)
-            update["metric"] = summary_from_track(current, summary.reports, summary.non_finite, history)
+            update["metric"] = summary_from_track(current, summary.reports, summary.non_finite, history,
+                                                  previous=ctx.status.metric if previous else None)
             update["evaluations"] = current.evaluations
         return current, status.model_copy(update=update)
 
@@ -729,19 +735,13 @@ def _budget_within_reach(stop: api.StopSpec, status: api.TrainingJobStatus, gpus
 
 def _is_transition(before: api.TrainingJobStatus, after: api.TrainingJobStatus) -> bool:
     """Whether more than progress changed. Condition messages count reports and seconds, so
-    they change every cycle: a condition changes when anything but its message does."""
-    for name in TRANSITION_FIELDS:
-        old, new = getattr(before, name), getattr(after, name)
-        if old == new:
-            continue
-        if name == "conditions" and _condition_keys(old) == _condition_keys(new):
-            continue
+    they change every cycle: a condition changes when anything but its message does.
+    (Run for every job with news each cycle: one C-level tuple comparison in the usual case.)"""
+    if _transition_fields(before.__dict__) != _transition_fields(after.__dict__):
         return True
-    return False
+    old, new = before.conditions, after.conditions
+    return old is not new and [_condition_key(c.__dict__) for c in old] != [_condition_key(c.__dict__) for c in new]
 
-
-def _condition_keys(conditions: list[api.Condition]) -> list[tuple[Any, ...]]:
-    return [tuple(getattr(c, f) for f in CONDITION_KEY_FIELDS) for c in conditions]
 
 
 async def run_forever(evaluator: Evaluator, interval: float, is_leader: Callable[[], bool]) -> None:

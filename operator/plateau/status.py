@@ -79,10 +79,14 @@ def final_phase(reason: Reason | str) -> Phase:
 
 
 def summary_from_track(track: MetricTrack, sidecar_reports: int = 0, sidecar_non_finite: int = 0,
-                       best_history: Optional[list[list[float]]] = None) -> MetricSummary:
+                       best_history: Optional[list[list[float]]] = None,
+                       previous: Optional[MetricSummary] = None) -> MetricSummary:
+    """The engine state as status.metric. Given the previous summary, a copy of it with every
+    field replaced: the engine's typed values need no validation, which costs 13 us with a
+    full best history, for every job at every cycle."""
     # JSON has no NaN: a non-finite last value is recorded as null, and counted in nonFinite.
     last = track.last if track.last is not None and math.isfinite(track.last) else None
-    return MetricSummary(
+    fields = dict(
         name=track.name,
         last=last,
         last_step=track.last_step,
@@ -98,6 +102,7 @@ def summary_from_track(track: MetricTrack, sidecar_reports: int = 0, sidecar_non
         sidecar_non_finite=sidecar_non_finite,
         best_history=best_history or [],
     )
+    return previous.model_copy(update=fields) if previous is not None else MetricSummary(**fields)
 
 
 def track_from_summary(summary: Optional[MetricSummary], evaluations: int) -> Optional[MetricTrack]:

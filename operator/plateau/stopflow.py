@@ -13,6 +13,7 @@ never repeats a recorded transition.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Optional, Union
 
@@ -111,7 +112,9 @@ def account(job: JobState) -> TrainingJobStatus:
     )
 
 
+@lru_cache(maxsize=16)
 def rfc3339_at(seconds: float) -> str:
+    """Cached: a cycle formats the same moment for every job, several times."""
     return rfc3339(datetime.fromtimestamp(seconds, tz=timezone.utc))
 
 
@@ -221,7 +224,8 @@ def transition(job: JobState, decision: Optional[Decision]) -> Plan:
         )
         return Plan(status, (Event("Normal", "Running", "the trainer is running"),))
 
-    status = status.model_copy(update={"observed_generation": job.generation, "replicas": job.replicas})
+    if (status.observed_generation, status.replicas) != (job.generation, job.replicas):
+        status = status.model_copy(update={"observed_generation": job.generation, "replicas": job.replicas})
     if decision is None or not decision.would_stop or decision.reason is None:
         return Plan(status, ())
     if not decision.stop:  # dry run: report once, act never

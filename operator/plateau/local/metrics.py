@@ -63,7 +63,7 @@ class MetricReader:
         if summary is None:
             self.availability = ("False", "NoSeries", f"no {self.rule.name} series from the sidecar yet")
             return
-        self.availability = ("True", "SeriesFound", f"{summary.reports} reports of {self.rule.name}")
+        self.availability = ("True", "SeriesFound", f"the sidecar reports {self.rule.name}")
         new = new_evaluations(summary, self.seen_reports, self.seen_non_finite, self.rule.mode)
         if new:
             self.track = track(self.track, self.rule, new)
