@@ -69,6 +69,8 @@ from plateau_sidecar import protocol
 log = logging.getLogger("plateau.evaluator")
 
 RUNNING = api.Phase.RUNNING.value
+# The moved jobs' series are fetched in this many concurrent queries (promql.name_parts).
+FETCH_PARTS = 4
 # Status fields whose change alone does not need an immediate write.
 PROGRESS_FIELDS = {"last_evaluation_time", "running_seconds", "gpu_hours", "metric", "evaluations"}
 TRANSITION_FIELDS = tuple(f for f in api.TrainingJobStatus.model_fields if f not in PROGRESS_FIELDS)
@@ -341,9 +343,10 @@ class Evaluator:
 
     async def _sidecar_summaries(self, jobs: list[JobContext], report: CycleReport
                                  ) -> tuple[dict[tuple[str, str], SidecarSummary], dict[tuple[str, str], set[str]]]:
-        """Two queries whatever the number of jobs: every job's report counter, then every
-        series of the jobs whose counter moved (all jobs, unfiltered, when most did). A job
-        whose counter stands where the operator last read it has nothing new to fold."""
+        """1 + FETCH_PARTS queries whatever the number of jobs: every job's report counter, then
+        the series of the jobs whose counter moved (all jobs, unfiltered, when most did), in
+        concurrent parts. A job whose counter stands where the operator last read it has
+        nothing new to fold."""
         ns_label = self.settings.prometheus_namespace_label
         names = {self._metric_rule(c).name for c in jobs}  # type: ignore[union-attr]
         namespaces = {c.key[0] for c in jobs}
@@ -374,10 +377,17 @@ class Evaluator:
         if moved:
             only = None if 2 * len(moved) > len(jobs) else {c.key[1] for c in moved}
             fetch = promql.sidecar_series_for(self._metric_rule(c).mode for c in moved)  # type: ignore[union-attr]
-            series = await self._query_sidecar(promql.sidecar_query({c.key[0] for c in moved}, names, ns_label,
-                                                                    series=fetch, trainingjobs=only), report)
-            fresh, _ = self._assemble(series, {(c.key[0], c.key[1], self._metric_rule(c).name) for c in moved})  # type: ignore[union-attr]
-            summaries.update(fresh)
+            wanted_moved = {(c.key[0], c.key[1], self._metric_rule(c).name) for c in moved}  # type: ignore[union-attr]
+
+            async def fetch_part(part: str) -> dict[tuple[str, str], SidecarSummary]:
+                query = promql.sidecar_query({c.key[0] for c in moved}, names, ns_label, series=fetch,
+                                             trainingjobs=only, part=part)
+                return self._assemble(await self._query_sidecar(query, report), wanted_moved)[0]
+
+            # Concurrent parts: Prometheus evaluates each on a core of its own, and each answer
+            # is decoded here while Prometheus still works on the others.
+            for fresh in await asyncio.gather(*(fetch_part(p) for p in promql.name_parts(FETCH_PARTS))):
+                summaries.update(fresh)
         return summaries, pods
 
     @staticmethod

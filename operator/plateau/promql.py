@@ -72,14 +72,34 @@ class DcgmConfig:
 
 
 def sidecar_query(namespaces: Iterable[str], metric_names: Iterable[str], namespace_label: str = "namespace",
-                  series: Iterable[str] = SIDECAR_SERIES, trainingjobs: Optional[Iterable[str]] = None) -> str:
+                  series: Iterable[str] = SIDECAR_SERIES, trainingjobs: Optional[Iterable[str]] = None,
+                  part: Optional[str] = None) -> str:
     """Sidecar series of the monitored metrics in the watched namespaces (of these
-    TrainingJobs only, if given): one query."""
+    TrainingJobs only, if given; of the jobs whose name matches `part`, one of `name_parts`):
+    one query."""
     names = "|".join(series)  # fixed metric names: nothing to quote
     matchers = [f'__name__=~"{names}"', matcher(protocol.LABEL_METRIC, metric_names), matcher(namespace_label, namespaces)]
     if trainingjobs is not None:
         matchers.append(matcher(protocol.LABEL_TRAININGJOB, trainingjobs))
+    if part is not None:
+        matchers.append(f'{protocol.LABEL_TRAININGJOB}=~"{escape_label_value(part)}"')
     return "{" + ", ".join(matchers) + "}"
+
+
+# Kubernetes names end in [a-z0-9]. Spread digits and letters over the parts, so that names
+# numbered in sequence, or ending in words, split evenly.
+_NAME_ENDINGS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def name_parts(parts: int) -> list[str]:
+    """RE2 patterns that split any set of names into `parts` disjoint parts by their last
+    character, without listing the names: every non-empty name matches exactly one. (The
+    last pattern takes every ending the others do not.) A job's series share its name, so
+    each part holds whole jobs: one query's consistent snapshot of each."""
+    if parts < 2:
+        return ["(?s:.+)"]
+    classes = [_NAME_ENDINGS[i::parts] for i in range(parts)]
+    return [f"(?s:.*)[{c}]" for c in classes[:-1]] + [f"(?s:.*)[^{''.join(classes[:-1])}]"]
 
 
 def custom_query(template: str, namespace: str, name: str) -> str:

@@ -63,6 +63,42 @@ async def test_hostile_label_values_match_exactly_themselves(prometheus: Prometh
         await client.close()
 
 
+# Names as users write them (numbered runs, words, dotted) and names no Kubernetes object can
+# have, which must still land in exactly one part.
+PART_NAMES = [f"run-{i}" for i in range(20)] + ["bert-base", "sweep.trial-7x", "a", "9"] + HOSTILE + ["Ünï", "ends-", "new\nline-\n"]
+
+
+def part_exposition() -> str:
+    def esc(v: str) -> str:
+        return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    lines = ["# TYPE plateau_metric_value gauge"]
+    lines += [f'plateau_metric_value{{namespace="ns",metric="m",trainingjob="{esc(n)}"}} {i}' for i, n in enumerate(PART_NAMES)]
+    return "\n".join(lines) + "\n"
+
+
+async def test_name_parts_split_every_job_into_exactly_one_query(prometheus: PrometheusServer) -> None:
+    server = ExpositionServer(part_exposition)
+    prometheus.add_target(server.address, job="parts")
+    prometheus.start()
+    prometheus.wait_for_series("plateau_metric_value")
+    client = PrometheusClient(prometheus.url)
+    try:
+        for parts in (1, 2, 4, 7):
+            seen: list[str] = []
+            for part in promql.name_parts(parts):
+                answer = await client.query(promql.sidecar_query(["ns"], ["m"], part=part))
+                seen += [s.labels["trainingjob"] for s in answer]
+            assert sorted(seen) == sorted(PART_NAMES), parts  # all of them, none twice
+        # Numbered and worded names spread over the parts.
+        sizes = [len(await client.query(promql.sidecar_query(["ns"], ["m"], trainingjobs=PART_NAMES[:20], part=part)))
+                 for part in promql.name_parts(4)]
+        assert sum(sizes) == 20 and max(sizes) <= 6, sizes
+    finally:
+        await client.close()
+        server.close()
+
+
 async def test_gpu_queries_are_valid_promql(prometheus: PrometheusServer) -> None:
     prometheus.start()
     client = PrometheusClient(prometheus.url)

@@ -21,7 +21,7 @@ from benchmarks import operator_bench as bench  # noqa: E402
 from benchmarks import operator_support as support  # noqa: E402
 from plateau import api, promql  # noqa: E402
 from plateau.config import Settings  # noqa: E402
-from plateau.evaluator import Registry  # noqa: E402
+from plateau.evaluator import FETCH_PARTS, Registry  # noqa: E402
 from plateau.prometheus import PrometheusError, Sample  # noqa: E402
 from plateau.promql import parse_vector  # noqa: E402
 from plateau_sidecar import protocol as p  # noqa: E402
@@ -165,7 +165,7 @@ async def test_batched_needs_one_query_and_naive_one_per_job(n: int) -> None:
     # Batched: every job's counter, then the series the fold reads of the jobs whose counter
     # moved (all, at first); the answers did not change, so the second cycle reads the counters only.
     assert len(FETCHED) == len(SERIES) - 2 and set(FETCHED) < SERIES
-    assert batched == [2, n + n * len(FETCHED), 1, n]
+    assert batched == [1 + FETCH_PARTS, n + n * len(FETCHED), 1, n]
     assert naive == [n, n * len(SERIES), n, n * len(SERIES)]
     assert batched_status == naive_status  # the same answers, so the same statuses
     for status in batched_status.values():
@@ -191,11 +191,14 @@ async def test_only_the_jobs_whose_counter_moved_are_fetched_in_full() -> None:
     moved = {uid for uid in after if after[uid] != before[uid]}
     assert len(moved) == 2 and all(after[uid] == before[uid] + 1 for uid in moved)
     assert all(m.status.evaluations == evaluations[uid] + (uid in moved) for uid, m in evaluator.memory.items())
-    assert report.queries == 2 and not report.errors
+    assert report.queries == 1 + FETCH_PARTS and not report.errors
     assert evaluator.samples == len(keys) + len(moved) * len(FETCHED)
-    matchers = {label: re.sub(r"\\(.)", r"\1", value) for label, _, value in MATCHER.findall(prometheus.queries[-1])}
-    fetched = {f"uid-{i}" for i, (_, name) in enumerate(keys) if re.fullmatch(matchers["trainingjob"], name)}
-    assert fetched == moved  # the second query named exactly the jobs that moved
+    fetched = []  # per job, the part queries that select it: its name and its part
+    for query in prometheus.queries[-FETCH_PARTS:]:
+        patterns = [re.sub(r"\\(.)", r"\1", value) for label, _, value in MATCHER.findall(query) if label == "trainingjob"]
+        assert len(patterns) == 2
+        fetched += [f"uid-{i}" for i, (_, name) in enumerate(keys) if all(re.fullmatch(r, name) for r in patterns)]
+    assert sorted(fetched) == sorted(moved)  # the part queries named exactly the jobs that moved, each once
 
 
 async def test_jobs_with_nothing_new_are_not_replanned_until_a_budget_comes_within_reach() -> None:
