@@ -200,8 +200,12 @@ class NaiveEvaluator(TimedEvaluator):
             report.errors.append(str(exc))
             return {}, (exc.reason, str(exc)), defaultdict(set)
         wanted = {(c.key[0], c.key[1], self._metric_rule(c).name) for c in watched}  # type: ignore[union-attr]
-        summaries, pods = self._assemble([s for samples in results for s in samples], wanted)
-        return summaries, None, pods
+        answer = [s for samples in results for s in samples]
+        pods: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for labels, _ in answer:
+            if labels.pod:
+                pods[(labels.namespace, labels.trainingjob)].add(labels.pod)
+        return self._assemble(answer, wanted), None, pods
 
 
 # --- the worker: one evaluator in its own process ------------------------------------------------

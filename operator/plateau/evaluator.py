@@ -378,11 +378,11 @@ class Evaluator:
             only = None if 2 * len(moved) > len(jobs) else {c.key[1] for c in moved}
             fetch = promql.sidecar_series_for(self._metric_rule(c).mode for c in moved)  # type: ignore[union-attr]
             wanted_moved = {(c.key[0], c.key[1], self._metric_rule(c).name) for c in moved}  # type: ignore[union-attr]
+            moved_namespaces = {c.key[0] for c in moved}
 
             async def fetch_part(part: str) -> dict[tuple[str, str], SidecarSummary]:
-                query = promql.sidecar_query({c.key[0] for c in moved}, names, ns_label, series=fetch,
-                                             trainingjobs=only, part=part)
-                return self._assemble(await self._query_sidecar(query, report), wanted_moved)[0]
+                query = promql.sidecar_query(moved_namespaces, names, ns_label, series=fetch, trainingjobs=only, part=part)
+                return self._assemble(await self._query_sidecar(query, report), wanted_moved)
 
             # Concurrent parts: Prometheus evaluates each on a core of its own, and each answer
             # is decoded here while Prometheus still works on the others.
@@ -392,17 +392,15 @@ class Evaluator:
 
     @staticmethod
     def _assemble(answer: list[tuple[Any, float]], wanted: set[tuple[str, str, str]]
-                  ) -> tuple[dict[tuple[str, str], SidecarSummary], dict[tuple[str, str], set[str]]]:
+                  ) -> dict[tuple[str, str], SidecarSummary]:
+        """Per job, the summary of its reporting replica. (Pods come from the counter query.)"""
         series: dict[tuple[str, str, str, str, str], dict[str, float]] = defaultdict(dict)
-        pods: dict[tuple[str, str], set[str]] = defaultdict(set)
         for labels, value in answer:
             key = (labels.namespace, labels.trainingjob, labels.metric)
             if key not in wanted:
                 continue
             # A pod scraped twice (PodMonitor and annotations) gives two copies: keep them apart.
             series[(*key, labels.pod, labels.instance)][labels.name] = value
-            if labels.pod:
-                pods[key[:2]].add(labels.pod)
         best: dict[tuple[str, str], SidecarSummary] = {}
         for (ns, name, _metric, _pod, _instance), values in series.items():
             summary = summary_from_series(values)
@@ -411,7 +409,7 @@ class Evaluator:
             current = best.get((ns, name))
             if current is None or summary.reports > current.reports:  # the reporting replica
                 best[(ns, name)] = summary
-        return best, pods
+        return best
 
     async def _custom_metric(self, ctx: JobContext, report: CycleReport) -> Optional[SidecarSummary]:
         """A user's PromQL for workloadRef jobs: each change of value counts as one evaluation."""
