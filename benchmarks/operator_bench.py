@@ -185,7 +185,7 @@ class NaiveEvaluator(TimedEvaluator):
     """
 
     async def _collect(self, contexts: list[JobContext], report: CycleReport) -> Any:
-        watched = [c for c in contexts if c.status.phase == api.Phase.RUNNING.value and self._metric_rule(c)]
+        watched = [c for c in contexts if c.status.phase == api.Phase.RUNNING.value and c.rule]
         if not watched:
             return {}, None, defaultdict(set)
         limit = asyncio.Semaphore(self.settings.concurrency)
@@ -199,7 +199,7 @@ class NaiveEvaluator(TimedEvaluator):
         except PrometheusError as exc:
             report.errors.append(str(exc))
             return {}, (exc.reason, str(exc)), defaultdict(set)
-        wanted = {(c.key[0], c.key[1], self._metric_rule(c).name) for c in watched}  # type: ignore[union-attr]
+        wanted = {(c.key[0], c.key[1], c.rule.name) for c in watched}  # type: ignore[union-attr]
         answer = [s for samples in results for s in samples]
         pods: dict[tuple[str, str], set[str]] = defaultdict(set)
         for labels, _ in answer:

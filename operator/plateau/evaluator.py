@@ -58,7 +58,7 @@ from plateau.stopflow import (
     Resume,
     Suspend,
     WorkloadState,
-    account,
+    accounting,
     rfc3339_at,
     transition,
 )
@@ -154,6 +154,7 @@ class CycleReport:
     writes: int = 0
     actions: int = 0
     steady: int = 0  # jobs with nothing new, not planned this cycle
+    gpu_hours: float = 0.0  # GPU-hours accounted this cycle, added to the counter once
     errors: list[str] = field(default_factory=list)
 
 
@@ -165,19 +166,18 @@ class JobContext:
     status: api.TrainingJobStatus
     workload: Optional[Workload] = None
     state: WorkloadState = WorkloadState(exists=False)
-    key: tuple[str, str] = field(init=False)  # (namespace, name): read a dozen times per job and cycle
+    # Read several times per job and cycle: worked out once.
+    key: tuple[str, str] = field(init=False)  # (namespace, name)
+    uid: str = field(init=False)
+    generation: int = field(init=False)
+    rule: Optional[api.MetricRule] = field(init=False)  # the monitored metric, presets resolved
 
     def __post_init__(self) -> None:
         m = self.body["metadata"]
         self.key = m["namespace"], m["name"]
-
-    @property
-    def uid(self) -> str:
-        return self.body["metadata"].get("uid", "")
-
-    @property
-    def generation(self) -> int:
-        return int(self.body["metadata"].get("generation") or 1)
+        self.uid = m.get("uid", "")
+        self.generation = int(m.get("generation") or 1)
+        self.rule = resolve_metric_rule(self.stop)
 
 
 class Evaluator:
@@ -191,12 +191,14 @@ class Evaluator:
         self.heap = heap
         self.memory: dict[str, Memory] = {}
         self._specs: dict[tuple[str, int], api.TrainingJobSpec | str] = {}
+        self._tracks: dict[str, tuple[api.MetricSummary, MetricTrack]] = {}  # by uid: the last fold's
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._sidecar_answer = promql.SidecarDecoder(settings.prometheus_namespace_label)
 
     def forget(self) -> None:
         """Drop what this replica remembers; after a leadership change the API is the truth."""
         self.memory.clear()
+        self._tracks.clear()
         clear_job_gauges()
 
     # --- one cycle ------------------------------------------------------------------------
@@ -240,6 +242,7 @@ class Evaluator:
             else:
                 self.memory[ctx.uid].steady = (ctx.generation, ctx.state)
         await asyncio.gather(*pending)
+        GPU_HOURS_USED.inc(report.gpu_hours)
         self._forget_gone()
         self._export_phases()
         if self.heap is not None:
@@ -306,9 +309,6 @@ class Evaluator:
 
     # --- Prometheus ---------------------------------------------------------------------------
 
-    def _metric_rule(self, ctx: JobContext) -> Optional[api.MetricRule]:
-        return resolve_metric_rule(ctx.stop)
-
     async def _query(self, promql_text: str, report: CycleReport) -> list[Sample]:
         report.queries += 1
         return await self.prometheus.query(promql_text)
@@ -321,7 +321,7 @@ class Evaluator:
     async def _fetch_metrics(self, contexts: list[JobContext], report: CycleReport
                              ) -> tuple[dict[tuple[str, str], SidecarSummary], Optional[tuple[str, str]], dict[tuple[str, str], set[str]]]:
         """Per job, the sidecar summary of its monitored metric; and each job's pods."""
-        watched = [c for c in contexts if c.status.phase == RUNNING and self._metric_rule(c)]
+        watched = [c for c in contexts if c.status.phase == RUNNING and c.rule]
         sidecar_jobs = [c for c in watched if not c.spec.metrics.queries]
         summaries: dict[tuple[str, str], SidecarSummary] = {}
         pods: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -348,9 +348,9 @@ class Evaluator:
         concurrent parts. A job whose counter stands where the operator last read it has
         nothing new to fold."""
         ns_label = self.settings.prometheus_namespace_label
-        names = {self._metric_rule(c).name for c in jobs}  # type: ignore[union-attr]
+        names = {c.rule.name for c in jobs}  # type: ignore[union-attr]
         namespaces = {c.key[0] for c in jobs}
-        wanted = {(c.key[0], c.key[1], self._metric_rule(c).name) for c in jobs}  # type: ignore[union-attr]
+        wanted = {(c.key[0], c.key[1], c.rule.name) for c in jobs}  # type: ignore[union-attr]
         counters = await self._query_sidecar(
             promql.sidecar_query(namespaces, names, ns_label, series=(protocol.SERIES_REPORTS,)), report)
         reports: dict[tuple[str, str], float] = {}
@@ -367,7 +367,7 @@ class Evaluator:
             if ctx.key not in reports:
                 continue  # no series: the fold says NoSeries
             metric = ctx.status.metric
-            if metric is not None and metric.name == self._metric_rule(ctx).name \
+            if metric is not None and metric.name == ctx.rule.name \
                     and metric.sidecar_reports == reports[ctx.key]:  # type: ignore[union-attr]
                 summaries[ctx.key] = SidecarSummary(reports=metric.sidecar_reports, step=metric.last_step or 0,
                                                     value=math.nan if metric.last is None else metric.last,
@@ -376,8 +376,8 @@ class Evaluator:
                 moved.append(ctx)
         if moved:
             only = None if 2 * len(moved) > len(jobs) else {c.key[1] for c in moved}
-            fetch = promql.sidecar_series_for(self._metric_rule(c).mode for c in moved)  # type: ignore[union-attr]
-            wanted_moved = {(c.key[0], c.key[1], self._metric_rule(c).name) for c in moved}  # type: ignore[union-attr]
+            fetch = promql.sidecar_series_for(c.rule.mode for c in moved)  # type: ignore[union-attr]
+            wanted_moved = {(c.key[0], c.key[1], c.rule.name) for c in moved}  # type: ignore[union-attr]
             moved_namespaces = {c.key[0] for c in moved}
 
             async def fetch_part(part: str) -> dict[tuple[str, str], SidecarSummary]:
@@ -396,13 +396,12 @@ class Evaluator:
         """Per job, the summary of its reporting replica. (Pods come from the counter query.)"""
         series: dict[tuple[str, str, str, str, str], dict[str, float]] = defaultdict(dict)
         for labels, value in answer:
-            key = (labels.namespace, labels.trainingjob, labels.metric)
-            if key not in wanted:
-                continue
             # A pod scraped twice (PodMonitor and annotations) gives two copies: keep them apart.
-            series[(*key, labels.pod, labels.instance)][labels.name] = value
+            series[(labels.namespace, labels.trainingjob, labels.metric, labels.pod, labels.instance)][labels.name] = value
         best: dict[tuple[str, str], SidecarSummary] = {}
-        for (ns, name, _metric, _pod, _instance), values in series.items():
+        for (ns, name, metric, _pod, _instance), values in series.items():
+            if (ns, name, metric) not in wanted:
+                continue
             summary = summary_from_series(values)
             if summary is None:
                 continue
@@ -413,7 +412,7 @@ class Evaluator:
 
     async def _custom_metric(self, ctx: JobContext, report: CycleReport) -> Optional[SidecarSummary]:
         """A user's PromQL for workloadRef jobs: each change of value counts as one evaluation."""
-        rule = self._metric_rule(ctx)
+        rule = ctx.rule
         template = ctx.spec.metrics.queries.get(rule.name) if rule else None
         if template is None:
             return None
@@ -491,20 +490,21 @@ class Evaluator:
             report.errors.append(f"{ctx.key}: {type(exc).__name__}")
 
     def _plan(self, ctx: JobContext, summaries: dict[tuple[str, str], SidecarSummary],
-                        metrics_error: Optional[tuple[str, str]], gpu: dict[tuple[str, str], GpuWindow],
-                        gpu_error: Optional[tuple[str, str]], pods: dict[tuple[str, str], set[str]],
-                        now: float, report: CycleReport) -> Plan:
-        meta = ctx.body["metadata"]
-        generation = int(meta.get("generation") or 1)
-        text_now = rfc3339_at(now)
+              metrics_error: Optional[tuple[str, str]], gpu: dict[tuple[str, str], GpuWindow],
+              gpu_error: Optional[tuple[str, str]], pods: dict[tuple[str, str], set[str]],
+              now: float, report: CycleReport) -> Plan:
+        generation = ctx.generation
         job = JobState(generation, ctx.spec.replicas, ctx.stop, ctx.status, ctx.state, ctx.spec.template is not None, now)
-        status = account(job)
-        GPU_HOURS_USED.inc(max(0.0, status.gpu_hours - ctx.status.gpu_hours))
-        rule = self._metric_rule(ctx)
+        update = accounting(job)
+        report.gpu_hours += update.get("gpu_hours", ctx.status.gpu_hours) - ctx.status.gpu_hours
         decision = None
-        if status.phase == RUNNING:
-            metric_track, status = self._fold(ctx, rule, status, summaries.get(ctx.key), metrics_error, text_now, generation)
-            status = self._gpu_condition(ctx, status, gpu.get(ctx.key), gpu_error, text_now, generation)
+        if ctx.status.phase == RUNNING:
+            # One copy of the status per job and cycle (this is the hot path): the fold and
+            # the GPU condition add to the accounting's update.
+            text_now = rfc3339_at(now)
+            metric_track = self._fold(ctx, update, summaries.get(ctx.key), metrics_error, text_now, generation)
+            self._gpu_condition(ctx, update, gpu.get(ctx.key), gpu_error, text_now, generation)
+            status = ctx.status.model_copy(update=update)
             obs = Observation(
                 metric=metric_track,
                 elapsed_seconds=status.running_seconds,
@@ -513,57 +513,71 @@ class Evaluator:
                 cohort=self._cohort_view(ctx, metric_track),
             )
             decision = decide(ctx.stop, obs)
+        else:
+            status = ctx.status.model_copy(update=update) if update else ctx.status
         return transition(JobState(generation, ctx.spec.replicas, ctx.stop, status, ctx.state,
                                    ctx.spec.template is not None, now), decision)
 
-    def _fold(self, ctx: JobContext, rule: Optional[api.MetricRule], status: api.TrainingJobStatus,
-              summary: Optional[SidecarSummary], error: Optional[tuple[str, str]], now: str, generation: int
-              ) -> tuple[Optional[MetricTrack], api.TrainingJobStatus]:
+    def _previous_track(self, ctx: JobContext) -> Optional[MetricTrack]:
+        """The engine state behind status.metric: what the last fold made, while it stands."""
+        status = ctx.status
+        if status.metric is None:
+            return None
+        made = self._tracks.get(ctx.uid)
+        if made is not None and made[0] is status.metric and made[1].evaluations == status.evaluations:
+            return made[1]
+        return track_from_summary(status.metric, status.evaluations)
+
+    def _fold(self, ctx: JobContext, update: dict[str, Any], summary: Optional[SidecarSummary],
+              error: Optional[tuple[str, str]], now: str, generation: int) -> Optional[MetricTrack]:
+        """The metric's new evaluations folded in: its track, with status.metric, evaluations
+        and the MetricsAvailable condition added to `update`."""
+        rule, status = ctx.rule, ctx.status
         if rule is None:
-            return None, status
-        previous = track_from_summary(status.metric, status.evaluations) if status.metric else None
+            return None
+        previous = self._previous_track(ctx)
         if previous is not None and previous.name != rule.name:
             previous = None  # the spec now watches another metric: start its history afresh
         if error is not None:
-            reason, message = error
-            return previous, status.model_copy(update={"conditions": set_condition(
-                status.conditions, METRICS_AVAILABLE, "False", reason, message, now, generation)})
+            update["conditions"] = set_condition(status.conditions, METRICS_AVAILABLE, "False", *error, now, generation)
+            return previous
         if summary is None:
-            return previous, status.model_copy(update={"conditions": set_condition(
-                status.conditions, METRICS_AVAILABLE, "False", "NoSeries",
-                f"no {rule.name} series from the sidecar in Prometheus yet", now, generation)})
+            update["conditions"] = set_condition(status.conditions, METRICS_AVAILABLE, "False", "NoSeries",
+                                                 f"no {rule.name} series from the sidecar in Prometheus yet", now, generation)
+            return previous
         seen = status.metric.sidecar_reports if status.metric and previous else 0
         seen_nf = status.metric.sidecar_non_finite if status.metric and previous else 0
         # A constant message: the report count is status.metric.sidecarReports, and a condition
         # that changed every cycle would cost every job a new condition list and a comparison.
-        conditions = set_condition(status.conditions, METRICS_AVAILABLE, "True", "SeriesFound",
-                                   f"the sidecar reports {rule.name}", now, generation)
+        update["conditions"] = set_condition(status.conditions, METRICS_AVAILABLE, "True", "SeriesFound",
+                                             f"the sidecar reports {rule.name}", now, generation)
         if previous is not None and (summary.reports, summary.non_finite) == (seen, seen_nf):
-            # Nothing new since the last read (most jobs, most cycles): the recorded metric stands.
-            return previous, status if conditions is status.conditions else status.model_copy(update={"conditions": conditions})
+            return previous  # nothing new since the last read (most jobs, most cycles): the metric stands
         evaluations = new_evaluations(summary, seen, seen_nf, rule.mode)
         current = track(previous, rule, evaluations) if evaluations or previous else previous
-        update: dict[str, Any] = {"conditions": conditions}
-        if current is not None:  # one copy of the status per job and cycle: this is the hot path
-            history = record_best(ctx.status.metric.best_history if ctx.status.metric and previous else [],
+        if current is not None:
+            history = record_best(status.metric.best_history if status.metric and previous else [],
                                   current.best_step, current.best)
-            update["metric"] = summary_from_track(current, summary.reports, summary.non_finite, history,
-                                                  previous=ctx.status.metric if previous else None)
+            update["metric"] = metric = summary_from_track(current, summary.reports, summary.non_finite, history,
+                                                           previous=status.metric if previous else None)
             update["evaluations"] = current.evaluations
-        return current, status.model_copy(update=update)
+            if current.last is None or math.isfinite(current.last):  # else status.metric.last is null
+                self._tracks[ctx.uid] = (metric, current)
+        return current
 
-    def _gpu_condition(self, ctx: JobContext, status: api.TrainingJobStatus, window: Optional[GpuWindow],
-                       error: Optional[tuple[str, str]], now: str, generation: int) -> api.TrainingJobStatus:
+    def _gpu_condition(self, ctx: JobContext, update: dict[str, Any], window: Optional[GpuWindow],
+                       error: Optional[tuple[str, str]], now: str, generation: int) -> None:
+        """gpuIdle jobs: the GpuMetricsAvailable condition, added to `update`."""
         if ctx.stop.gpu_idle is None:
-            return status
+            return
         if error is not None:
             state, reason, message = "False", error[0], error[1]
         elif window is None:
             state, reason, message = "False", "NoDcgmSeries", "no dcgm-exporter series for the job's pods: GPU idle is unknown"
         else:
             state, reason, message = "True", "SeriesFound", f"utilisation known for {window.covered_seconds:.0f}s"
-        return status.model_copy(update={"conditions": set_condition(
-            status.conditions, GPU_METRICS_AVAILABLE, state, reason, message, now, generation)})
+        update["conditions"] = set_condition(update.get("conditions", ctx.status.conditions), GPU_METRICS_AVAILABLE,
+                                             state, reason, message, now, generation)
 
     def _cohort_view(self, ctx: JobContext, metric_track: Optional[MetricTrack]) -> Optional[CohortView]:
         cohort = ctx.stop.cohort
@@ -653,14 +667,13 @@ class Evaluator:
                 self.memory[uid] = Memory(status, status, now)
                 return False
             return True
-        if status == memory.written:
-            memory.status = status
-            return False
-        if not force and not _is_transition(memory.written, status) \
-                and now - memory.written_at < self.settings.status_interval:
-            memory.status = status
-            return False
-        return True
+        if _is_transition(memory.written, status):
+            return True  # the status differs from the written one in more than progress
+        # Only progress moved (the usual case): the full comparison waits until a write may go.
+        if (force or now - memory.written_at >= self.settings.status_interval) and status != memory.written:
+            return True
+        memory.status = status
+        return False
 
     async def _patch(self, body: dict[str, Any], status: api.TrainingJobStatus, now: float, report: CycleReport) -> bool:
         """Merge-patch the status subresource (nulls clear fields). The JSON is made only once
@@ -696,12 +709,13 @@ class Evaluator:
         stop = ctx.stop
         if stop.gpu_idle is not None or stop.cohort is not None or ctx.spec.metrics.queries:
             return False  # GPU samples and peers' values move on their own
-        rule = self._metric_rule(ctx)
+        rule = ctx.rule
         if rule is not None:
             metric, summary = status.metric, summaries.get(ctx.key)
-            available = any(c.type == METRICS_AVAILABLE and c.status == "True" for c in status.conditions)
-            if metrics_error is not None or not available or metric is None or summary is None or metric.name != rule.name \
+            if metrics_error is not None or metric is None or summary is None or metric.name != rule.name \
                     or (summary.reports, summary.non_finite) != (metric.sidecar_reports, metric.sidecar_non_finite):
+                return False  # news, or no metric to compare with: checked first, as the cheapest
+            if not any(c.type == METRICS_AVAILABLE and c.status == "True" for c in status.conditions):
                 return False
         return not _budget_within_reach(stop, status, ctx.state.gpus, now, 2 * self.settings.interval)
 
@@ -712,6 +726,8 @@ class Evaluator:
         uids = {uid for uid, _ in live}
         for uid in [u for u in self.memory if u not in uids]:
             del self.memory[uid]
+        for uid in [u for u in self._tracks if u not in uids]:
+            del self._tracks[uid]
         for key in [k for k in self._specs if k not in live]:
             del self._specs[key]
 

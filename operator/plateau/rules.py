@@ -10,14 +10,14 @@ Missing data is never a reason to stop: a rule without the data it needs is "unk
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
 from plateau.api import Combine, MetricRule, Mode, Reason, StopSpec
 from plateau.durations import parse_duration
 from plateau.presets import resolve_metric_rule
 
 MIN = Mode.MIN.value  # a plain str: the fold compares modes per evaluation, enum lookups cost
+ALL = Combine.ALL.value
 
 # Safety stops end a broken run whatever `combine` says.
 SAFETY_REASONS = (Reason.NOT_FINITE, Reason.DIVERGED)
@@ -35,10 +35,11 @@ REASON_PRIORITY = (
 
 
 # --- observations -----------------------------------------------------------------------------
+# The engine's values are immutable NamedTuples, not frozen dataclasses: the operator builds
+# tens of thousands a second, and a frozen dataclass costs several times as much to build.
 
 
-@dataclass(frozen=True)
-class Evaluation:
+class Evaluation(NamedTuple):
     """One report of the metric by the trainer.
 
     `exact=False` marks the best value of a burst read from cumulative series: it is the
@@ -51,8 +52,7 @@ class Evaluation:
     exact: bool = True
 
 
-@dataclass(frozen=True)
-class MetricTrack:
+class MetricTrack(NamedTuple):
     """Everything the rules need to know about a metric's history, in O(1) space."""
 
     name: str
@@ -69,24 +69,21 @@ class MetricTrack:
     reference_exact: bool = True  # False once a burst made the reference a lenient bound
 
 
-@dataclass(frozen=True)
-class GpuWindow:
+class GpuWindow(NamedTuple):
     """GPU utilisation over the gpuIdle window: the highest sample and how much of it has data."""
 
     max_utilisation: Optional[float]
     covered_seconds: float
 
 
-@dataclass(frozen=True)
-class CohortView:
+class CohortView(NamedTuple):
     """Peers' best values so far, taken at the step this run has reached."""
 
     step: int
     peer_values: tuple[float, ...]
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     metric: Optional[MetricTrack] = None
     elapsed_seconds: Optional[float] = None  # accumulated running time
     gpu_hours: Optional[float] = None
@@ -97,22 +94,29 @@ class Observation:
 # --- decisions --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RuleOutcome:
-    """One rule's verdict: fired True/False, or None when its data is missing."""
+class RuleOutcome(NamedTuple):
+    """One rule's verdict: fired True/False, or None when its data is missing.
+
+    The message is written when read: the operator decides for thousands of jobs a cycle and
+    reads the messages of the few that stop, and formatting them all would cost more than
+    the rules themselves.
+    """
 
     reason: Reason
     fired: Optional[bool]
-    message: str
+    explain: Callable[[], str]
+
+    @property
+    def message(self) -> str:
+        return self.explain()
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     stop: bool  # act now (rules say stop, and this is not a dry run)
     would_stop: bool  # the rules say stop; in a dry run this is reported, not acted on
     reason: Optional[Reason]
     message: str
-    outcomes: tuple[RuleOutcome, ...] = field(default_factory=tuple)
+    outcomes: tuple[RuleOutcome, ...] = ()
     gpu_hours_saved: Optional[float] = None
 
     @property
@@ -258,32 +262,50 @@ def _metric_outcomes(rule: MetricRule, m: Optional[MetricTrack]) -> list[RuleOut
     if rule.patience is not None:
         wanted.append(Reason.PLATEAU)
     if m is None or m.evaluations == 0:
-        return [RuleOutcome(r, None, f"no evaluations of {rule.name} yet") for r in wanted]
+        return [RuleOutcome(r, None, lambda: f"no evaluations of {rule.name} yet") for r in wanted]
     warmup = rule.warmup or 0
     if m.evaluations <= warmup:
-        note = f"{rule.name}: warming up ({m.evaluations}/{warmup} evaluations)"
-        return [RuleOutcome(r, False, note) for r in wanted]
+        evaluations = m.evaluations
+        return [RuleOutcome(r, False, lambda: f"{rule.name}: warming up ({evaluations}/{warmup} evaluations)")
+                for r in wanted]
+    return [_METRIC_RULES[reason](rule, m) for reason in wanted]
 
-    out = []
-    for reason in wanted:
-        if reason == Reason.NOT_FINITE:
-            fired = m.non_finite > 0
-            out.append(RuleOutcome(reason, fired, f"{rule.name} was not finite in {m.non_finite} of {m.evaluations} evaluations (last {_fmt(m.last)} at step {m.last_step}); {_best_text(m)}"))
-        elif reason == Reason.DIVERGED:
-            assert rule.divergence is not None
-            last_ok = m.last is not None and math.isfinite(m.last)
-            fired = last_ok and _better(rule.divergence, m.last, rule.mode)  # type: ignore[arg-type]
-            side = "above" if rule.mode == Mode.MIN.value else "below"
-            out.append(RuleOutcome(reason, fired, f"{rule.name} {_fmt(m.last)} at step {m.last_step} is {side} the divergence threshold {_fmt(rule.divergence)}; {_best_text(m)}" if fired else f"{rule.name} within the divergence threshold"))
-        elif reason == Reason.TARGET_REACHED:
-            assert rule.target is not None
-            fired = m.best is not None and not _better(rule.target, m.best, rule.mode)
-            out.append(RuleOutcome(reason, fired, f"{rule.name} reached the target {_fmt(rule.target)}: {_best_text(m)}" if fired else f"{rule.name} has not reached the target {_fmt(rule.target)}; {_best_text(m)}"))
-        else:
-            patience = effective_patience(rule, m)
-            fired = m.since_improvement >= patience
-            out.append(RuleOutcome(reason, fired, f"{rule.name} has not improved by {_delta_text(rule, m)} for {m.since_improvement} evaluations; {_best_text(m)}"))
-    return out
+
+def _not_finite(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
+    return RuleOutcome(Reason.NOT_FINITE, m.non_finite > 0, lambda: (
+        f"{rule.name} was not finite in {m.non_finite} of {m.evaluations} evaluations"
+        f" (last {_fmt(m.last)} at step {m.last_step}); {_best_text(m)}"))
+
+
+def _diverged(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
+    assert rule.divergence is not None
+    fired = m.last is not None and math.isfinite(m.last) and _better(rule.divergence, m.last, rule.mode)
+    side = "above" if rule.mode == MIN else "below"
+    return RuleOutcome(Reason.DIVERGED, fired, lambda: (
+        f"{rule.name} {_fmt(m.last)} at step {m.last_step} is {side} the divergence threshold"
+        f" {_fmt(rule.divergence)}; {_best_text(m)}" if fired else f"{rule.name} within the divergence threshold"))
+
+
+def _target_reached(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
+    assert rule.target is not None
+    fired = m.best is not None and not _better(rule.target, m.best, rule.mode)
+    return RuleOutcome(Reason.TARGET_REACHED, fired, lambda: (
+        f"{rule.name} reached the target {_fmt(rule.target)}: {_best_text(m)}" if fired
+        else f"{rule.name} has not reached the target {_fmt(rule.target)}; {_best_text(m)}"))
+
+
+def _plateau(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
+    return RuleOutcome(Reason.PLATEAU, m.since_improvement >= effective_patience(rule, m), lambda: (
+        f"{rule.name} has not improved by {_delta_text(rule, m)} for {m.since_improvement} evaluations;"
+        f" {_best_text(m)}"))
+
+
+_METRIC_RULES: dict[Reason, Callable[[MetricRule, MetricTrack], RuleOutcome]] = {
+    Reason.NOT_FINITE: _not_finite,
+    Reason.DIVERGED: _diverged,
+    Reason.TARGET_REACHED: _target_reached,
+    Reason.PLATEAU: _plateau,
+}
 
 
 def effective_patience(rule: MetricRule, m: MetricTrack) -> int:
@@ -313,16 +335,16 @@ def _budget_outcomes(stop: StopSpec, obs: Observation) -> list[RuleOutcome]:
     if stop.max_duration is not None:
         limit = parse_duration(stop.max_duration)
         if obs.elapsed_seconds is None:
-            out.append(RuleOutcome(Reason.DEADLINE_EXCEEDED, None, "running time unknown"))
+            out.append(RuleOutcome(Reason.DEADLINE_EXCEEDED, None, lambda: "running time unknown"))
         else:
             fired = obs.elapsed_seconds >= limit
-            out.append(RuleOutcome(Reason.DEADLINE_EXCEEDED, fired, f"ran {obs.elapsed_seconds:.0f}s of maxDuration {stop.max_duration}"))
+            out.append(RuleOutcome(Reason.DEADLINE_EXCEEDED, fired, lambda: f"ran {obs.elapsed_seconds:.0f}s of maxDuration {stop.max_duration}"))
     if stop.max_gpu_hours is not None:
         if obs.gpu_hours is None:
-            out.append(RuleOutcome(Reason.BUDGET_EXHAUSTED, None, "GPU-hours used unknown"))
+            out.append(RuleOutcome(Reason.BUDGET_EXHAUSTED, None, lambda: "GPU-hours used unknown"))
         else:
             fired = obs.gpu_hours >= stop.max_gpu_hours
-            out.append(RuleOutcome(Reason.BUDGET_EXHAUSTED, fired, f"used {obs.gpu_hours:.3g} of maxGpuHours {stop.max_gpu_hours:g}"))
+            out.append(RuleOutcome(Reason.BUDGET_EXHAUSTED, fired, lambda: f"used {obs.gpu_hours:.3g} of maxGpuHours {stop.max_gpu_hours:g}"))
     return out
 
 
@@ -333,11 +355,11 @@ def _gpu_outcome(stop: StopSpec, obs: Observation) -> list[RuleOutcome]:
     window = parse_duration(rule.for_)
     gpu = obs.gpu
     if gpu is None or gpu.max_utilisation is None or not math.isfinite(gpu.max_utilisation):
-        return [RuleOutcome(Reason.GPU_IDLE, None, "no GPU utilisation data")]
+        return [RuleOutcome(Reason.GPU_IDLE, None, lambda: "no GPU utilisation data")]
     if gpu.covered_seconds < window:
-        return [RuleOutcome(Reason.GPU_IDLE, None, f"GPU utilisation known for {gpu.covered_seconds:.0f}s of the {rule.for_} window")]
+        return [RuleOutcome(Reason.GPU_IDLE, None, lambda: f"GPU utilisation known for {gpu.covered_seconds:.0f}s of the {rule.for_} window")]
     fired = gpu.max_utilisation < rule.below
-    return [RuleOutcome(Reason.GPU_IDLE, fired, f"GPU utilisation at most {gpu.max_utilisation:.1%} over the last {rule.for_} (idle below {rule.below:.0%})")]
+    return [RuleOutcome(Reason.GPU_IDLE, fired, lambda: f"GPU utilisation at most {gpu.max_utilisation:.1%} over the last {rule.for_} (idle below {rule.below:.0%})")]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -355,18 +377,18 @@ def _cohort_outcome(stop: StopSpec, rule_metric: MetricRule, obs: Observation) -
         return []
     m, view = obs.metric, obs.cohort
     if m is None or m.best is None or view is None:
-        return [RuleOutcome(Reason.COHORT_UNDERPERFORMING, None, "no cohort comparison available yet")]
+        return [RuleOutcome(Reason.COHORT_UNDERPERFORMING, None, lambda: "no cohort comparison available yet")]
     peers = [v for v in view.peer_values if math.isfinite(v)]
     if view.step < rule.start_step:
-        return [RuleOutcome(Reason.COHORT_UNDERPERFORMING, False, f"step {view.step} is before startStep {rule.start_step}")]
+        return [RuleOutcome(Reason.COHORT_UNDERPERFORMING, False, lambda: f"step {view.step} is before startStep {rule.start_step}")]
     if len(peers) < rule.min_jobs:
-        return [RuleOutcome(Reason.COHORT_UNDERPERFORMING, None, f"{len(peers)} peers reached step {view.step}; minJobs is {rule.min_jobs}")]
+        return [RuleOutcome(Reason.COHORT_UNDERPERFORMING, None, lambda: f"{len(peers)} peers reached step {view.step}; minJobs is {rule.min_jobs}")]
     keep = 50.0 if rule.rule == "median" else rule.percentile
-    q = keep if rule_metric.mode == Mode.MIN.value else 100.0 - keep
+    q = keep if rule_metric.mode == MIN else 100.0 - keep
     threshold = percentile(peers, q)
     fired = _better(threshold, m.best, rule_metric.mode)
     label = "median" if rule.rule == "median" else f"top-{keep:g}% threshold"
-    return [RuleOutcome(Reason.COHORT_UNDERPERFORMING, fired, f"{rule_metric.name} best {_fmt(m.best)} vs cohort {label} {_fmt(threshold)} of {len(peers)} peers at step {view.step}")]
+    return [RuleOutcome(Reason.COHORT_UNDERPERFORMING, fired, lambda: f"{rule_metric.name} best {_fmt(m.best)} vs cohort {label} {_fmt(threshold)} of {len(peers)} peers at step {view.step}")]
 
 
 def _gpu_hours_saved(stop: StopSpec, obs: Observation) -> Optional[float]:
@@ -395,7 +417,7 @@ def decide(stop: StopSpec, obs: Observation) -> Decision:
     outcomes = evaluate(stop, obs)
     fired = [o for o in outcomes if o.fired]
     safety = [o for o in fired if o.reason in SAFETY_REASONS]
-    if stop.combine == Combine.ALL.value:
+    if stop.combine == ALL:
         criteria = [o for o in outcomes if o.reason not in SAFETY_REASONS]
         all_fired = bool(criteria) and all(o.fired for o in criteria)
         firing = safety or (criteria if all_fired else [])
@@ -407,7 +429,7 @@ def decide(stop: StopSpec, obs: Observation) -> Decision:
         return Decision(False, False, None, message, tuple(outcomes))
     firing.sort(key=lambda o: REASON_PRIORITY.index(o.reason))
     primary = firing[0]
-    message = "; and ".join(o.message for o in firing) if stop.combine == Combine.ALL.value else primary.message
+    message = "; and ".join(o.message for o in firing) if stop.combine == ALL else primary.message
     return Decision(
         stop=not stop.dry_run,
         would_stop=True,

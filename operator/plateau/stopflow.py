@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime, timezone
-from typing import Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 from plateau.api import Phase, Reason, StopSpec, TrainingJobStatus
 from plateau.durations import parse_duration
@@ -31,6 +31,11 @@ from plateau.status import (
     track_from_summary,
     would_stop,
 )
+
+
+# Plain strings: status.phase is one, and an enum member's .value costs a descriptor call.
+PENDING, RUNNING, STOPPING, STOPPED, SUCCEEDED, FAILED = (p.value for p in (
+    Phase.PENDING, Phase.RUNNING, Phase.STOPPING, Phase.STOPPED, Phase.SUCCEEDED, Phase.FAILED))
 
 
 @dataclass(frozen=True)
@@ -76,14 +81,12 @@ class Event:
 Action = Union[CreateWorkload, RequestStop, Suspend, Resume, Event]
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     status: TrainingJobStatus
     actions: tuple[Action, ...]
 
 
-@dataclass(frozen=True)
-class JobState:
+class JobState(NamedTuple):
     generation: int
     replicas: int
     stop: StopSpec
@@ -95,21 +98,25 @@ class JobState:
 
 def account(job: JobState) -> TrainingJobStatus:
     """Add the time since the last evaluation to running time and GPU-hours, if pods ran."""
+    update = accounting(job)
+    return job.status.model_copy(update=update) if update else job.status
+
+
+def accounting(job: JobState) -> dict[str, Any]:
+    """`account` as the status fields it changes, for callers that change more in one copy."""
     status = job.status
     if status.phase in TERMINAL_PHASES:
-        return status  # nothing runs any more: no writes for finished jobs
+        return {}  # nothing runs any more: no writes for finished jobs
     now_text = rfc3339_at(job.now)
     last = parse_rfc3339(status.last_evaluation_time)
-    if last is None or job.workload.active == 0 or status.phase not in (Phase.RUNNING.value, Phase.STOPPING.value):
-        return status.model_copy(update={"last_evaluation_time": now_text})
+    if last is None or job.workload.active == 0 or status.phase not in (RUNNING, STOPPING):
+        return {"last_evaluation_time": now_text}
     delta = max(0.0, job.now - last.timestamp())
-    return status.model_copy(
-        update={
-            "last_evaluation_time": now_text,
-            "running_seconds": status.running_seconds + delta,
-            "gpu_hours": status.gpu_hours + delta * job.workload.gpus / 3600.0,
-        }
-    )
+    return {
+        "last_evaluation_time": now_text,
+        "running_seconds": status.running_seconds + delta,
+        "gpu_hours": status.gpu_hours + delta * job.workload.gpus / 3600.0,
+    }
 
 
 @lru_cache(maxsize=16)
@@ -121,7 +128,7 @@ def rfc3339_at(seconds: float) -> str:
 def _stopping(job: JobState, status: TrainingJobStatus, reason: str, message: str, now: str) -> Plan:
     status = status.model_copy(
         update={
-            "phase": Phase.STOPPING.value,
+            "phase": STOPPING,
             "reason": reason,
             "message": message,
             "stop_requested_time": now,
@@ -145,7 +152,7 @@ def _finish(job: JobState, status: TrainingJobStatus, reason: str, message: str,
             "conditions": set_condition(status.conditions, READY, "False", reason, message, now, job.generation),
         }
     )
-    kind = "Warning" if phase == Phase.FAILED.value else "Normal"
+    kind = "Warning" if phase == FAILED else "Normal"
     actions: tuple[Action, ...] = (Suspend(),) if suspend else ()
     return Plan(status, (*actions, Event(kind, phase, f"{reason}: {message}")))
 
@@ -161,17 +168,17 @@ def transition(job: JobState, decision: Optional[Decision]) -> Plan:
     wl = job.workload
     phase = status.phase
 
-    if phase in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+    if phase in (SUCCEEDED, FAILED):
         return Plan(status, ())
 
-    if phase == Phase.STOPPED.value:
+    if phase == STOPPED:
         resumable = job.generation > (status.observed_generation or 0) and job.replicas > 0
         if not resumable:
             return Plan(status, ())
         metric = status.metric.model_copy(update={"since_improvement": 0}) if status.metric else None
         status = status.model_copy(
             update={
-                "phase": Phase.RUNNING.value,
+                "phase": RUNNING,
                 "reason": None,
                 "message": None,
                 "stop_time": None,
@@ -188,11 +195,11 @@ def transition(job: JobState, decision: Optional[Decision]) -> Plan:
         return Plan(status, (Resume(job.replicas), Event("Normal", "Resumed", f"resumed with {job.replicas} replica(s)")))
 
     if not wl.exists:
-        if job.has_template and phase == Phase.PENDING.value and status.workload is None:
+        if job.has_template and phase == PENDING and status.workload is None:
             return Plan(status.model_copy(update={"observed_generation": job.generation}), (CreateWorkload(),))
         return _finish(job, status, Reason.WORKLOAD_DELETED.value, "the workload was deleted; Plateau does not recreate it", now, suspend=False)
 
-    if phase == Phase.STOPPING.value:
+    if phase == STOPPING:
         requested = parse_rfc3339(status.stop_requested_time)
         grace = parse_duration(job.stop.grace_period)
         exited = wl.active == 0 or wl.succeeded or wl.failed
@@ -210,12 +217,12 @@ def transition(job: JobState, decision: Optional[Decision]) -> Plan:
     if job.replicas == 0:
         return _stopping(job, status, Reason.MANUAL.value, "replicas set to 0", now)
 
-    if phase == Phase.PENDING.value:
+    if phase == PENDING:
         if wl.active == 0:
             return Plan(status.model_copy(update={"observed_generation": job.generation, "replicas": job.replicas}), ())
         status = status.model_copy(
             update={
-                "phase": Phase.RUNNING.value,
+                "phase": RUNNING,
                 "start_time": status.start_time or now,
                 "replicas": job.replicas,
                 "observed_generation": job.generation,

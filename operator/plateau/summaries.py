@@ -19,15 +19,13 @@ Between two reads, `new = reports - seen` evaluations happened:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping, NamedTuple, Optional
 
 from plateau.rules import Evaluation
 from plateau_sidecar import protocol as p
 
 
-@dataclass(frozen=True)
-class SidecarSummary:
+class SidecarSummary(NamedTuple):
     """One read of one metric's series from the sidecar (or from Prometheus)."""
 
     reports: int
@@ -74,23 +72,14 @@ def new_evaluations(now: SidecarSummary, seen_reports: int, seen_non_finite: int
 def summary_from_series(values: Mapping[str, float]) -> Optional[SidecarSummary]:
     """One metric's series (series name -> value) as a summary; None before its first report,
     or when a count or step is not a number (which the sidecar never exports)."""
-
-    def whole(name: str) -> Optional[int]:
-        value = values.get(name)
-        return int(value) if value is not None and math.isfinite(value) else None
-
-    reports, step = whole(p.SERIES_REPORTS), whole(p.SERIES_STEP)
-    if reports is None or step is None or p.SERIES_VALUE not in values:
+    get = values.get  # ten reads per job with news, every cycle
+    reports, step, value = get(p.SERIES_REPORTS), get(p.SERIES_STEP), get(p.SERIES_VALUE)
+    if reports is None or step is None or value is None or not (math.isfinite(reports) and math.isfinite(step)):
         return None
-    return SidecarSummary(
-        reports=reports,
-        value=values[p.SERIES_VALUE],
-        step=step,
-        non_finite=whole(p.SERIES_NONFINITE) or 0,
-        min=values.get(p.SERIES_MIN),
-        min_step=whole(p.SERIES_MIN_STEP),
-        min_report=whole(p.SERIES_MIN_REPORT),
-        max=values.get(p.SERIES_MAX),
-        max_step=whole(p.SERIES_MAX_STEP),
-        max_report=whole(p.SERIES_MAX_REPORT),
-    )
+    return SidecarSummary(int(reports), value, int(step), _whole(get(p.SERIES_NONFINITE)) or 0,
+                          get(p.SERIES_MIN), _whole(get(p.SERIES_MIN_STEP)), _whole(get(p.SERIES_MIN_REPORT)),
+                          get(p.SERIES_MAX), _whole(get(p.SERIES_MAX_STEP)), _whole(get(p.SERIES_MAX_REPORT)))
+
+
+def _whole(value: Optional[float]) -> Optional[int]:
+    return int(value) if value is not None and math.isfinite(value) else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 from hypothesis import given, settings
@@ -96,7 +95,7 @@ def test_the_series_the_operator_leaves_unfetched_for_a_mode_are_never_read(
     seen = data.draw(st.integers(0, len(vals)))
     now = summaries[data.draw(st.integers(max(seen, 1), len(vals))) - 1]
     seen_nf = summaries[seen - 1].non_finite if seen else 0
-    assert new_evaluations(dataclasses.replace(now, **dropped), seen, seen_nf, rule.mode) == \
+    assert new_evaluations(now._replace(**dropped), seen, seen_nf, rule.mode) == \
         new_evaluations(now, seen, seen_nf, rule.mode)
 
 
