@@ -68,7 +68,7 @@ from typing import Any, Iterator, Optional
 
 from plateau import api, promql
 from plateau.config import Settings
-from plateau.evaluator import CycleReport, Evaluator, JobContext, Registry
+from plateau.evaluator import CycleReport, Evaluator, JobContext, OnPart, Registry
 from plateau.heap import FrozenHeap
 from plateau.kube import Kube
 from plateau.prometheus import PrometheusClient, PrometheusError
@@ -110,7 +110,8 @@ class TimedEvaluator(Evaluator):
 
     prepare: contexts and workload states; query: PromQL over HTTP and decoding; parse: the
     decoding alone (JSON body -> labels and values); assemble: series -> per-job summaries;
-    evaluate: engine, state machine, status writes, phase gauges.
+    plan: the plans made as each part of the metrics arrives, inside fetch; evaluate: the rest
+    of the plans, status writes, phase gauges.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -120,6 +121,7 @@ class TimedEvaluator(Evaluator):
         self.query_seconds = 0.0
         self.parse_seconds = 0.0
         self.assemble_seconds = 0.0
+        self.plan_seconds = 0.0
         decode = self._sidecar_answer
 
         def timed(raw: bytes) -> list[tuple[Any, float]]:
@@ -134,6 +136,7 @@ class TimedEvaluator(Evaluator):
     async def cycle(self) -> CycleReport:
         self.marks = {"start": time.perf_counter()}
         self.samples, self.query_seconds, self.parse_seconds, self.assemble_seconds = 0, 0.0, 0.0, 0.0
+        self.plan_seconds = 0.0
         report = await super().cycle()
         self.marks["end"] = time.perf_counter()
         return report
@@ -142,7 +145,7 @@ class TimedEvaluator(Evaluator):
         m = self.marks
         return {"prepare": m["fetch"] - m["start"], "fetch": m["fetched"] - m["fetch"],
                 "query": self.query_seconds, "parse": self.parse_seconds, "assemble": self.assemble_seconds,
-                "evaluate": m["end"] - m["fetched"]}
+                "plan": self.plan_seconds, "evaluate": m["end"] - m["fetched"]}
 
     async def _query_sidecar(self, promql_text: str, report: CycleReport) -> list[tuple[Any, float]]:
         began = time.perf_counter()
@@ -151,23 +154,32 @@ class TimedEvaluator(Evaluator):
         self.samples += len(answer)
         return answer
 
-    def _assemble(self, answer: list[tuple[Any, float]], wanted: set[tuple[str, str, str]]) -> Any:  # type: ignore[override]
+    def _assemble(self, answer: list[tuple[Any, float]], wanted: set[tuple[str, str, str]],  # type: ignore[override]
+                  pods: Optional[dict[tuple[str, str], set[str]]] = None) -> Any:
         began = time.perf_counter()
         try:
-            return super()._assemble(answer, wanted)
+            return super()._assemble(answer, wanted, pods)
         finally:
             self.assemble_seconds += time.perf_counter() - began
 
-    async def _fetch_metrics(self, contexts: list[JobContext], report: CycleReport) -> Any:
+    async def _fetch_metrics(self, contexts: list[JobContext], report: CycleReport, on_part: OnPart) -> Any:
         self.marks["fetch"] = time.perf_counter()
+
+        def timed(jobs: list[JobContext], summaries: dict[tuple[str, str], Any]) -> None:
+            began = time.perf_counter()
+            try:
+                on_part(jobs, summaries)
+            finally:
+                self.plan_seconds += time.perf_counter() - began
+
         try:
-            return await self._collect(contexts, report)
+            return await self._collect(contexts, report, timed)
         finally:
             self.marks["fetched"] = time.perf_counter()
 
-    async def _collect(self, contexts: list[JobContext], report: CycleReport) -> Any:
+    async def _collect(self, contexts: list[JobContext], report: CycleReport, on_part: OnPart) -> Any:
         """Plateau's own batched fetch (Evaluator._fetch_metrics), unchanged."""
-        return await super()._fetch_metrics(contexts, report)
+        return await super()._fetch_metrics(contexts, report, on_part)
 
 
 def naive_query(namespace: str, name: str) -> str:
@@ -184,7 +196,7 @@ class NaiveEvaluator(TimedEvaluator):
     through the operator's own assembly, so only the querying differs from the batched cycle.
     """
 
-    async def _collect(self, contexts: list[JobContext], report: CycleReport) -> Any:
+    async def _collect(self, contexts: list[JobContext], report: CycleReport, on_part: OnPart) -> Any:
         watched = [c for c in contexts if c.status.phase == api.Phase.RUNNING.value and c.rule]
         if not watched:
             return {}, None, defaultdict(set)
@@ -561,13 +573,13 @@ def phase_rows(results: list[dict[str, Any]]) -> list[list[str]]:
         med = lambda key: _median([c[key] for c in steady])  # noqa: E731
         n = max(1, r["jobs"])
         rows.append([f"{r['jobs']:,}", label, f"{med('prepare'):.3f}", f"{med('fetch'):.3f}",
-                     f"{med('parse'):.3f}", f"{med('assemble'):.3f}", f"{med('evaluate'):.3f}", f"{med('gc'):.3f} ({med('gc_full'):.0f})",
+                     f"{med('parse'):.3f}", f"{med('assemble'):.3f}", f"{med('plan'):.3f}", f"{med('evaluate'):.3f}", f"{med('gc'):.3f} ({med('gc_full'):.0f})",
                      f"{med('wall'):.3f}", f"{med('cpu'):.3f}", f"{med('cpu') / n * 1e6:.0f}",
                      f"{_median([c['samples'] for c in steady]):.0f}"])
     return rows
 
 
-PHASE_HEADERS = ["jobs", "collector", "prepare s", "fetch s (wall)", "parse_vector s", "assemble s", "evaluate s", "GC s (full)",
+PHASE_HEADERS = ["jobs", "collector", "prepare s", "fetch s (wall)", "parse_vector s", "assemble s", "plan s", "evaluate s", "GC s (full)",
                  "cycle s", "CPU s", "CPU us/job", "samples"]
 
 
@@ -714,8 +726,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     print()
     print("Where a measured cycle's time goes (medians of the cycles without status writes): prepare = contexts and "
           "workload states; fetch = PromQL over HTTP (Prometheus' own time, transfer) + parse_vector (JSON decode, checks) + "
-          "assemble; evaluate = engine, state "
-          "machine, status diff/writes, gauges; GC = cyclic garbage collector, inside the other phases")
+          "assemble + plan (the jobs planned as their part of the metrics arrives); evaluate = the other jobs' plans, "
+          "status diff/writes, gauges; GC = cyclic garbage collector, inside the other phases")
     print(table(PHASE_HEADERS, phase_rows(results)))
     print()
     for r in results:

@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Iterable, Optional
 
 from pydantic import ValidationError
 
@@ -180,6 +180,10 @@ class JobContext:
         self.rule = resolve_metric_rule(self.stop)
 
 
+# Receives, as each part of the metrics arrives, the jobs to plan at once and the part's summaries.
+OnPart = Callable[[list[JobContext], dict[tuple[str, str], SidecarSummary]], None]
+
+
 class Evaluator:
     def __init__(self, settings: Settings, registry: Registry, kube: Kube, prometheus: PrometheusClient,
                  clock: Callable[[], float] = time.time, heap: Optional[FrozenHeap] = None) -> None:
@@ -194,11 +198,13 @@ class Evaluator:
         self._tracks: dict[str, tuple[api.MetricSummary, MetricTrack]] = {}  # by uid: the last fold's
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._sidecar_answer = promql.SidecarDecoder(settings.prometheus_namespace_label)
+        self._fetch_all = False  # most jobs had news in the last cycle: skip the counter query
 
     def forget(self) -> None:
         """Drop what this replica remembers; after a leadership change the API is the truth."""
         self.memory.clear()
         self._tracks.clear()
+        self._fetch_all = False
         clear_job_gauges()
 
     # --- one cycle ------------------------------------------------------------------------
@@ -220,27 +226,23 @@ class Evaluator:
             if ctx.spec.template is not None:
                 ctx.state = self.registry.child_jobs.get((ctx.key[0], label_value(ctx.key[1])), WorkloadState(exists=False))
         await asyncio.gather(*(self._observe_reference(c) for c in referenced))
-        tracks, metrics_condition, pods = await self._fetch_metrics(contexts, report)
-        gpu, gpu_condition = await self._fetch_gpu(contexts, pods, now, report)
+        pending: list[Awaitable[None]] = []
+        planned: set[tuple[str, str]] = set()
+
+        def plan(jobs: Iterable[JobContext], summaries: dict[tuple[str, str], SidecarSummary],
+                 metrics_error: Optional[tuple[str, str]], gpu: dict[tuple[str, str], GpuWindow],
+                 gpu_error: Optional[tuple[str, str]]) -> None:
+            for ctx in jobs:
+                planned.add(ctx.key)
+                pending.extend(self._plan_job(ctx, summaries, metrics_error, gpu, gpu_error, now, report))
+
         # Plans are pure and cheap; only jobs with actions or a due status write await the API.
-        pending = []
-        for ctx in contexts:
-            memory = self.memory.get(ctx.uid)
-            if memory is not None and self._steady(ctx, memory, tracks, metrics_condition, now):
-                report.steady += 1
-                continue
-            if memory is not None:
-                memory.steady = None
-            plan = self._plan_safely(ctx, tracks, metrics_condition, gpu, gpu_condition, pods, now, report)
-            if plan is None:
-                continue
-            if plan.actions:
-                pending.append(self._safely(ctx, self._apply(ctx, plan, now, report), report))
-                continue
-            if self._due(ctx.body, plan.status, now):
-                pending.append(self._safely(ctx, self._record(ctx, plan.status, now, report), report))
-            else:
-                self.memory[ctx.uid].steady = (ctx.generation, ctx.state)
+        # Jobs whose plan needs nothing but their metric are planned as their part of the
+        # metrics arrives, while Prometheus still answers for the others.
+        tracks, metrics_condition, pods = await self._fetch_metrics(
+            contexts, report, lambda jobs, summaries: plan(jobs, summaries, None, {}, None))
+        gpu, gpu_condition = await self._fetch_gpu(contexts, pods, now, report)
+        plan((c for c in contexts if c.key not in planned), tracks, metrics_condition, gpu, gpu_condition)
         await asyncio.gather(*pending)
         GPU_HOURS_USED.inc(report.gpu_hours)
         self._forget_gone()
@@ -249,6 +251,26 @@ class Evaluator:
             self.heap.after_cycle()
         CYCLE_SECONDS.observe(time.perf_counter() - started)
         return report
+
+    def _plan_job(self, ctx: JobContext, summaries: dict[tuple[str, str], SidecarSummary],
+                  metrics_error: Optional[tuple[str, str]], gpu: dict[tuple[str, str], GpuWindow],
+                  gpu_error: Optional[tuple[str, str]], now: float, report: CycleReport) -> list[Awaitable[None]]:
+        """One job's plan; what it must still await of the API (only actions and due writes do)."""
+        memory = self.memory.get(ctx.uid)
+        if memory is not None and self._steady(ctx, memory, summaries, metrics_error, now):
+            report.steady += 1
+            return []
+        if memory is not None:
+            memory.steady = None
+        plan = self._plan_safely(ctx, summaries, metrics_error, gpu, gpu_error, now, report)
+        if plan is None:
+            return []
+        if plan.actions:
+            return [self._safely(ctx, self._apply(ctx, plan, now, report), report)]
+        if self._due(ctx.body, plan.status, now):
+            return [self._safely(ctx, self._record(ctx, plan.status, now, report), report)]
+        self.memory[ctx.uid].steady = (ctx.generation, ctx.state)
+        return []
 
     async def _context(self, body: dict[str, Any], now: float, report: CycleReport) -> Optional[JobContext]:
         meta = body["metadata"]
@@ -318,7 +340,7 @@ class Evaluator:
         report.queries += 1
         return await self.prometheus.query(promql_text, decode=self._sidecar_answer)
 
-    async def _fetch_metrics(self, contexts: list[JobContext], report: CycleReport
+    async def _fetch_metrics(self, contexts: list[JobContext], report: CycleReport, on_part: OnPart
                              ) -> tuple[dict[tuple[str, str], SidecarSummary], Optional[tuple[str, str]], dict[tuple[str, str], set[str]]]:
         """Per job, the sidecar summary of its monitored metric; and each job's pods."""
         watched = [c for c in contexts if c.status.phase == RUNNING and c.rule]
@@ -329,7 +351,7 @@ class Evaluator:
             return summaries, None, pods
         try:
             if sidecar_jobs:
-                summaries, pods = await self._sidecar_summaries(sidecar_jobs, report)
+                summaries, pods = await self._sidecar_summaries(sidecar_jobs, report, on_part)
             for ctx in watched:
                 if ctx.spec.metrics.queries:
                     summary = await self._custom_metric(ctx, report)
@@ -341,70 +363,89 @@ class Evaluator:
             return {}, (exc.reason, str(exc)), pods
         return summaries, None, pods
 
-    async def _sidecar_summaries(self, jobs: list[JobContext], report: CycleReport
+    async def _sidecar_summaries(self, jobs: list[JobContext], report: CycleReport, on_part: OnPart
                                  ) -> tuple[dict[tuple[str, str], SidecarSummary], dict[tuple[str, str], set[str]]]:
-        """1 + FETCH_PARTS queries whatever the number of jobs: every job's report counter, then
-        the series of the jobs whose counter moved (all jobs, unfiltered, when most did), in
-        concurrent parts. A job whose counter stands where the operator last read it has
-        nothing new to fold."""
+        """At most 1 + FETCH_PARTS queries whatever the number of jobs: every job's report
+        counter, then the series of the jobs whose counter moved (all jobs, unfiltered, when
+        most did), in concurrent parts. A job whose counter stands where the operator last read
+        it has nothing new to fold. When most jobs had news in the last cycle, the counter
+        query is skipped: the parts fetch every job's series, and name the pods.
+
+        Each part's jobs that need nothing else are handed to `on_part` as the part arrives."""
         ns_label = self.settings.prometheus_namespace_label
         names = {c.rule.name for c in jobs}  # type: ignore[union-attr]
-        namespaces = {c.key[0] for c in jobs}
-        wanted = {(c.key[0], c.key[1], c.rule.name) for c in jobs}  # type: ignore[union-attr]
-        counters = await self._query_sidecar(
-            promql.sidecar_query(namespaces, names, ns_label, series=(protocol.SERIES_REPORTS,)), report)
-        reports: dict[tuple[str, str], float] = {}
-        pods: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for labels, value in counters:
-            key = (labels.namespace, labels.trainingjob, labels.metric)
-            if key in wanted:
-                reports[key[:2]] = max(value, reports.get(key[:2], value))  # the reporting replica
-                if labels.pod:
-                    pods[key[:2]].add(labels.pod)
         summaries: dict[tuple[str, str], SidecarSummary] = {}
-        moved = []
-        for ctx in jobs:
-            if ctx.key not in reports:
-                continue  # no series: the fold says NoSeries
-            metric = ctx.status.metric
-            if metric is not None and metric.name == ctx.rule.name \
-                    and metric.sidecar_reports == reports[ctx.key]:  # type: ignore[union-attr]
-                summaries[ctx.key] = SidecarSummary(reports=metric.sidecar_reports, step=metric.last_step or 0,
-                                                    value=math.nan if metric.last is None else metric.last,
-                                                    non_finite=metric.sidecar_non_finite)
-            else:
-                moved.append(ctx)
-        if moved:
+        pods: dict[tuple[str, str], set[str]] = defaultdict(set)
+        fetch_all = self._fetch_all
+        if fetch_all:
+            moved, only = jobs, None
+        else:
+            wanted = {(c.key[0], c.key[1], c.rule.name) for c in jobs}  # type: ignore[union-attr]
+            counters = await self._query_sidecar(
+                promql.sidecar_query({c.key[0] for c in jobs}, names, ns_label, series=(protocol.SERIES_REPORTS,)), report)
+            reports: dict[tuple[str, str], float] = {}
+            for labels, value in counters:
+                key = (labels.namespace, labels.trainingjob, labels.metric)
+                if key in wanted:
+                    reports[key[:2]] = max(value, reports.get(key[:2], value))  # the reporting replica
+                    if labels.pod:
+                        pods[key[:2]].add(labels.pod)
+            moved = []
+            for ctx in jobs:
+                if ctx.key not in reports:
+                    continue  # no series: the fold says NoSeries
+                metric = ctx.status.metric
+                if _has_news(ctx, reports[ctx.key]):
+                    moved.append(ctx)
+                else:
+                    summaries[ctx.key] = SidecarSummary(reports=metric.sidecar_reports, step=metric.last_step or 0,  # type: ignore[union-attr]
+                                                        value=math.nan if metric.last is None else metric.last,  # type: ignore[union-attr]
+                                                        non_finite=metric.sidecar_non_finite)  # type: ignore[union-attr]
             only = None if 2 * len(moved) > len(jobs) else {c.key[1] for c in moved}
+        if moved:
             fetch = promql.sidecar_series_for(c.rule.mode for c in moved)  # type: ignore[union-attr]
             wanted_moved = {(c.key[0], c.key[1], c.rule.name) for c in moved}  # type: ignore[union-attr]
             moved_namespaces = {c.key[0] for c in moved}
+            # GPU windows and peers' values come later in the cycle.
+            early = {c.key: c for c in moved if c.stop.gpu_idle is None and c.stop.cohort is None}
 
             async def fetch_part(part: str) -> dict[tuple[str, str], SidecarSummary]:
                 query = promql.sidecar_query(moved_namespaces, names, ns_label, series=fetch, trainingjobs=only, part=part)
-                return self._assemble(await self._query_sidecar(query, report), wanted_moved)
+                fresh = self._assemble(await self._query_sidecar(query, report), wanted_moved, pods if fetch_all else None)
+                on_part([early[k] for k in fresh if k in early], fresh)
+                return fresh
 
             # Concurrent parts: Prometheus evaluates each on a core of its own, and each answer
-            # is decoded here while Prometheus still works on the others.
-            for fresh in await asyncio.gather(*(fetch_part(p) for p in promql.name_parts(FETCH_PARTS))):
-                summaries.update(fresh)
+            # is decoded and planned here while Prometheus still works on the others. Every part
+            # is awaited before a failure is raised: none may plan its jobs after the cycle
+            # has planned the rest.
+            results = await asyncio.gather(*(fetch_part(p) for p in promql.name_parts(FETCH_PARTS)),
+                                           return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+                summaries.update(result)
+        news = sum(1 for c in jobs if c.key in summaries and _has_news(c, summaries[c.key].reports))
+        self._fetch_all = 2 * news > len(jobs)
         return summaries, pods
 
     @staticmethod
-    def _assemble(answer: list[tuple[Any, float]], wanted: set[tuple[str, str, str]]
-                  ) -> dict[tuple[str, str], SidecarSummary]:
-        """Per job, the summary of its reporting replica. (Pods come from the counter query.)"""
+    def _assemble(answer: list[tuple[Any, float]], wanted: set[tuple[str, str, str]],
+                  pods: Optional[dict[tuple[str, str], set[str]]] = None) -> dict[tuple[str, str], SidecarSummary]:
+        """Per job, the summary of its reporting replica; and its pods into `pods`, if given."""
         series: dict[tuple[str, str, str, str, str], dict[str, float]] = defaultdict(dict)
         for labels, value in answer:
             # A pod scraped twice (PodMonitor and annotations) gives two copies: keep them apart.
             series[(labels.namespace, labels.trainingjob, labels.metric, labels.pod, labels.instance)][labels.name] = value
         best: dict[tuple[str, str], SidecarSummary] = {}
-        for (ns, name, metric, _pod, _instance), values in series.items():
+        for (ns, name, metric, pod, _instance), values in series.items():
             if (ns, name, metric) not in wanted:
                 continue
             summary = summary_from_series(values)
             if summary is None:
                 continue
+            if pods is not None and pod:
+                pods[(ns, name)].add(pod)
             current = best.get((ns, name))
             if current is None or summary.reports > current.reports:  # the reporting replica
                 best[(ns, name)] = summary
@@ -491,8 +532,7 @@ class Evaluator:
 
     def _plan(self, ctx: JobContext, summaries: dict[tuple[str, str], SidecarSummary],
               metrics_error: Optional[tuple[str, str]], gpu: dict[tuple[str, str], GpuWindow],
-              gpu_error: Optional[tuple[str, str]], pods: dict[tuple[str, str], set[str]],
-              now: float, report: CycleReport) -> Plan:
+              gpu_error: Optional[tuple[str, str]], now: float, report: CycleReport) -> Plan:
         generation = ctx.generation
         job = JobState(generation, ctx.spec.replicas, ctx.stop, ctx.status, ctx.state, ctx.spec.template is not None, now)
         update = accounting(job)
@@ -744,6 +784,12 @@ class Evaluator:
                     METRICS_MISSING.labels(namespace=namespace, trainingjob=name, condition=c.type, reason=c.reason).set(1)
         for phase, count in counts.items():
             JOBS.labels(phase=phase).set(count)
+
+
+def _has_news(ctx: JobContext, reports: float) -> bool:
+    """Whether the sidecar's report counter moved from the one recorded in status.metric."""
+    metric = ctx.status.metric
+    return metric is None or metric.name != ctx.rule.name or metric.sidecar_reports != reports  # type: ignore[union-attr]
 
 
 def _budget_within_reach(stop: api.StopSpec, status: api.TrainingJobStatus, gpus: int, now: float, margin: float) -> bool:

@@ -4,6 +4,7 @@ batched-vs-naive query counting at a tiny N, with Prometheus answered from the e
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -153,20 +154,23 @@ async def test_batched_needs_one_query_and_naive_one_per_job(n: int) -> None:
     for cls in (bench.TimedEvaluator, bench.NaiveEvaluator):
         prometheus, kube = FakePrometheus(exposition), FakeKube()
         evaluator = cls(settings, registry_of(keys), kube, prometheus, clock=lambda: 1.7e9 + 60)  # type: ignore[arg-type]
-        first = await evaluator.cycle()
-        first_samples = evaluator.samples
-        second = await evaluator.cycle()
-        assert not first.errors and not second.errors
-        assert first.jobs == n and first.writes == n and second.writes == 0
-        assert set(evaluator.phases()) == {"prepare", "fetch", "query", "parse", "assemble", "evaluate"}
-        results[cls] = (first.queries, first_samples, second.queries, evaluator.samples, kube.statuses)
+        cycles, writes = [], []
+        for _ in range(3):
+            report = await evaluator.cycle()
+            assert not report.errors and report.jobs == n
+            cycles += [report.queries, evaluator.samples]
+            writes.append(report.writes)
+        assert writes == [n, 0, 0]
+        assert set(evaluator.phases()) == {"prepare", "fetch", "query", "parse", "assemble", "plan", "evaluate"}
+        results[cls] = (*cycles, kube.statuses)
     *batched, batched_status = results[bench.TimedEvaluator]
     *naive, naive_status = results[bench.NaiveEvaluator]
     # Batched: every job's counter, then the series the fold reads of the jobs whose counter
-    # moved (all, at first); the answers did not change, so the second cycle reads the counters only.
+    # moved (all, at first). Since all had news, the second cycle skips the counters and
+    # fetches every job's series; the answers did not change, so the third reads the counters only.
     assert len(FETCHED) == len(SERIES) - 2 and set(FETCHED) < SERIES
-    assert batched == [1 + FETCH_PARTS, n + n * len(FETCHED), 1, n]
-    assert naive == [n, n * len(SERIES), n, n * len(SERIES)]
+    assert batched == [1 + FETCH_PARTS, n + n * len(FETCHED), FETCH_PARTS, n * len(FETCHED), 1, n]
+    assert naive == [n, n * len(SERIES)] * 3
     assert batched_status == naive_status  # the same answers, so the same statuses
     for status in batched_status.values():
         assert status["phase"] == "Running"
@@ -182,6 +186,7 @@ async def test_only_the_jobs_whose_counter_moved_are_fetched_in_full() -> None:
     evaluator = bench.TimedEvaluator(settings, registry_of(keys), FakeKube(), prometheus,  # type: ignore[arg-type]
                                      clock=lambda: 1.7e9 + 60)
     await evaluator.cycle()
+    await evaluator.cycle()  # every job had news at the first read: this one fetches all, and finds none
     before = {uid: m.status.metric.sidecar_reports for uid, m in evaluator.memory.items()}  # type: ignore[union-attr]
     evaluations = {uid: m.status.evaluations for uid, m in evaluator.memory.items()}
     prometheus.samples = FakePrometheus(shard.render()).samples  # the next scrape
@@ -199,6 +204,82 @@ async def test_only_the_jobs_whose_counter_moved_are_fetched_in_full() -> None:
         assert len(patterns) == 2
         fetched += [f"uid-{i}" for i, (_, name) in enumerate(keys) if all(re.fullmatch(r, name) for r in patterns)]
     assert sorted(fetched) == sorted(moved)  # the part queries named exactly the jobs that moved, each once
+
+
+class Recorder(bench.TimedEvaluator):
+    """Records each cycle's pods and plans; `counters_always` keeps the counter query on."""
+
+    counters_always = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pods: list[dict[tuple[str, str], set[str]]] = []
+        self.planned: list[str] = []
+
+    async def _fetch_metrics(self, *args: Any) -> Any:
+        if self.counters_always:
+            self._fetch_all = False
+        result = await super()._fetch_metrics(*args)
+        self.pods.append({key: set(pods) for key, pods in result[2].items() if pods})
+        return result
+
+    def _plan(self, ctx: Any, *args: Any) -> Any:
+        self.planned.append(ctx.key[1])
+        return super()._plan(ctx, *args)
+
+
+async def test_after_a_cycle_where_most_jobs_had_news_the_counter_query_is_skipped_with_the_same_outcome() -> None:
+    keys = support.job_keys(6)
+    shard = support.Shard(keys, latency=False)  # every job reports at every scrape
+    settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600)
+    runs = []
+    for counters_always in (False, True):
+        shard.scrapes = 0
+        prometheus = FakePrometheus(shard.render())
+        evaluator = Recorder(settings, registry_of(keys), FakeKube(), prometheus, clock=lambda: 1.7e9 + 60)  # type: ignore[arg-type]
+        evaluator.counters_always = counters_always
+        queries = []
+        for _ in range(3):
+            report = await evaluator.cycle()
+            assert not report.errors
+            queries.append(report.queries)
+            prometheus.samples = FakePrometheus(shard.render()).samples  # the next scrape
+        runs.append((queries, evaluator.pods, {uid: m.status for uid, m in evaluator.memory.items()}))
+    (skipping, pods, statuses), (always, pods_always, statuses_always) = runs
+    assert skipping == [1 + FETCH_PARTS, FETCH_PARTS, FETCH_PARTS] and always == [1 + FETCH_PARTS] * 3
+    assert statuses == statuses_always  # the same folds, and the same pods for the GPU query
+    assert pods == pods_always == [{(ns, name): {support.pod_name(name)} for ns, name in keys}] * 3
+    assert all(s.metric.sidecar_reports == support.BASE_REPORTS + 3 for s in statuses.values())  # type: ignore[union-attr]
+
+
+async def test_a_failed_part_costs_only_its_jobs_their_metric_and_each_job_is_planned_once() -> None:
+    keys = support.job_keys(8)
+    failing = promql.escape_label_value(promql.name_parts(FETCH_PARTS)[0])
+
+    class PartDown(FakePrometheus):
+        async def query(self, promql_text: str, *args: Any, **kwargs: Any) -> Any:
+            if failing in promql_text:
+                self.queries.append(promql_text)
+                raise PrometheusError("Timeout", "the query timed out")
+            await asyncio.sleep(0.01)  # the other parts answer after the failure
+            return await super().query(promql_text, *args, **kwargs)
+
+    prometheus = PartDown(support.Shard(keys, latency=False).render())
+    settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600)
+    evaluator = Recorder(settings, registry_of(keys), FakeKube(), prometheus, clock=lambda: 1.7e9 + 60)  # type: ignore[arg-type]
+    report = await evaluator.cycle()
+    await asyncio.sleep(0.05)  # a part still running after the cycle would plan its jobs now
+    assert sorted(evaluator.planned) == sorted(name for _, name in keys)  # once each
+    assert report.errors == ["the query timed out"]
+    down = {name for _, name in keys if re.fullmatch(promql.name_parts(FETCH_PARTS)[0], name)}
+    assert 0 < len(down) < len(keys)
+    for uid, memory in evaluator.memory.items():
+        name = keys[int(uid.removeprefix("uid-"))][1]
+        available = next(c for c in memory.status.conditions if c.type == "MetricsAvailable")
+        if name in down:
+            assert (available.status, available.reason, memory.status.metric) == ("False", "Timeout", None)
+        else:
+            assert available.status == "True" and memory.status.metric.sidecar_reports == support.BASE_REPORTS + 1  # type: ignore[union-attr]
 
 
 async def test_jobs_with_nothing_new_are_not_replanned_until_a_budget_comes_within_reach() -> None:
