@@ -23,9 +23,10 @@ they measure evaluation, not the API server's write throughput: the emulator val
 write's CEL rules in Python (tens of ms each), so a cycle with writes measures mostly the emulator;
 the warm-up cycle shows that cost. The batched collector is the operator's own code, unchanged;
 the operator reads every job's report counter, then the series it folds of the jobs whose
-counter moved, in concurrent parts by name (1 + FETCH_PARTS queries); the baseline is `NaiveEvaluator` below, which fetches every series with one
-query per job
-(concurrently, at the operator's API concurrency) and feeds them to the same assembly and engine.
+counter moved, in concurrent parts by name (1 + FETCH_PARTS queries; FETCH_PARTS alone after a
+cycle where most jobs had news), and plans each part's jobs as it arrives. The baseline is
+`NaiveEvaluator` below, which fetches every series with one query per job (concurrently, at the
+operator's API concurrency) and feeds them to the same assembly and engine.
 The baseline starts from the memory the batched run ended with (`--no-handover` to change that),
 so its warm-up does not rewrite every status.
 
