@@ -239,11 +239,13 @@ class Evaluator:
         # Plans are pure and cheap; only jobs with actions or a due status write await the API.
         # Jobs whose plan needs nothing but their metric are planned as their part of the
         # metrics arrives, while Prometheus still answers for the others.
-        tracks, metrics_condition, pods = await self._fetch_metrics(
-            contexts, report, lambda jobs, summaries: plan(jobs, summaries, None, {}, None))
-        gpu, gpu_condition = await self._fetch_gpu(contexts, pods, now, report)
-        plan((c for c in contexts if c.key not in planned), tracks, metrics_condition, gpu, gpu_condition)
-        await asyncio.gather(*pending)
+        try:
+            tracks, metrics_condition, pods = await self._fetch_metrics(
+                contexts, report, lambda jobs, summaries: plan(jobs, summaries, None, {}, None))
+            gpu, gpu_condition = await self._fetch_gpu(contexts, pods, now, report)
+            plan((c for c in contexts if c.key not in planned), tracks, metrics_condition, gpu, gpu_condition)
+        finally:  # the plans made so far are carried out even if the rest of the cycle failed
+            await asyncio.gather(*pending)
         GPU_HOURS_USED.inc(report.gpu_hours)
         self._forget_gone()
         self._export_phases()

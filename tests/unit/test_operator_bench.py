@@ -282,6 +282,24 @@ async def test_a_failed_part_costs_only_its_jobs_their_metric_and_each_job_is_pl
             assert available.status == "True" and memory.status.metric.sidecar_reports == support.BASE_REPORTS + 1  # type: ignore[union-attr]
 
 
+async def test_plans_made_as_the_parts_arrive_are_carried_out_when_the_cycle_fails_after_them() -> None:
+    keys = support.job_keys(5)
+
+    class GpuQueryBroken(Recorder):
+        async def _fetch_gpu(self, *args: Any) -> Any:
+            raise RuntimeError("a bug after the metrics")
+
+    settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600)
+    kube = FakeKube()
+    evaluator = GpuQueryBroken(settings, registry_of(keys), kube, FakePrometheus(support.Shard(keys, latency=False).render()),  # type: ignore[arg-type]
+                               clock=lambda: 1.7e9 + 60)
+    with pytest.raises(RuntimeError):
+        await evaluator.cycle()
+    assert sorted(evaluator.planned) == sorted(name for _, name in keys)
+    assert sorted(kube.statuses) == sorted(keys)  # every early plan's status write went out
+    assert all(s["metric"]["sidecarReports"] == support.BASE_REPORTS + 1 for s in kube.statuses.values())
+
+
 async def test_jobs_with_nothing_new_are_not_replanned_until_a_budget_comes_within_reach() -> None:
     keys = support.job_keys(4)
     shard = support.Shard(keys, latency=False, report_every=4)  # one job reports per scrape
