@@ -4,8 +4,10 @@ against recording fakes of the Kubernetes client (the chart renders exactly thes
 from __future__ import annotations
 
 import json
+import re
 import asyncio
 from datetime import datetime, timezone
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -122,3 +124,16 @@ def test_every_grant_is_used() -> None:
 def test_the_lease_is_granted_only_in_the_operators_namespace() -> None:
     assert all(group == "coordination.k8s.io" for group, _, _ in grants(rbac.LEASE_RULES))
     assert not any(group == "coordination.k8s.io" for group, _, _ in grants(rbac.RULES))
+
+
+def test_the_install_guide_lists_exactly_these_rules() -> None:
+    """docs/install.md's permissions table: what an admin reviews before installing."""
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "install.md").read_text()
+    table = guide.split("## Permissions", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
+    listed: set[Grant] = set()
+    for row in table.splitlines()[2:]:  # after the header and its rule
+        group, resources, verbs = (cell.strip() for cell in row.strip("|").split("|")[:3])
+        group = "" if group == "core" else group.strip("`")
+        listed |= {(group, r, v.strip()) for r in re.findall(r"`([^`]+)`", resources) for v in verbs.split(",")}
+    assert len(listed) > 20
+    assert listed == grants(rbac.RULES + rbac.LEASE_RULES)
