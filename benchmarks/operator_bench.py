@@ -35,7 +35,9 @@ emulator as a process, with TrainingJobs whose target is 0.5 and gracePeriod 0s.
 loss sits at 1.0 until a job is armed; the first scrape after that reports 0.4. The latency is
 from the time that scrape was served to the time the emulator received the patch setting the
 Job's spec.suspend to true (the emulator's request log). Jobs are armed one at a time, each after
-a random wait, so the crossing falls at a random phase of the evaluation interval.
+a random wait, so the crossing falls at a random phase of the evaluation interval. With
+`--latency-background N`, N more jobs run beside them and never stop, and the operator runs with
+--status-interval 1s: every cycle writes their N statuses, and each stop competes with those writes.
 """
 
 from __future__ import annotations
@@ -467,23 +469,27 @@ def latency_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     kubeconfig = str(workdir / "kubeconfig")
     k = args.latency_repeats
-    keys = job_keys(k, latency=True)
+    # The first k jobs are armed one after the other; the background jobs never stop.
+    total = k + args.latency_background
+    keys = job_keys(total, latency=True)[:k]
     rng = random.Random(args.seed)
-    out: dict[str, Any] = {"repeats": [], "interval": args.latency_interval}
+    out: dict[str, Any] = {"repeats": [], "interval": args.latency_interval, "background": args.latency_background}
     with ExitStack() as stack:
-        exporter = Child([PYTHON, "-m", "benchmarks.operator_support", "exporter", "--jobs", str(k), "--latency",
-                          "--shard-size", str(k)], workdir / "exporter.log")
+        exporter = Child([PYTHON, "-m", "benchmarks.operator_support", "exporter", "--jobs", str(total), "--latency",
+                          "--shard-size", str(total)], workdir / "exporter.log")
         stack.callback(exporter.stop)
-        emulator = Child([PYTHON, "-m", "benchmarks.operator_support", "emulator", "--jobs", str(k), "--latency",
+        emulator = Child([PYTHON, "-m", "benchmarks.operator_support", "emulator", "--jobs", str(total), "--latency",
                           "--keep-log", "--kubeconfig-out", kubeconfig], workdir / "emulator.log")
         stack.callback(emulator.stop)
         prometheus = start_prometheus(workdir, exporter.url, 1, "1s")
         stack.callback(prometheus.stop)
-        wait_for_series(prometheus, k, timeout=60)
+        wait_for_series(prometheus, total, timeout=60)
         port = _free_port_pair()
         operator_argv = [str(Path(PYTHON).with_name("plateau-operator")), "--prometheus-url", prometheus.url,
                          "--interval", f"{args.latency_interval:g}s", "--no-leader-election",
                          "--namespaces", keys[0][0], "--metrics-port", str(port)]
+        if args.latency_background:  # every background job's progress is due at every cycle
+            operator_argv += ["--status-interval", "1s"]
         out["operator_command"] = shlex.join(operator_argv)
         operator = Child(operator_argv, workdir / "operator.log", env={**os.environ, "KUBECONFIG": kubeconfig},
                          ready=False)
@@ -629,7 +635,9 @@ def latency_report(lat: dict[str, Any]) -> str:
     goal = interval + 1.0
     if values:
         worst = max(values)
-        text += (f"\n\nDecision latency over {len(values)} repeats (interval {interval:g}s, gracePeriod 0s): "
+        background = lat.get("background")
+        load = f", {background} other jobs' status written every cycle" if background else ""
+        text += (f"\n\nDecision latency over {len(values)} repeats (interval {interval:g}s, gracePeriod 0s{load}): "
                  f"min {min(values):.3f}s, median {_median(values):.3f}s, max {worst:.3f}s; goal < interval + 1s "
                  f"= {goal:g}s: {'met' if worst < goal else 'MISSED'}")
     missing = len(lat["repeats"]) - len(values)
@@ -676,6 +684,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--latency-repeats", type=int, default=5)
     parser.add_argument("--latency-interval", type=float, default=5.0, help="the operator's --interval, seconds")
     parser.add_argument("--no-latency", dest="latency", action="store_false")
+    parser.add_argument("--latency-background", type=int, default=0, metavar="N",
+                        help="N more running jobs that never stop, their progress written at every cycle "
+                             "(--status-interval 1s): each stop competes with N status writes")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--worker-timeout", type=float, default=1800.0)
     parser.add_argument("--quick", action="store_true", help="a small run: 50 and 200 jobs, 3 cycles, 3 latency repeats")

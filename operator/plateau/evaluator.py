@@ -238,7 +238,8 @@ class Evaluator:
 
         # Plans are pure and cheap; only jobs with actions or a due status write await the API.
         # Jobs whose plan needs nothing but their metric are planned as their part of the
-        # metrics arrives, while Prometheus still answers for the others.
+        # metrics arrives, while Prometheus still answers for the others. A plan's actions start
+        # at once; status writes wait until every job is planned, and queue behind them.
         try:
             tracks, metrics_condition, pods = await self._fetch_metrics(
                 contexts, report, lambda jobs, summaries: plan(jobs, summaries, None, {}, None))
@@ -267,8 +268,8 @@ class Evaluator:
         plan = self._plan_safely(ctx, summaries, metrics_error, gpu, gpu_error, now, report)
         if plan is None:
             return []
-        if plan.actions:
-            return [self._safely(ctx, self._apply(ctx, plan, now, report), report)]
+        if plan.actions:  # a stop must not wait behind thousands of progress writes
+            return [asyncio.create_task(self._safely(ctx, self._apply(ctx, plan, now, report), report))]
         if self._due(ctx.body, plan.status, now):
             return [self._safely(ctx, self._record(ctx, plan.status, now, report), report)]
         self.memory[ctx.uid].steady = (ctx.generation, ctx.state)

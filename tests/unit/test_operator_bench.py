@@ -132,10 +132,10 @@ class FakeKube:
         self.events.append(reason)
 
 
-def registry_of(keys: list[tuple[str, str]]) -> Registry:
+def registry_of(keys: list[tuple[str, str]], latency: bool = False) -> Registry:
     registry = Registry()
     for i, (ns, name) in enumerate(keys):
-        tj = support.trainingjob(ns, name, latency=False)
+        tj = support.trainingjob(ns, name, latency)
         tj["metadata"].update(uid=f"uid-{i}", generation=1)
         tj["status"] = support.running_status(name, 1.7e9)
         job = support.child_job(tj)
@@ -298,6 +298,48 @@ async def test_plans_made_as_the_parts_arrive_are_carried_out_when_the_cycle_fai
     assert sorted(evaluator.planned) == sorted(name for _, name in keys)
     assert sorted(kube.statuses) == sorted(keys)  # every early plan's status write went out
     assert all(s["metric"]["sidecarReports"] == support.BASE_REPORTS + 1 for s in kube.statuses.values())
+
+
+async def test_a_stop_goes_out_before_the_cycles_status_writes() -> None:
+    keys = support.job_keys(30, latency=True)  # target 0.5; the exporter's loss stays at 1.0
+    exporter = support.Exporter(keys, shard_size=len(keys), latency=True)
+    exporter.arm(keys[-1])  # its next scrape reports 0.4: TargetReached
+
+    class Ordered(FakeKube):
+        """Records the order of the calls; each yields, as a real request does."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
+
+        async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+            self.calls.append(f"status {name}")
+            await asyncio.sleep(0)
+            await super().patch_status(namespace, name, status)
+
+        async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+            self.calls.append(f"stop request {selector.rpartition('=')[2]}")
+            await asyncio.sleep(0)
+            return []
+
+        async def patch_object(self, group: str, version: str, plural: str, namespace: str, name: str,
+                               patch: dict[str, Any]) -> None:
+            self.calls.append(f"suspend {name}")
+            await asyncio.sleep(0)
+            await super().patch_object(group, version, plural, namespace, name, patch)
+
+    settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600, concurrency=2)
+    kube = Ordered()
+    evaluator = bench.TimedEvaluator(settings, registry_of(keys, latency=True), kube,  # type: ignore[arg-type]
+                                     FakePrometheus(exporter.shards[0].render()), clock=lambda: 1.7e9 + 60)
+    report = await evaluator.cycle()
+    assert not report.errors and report.writes == len(keys)  # first sight: every status is written
+    # The stopping job is planned in the second part, after the first part's jobs, whose writes
+    # are due as well: its stop request and suspension (gracePeriod 0s, no pods) still go first.
+    stopped = keys[-1][1]
+    assert kube.calls[:2] == [f"stop request {stopped}", f"suspend {stopped}"]
+    assert sorted(kube.calls[2:]) == sorted(f"status {name}" for _, name in keys)
+    assert kube.statuses[keys[-1]]["reason"] == "TargetReached"
 
 
 async def test_jobs_with_nothing_new_are_not_replanned_until_a_budget_comes_within_reach() -> None:
