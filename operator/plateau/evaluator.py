@@ -818,9 +818,12 @@ def _is_transition(before: api.TrainingJobStatus, after: api.TrainingJobStatus) 
 
 
 async def run_forever(evaluator: Evaluator, interval: float, is_leader: Callable[[], bool]) -> None:
-    """Cycle every `interval` while leader; a watch event wakes the loop early (at most once a second)."""
+    """Start a cycle every `interval` while leader (back to back if one takes longer); a watch
+    event wakes the loop early, a second after the cycle it arrived in or before."""
+    loop = asyncio.get_running_loop()
     was_leader = False
     while True:
+        started = loop.time()
         leading = is_leader()
         if leading != was_leader:
             evaluator.forget()
@@ -833,8 +836,10 @@ async def run_forever(evaluator: Evaluator, interval: float, is_leader: Callable
                 await evaluator.cycle()
             except Exception:  # never let one bad cycle end the loop
                 log.exception("evaluation cycle failed")
+        # Timed from the cycle's start: a long cycle (many status writes due) must not add its
+        # length to the time until the next one, and so to the decision latency.
         try:
-            await asyncio.wait_for(evaluator.registry.changed.wait(), timeout=interval)
+            await asyncio.wait_for(evaluator.registry.changed.wait(), timeout=max(0.0, started + interval - loop.time()))
             await asyncio.sleep(1.0)
         except asyncio.TimeoutError:
             pass

@@ -45,11 +45,19 @@ async def test_an_event_during_a_cycle_wakes_the_next_cycle_a_second_later() -> 
 
 
 @pytest.mark.looptime
-async def test_without_events_cycles_follow_the_interval() -> None:
-    evaluator = FakeEvaluator(during_first_cycle=False)
+async def test_without_events_cycles_start_every_interval_however_long_they_take() -> None:
+    evaluator = FakeEvaluator(during_first_cycle=False)  # its first cycle takes 1 s
     await run_for(evaluator, 40)
     start = evaluator.cycles[0]
-    assert [t - start for t in evaluator.cycles] == pytest.approx([0.0, 16.0, 31.0])
+    assert [t - start for t in evaluator.cycles] == pytest.approx([0.0, 15.0, 30.0])
+
+
+@pytest.mark.looptime
+async def test_a_cycle_longer_than_the_interval_is_followed_at_once() -> None:
+    evaluator = FakeEvaluator(during_first_cycle=False)
+    await run_for(evaluator, 2.8, interval=0.5)
+    start = evaluator.cycles[0]
+    assert [t - start for t in evaluator.cycles] == pytest.approx([0.0, 1.0, 1.5, 2.0, 2.5])
 
 
 @pytest.mark.looptime
