@@ -644,8 +644,10 @@ class Evaluator:
     async def _apply(self, ctx: JobContext, plan: Plan, now: float, report: CycleReport) -> None:
         status = plan.status
         try:
-            for action in plan.actions:
-                async with self._limit:
+            # One slot of the API concurrency for all the plan's actions: a suspension must not
+            # queue behind the status writes that arrived while the stop request went out.
+            async with self._limit:
+                for action in plan.actions:
                     status = await self._act(ctx, action, status, report)
         except ApiError as exc:
             log.warning("%s/%s: %s; retrying next cycle", ctx.key[0], ctx.key[1], exc)

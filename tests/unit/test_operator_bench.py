@@ -306,7 +306,7 @@ async def test_a_stop_goes_out_before_the_cycles_status_writes() -> None:
     exporter.arm(keys[-1])  # its next scrape reports 0.4: TargetReached
 
     class Ordered(FakeKube):
-        """Records the order of the calls; each yields, as a real request does."""
+        """Records the order of the calls; each takes a millisecond, as a real request takes time."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -314,28 +314,30 @@ async def test_a_stop_goes_out_before_the_cycles_status_writes() -> None:
 
         async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
             self.calls.append(f"status {name}")
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
             await super().patch_status(namespace, name, status)
 
         async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
             self.calls.append(f"stop request {selector.rpartition('=')[2]}")
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
             return []
 
         async def patch_object(self, group: str, version: str, plural: str, namespace: str, name: str,
                                patch: dict[str, Any]) -> None:
             self.calls.append(f"suspend {name}")
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
             await super().patch_object(group, version, plural, namespace, name, patch)
 
-    settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600, concurrency=2)
+    # One request at a time: the order of the calls is the order the API server sees.
+    settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600, concurrency=1)
     kube = Ordered()
     evaluator = bench.TimedEvaluator(settings, registry_of(keys, latency=True), kube,  # type: ignore[arg-type]
                                      FakePrometheus(exporter.shards[0].render()), clock=lambda: 1.7e9 + 60)
     report = await evaluator.cycle()
     assert not report.errors and report.writes == len(keys)  # first sight: every status is written
     # The stopping job is planned in the second part, after the first part's jobs, whose writes
-    # are due as well: its stop request and suspension (gracePeriod 0s, no pods) still go first.
+    # are due as well. Its stop request and suspension (gracePeriod 0s, no pods) still go first,
+    # one after the other: the suspension does not queue behind the writes that arrived meanwhile.
     stopped = keys[-1][1]
     assert kube.calls[:2] == [f"stop request {stopped}", f"suspend {stopped}"]
     assert sorted(kube.calls[2:]) == sorted(f"status {name}" for _, name in keys)
