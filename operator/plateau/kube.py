@@ -60,8 +60,9 @@ async def call(verb: str, fn: Callable[[], T], attempts: int = 5, base_delay: fl
 
 
 class Kube:
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, instance: str = "") -> None:
         self.api_client = api_client
+        self.instance = instance or "plateau-operator"  # this replica (its pod name): Events' reportingInstance
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
 
@@ -131,7 +132,7 @@ class Kube:
             "message": message[:1024],
             "source": {"component": "plateau-operator"},
             "reportingComponent": "plateau.dev/operator",
-            "reportingInstance": "plateau-operator",
+            "reportingInstance": self.instance,
             "firstTimestamp": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "lastTimestamp": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "count": 1,

@@ -27,7 +27,7 @@ class Runtime:
     def __init__(self, settings: Settings, api: client.ApiClient) -> None:
         self.settings = settings
         self.registry = Registry()
-        self.kube = Kube(api)
+        self.kube = Kube(api, instance=settings.identity)
         self.prometheus = PrometheusClient(settings.prometheus_url, timeout=settings.prometheus_timeout)
         heap = FrozenHeap()
         heap.install()

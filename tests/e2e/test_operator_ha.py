@@ -90,6 +90,9 @@ async def test_only_the_leader_acts_and_the_standby_finishes_its_stop_after_it_d
         assert status["reason"] == "DeadlineExceeded" and "gracePeriod 4s is over" in status["message"]
         assert env.child_job("tj-ha")["spec"]["suspend"] is True
         assert env.event_reasons("tj-ha") == ["Running", "StopRequested", "Stopped"]
+        # kubectl describe names the replica that acted
+        events = sorted(env.events("tj-ha"), key=lambda e: e["metadata"]["resourceVersion"])
+        assert [e["reportingInstance"] for e in events] == [leader, leader, standby]
         assert writes_by(env, standby_user).count("create events") == 1  # Stopped
         assert "patch jobs tj-ha" in writes_by(env, standby_user)
         assert "patch pods tj-ha-0-x7k2p" not in writes_by(env, standby_user)  # the request was not repeated
