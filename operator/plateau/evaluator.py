@@ -820,8 +820,9 @@ def _is_transition(before: api.TrainingJobStatus, after: api.TrainingJobStatus) 
 
 
 async def run_forever(evaluator: Evaluator, interval: float, is_leader: Callable[[], bool]) -> None:
-    """Start a cycle every `interval` while leader (back to back if one takes longer); a watch
-    event wakes the loop early, a second after the cycle it arrived in or before."""
+    """Start a cycle every `interval` while leader (back to back if one takes longer). A watch
+    event starts the next cycle early: a second after it arrives, or after the cycle it arrived
+    during ends, whichever is later."""
     loop = asyncio.get_running_loop()
     was_leader = False
     while True:
