@@ -635,8 +635,7 @@ def latency_report(lat: dict[str, Any]) -> str:
     goal = interval + 1.0
     if values:
         worst = max(values)
-        background = lat.get("background")
-        load = f", {background} other jobs' status written every cycle" if background else ""
+        load = f", {lat['background']} other jobs' status written every cycle" if lat["background"] else ""
         text += (f"\n\nDecision latency over {len(values)} repeats (interval {interval:g}s, gracePeriod 0s{load}): "
                  f"min {min(values):.3f}s, median {_median(values):.3f}s, max {worst:.3f}s; goal < interval + 1s "
                  f"= {goal:g}s: {'met' if worst < goal else 'MISSED'}")

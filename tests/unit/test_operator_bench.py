@@ -312,20 +312,21 @@ async def test_a_stop_goes_out_before_the_cycles_status_writes() -> None:
             super().__init__()
             self.calls: list[str] = []
 
-        async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-            self.calls.append(f"status {name}")
+        async def _request(self, call: str) -> None:
+            self.calls.append(call)
             await asyncio.sleep(0.001)
+
+        async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+            await self._request(f"status {name}")
             await super().patch_status(namespace, name, status)
 
         async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-            self.calls.append(f"stop request {selector.rpartition('=')[2]}")
-            await asyncio.sleep(0.001)
-            return []
+            await self._request(f"stop request {selector.rpartition('=')[2]}")
+            return await super().pods(namespace, selector)
 
         async def patch_object(self, group: str, version: str, plural: str, namespace: str, name: str,
                                patch: dict[str, Any]) -> None:
-            self.calls.append(f"suspend {name}")
-            await asyncio.sleep(0.001)
+            await self._request(f"suspend {name}")
             await super().patch_object(group, version, plural, namespace, name, patch)
 
     # One request at a time: the order of the calls is the order the API server sees.
