@@ -187,7 +187,7 @@ class TimedEvaluator(Evaluator):
 
 def naive_query(namespace: str, name: str) -> str:
     """BASELINE: every sidecar series of one job."""
-    return (f'{{__name__=~"plateau_metric_.*", {protocol.LABEL_TRAININGJOB}="{promql.escape_label_value(name)}", '
+    return (f'{{__name__=~"plateau_(metric|track)_.*", {protocol.LABEL_TRAININGJOB}="{promql.escape_label_value(name)}", '
             f'namespace="{promql.escape_label_value(namespace)}"}}')
 
 

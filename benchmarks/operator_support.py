@@ -60,17 +60,15 @@ def pod_name(name: str) -> str:
 
 # --- the synthetic exporter ----------------------------------------------------------------
 
-FAMILIES = (  # (series, type)
+FAMILIES = (  # (series, type): what a real sidecar exports of a job without smoothing, whose
+    # rules have not said stop (the stopped track's series appear only once they do)
     (p.SERIES_VALUE, "gauge"),
     (p.SERIES_STEP, "gauge"),
     (p.SERIES_REPORTS, "counter"),
-    (p.SERIES_NONFINITE, "counter"),
-    (p.SERIES_MIN, "gauge"),
-    (p.SERIES_MIN_STEP, "gauge"),
-    (p.SERIES_MIN_REPORT, "gauge"),
-    (p.SERIES_MAX, "gauge"),
-    (p.SERIES_MAX_STEP, "gauge"),
-    (p.SERIES_MAX_REPORT, "gauge"),
+    (p.SERIES_TRACK_SPEC, "gauge"),
+    (p.SERIES_TRACK_RESUMES, "counter"),
+    (p.SERIES_TRACK_KEPT, "gauge"),
+    *((name, "gauge") for name in p.TRACK_SERIES if name != "plateau_track_smoothed"),
 )
 BASE_REPORTS = 10  # reports already made before the first scrape: the jobs have some history
 STEPS_PER_REPORT = 100
@@ -100,20 +98,23 @@ class Shard:
             for series, _ in FAMILIES
         ]
         self._offsets = [(i % 97) * 1e-4 for i in range(len(keys))]
+        self.spec_key = spec_key_of(trainingjob("", "", latency))
 
     def _values(self, i: int, key: tuple[str, str], reports: int, now: float) -> tuple[float, ...]:
+        """value, step, reports, spec key, resumes, kept, then the track (plateau.rules.track's
+        fold of these reports): evaluations, best, best_step, reference, first, since, non_finite."""
         step = reports * STEPS_PER_REPORT
-        if not self.latency:
+        head = (step, reports, self.spec_key, 0, 1, reports)
+        if not self.latency:  # every report improves
             value = loss(reports, self._offsets[i])
-            first = loss(1, self._offsets[i])
-            return value, step, reports, 0, value, step, reports, first, STEPS_PER_REPORT, 1
+            return value, *head, value, step, value, loss(1, self._offsets[i]), 0, 0
         crossed = self.crossed.get(key)
         if crossed is None and key in self.armed:
             crossed = self.crossed[key] = (now, reports)
         if crossed is None:  # flat at 1.0: no improvement, never the target
-            return 1.0, step, reports, 0, 1.0, STEPS_PER_REPORT, 1, 1.0, STEPS_PER_REPORT, 1
+            return 1.0, *head, 1.0, STEPS_PER_REPORT, 1.0, 1.0, reports - 1, 0
         at = crossed[1]
-        return 0.4, step, reports, 0, 0.4, at * STEPS_PER_REPORT, at, 1.0, STEPS_PER_REPORT, 1
+        return 0.4, *head, 0.4, at * STEPS_PER_REPORT, 0.4, 1.0, reports - at, 0
 
     def render(self) -> bytes:
         now = time.time()
@@ -224,6 +225,16 @@ def trainingjob(namespace: str, name: str, latency: bool) -> dict[str, Any]:
             "stop": {"metric": rule, "gracePeriod": "0s", "dryRun": False},
         },
     }
+
+
+def spec_key_of(body: dict[str, Any]) -> int:
+    """The key of the metric stop spec a sidecar of this job folds under."""
+    from plateau.api import StopSpec
+    from plateau.history import metric_spec_for
+
+    found = metric_spec_for(StopSpec.model_validate(body["spec"]["stop"]))
+    assert found is not None
+    return found.key
 
 
 def running_status(name: str, started: float) -> dict[str, Any]:

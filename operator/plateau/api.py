@@ -589,15 +589,14 @@ class MetricSummary(Model):
         default=0, description="Evaluations since the last improvement: the patience counter."
     )
     non_finite: int = Field(default=0, description="NaN or infinite values seen.")
-    reference_exact: bool = Field(
-        default=True,
-        description="False once reports came faster than reads and the reference became a lenient bound.",
+    resumes: int = Field(
+        default=0, description="Reports whose step went back (resumes from a checkpoint); their purged evaluations left the track."
     )
     sidecar_reports: int = Field(
-        default=0, description="The sidecar's report counter at the last read, to find new evaluations."
+        default=0, description="The sidecar's report counter at the last read, to find news."
     )
-    sidecar_non_finite: int = Field(
-        default=0, description="The sidecar's non-finite counter at the last read."
+    spec_key: Optional[int] = Field(
+        default=None, description="Key of the metric stop spec the sidecar folded the track under."
     )
     best_history: list[list[float]] = Field(
         default_factory=list,

@@ -39,7 +39,7 @@ from plateau.metrics import (
 from plateau.presets import resolve_metric_rule
 from plateau.prometheus import PrometheusClient, PrometheusError, Sample
 from plateau.replay import format_validation_error
-from plateau.rules import CohortView, GpuWindow, MetricTrack, Observation, decide, track
+from plateau.rules import CohortView, Evaluation, GpuWindow, MetricTrack, Observation, decide, track
 from plateau.status import (
     GPU_METRICS_AVAILABLE,
     METRICS_AVAILABLE,
@@ -56,13 +56,15 @@ from plateau.stopflow import (
     Plan,
     RequestStop,
     Resume,
+    ShareSpec,
     Suspend,
     WorkloadState,
     accounting,
     rfc3339_at,
     transition,
 )
-from plateau.summaries import SidecarSummary, new_evaluations, summary_from_series
+from plateau.history import metric_spec_for
+from plateau.summaries import TRACK_READ_SERIES, SidecarTrack, track_from_series
 from plateau.workloads import LABEL, Workload, build_job, job_state, label_value
 from plateau_sidecar import protocol
 
@@ -171,6 +173,7 @@ class JobContext:
     uid: str = field(init=False)
     generation: int = field(init=False)
     rule: Optional[api.MetricRule] = field(init=False)  # the monitored metric, presets resolved
+    spec_key: Optional[int] = field(init=False)  # of the metric stop spec the sidecar folds under
 
     def __post_init__(self) -> None:
         m = self.body["metadata"]
@@ -178,10 +181,12 @@ class JobContext:
         self.uid = m.get("uid", "")
         self.generation = int(m.get("generation") or 1)
         self.rule = resolve_metric_rule(self.stop)
+        metric_spec = metric_spec_for(self.stop)
+        self.spec_key = metric_spec.key if metric_spec else None
 
 
 # Receives, as each part of the metrics arrives, the jobs to plan at once and the part's summaries.
-OnPart = Callable[[list[JobContext], dict[tuple[str, str], SidecarSummary]], None]
+OnPart = Callable[[list[JobContext], dict[tuple[str, str], SidecarTrack]], None]
 
 
 class Evaluator:
@@ -196,6 +201,7 @@ class Evaluator:
         self.memory: dict[str, Memory] = {}
         self._specs: dict[tuple[str, int], api.TrainingJobSpec | str] = {}
         self._tracks: dict[str, tuple[api.MetricSummary, MetricTrack]] = {}  # by uid: the last fold's
+        self._resumes_seen: dict[str, int] = {}  # by uid: the resumes the Events have told
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._sidecar_answer = promql.SidecarDecoder(settings.prometheus_namespace_label)
         self._fetch_all = False  # most jobs had news in the last cycle: skip the counter query
@@ -204,6 +210,7 @@ class Evaluator:
         """Drop what this replica remembers; after a leadership change the API is the truth."""
         self.memory.clear()
         self._tracks.clear()
+        self._resumes_seen.clear()
         self._fetch_all = False
         clear_job_gauges()
 
@@ -229,7 +236,7 @@ class Evaluator:
         pending: list[Awaitable[None]] = []
         planned: set[tuple[str, str]] = set()
 
-        def plan(jobs: Iterable[JobContext], summaries: dict[tuple[str, str], SidecarSummary],
+        def plan(jobs: Iterable[JobContext], summaries: dict[tuple[str, str], SidecarTrack],
                  metrics_error: Optional[tuple[str, str]], gpu: dict[tuple[str, str], GpuWindow],
                  gpu_error: Optional[tuple[str, str]]) -> None:
             for ctx in jobs:
@@ -255,7 +262,7 @@ class Evaluator:
         CYCLE_SECONDS.observe(time.perf_counter() - started)
         return report
 
-    def _plan_job(self, ctx: JobContext, summaries: dict[tuple[str, str], SidecarSummary],
+    def _plan_job(self, ctx: JobContext, summaries: dict[tuple[str, str], SidecarTrack],
                   metrics_error: Optional[tuple[str, str]], gpu: dict[tuple[str, str], GpuWindow],
                   gpu_error: Optional[tuple[str, str]], now: float, report: CycleReport) -> list[Awaitable[None]]:
         """One job's plan; what it must still await of the API (only actions and due writes do)."""
@@ -344,11 +351,11 @@ class Evaluator:
         return await self.prometheus.query(promql_text, decode=self._sidecar_answer)
 
     async def _fetch_metrics(self, contexts: list[JobContext], report: CycleReport, on_part: OnPart
-                             ) -> tuple[dict[tuple[str, str], SidecarSummary], Optional[tuple[str, str]], dict[tuple[str, str], set[str]]]:
+                             ) -> tuple[dict[tuple[str, str], SidecarTrack], Optional[tuple[str, str]], dict[tuple[str, str], set[str]]]:
         """Per job, the sidecar summary of its monitored metric; and each job's pods."""
         watched = [c for c in contexts if c.status.phase == RUNNING and c.rule]
         sidecar_jobs = [c for c in watched if not c.spec.metrics.queries]
-        summaries: dict[tuple[str, str], SidecarSummary] = {}
+        summaries: dict[tuple[str, str], SidecarTrack] = {}
         pods: dict[tuple[str, str], set[str]] = defaultdict(set)
         if not watched:
             return summaries, None, pods
@@ -367,7 +374,7 @@ class Evaluator:
         return summaries, None, pods
 
     async def _sidecar_summaries(self, jobs: list[JobContext], report: CycleReport, on_part: OnPart
-                                 ) -> tuple[dict[tuple[str, str], SidecarSummary], dict[tuple[str, str], set[str]]]:
+                                 ) -> tuple[dict[tuple[str, str], SidecarTrack], dict[tuple[str, str], set[str]]]:
         """At most 1 + FETCH_PARTS queries whatever the number of jobs: every job's report
         counter, then the series of the jobs whose counter moved (all jobs, unfiltered, when
         most did), in concurrent parts. A job whose counter stands where the operator last read
@@ -377,7 +384,7 @@ class Evaluator:
         Each part's jobs that need nothing else are handed to `on_part` as the part arrives."""
         ns_label = self.settings.prometheus_namespace_label
         names = {c.rule.name for c in jobs}  # type: ignore[union-attr]
-        summaries: dict[tuple[str, str], SidecarSummary] = {}
+        summaries: dict[tuple[str, str], SidecarTrack] = {}
         pods: dict[tuple[str, str], set[str]] = defaultdict(set)
         fetch_all = self._fetch_all
         if fetch_all:
@@ -401,18 +408,16 @@ class Evaluator:
                 if _has_news(ctx, reports[ctx.key]):
                     moved.append(ctx)
                 else:
-                    summaries[ctx.key] = SidecarSummary(reports=metric.sidecar_reports, step=metric.last_step or 0,  # type: ignore[union-attr]
-                                                        value=math.nan if metric.last is None else metric.last,  # type: ignore[union-attr]
-                                                        non_finite=metric.sidecar_non_finite)  # type: ignore[union-attr]
+                    summaries[ctx.key] = SidecarTrack(metric.sidecar_reports, metric.spec_key, None)  # type: ignore[union-attr]
             only = None if 2 * len(moved) > len(jobs) else {c.key[1] for c in moved}
         if moved:
-            fetch = promql.sidecar_series_for(c.rule.mode for c in moved)  # type: ignore[union-attr]
+            fetch = TRACK_READ_SERIES
             wanted_moved = {(c.key[0], c.key[1], c.rule.name) for c in moved}  # type: ignore[union-attr]
             moved_namespaces = {c.key[0] for c in moved}
             # GPU windows and peers' values come later in the cycle.
             early = {c.key: c for c in moved if c.stop.gpu_idle is None and c.stop.cohort is None}
 
-            async def fetch_part(part: str) -> dict[tuple[str, str], SidecarSummary]:
+            async def fetch_part(part: str) -> dict[tuple[str, str], SidecarTrack]:
                 query = promql.sidecar_query(moved_namespaces, names, ns_label, series=fetch, trainingjobs=only, part=part)
                 fresh = self._assemble(await self._query_sidecar(query, report), wanted_moved, pods if fetch_all else None)
                 on_part([early[k] for k in fresh if k in early], fresh)
@@ -434,17 +439,17 @@ class Evaluator:
 
     @staticmethod
     def _assemble(answer: list[tuple[Any, float]], wanted: set[tuple[str, str, str]],
-                  pods: Optional[dict[tuple[str, str], set[str]]] = None) -> dict[tuple[str, str], SidecarSummary]:
+                  pods: Optional[dict[tuple[str, str], set[str]]] = None) -> dict[tuple[str, str], SidecarTrack]:
         """Per job, the summary of its reporting replica; and its pods into `pods`, if given."""
         series: dict[tuple[str, str, str, str, str], dict[str, float]] = defaultdict(dict)
         for labels, value in answer:
             # A pod scraped twice (PodMonitor and annotations) gives two copies: keep them apart.
             series[(labels.namespace, labels.trainingjob, labels.metric, labels.pod, labels.instance)][labels.name] = value
-        best: dict[tuple[str, str], SidecarSummary] = {}
+        best: dict[tuple[str, str], SidecarTrack] = {}
         for (ns, name, metric, pod, _instance), values in series.items():
             if (ns, name, metric) not in wanted:
                 continue
-            summary = summary_from_series(values)
+            summary = track_from_series(values, metric)
             if summary is None:
                 continue
             if pods is not None and pod:
@@ -454,23 +459,24 @@ class Evaluator:
                 best[(ns, name)] = summary
         return best
 
-    async def _custom_metric(self, ctx: JobContext, report: CycleReport) -> Optional[SidecarSummary]:
-        """A user's PromQL for workloadRef jobs: each change of value counts as one evaluation."""
+    async def _custom_metric(self, ctx: JobContext, report: CycleReport) -> Optional[SidecarTrack]:
+        """A user's PromQL for workloadRef jobs, folded here: each change of value read is one
+        evaluation (no sidecar sees the reports, so the sequence is what the reads saw)."""
         rule = ctx.rule
         template = ctx.spec.metrics.queries.get(rule.name) if rule else None
-        if template is None:
+        if template is None or rule is None:
             return None
         samples = await self._query(promql.custom_query(template, ctx.key[0], ctx.key[1]), report)
         if len(samples) != 1:
             return None
         value = samples[0].value
-        previous = ctx.status.metric
-        reports = previous.sidecar_reports if previous else 0
+        previous = self._previous_track(ctx)
+        reports = ctx.status.metric.sidecar_reports if ctx.status.metric else 0
+        current = previous
         if previous is None or previous.last is None or previous.last != value:
             reports += 1
-        step = int(samples[0].timestamp)
-        return SidecarSummary(reports=reports, value=value, step=step,
-                              non_finite=(previous.sidecar_non_finite if previous else 0) + (0 if math.isfinite(value) else 1))
+            current = track(previous, rule, (Evaluation(int(samples[0].timestamp), value),))
+        return SidecarTrack(reports, ctx.spec_key, current)
 
     async def _fetch_gpu(self, contexts: list[JobContext], pods: dict[tuple[str, str], set[str]], now: float,
                          report: CycleReport) -> tuple[dict[tuple[str, str], GpuWindow], Optional[tuple[str, str]]]:
@@ -533,7 +539,7 @@ class Evaluator:
             log.exception("%s/%s: applying the plan failed; retrying next cycle", *ctx.key)
             report.errors.append(f"{ctx.key}: {type(exc).__name__}")
 
-    def _plan(self, ctx: JobContext, summaries: dict[tuple[str, str], SidecarSummary],
+    def _plan(self, ctx: JobContext, summaries: dict[tuple[str, str], SidecarTrack],
               metrics_error: Optional[tuple[str, str]], gpu: dict[tuple[str, str], GpuWindow],
               gpu_error: Optional[tuple[str, str]], now: float, report: CycleReport) -> Plan:
         generation = ctx.generation
@@ -558,8 +564,29 @@ class Evaluator:
             decision = decide(ctx.stop, obs)
         else:
             status = ctx.status.model_copy(update=update) if update else ctx.status
-        return transition(JobState(generation, ctx.spec.replicas, ctx.stop, status, ctx.state,
+        plan = transition(JobState(generation, ctx.spec.replicas, ctx.stop, status, ctx.state,
                                    ctx.spec.template is not None, now), decision)
+        return plan._replace(actions=plan.actions + self._metric_news(ctx, status)) if status is not ctx.status else plan
+
+    def _metric_news(self, ctx: JobContext, status: api.TrainingJobStatus) -> tuple[Any, ...]:
+        """What the read of the metric asks for besides the transition: the current spec handed
+        to sidecars that fold under another, and an Event for the resumes seen since the last."""
+        news: tuple[Any, ...] = ()
+        available = next((c for c in status.conditions if c.type == METRICS_AVAILABLE), None)
+        metric_spec = metric_spec_for(ctx.stop)
+        if available is not None and available.reason == "SpecPending" and metric_spec is not None \
+                and ctx.workload is not None and status.phase == RUNNING:
+            news += (ShareSpec(metric_spec.text),)
+        metric, before = status.metric, ctx.status.metric
+        if metric is not None:
+            # Counted from what the API had at first sight, so a restart posts no resume twice.
+            seen = self._resumes_seen.setdefault(ctx.uid, before.resumes if before and before.name == metric.name else 0)
+            if metric.resumes > seen:
+                self._resumes_seen[ctx.uid] = metric.resumes
+                news += (Event("Normal", "Resumed", f"{metric.name} went back to step {metric.last_step}: the trainer"
+                               " resumed from a checkpoint, and the evaluations after it left the track"
+                               f" ({metric.resumes} resumes so far)"),)
+        return news
 
     def _previous_track(self, ctx: JobContext) -> Optional[MetricTrack]:
         """The engine state behind status.metric: what the last fold made, while it stands."""
@@ -571,10 +598,11 @@ class Evaluator:
             return made[1]
         return track_from_summary(status.metric, status.evaluations)
 
-    def _fold(self, ctx: JobContext, update: dict[str, Any], summary: Optional[SidecarSummary],
+    def _fold(self, ctx: JobContext, update: dict[str, Any], read: Optional[SidecarTrack],
               error: Optional[tuple[str, str]], now: str, generation: int) -> Optional[MetricTrack]:
-        """The metric's new evaluations folded in: its track, with status.metric, evaluations
-        and the MetricsAvailable condition added to `update`."""
+        """The metric's track as the sidecar folded it, with status.metric, evaluations and the
+        MetricsAvailable condition added to `update`. Returns the track to decide on: the first
+        one that said stop, once there is one, so a read that comes later decides the same."""
         rule, status = ctx.rule, ctx.status
         if rule is None:
             return None
@@ -584,29 +612,32 @@ class Evaluator:
         if error is not None:
             update["conditions"] = set_condition(status.conditions, METRICS_AVAILABLE, "False", *error, now, generation)
             return previous
-        if summary is None:
+        if read is None:
             update["conditions"] = set_condition(status.conditions, METRICS_AVAILABLE, "False", "NoSeries",
                                                  f"no {rule.name} series from the sidecar in Prometheus yet", now, generation)
             return previous
-        seen = status.metric.sidecar_reports if status.metric and previous else 0
-        seen_nf = status.metric.sidecar_non_finite if status.metric and previous else 0
+        if read.spec_key != ctx.spec_key:
+            # Folded under another spec (an edit mid-run the kubelet has not delivered yet, or a
+            # sidecar without one): unknown, never a reason to stop.
+            update["conditions"] = set_condition(status.conditions, METRICS_AVAILABLE, "False", "SpecPending",
+                                                 f"the sidecar has not folded {rule.name} under the current stop spec yet",
+                                                 now, generation)
+            return None
         # A constant message: the report count is status.metric.sidecarReports, and a condition
         # that changed every cycle would cost every job a new condition list and a comparison.
         update["conditions"] = set_condition(status.conditions, METRICS_AVAILABLE, "True", "SeriesFound",
                                              f"the sidecar reports {rule.name}", now, generation)
-        if previous is not None and (summary.reports, summary.non_finite) == (seen, seen_nf):
+        if read.current is None:
             return previous  # nothing new since the last read (most jobs, most cycles): the metric stands
-        evaluations = new_evaluations(summary, seen, seen_nf, rule.mode)
-        current = track(previous, rule, evaluations) if evaluations or previous else previous
-        if current is not None:
-            history = record_best(status.metric.best_history if status.metric and previous else [],
-                                  current.best_step, current.best)
-            update["metric"] = metric = summary_from_track(current, summary.reports, summary.non_finite, history,
-                                                           previous=status.metric if previous else None)
-            update["evaluations"] = current.evaluations
-            if current.last is None or math.isfinite(current.last):  # else status.metric.last is null
-                self._tracks[ctx.uid] = (metric, current)
-        return current
+        current = read.current
+        history = record_best(status.metric.best_history if status.metric and previous else [],
+                              current.best_step, current.best)
+        update["metric"] = metric = summary_from_track(current, read.reports, read.spec_key, read.resumes, history,
+                                                       previous=status.metric if previous else None)
+        update["evaluations"] = current.evaluations
+        if current.last is None or math.isfinite(current.last):  # else status.metric.last is null
+            self._tracks[ctx.uid] = (metric, current)
+        return read.stopped or current
 
     def _gpu_condition(self, ctx: JobContext, update: dict[str, Any], window: Optional[GpuWindow],
                        error: Optional[tuple[str, str]], now: str, generation: int) -> None:
@@ -685,6 +716,8 @@ class Evaluator:
         elif isinstance(action, Resume):
             await ctx.workload.resume(action.replicas, child=ctx.spec.template is not None)
             report.actions += 1
+        elif isinstance(action, ShareSpec):
+            report.actions += await ctx.workload.share_spec(action.text)
         return status
 
     def _count_transition(self, ctx: JobContext, status: api.TrainingJobStatus) -> None:
@@ -740,7 +773,7 @@ class Evaluator:
             self._count_transition(ctx, status)
             self.memory[ctx.uid].steady = (ctx.generation, ctx.state)
 
-    def _steady(self, ctx: JobContext, memory: Memory, summaries: dict[tuple[str, str], SidecarSummary],
+    def _steady(self, ctx: JobContext, memory: Memory, summaries: dict[tuple[str, str], SidecarTrack],
                 metrics_error: Optional[tuple[str, str]], now: float) -> bool:
         """Whether nothing the job's plan depends on moved since a plan that asked for nothing:
         same generation and workload state, no new report, no budget within reach, no progress
@@ -758,7 +791,7 @@ class Evaluator:
         if rule is not None:
             metric, summary = status.metric, summaries.get(ctx.key)
             if metrics_error is not None or metric is None or summary is None or metric.name != rule.name \
-                    or (summary.reports, summary.non_finite) != (metric.sidecar_reports, metric.sidecar_non_finite):
+                    or (summary.reports, summary.spec_key) != (metric.sidecar_reports, metric.spec_key):
                 return False  # news, or no metric to compare with: checked first, as the cheapest
             if not any(c.type == METRICS_AVAILABLE and c.status == "True" for c in status.conditions):
                 return False
@@ -773,6 +806,8 @@ class Evaluator:
             del self.memory[uid]
         for uid in [u for u in self._tracks if u not in uids]:
             del self._tracks[uid]
+        for uid in [u for u in self._resumes_seen if u not in uids]:
+            del self._resumes_seen[uid]
         for key in [k for k in self._specs if k not in live]:
             del self._specs[key]
 
@@ -794,7 +829,8 @@ class Evaluator:
 def _has_news(ctx: JobContext, reports: float) -> bool:
     """Whether the sidecar's report counter moved from the one recorded in status.metric."""
     metric = ctx.status.metric
-    return metric is None or metric.name != ctx.rule.name or metric.sidecar_reports != reports  # type: ignore[union-attr]
+    return metric is None or metric.name != ctx.rule.name or metric.sidecar_reports != reports \
+        or metric.spec_key != ctx.spec_key  # type: ignore[union-attr]
 
 
 def _budget_within_reach(stop: api.StopSpec, status: api.TrainingJobStatus, gpus: int, now: float, margin: float) -> bool:

@@ -15,34 +15,6 @@ import msgspec
 
 from plateau_sidecar import protocol
 
-# Every series the sidecar exports per metric, fetched in one query by name regex.
-SIDECAR_SERIES = (
-    protocol.SERIES_VALUE,
-    protocol.SERIES_STEP,
-    protocol.SERIES_REPORTS,
-    protocol.SERIES_NONFINITE,
-    protocol.SERIES_MIN,
-    protocol.SERIES_MIN_STEP,
-    protocol.SERIES_MIN_REPORT,
-    protocol.SERIES_MAX,
-    protocol.SERIES_MAX_STEP,
-    protocol.SERIES_MAX_REPORT,
-)
-
-# What the fold never reads for a job of one mode: the step and report number of its worst
-# extreme, which only fills evaluations in with its value (summaries.new_evaluations).
-_UNREAD_FOR_MODE = {
-    "min": {protocol.SERIES_MAX_STEP, protocol.SERIES_MAX_REPORT},
-    "max": {protocol.SERIES_MIN_STEP, protocol.SERIES_MIN_REPORT},
-}
-
-
-def sidecar_series_for(modes: Iterable[str]) -> tuple[str, ...]:
-    """The series to fetch for jobs of these modes: 8 of the 10 when they share one mode."""
-    unread = set.intersection(*(_UNREAD_FOR_MODE.get(m, set()) for m in set(modes) or {""}))
-    return tuple(s for s in SIDECAR_SERIES if s not in unread)
-
-
 def escape_label_value(value: str) -> str:
     """A PromQL double-quoted string literal body: backslash, quote and newline escaped."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -72,7 +44,7 @@ class DcgmConfig:
 
 
 def sidecar_query(namespaces: Iterable[str], metric_names: Iterable[str], namespace_label: str = "namespace",
-                  series: Iterable[str] = SIDECAR_SERIES, trainingjobs: Optional[Iterable[str]] = None,
+                  series: Iterable[str] = (protocol.SERIES_REPORTS,), trainingjobs: Optional[Iterable[str]] = None,
                   part: Optional[str] = None) -> str:
     """Sidecar series of the monitored metrics in the watched namespaces (of these
     TrainingJobs only, if given; of the jobs whose name matches `part`, one of `name_parts`):

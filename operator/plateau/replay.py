@@ -1,8 +1,8 @@
 """`plateau replay`: try a stop spec on past runs recorded in a CSV, one row per evaluation.
 
-The same `rules.track` and `rules.decide` the operator uses are fed the recorded history
-row by row, so a replayed stop is exactly the stop the operator would have made at that
-evaluation (given one report per scrape).
+Each row goes through the same `plateau.history.MetricHistory` the sidecar folds every report
+with, and `rules.decide`, so a replayed stop is the stop the operator makes: at the same
+evaluation, with the same evidence, read at the next scrape. A step that goes back is a resume.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pydantic import ValidationError
 from plateau.api import StopSpec, TrainingJob
 from plateau.durations import parse_duration
 from plateau.presets import resolve_metric_rule
-from plateau.rules import CohortView, Decision, Evaluation, GpuWindow, MetricTrack, Observation, decide, track
+from plateau.history import MetricHistory, metric_stop_spec
+from plateau.rules import CohortView, Decision, GpuWindow, MetricTrack, Observation, decide
 
 
 class InputError(Exception):
@@ -133,8 +134,6 @@ def read_runs(
                 if history is None:
                     cohort = record[index[cohort_column]] if cohort_column else None
                     history = runs[name] = RunHistory(name, cohort)
-                elif history.rows and int(step_f) <= history.rows[-1].step:
-                    raise InputError(f"{where}: column {step_column!r}: step {int(step_f)} of run {name!r} does not increase (previous {history.rows[-1].step})")
                 history.rows.append(Row(int(step_f), values, time, util))
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
@@ -163,6 +162,7 @@ class RunResult:
     evaluations: int
     planned: int
     message: str
+    resumes: int = 0
 
     def as_json(self) -> dict[str, Any]:
         best = self.best_value if self.best_value is None or math.isfinite(self.best_value) else None
@@ -175,6 +175,7 @@ class RunResult:
             "best_value": best,
             "evaluations": self.evaluations,
             "planned": self.planned,
+            "resumes": self.resumes,
         }
 
 
@@ -185,6 +186,8 @@ class RunReplay:
         self.history = history
         self.stop = stop
         self.rule = resolve_metric_rule(stop)
+        metric_spec = metric_stop_spec(stop)
+        self.folded = MetricHistory(metric_spec) if metric_spec is not None else None
         self.metric: Optional[MetricTrack] = None
         self.position = 0
         self.decision: Optional[Decision] = None
@@ -202,9 +205,13 @@ class RunReplay:
         """Consume the next evaluation (row) and fold it into the metric state."""
         row = self.history.rows[self.position]
         self.position += 1
-        if self.rule is not None:
-            self.metric = track(self.metric, self.rule, (Evaluation(row.step, row.values[self.rule.name]),))
-            if self.metric.best is not None:
+        if self.folded is not None and self.rule is not None:
+            self.folded.add(row.step, row.values[self.rule.name])
+            self.metric = self.folded.track
+            if self._best_steps and row.step <= self._best_steps[-1]:  # a resume: its purged evaluations go
+                keep = bisect.bisect_left(self._best_steps, row.step)
+                del self._best_steps[keep:], self._best_values[keep:]
+            if self.metric is not None and self.metric.best is not None:
                 self._best_steps.append(row.step)
                 self._best_values.append(self.metric.best)
         if row.time is not None:
@@ -250,6 +257,7 @@ class RunReplay:
             best_step=m.best_step if m else None,
             best_value=m.best if m else None,
             evaluations=self.position,
+            resumes=self.folded.resumes if self.folded else 0,
             planned=len(self.history.rows),
             message=d.message if d else "no evaluations",
         )

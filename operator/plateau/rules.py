@@ -40,16 +40,10 @@ REASON_PRIORITY = (
 
 
 class Evaluation(NamedTuple):
-    """One report of the metric by the trainer.
-
-    `exact=False` marks the best value of a burst read from cumulative series: it is the
-    best of several unseen evaluations, so the engine cannot know which of them last
-    improved, and measures later improvements against the most lenient reference possible.
-    """
+    """One report of the metric by the trainer, exactly as it was reported."""
 
     step: int
     value: float
-    exact: bool = True
 
 
 class MetricTrack(NamedTuple):
@@ -66,7 +60,6 @@ class MetricTrack(NamedTuple):
     first: Optional[float] = None  # first finite value: where minDelta.progress counts from
     since_improvement: int = 0  # the patience counter
     non_finite: int = 0
-    reference_exact: bool = True  # False once a burst made the reference a lenient bound
 
 
 class GpuWindow(NamedTuple):
@@ -159,27 +152,6 @@ def _improved(value: float, reference: Optional[float], first: Optional[float], 
     return value > reference + delta
 
 
-def _lenient_reference(value: float, reference: Optional[float], best: Optional[float], first: Optional[float],
-                       rule: MetricRule) -> float:
-    """A reference never stricter than the exact one, after an improvement seen inexactly.
-
-    If the exact sequence improved, its last improvement r lies within one minDelta of the
-    burst's best `value` (else `value` would have improved on r); if it did not, its
-    reference was already within one minDelta of `value`. Either way r <= value + minDelta
-    (mode min), and the old lenient reference bounds it too. The progress part of minDelta at
-    r is at most progress x (first - value): if r > value, r - value <= progress x (first - r).
-    """
-    absolute = rule.min_delta.absolute if rule.min_delta else 0.0
-    relative = rule.min_delta.relative if rule.min_delta else 0.0
-    progress = rule.min_delta.progress if rule.min_delta else 0.0
-    known = [abs(v) for v in (reference, best) if v is not None]
-    delta = max(absolute, relative * max([abs(value), *known]) / max(1e-12, 1.0 - relative),
-                progress * _progress(first, value, rule.mode))
-    if rule.mode == MIN:
-        return value + delta if reference is None else min(reference, value + delta)
-    return value - delta if reference is None else max(reference, value - delta)
-
-
 def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[Evaluation]) -> MetricTrack:
     """Fold new evaluations into the metric state (Keras semantics for patience and minDelta).
 
@@ -188,7 +160,7 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
     """
     s = state or MetricTrack(name=rule.name)
     count, last, last_step, best, best_step = s.evaluations, s.last, s.last_step, s.best, s.best_step
-    reference, smoothed, since, non_finite, exact = s.reference, s.smoothed, s.since_improvement, s.non_finite, s.reference_exact
+    reference, smoothed, since, non_finite = s.reference, s.smoothed, s.since_improvement, s.non_finite
     first = s.first
     alpha = rule.smoothing or 0.0
     warmup = rule.warmup or 0
@@ -204,7 +176,6 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
             continue
         if first is None:
             first = value
-        previous_best = best
         if best is None or _better(value, best, mode):
             best, best_step = value, ev.step
         smoothed = value if smoothed is None else alpha * smoothed + (1 - alpha) * value
@@ -215,13 +186,9 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
             since = 0
         elif _improved(smoothed, reference, first, rule):
             since = 0
-            if ev.exact and exact:
-                reference = smoothed
-            else:
-                reference, exact = _lenient_reference(smoothed, reference, previous_best, first, rule), False
+            reference = smoothed
         else:
             since += 1
-        exact = exact and ev.exact
         if not alpha:
             smoothed = None
     return MetricTrack(
@@ -236,7 +203,6 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
         first=first,
         since_improvement=since,
         non_finite=non_finite,
-        reference_exact=exact,
     )
 
 

@@ -67,6 +67,11 @@ class Suspend:
 
 
 @dataclass(frozen=True)
+class ShareSpec:
+    text: str  # the metric stop spec, written to the pods' spec annotation for their sidecars
+
+
+@dataclass(frozen=True)
 class Resume:
     replicas: int
 
@@ -78,7 +83,7 @@ class Event:
     message: str
 
 
-Action = Union[CreateWorkload, RequestStop, Suspend, Resume, Event]
+Action = Union[CreateWorkload, RequestStop, Suspend, Resume, ShareSpec, Event]
 
 
 class Plan(NamedTuple):

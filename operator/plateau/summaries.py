@@ -1,19 +1,9 @@
-"""From the sidecar's cumulative series to the evaluations the engine folds. Pure.
+"""From the sidecar's track series (read straight from it, or through Prometheus) to the
+engine's state. Pure.
 
-The sidecar exports, per metric, the report count, the last value and step, the non-finite
-count, and the running min and max with the step and report number where each was seen.
-Between two reads, `new = reports - seen` evaluations happened:
-
-- new == 1 (reports slower than reads): the last value *is* that evaluation; exact.
-- new > 1 (reports faster): only the last value and the extremes are known. The best
-  extreme is placed at its report number, so the patience counter restarts exactly where the
-  best value was seen; the other evaluations are filled with the worst extreme, which is never
-  an improvement. Every exact improvement happened at or before the best extreme, and if any
-  happened the best extreme is one too, so the counter is never larger than the exact one.
-  Which evaluation improved last is unknown, so from then on improvements are measured
-  against a reference that is never stricter than the exact one (`Evaluation.exact=False`,
-  `MetricTrack.reference_exact`). A stop may come later than an exact count, never earlier. (With smoothing
-  this holds only for one report per read, where the sequence is exact.)
+The sidecar folds every report of the monitored metric through `plateau.history` and exports
+the track, so a read here rebuilds nothing: the track is the engine's state after exactly the
+sequence the trainer reported, however many reports fell between two scrapes.
 """
 
 from __future__ import annotations
@@ -21,64 +11,61 @@ from __future__ import annotations
 import math
 from typing import Mapping, NamedTuple, Optional
 
-from plateau.rules import Evaluation
+from plateau.rules import MetricTrack
 from plateau_sidecar import protocol as p
 
-
-class SidecarSummary(NamedTuple):
-    """One read of one metric's series from the sidecar (or from Prometheus)."""
-
-    reports: int
-    value: float
-    step: int
-    non_finite: int = 0
-    min: Optional[float] = None
-    min_step: Optional[int] = None
-    min_report: Optional[int] = None
-    max: Optional[float] = None
-    max_step: Optional[int] = None
-    max_report: Optional[int] = None
+# Every series a read needs, fetched in one query by name regex.
+TRACK_READ_SERIES = (
+    p.SERIES_REPORTS,
+    p.SERIES_VALUE,
+    p.SERIES_STEP,
+    p.SERIES_TRACK_SPEC,
+    p.SERIES_TRACK_RESUMES,
+    p.SERIES_TRACK_KEPT,
+    *p.TRACK_SERIES,
+    *p.STOPPED_SERIES,
+)
+_COUNTS = {"evaluations", "best_step", "since_improvement", "non_finite", "last_step"}
 
 
-def new_evaluations(now: SidecarSummary, seen_reports: int, seen_non_finite: int, mode: str) -> list[Evaluation]:
-    """Evaluations reported since the counter read `seen_reports`, in report order."""
-    if now.reports < seen_reports:  # the sidecar restarted: its counters start again from 0
-        seen_reports, seen_non_finite = 0, 0
-    new = now.reports - seen_reports
-    if new <= 0:
-        return []
-    exact = new == 1
-    slots: dict[int, Evaluation] = {now.reports: Evaluation(now.step, now.value, exact)}
-    if mode == "min":
-        best, best_step, best_report, worst = now.min, now.min_step, now.min_report, now.max
-    else:
-        best, best_step, best_report, worst = now.max, now.max_step, now.max_report, now.min
-    if best is not None and best_step is not None and best_report is not None and seen_reports < best_report <= now.reports:
-        slots.setdefault(best_report, Evaluation(best_step, best, exact))
-    filler_value = worst if worst is not None else now.value
-    missing_non_finite = max(0, now.non_finite - seen_non_finite - (0 if math.isfinite(now.value) else 1))
-    out = []
-    for report in range(seen_reports + 1, now.reports + 1):
-        ev = slots.get(report)
-        if ev is None:
-            if missing_non_finite:
-                ev, missing_non_finite = Evaluation(now.step, math.nan, exact), missing_non_finite - 1
-            else:
-                ev = Evaluation(now.step, filler_value, exact)
-        out.append(ev)
-    return out
+class SidecarTrack(NamedTuple):
+    """One read of the monitored metric's track."""
+
+    reports: int  # the sidecar's report counter: it moves with every report, resumes included
+    spec_key: Optional[int]  # the metric stop spec the track was folded under
+    current: Optional[MetricTrack]
+    stopped: Optional[MetricTrack] = None  # the track at the first report that said stop
+    resumes: int = 0
+    kept: bool = True  # False: too many evaluations were reported to purge on a resume
 
 
-def summary_from_series(values: Mapping[str, float]) -> Optional[SidecarSummary]:
-    """One metric's series (series name -> value) as a summary; None before its first report,
-    or when a count or step is not a number (which the sidecar never exports)."""
-    get = values.get  # ten reads per job with news, every cycle
-    reports, step, value = get(p.SERIES_REPORTS), get(p.SERIES_STEP), get(p.SERIES_VALUE)
-    if reports is None or step is None or value is None or not (math.isfinite(reports) and math.isfinite(step)):
+def track_from_series(values: Mapping[str, float], metric: str) -> Optional[SidecarTrack]:
+    """One metric's series (series name -> value) as a track read; None before its first
+    report, or when a count is not a whole number (which the sidecar never exports)."""
+    get = values.get
+    reports = _whole(get(p.SERIES_REPORTS))
+    if reports is None:
         return None
-    return SidecarSummary(int(reports), value, int(step), _whole(get(p.SERIES_NONFINITE)) or 0,
-                          get(p.SERIES_MIN), _whole(get(p.SERIES_MIN_STEP)), _whole(get(p.SERIES_MIN_REPORT)),
-                          get(p.SERIES_MAX), _whole(get(p.SERIES_MAX_STEP)), _whole(get(p.SERIES_MAX_REPORT)))
+    key = _whole(get(p.SERIES_TRACK_SPEC))
+    current = _track(values, metric, p.TRACK_SERIES, {"last": get(p.SERIES_VALUE), "last_step": _whole(get(p.SERIES_STEP))})
+    stopped = _track(values, metric, p.STOPPED_SERIES, {})
+    return SidecarTrack(reports, key, current if key is not None else None, stopped if key is not None else None,
+                        _whole(get(p.SERIES_TRACK_RESUMES)) or 0, get(p.SERIES_TRACK_KEPT) != 0.0)
+
+
+def _track(values: Mapping[str, float], metric: str, series: Mapping[str, str], known: dict[str, object]
+           ) -> Optional[MetricTrack]:
+    fields = dict(known)
+    for name, field in series.items():
+        value = values.get(name)
+        if value is not None:
+            fields[field] = _whole(value) if field in _COUNTS else value
+    if fields.get("evaluations") is None:
+        return None
+    for field in ("since_improvement", "non_finite"):
+        if fields.get(field) is None:
+            fields[field] = 0
+    return MetricTrack(name=metric, **fields)  # type: ignore[arg-type]
 
 
 def _whole(value: Optional[float]) -> Optional[int]:

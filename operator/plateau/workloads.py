@@ -17,6 +17,7 @@ from plateau import api
 from plateau.config import SidecarSettings
 from plateau.kube import Kube, NotFound
 from plateau.stopflow import WorkloadState
+from plateau.history import metric_spec_for
 from plateau_sidecar import protocol
 
 LABEL = "plateau.dev/trainingjob"
@@ -59,6 +60,7 @@ def _sidecar(tj_name: str, spec: api.TrainingJobSpec, sidecar: SidecarSettings) 
         {"name": protocol.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         _env(protocol.ENV_METRICS_ADDR, protocol.DEFAULT_METRICS_ADDR),
         _env(protocol.ENV_METRIC_NAMES, ",".join(m.names)),
+        _env(protocol.ENV_SPEC_FILE, protocol.DEFAULT_SPEC_FILE),
     ]
     if m.source == api.MetricsSource.FILE.value:
         env.append(_env(protocol.ENV_METRICS_FILE, m.path))
@@ -75,7 +77,8 @@ def _sidecar(tj_name: str, spec: api.TrainingJobSpec, sidecar: SidecarSettings) 
         "restartPolicy": "Always",
         "env": env,
         "ports": [{"name": "plateau-metrics", "containerPort": protocol.DEFAULT_METRICS_PORT}],
-        "volumeMounts": [{"name": SHARED_VOLUME, "mountPath": protocol.DEFAULT_SHARED_DIR}],
+        "volumeMounts": [{"name": SHARED_VOLUME, "mountPath": protocol.DEFAULT_SHARED_DIR},
+                         {"name": STOP_VOLUME, "mountPath": protocol.DEFAULT_STOP_DIR, "readOnly": True}],
         "resources": {
             "requests": {"cpu": sidecar.cpu_request, "memory": sidecar.memory_request},
             "limits": {"cpu": sidecar.cpu_limit, "memory": sidecar.memory_limit},
@@ -116,13 +119,17 @@ def build_job(tj: dict[str, Any], spec: api.TrainingJobSpec, sidecar: SidecarSet
         "prometheus.io/port": str(protocol.DEFAULT_METRICS_PORT),
         "prometheus.io/path": "/metrics",
     }
+    spec_for_sidecar = metric_spec_for(spec.stop)
+    if spec_for_sidecar is not None:
+        pod_meta["annotations"][protocol.SPEC_ANNOTATION] = spec_for_sidecar.text
     pod = template["spec"]
     pod.setdefault("restartPolicy", "Never")
     pod["volumes"] = [
         *(pod.get("volumes") or []),
         {"name": SHARED_VOLUME, "emptyDir": {}},
         {"name": STOP_VOLUME, "downwardAPI": {"items": [
-            {"path": "stop", "fieldRef": {"fieldPath": f"metadata.annotations['{protocol.STOP_ANNOTATION}']"}}
+            {"path": "stop", "fieldRef": {"fieldPath": f"metadata.annotations['{protocol.STOP_ANNOTATION}']"}},
+            {"path": "spec", "fieldRef": {"fieldPath": f"metadata.annotations['{protocol.SPEC_ANNOTATION}']"}},
         ]}},
     ]
     containers = pod.get("containers") or []
@@ -316,16 +323,24 @@ class Workload:
 
     async def request_stop(self, reason: str) -> int:
         """Annotate every pod not yet asked; returns how many were annotated now."""
+        return await self._annotate_pods(protocol.STOP_ANNOTATION, reason)
+
+    async def share_spec(self, text: str) -> int:
+        """Hand the sidecars a new metric stop spec (a spec edit mid-run): the kubelet rewrites
+        their downward-API file. Returns how many pods were annotated now."""
+        return await self._annotate_pods(protocol.SPEC_ANNOTATION, text)
+
+    async def _annotate_pods(self, key: str, value: str) -> int:
         selector = await self.pod_selector()
         if not selector:
             return 0
-        asked = 0
+        annotated = 0
         for pod in await self.kube.pods(self.namespace, selector):
             annotations = (pod.get("metadata") or {}).get("annotations") or {}
-            if annotations.get(protocol.STOP_ANNOTATION) != reason:
-                await self.kube.annotate_pod(self.namespace, pod["metadata"]["name"], {protocol.STOP_ANNOTATION: reason})
-                asked += 1
-        return asked
+            if annotations.get(key) != value:
+                await self.kube.annotate_pod(self.namespace, pod["metadata"]["name"], {key: value})
+                annotated += 1
+        return annotated
 
     async def suspend(self) -> None:
         if self.kind.suspend_path:

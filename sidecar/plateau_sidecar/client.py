@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import sys
 import time
 import urllib.error
@@ -47,6 +48,14 @@ def _warn_once(kind: str, message: str) -> None:
         )
 
 
+def _describe(value: object) -> str:
+    """A short repr for a warning; never raises (a broken __repr__, an int of 5,000 digits)."""
+    try:
+        return reprlib.repr(value)
+    except Exception:
+        return f"a {type(value).__name__}"
+
+
 def _outside() -> int:
     """The stack level of the first frame outside this module: the training loop's line."""
     frame: FrameType | None = sys._getframe(1)
@@ -65,12 +74,23 @@ class Reporter:
         self._pending: list[dict[str, object]] = []
 
     def report(self, step: int, **metrics: SupportsFloat) -> None:
-        record: dict[str, object] = {"step": int(step)}
+        """Never raises for a bad step or value: a bad step drops the report, a bad value the
+        metric, each with a warning given once (the sidecar would refuse either)."""
+        try:
+            whole_step = int(step)
+        except Exception:  # TypeError, ValueError (NaN), OverflowError (inf), or a broken __int__
+            whole_step = -1
+        if not 0 <= whole_step < p.MAX_STEP:
+            _warn_once("step", f"step {_describe(step)} is not an integer in [0, 2**53); the report is dropped")
+            return
+        record: dict[str, object] = {"step": whole_step}
         for name, value in metrics.items():
             try:
                 record[name] = float(value)  # numpy scalars and 0-d tensors too
-            except (TypeError, ValueError):
-                _warn_once(f"value:{name}", f"metric {name!r} is not a number ({value!r}); it is not reported")
+            except OverflowError:  # an int beyond the largest float
+                _warn_once(f"value:{name}", f"metric {name!r} is too large for a float; it is not reported")
+            except Exception:  # TypeError, ValueError, or whatever a value's __float__ raises
+                _warn_once(f"value:{name}", f"metric {name!r} is not a number ({_describe(value)}); it is not reported")
         record["time"] = time.time()
         if self.push_url:
             self._push(record)
@@ -94,13 +114,13 @@ class Reporter:
         if len(self._pending) > MAX_PENDING_RECORDS:
             del self._pending[0]
             _warn_once("dropped", f"more than {MAX_PENDING_RECORDS} reports could not be pushed; dropping the oldest")
-        request = urllib.request.Request(
-            self.push_url,  # type: ignore[arg-type]
-            data=json.dumps(self._pending).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
         try:
+            request = urllib.request.Request(  # a URL without a scheme raises ValueError here
+                self.push_url,  # type: ignore[arg-type]
+                data=json.dumps(self._pending).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
             with urllib.request.urlopen(request, timeout=PUSH_TIMEOUT_SECONDS):
                 pass
         except urllib.error.HTTPError as e:

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from . import protocol as p
-from .store import MetricStore, SeriesView
+from .store import MetricStore, SeriesView, TrackView
 
 _LABELS = [p.LABEL_METRIC, p.LABEL_TRAININGJOB]
 
@@ -65,6 +65,7 @@ class StoreCollector(Collector):
                     if value is not None:
                         family.add_metric(labels, value)
                 yield family
+        yield from _track_families(snap.track, tj)
         bad = CounterMetricFamily(
             p.SERIES_BAD_INPUT,
             "Input the sidecar rejected or could not read, by kind.",
@@ -73,6 +74,31 @@ class StoreCollector(Collector):
         for kind, count in snap.bad_input.items():
             bad.add_metric([kind.value, tj], count)
         yield bad
+
+
+def _track_families(view: TrackView | None, tj: str) -> Iterator[Metric]:
+    """The monitored metric's track; a field the engine has no value for yet is left out."""
+    if view is None:
+        return
+    labels = [view.metric, tj]
+    scalars = (
+        (GaugeMetricFamily, p.SERIES_TRACK_SPEC, "Key of the metric stop spec the track was folded under.", view.spec_key),
+        (CounterMetricFamily, p.SERIES_TRACK_RESUMES, "Reports whose step went back: resumes from a checkpoint.", view.resumes),
+        (GaugeMetricFamily, p.SERIES_TRACK_KEPT, "1 while every evaluation is kept, so a resume can purge.", int(view.kept)),
+    )
+    for family_type, name, doc, value in scalars:
+        family = family_type(name, doc, labels=_LABELS)
+        family.add_metric(labels, value)
+        yield family
+    for series, track in ((p.TRACK_SERIES, view.current), (p.STOPPED_SERIES, view.stopped)):
+        if track is None:
+            continue
+        for name, field in series.items():
+            value = getattr(track, field)
+            if value is not None:
+                family = GaugeMetricFamily(name, f"The engine's {field} of the monitored metric.", labels=_LABELS)
+                family.add_metric(labels, value)
+                yield family
 
 
 class _Families(Collector):

@@ -29,6 +29,7 @@ class Config:
     stdout_file: str | None
     stdout_pattern: re.Pattern[str] | None
     metric_names: frozenset[str] | None  # None: every name is accepted
+    spec_file: str | None = None  # the metric stop spec; None: no track is folded
     poll_interval: float = DEFAULT_POLL_INTERVAL
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     max_metrics: int = DEFAULT_MAX_METRICS
@@ -83,6 +84,11 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help=f"regex with named groups: 'step' and one per metric [{p.ENV_STDOUT_PATTERN}]",
     )
     ap.add_argument(
+        "--spec-file",
+        default=default(p.ENV_SPEC_FILE),
+        help=f"file holding the metric stop spec to fold the monitored metric under [{p.ENV_SPEC_FILE}]",
+    )
+    ap.add_argument(
         "--metric-names",
         default=default(p.ENV_METRIC_NAMES, ""),
         help=f"comma-separated allow-list of metric names; empty = all [{p.ENV_METRIC_NAMES}]",
@@ -126,6 +132,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
             stdout_file=args.stdout_file,
             stdout_pattern=compile_pattern(args.stdout_pattern) if args.stdout_pattern else None,
             metric_names=names or None,
+            spec_file=args.spec_file,
             poll_interval=args.poll_interval,
             max_line_bytes=args.max_line_bytes,
             max_metrics=args.max_metrics,

@@ -44,17 +44,36 @@ class FileFollower:
         self._skipping = False  # discarding the rest of an over-long line
         self._strip_nul = False  # after a copytruncate, a writer's hole reads as NUL bytes
         self._missing = False
+        self.failure: BaseException | None = None  # what ended `run` early, if anything did
+        self.failed_polls = 0
 
     # --- the loop -------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Poll until `stop` is set, then read what is left, so a shutdown loses no line."""
-        while not stop.is_set():
-            if not self.poll():
-                stop.wait(self.poll_interval)
-        while self.poll():
-            pass
-        self.close()
+        """Poll until `stop` is set, then read what is left, so a shutdown loses no line.
+        An unexpected failure in one poll is logged and counted (`read_error`), and polling goes
+        on; should the thread end anyway, `failure` says why (the sidecar's /healthz reports it)."""
+        try:
+            while not stop.is_set():
+                if not self._poll_counting_failures():
+                    stop.wait(self.poll_interval)
+            while self._poll_counting_failures():
+                pass
+        except BaseException as e:  # the thread ends: logged here, not again by threading
+            self.failure = e
+            log.critical("stopped following %s: %r", self.path, e, exc_info=True)
+        finally:
+            self.close()
+
+    def _poll_counting_failures(self) -> bool:
+        try:
+            return self.poll()
+        except Exception as e:
+            self.failed_polls += 1
+            if self.failed_polls == 1:  # the traceback once; the store logs its kind once too
+                log.exception("following %s failed; going on", self.path)
+            self.store.report_bad(BadInput.READ_ERROR, f"following {self.path}: {e!r:.200}")
+            return False  # wait before the next try
 
     def poll(self) -> bool:
         """Read what is available; True if there may be more to read right away."""

@@ -16,6 +16,7 @@ from .config import Config, load_config
 from .follow import FileFollower
 from .records import jsonl_sink, pattern_sink
 from .server import SidecarServer
+from .spec import SpecFollower
 from .store import MetricStore
 
 log = logging.getLogger("plateau_sidecar")
@@ -30,7 +31,11 @@ class Sidecar:
         exposition = Exposition(self.store)
         self.collector = exposition.collector
         server = partial(
-            SidecarServer, store=self.store, max_inflight=config.max_inflight, max_body_bytes=config.max_push_bytes
+            SidecarServer,
+            store=self.store,
+            max_inflight=config.max_inflight,
+            max_body_bytes=config.max_push_bytes,
+            health=self.dead_readers,
         )
         self.servers = [server(config.metrics_addr, exposition=exposition)]
         if config.push_addr is not None:
@@ -43,10 +48,15 @@ class Sidecar:
             self.followers.append(follower(config.metrics_file, jsonl_sink(self.store)))
         if config.stdout_file and config.stdout_pattern:
             self.followers.append(follower(config.stdout_file, pattern_sink(self.store, config.stdout_pattern)))
+        self.spec = SpecFollower(config.spec_file, self.store) if config.spec_file else None
         self._stop_following = threading.Event()
         self._following: list[threading.Thread] = []
 
     def start(self) -> None:
+        if self.spec is not None:
+            self.spec.poll()  # the spec first, so the track folds reports as they arrive
+            thread = threading.Thread(target=self.spec.run, args=(self._stop_following,), name="follow-spec", daemon=True)
+            thread.start()
         for server in self.servers:
             server.start()
             log.info("serving %s on %s", "/push" if server.push else "/metrics", server.url)
@@ -69,6 +79,17 @@ class Sidecar:
             if not server.push:
                 server.shutdown()
             server.server_close()
+
+    def dead_readers(self) -> str | None:
+        """For /healthz: the followed files whose reader thread died, or None."""
+        if self._stop_following.is_set():
+            return None  # shutting down: the readers end on purpose
+        dead = [
+            f"{follower.path} ({follower.failure!r:.100})"
+            for follower, thread in zip(self.followers, self._following, strict=False)
+            if not thread.is_alive()
+        ]
+        return f"reader thread died: {', '.join(dead)}" if dead else None
 
 
 def _wait_for_scrape(collector: StoreCollector, seconds: float) -> None:

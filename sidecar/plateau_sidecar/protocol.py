@@ -17,12 +17,14 @@ ENV_STDOUT_FILE = "PLATEAU_STDOUT_FILE"  # a log file the trainer's command alre
 ENV_STDOUT_PATTERN = "PLATEAU_STDOUT_PATTERN"  # regex with named groups: step and metrics
 ENV_METRIC_NAMES = "PLATEAU_METRIC_NAMES"  # comma-separated allow-list; empty = all
 ENV_STOP_FILE = "PLATEAU_STOP_FILE"  # downward-API file carrying the stop request
+ENV_SPEC_FILE = "PLATEAU_SPEC_FILE"  # sidecar-side: downward-API file carrying the metric stop spec
 
 # --- defaults -------------------------------------------------------------------------------
 DEFAULT_SHARED_DIR = "/plateau"
 DEFAULT_METRICS_FILE = "/plateau/metrics.jsonl"
 DEFAULT_STOP_DIR = "/etc/plateau"
 DEFAULT_STOP_FILE = "/etc/plateau/stop"
+DEFAULT_SPEC_FILE = "/etc/plateau/spec"
 DEFAULT_METRICS_PORT = 9464
 DEFAULT_PUSH_PORT = 9465
 DEFAULT_METRICS_ADDR = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
@@ -31,6 +33,13 @@ DEFAULT_PUSH_ADDR = f"127.0.0.1:{DEFAULT_PUSH_PORT}"
 # The pod annotation the operator sets to request a stop; a downward-API volume exposes it
 # to the trainer as DEFAULT_STOP_FILE. Its value is the stop reason.
 STOP_ANNOTATION = "plateau.dev/stop"
+
+# Steps are whole numbers in [0, MAX_STEP): every one of them is exact as the float that
+# Prometheus stores, and the sidecar rejects others (bad_step) rather than export a wrong one.
+MAX_STEP = 2**53
+# The pod annotation holding the metric stop spec the sidecar folds the monitored metric under
+# (canonical JSON of `plateau.history.metric_stop_spec`); exposed as DEFAULT_SPEC_FILE.
+SPEC_ANNOTATION = "plateau.dev/metric-spec"
 
 # --- exported series (Prometheus naming: base units, _total for counters) -------------------
 LABEL_METRIC = "metric"
@@ -47,3 +56,14 @@ SERIES_MAX = "plateau_metric_max"
 SERIES_MAX_STEP = "plateau_metric_max_step"
 SERIES_MAX_REPORT = "plateau_metric_max_report"
 SERIES_BAD_INPUT = "plateau_sidecar_bad_input_total"  # label: kind
+
+# The monitored metric's track: the engine's state after every report, in order (see
+# plateau.history). The last value and step are SERIES_VALUE and SERIES_STEP.
+SERIES_TRACK_SPEC = "plateau_track_spec"  # 48-bit key of the spec the track was folded under
+SERIES_TRACK_RESUMES = "plateau_track_resumes_total"  # reports whose step went back
+SERIES_TRACK_KEPT = "plateau_track_kept"  # 0 once too many evaluations to purge on a resume
+TRACK_FIELDS = ("evaluations", "best", "best_step", "reference", "smoothed", "first", "since_improvement", "non_finite")
+# The track at the first report at which the metric's rules said stop; absent until then.
+STOPPED_FIELDS = ("last", "last_step", *TRACK_FIELDS)
+TRACK_SERIES = {f"plateau_track_{f}": f for f in TRACK_FIELDS}
+STOPPED_SERIES = {f"plateau_track_stopped_{f}": f for f in STOPPED_FIELDS}

@@ -26,7 +26,7 @@ def jsonl_sink(store: MetricStore) -> LineSink:
                 except RecordError as e:
                     store.count_bad(e.kind, str(e))
                     continue
-                except ValueError as e:  # json.JSONDecodeError
+                except (ValueError, RecursionError) as e:  # json.JSONDecodeError; nesting too deep
                     if line.strip():  # blank lines are harmless
                         store.count_bad(BadInput.MALFORMED_JSON, f"{e}: {line[:80]!r}")
                     continue
@@ -58,9 +58,10 @@ def pattern_sink(store: MetricStore, pattern: re.Pattern[str]) -> LineSink:
                 groups = match.groupdict()
                 step_text = groups[STEP_KEY]
                 try:
-                    step = int(step_text)
-                except (TypeError, ValueError):
-                    store.count_bad(BadInput.BAD_STEP, f"'step' must be an integer, got {step_text!r:.80}")
+                    step = step_of({STEP_KEY: int(step_text)})  # the bounds of a JSON record's step
+                except (TypeError, ValueError):  # RecordError is a ValueError
+                    message = f"'step' must be an integer in [0, 2**53), got {step_text!r:.80}"
+                    store.count_bad(BadInput.BAD_STEP, message)
                     continue
                 store.add_strings(step, groups)
 
@@ -68,23 +69,24 @@ def pattern_sink(store: MetricStore, pattern: re.Pattern[str]) -> LineSink:
 
 
 def ingest_payload(store: MetricStore, body: bytes) -> int:
-    """Ingest a push body (one record or a list). All or nothing: a record that cannot be
-    ingested rejects the whole body, so a client can fix it and resend without duplicates.
-    Raises RecordError (already counted) with a message for the HTTP 400 answer."""
+    """Ingest a push body (one record or a list). All or nothing: every record is checked
+    before any is ingested, and a record that cannot be ingested rejects the whole body, so a
+    client can fix it and resend without duplicates. Field-level problems (a non-numeric value)
+    are counted, not refused. Raises RecordError (already counted) for the HTTP 400 answer."""
     try:
         payload = json.loads(body)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nesting too deep
         store.report_bad(BadInput.MALFORMED_JSON, f"push body: {e}")
         raise RecordError(BadInput.MALFORMED_JSON, f"invalid JSON: {e}") from None
     records = payload if type(payload) is list else [payload]
+    steps = []
+    for i, record in enumerate(records):
+        try:
+            steps.append(step_of(record))
+        except RecordError as e:
+            store.report_bad(e.kind, f"push record {i}: {e}")
+            raise RecordError(e.kind, f"record {i}: {e}") from None
     with store.lock:
-        steps = []
-        for i, record in enumerate(records):
-            try:
-                steps.append(step_of(record))
-            except RecordError as e:
-                store.count_bad(e.kind, f"push record {i}: {e}")
-                raise RecordError(e.kind, f"record {i}: {e}") from None
         for step, record in zip(steps, records, strict=True):
             store.add_record(step, record)
     return len(records)

@@ -13,6 +13,7 @@ import re
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -49,7 +50,8 @@ _TOO_MANY_REQUESTS = _too_many_requests()
 
 
 class SidecarServer(ThreadingHTTPServer):
-    """One listening socket. With an exposition it serves /metrics; with `push` it serves /push."""
+    """One listening socket. With an exposition it serves /metrics; with `push` it serves /push.
+    /healthz answers 503 with what `health` returns, when that is not None (e.g. a dead reader)."""
 
     daemon_threads = True
     request_queue_size = 128  # the listen backlog: connections beyond it would be refused, not answered
@@ -62,11 +64,13 @@ class SidecarServer(ThreadingHTTPServer):
         push: bool = False,
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        health: Callable[[], str | None] | None = None,
     ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.store = store
         self.exposition = exposition
         self.push = push
+        self.health = health
         self.max_body_bytes = max_body_bytes
         self.max_inflight = max_inflight
         self._slots = threading.BoundedSemaphore(max_inflight)
@@ -163,22 +167,44 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload).encode())
 
     def do_GET(self) -> None:
+        self._answer(self._get)
+
+    def do_POST(self) -> None:
+        self._answer(self._post)
+
+    def _answer(self, handle: Callable[[], None]) -> None:
+        """Every request gets an answer: an unexpected failure is a 500, not a closed socket."""
+        try:
+            handle()
+        except OSError:
+            raise  # the client went away: nobody to answer (handle_error logs it)
+        except Exception as e:
+            log.exception("%s %s failed", self.command, self._path())
+            self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {e!r:.200}"})
+
+    def _get(self) -> None:
         path = self._path()
         if path == METRICS_PATH and self.server.exposition is not None:
             self._send(HTTPStatus.OK, self.server.exposition.render(), CONTENT_TYPE_LATEST)
         elif path == HEALTH_PATH:
-            self._send(HTTPStatus.OK, b"ok\n", "text/plain")
+            problem = self.server.health() if self.server.health is not None else None
+            if problem is None:
+                self._send(HTTPStatus.OK, b"ok\n", "text/plain")
+            else:
+                self._send(HTTPStatus.SERVICE_UNAVAILABLE, f"unhealthy: {problem}\n".encode(), "text/plain")
         else:
             self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no such path: {path}"})
 
-    def do_POST(self) -> None:
+    def _post(self) -> None:
         if self._path() != PUSH_PATH or not self.server.push:
             self._send_json(HTTPStatus.NOT_FOUND, {"error": f"POST records to {PUSH_PATH}"})
             return
         try:
             length = int(self.headers["Content-Length"])
+            if length < 0:
+                raise ValueError(length)  # read(-1) would wait for the client to close
         except (TypeError, ValueError):
-            self._send_json(HTTPStatus.LENGTH_REQUIRED, {"error": "a Content-Length header is required"})
+            self._send_json(HTTPStatus.LENGTH_REQUIRED, {"error": "a valid Content-Length header is required"})
             return
         limit = self.server.max_body_bytes
         if length > limit:
@@ -187,7 +213,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body exceeds {limit} bytes"})
             return
         try:
-            accepted = ingest_payload(self.server.store, self.rfile.read(length))
+            body = self.rfile.read(length)
+        except TimeoutError:  # the client stalled mid-body
+            self._send_json(HTTPStatus.REQUEST_TIMEOUT, {"error": f"no complete body within {self.timeout} s"})
+            return
+        try:
+            accepted = ingest_payload(self.server.store, body)
         except RecordError as e:
             self._send_json(HTTPStatus.BAD_REQUEST, {"error": str(e), "kind": e.kind.value})
             return
@@ -197,7 +228,10 @@ class _Handler(BaseHTTPRequestHandler):
         """Read a rejected body in small pieces, so the client gets the answer, not a reset."""
         remaining = min(length, _DISCARD_LIMIT)
         while remaining > 0:
-            chunk = self.rfile.read(min(remaining, 65536))
+            try:
+                chunk = self.rfile.read(min(remaining, 65536))
+            except TimeoutError:  # the client stalled: answer anyway
+                break
             if not chunk:
                 break
             remaining -= len(chunk)

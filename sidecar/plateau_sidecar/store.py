@@ -1,10 +1,17 @@
-"""The sidecar's state: per-metric aggregates in plain dicts, fed by every source.
+"""The sidecar's state: per-metric aggregates in plain dicts, fed by every source, and the
+monitored metric's track, folded report by report through the stop-rule engine.
 
 Why aggregates rather than the last value only: Prometheus samples the sidecar once per scrape,
 so anything reported between two scrapes would otherwise be invisible. A monotonic report
 count plus the running min/max, each with its step and report number, let the operator count
 patience in evaluations exactly when reports are slower than scrapes and conservatively when
 they are faster, and never miss a best value that was superseded between scrapes.
+
+The sidecar is the one place that sees every report, so it folds the monitored metric there
+(`plateau.history`), with the metric stop spec the operator hands it, and exports the track:
+whatever the ratio of reports to scrapes, the operator reads the engine's state after exactly
+the sequence the trainer reported. Each metric's reports are also kept (bounded), so a new spec
+folds the same sequence again.
 
 Ingest is the hot path (tens of thousands of records a second), so it uses attribute access on
 `__slots__` objects and no prometheus_client calls; the collector reads a snapshot.
@@ -18,7 +25,14 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from array import array
 from typing import NamedTuple
+
+from plateau.api import StopSpec
+from plateau.history import MAX_EVALUATIONS, MetricHistory, spec_key
+from plateau.rules import MetricTrack
+
+from .protocol import MAX_STEP
 
 log = logging.getLogger("plateau_sidecar")
 
@@ -39,7 +53,7 @@ class BadInput(StrEnum):
 
     MALFORMED_JSON = "malformed_json"
     NOT_AN_OBJECT = "not_an_object"
-    BAD_STEP = "bad_step"  # missing, or not an integer
+    BAD_STEP = "bad_step"  # missing, not an integer, or outside [0, 2**53)
     NON_NUMERIC = "non_numeric"
     UNKNOWN_METRIC = "unknown_metric"  # not in the allow-list (PLATEAU_METRIC_NAMES)
     BAD_METRIC_NAME = "bad_metric_name"  # empty or too long
@@ -48,7 +62,9 @@ class BadInput(StrEnum):
     MISSING_FILE = "missing_file"  # once per episode of the file being absent
     TRUNCATED_FILE = "truncated_file"
     PUSH_TOO_LARGE = "push_too_large"  # HTTP 413
+    READ_ERROR = "read_error"  # an unexpected failure in one poll of a followed file; it goes on
     TOO_MANY_REQUESTS = "too_many_requests"  # HTTP 429: the bound on requests in flight
+    BAD_SPEC = "bad_spec"  # the metric stop spec handed to the sidecar does not validate
 
 
 class RecordError(ValueError):
@@ -104,23 +120,38 @@ class SeriesView(NamedTuple):
     max_report: int | None
 
 
+class TrackView(NamedTuple):
+    """The monitored metric's track, as folded under the spec whose key it carries."""
+
+    metric: str
+    spec_key: int
+    current: MetricTrack
+    stopped: MetricTrack | None
+    resumes: int
+    kept: bool
+
+
 @dataclass(frozen=True)
 class Snapshot:
     series: Mapping[str, SeriesView]
     bad_input: Mapping[BadInput, int]
     generation: int  # bumped by every change to what is exported: for caching, and for shutdown
+    track: TrackView | None = None
 
 
 def step_of(record: object) -> int:
-    """The step of a decoded JSON record; raises RecordError when it cannot be ingested."""
+    """The step of a decoded JSON record; raises RecordError when it cannot be ingested.
+
+    A step is a whole number in [0, MAX_STEP): a larger one is not exact as a float (and one
+    beyond the largest float would break every scrape), and a negative one is no training step."""
     if type(record) is not dict:
         raise RecordError(BadInput.NOT_AN_OBJECT, f"a record must be a JSON object, got {type(record).__name__}")
     step = record.get(STEP_KEY)
-    if type(step) is int:
-        return step
     if type(step) is float and step.is_integer():
-        return int(step)
-    raise RecordError(BadInput.BAD_STEP, f"'step' must be an integer, got {step!r:.80}")
+        step = int(step)
+    if type(step) is int and 0 <= step < MAX_STEP:
+        return step
+    raise RecordError(BadInput.BAD_STEP, f"'step' must be an integer in [0, 2**53), got {step!r:.80}")
 
 
 class MetricStore:
@@ -141,6 +172,15 @@ class MetricStore:
         self._bad: dict[BadInput, int] = dict.fromkeys(BadInput, 0)
         self._logged: set[str] = set()
         self.generation = 0
+        # Every metric's reports in order, while their total stays within the bound: a new spec
+        # is folded over them again. A metric missing here (bound reached) cannot be refolded.
+        self.max_kept_reports = MAX_EVALUATIONS
+        self._kept_reports = 0
+        self._reports: dict[str, tuple[array[int], array[float]]] = {}
+        self._incomplete: set[str] = set()
+        self.spec_text: str | None = None
+        self.history: MetricHistory | None = None
+        self._spec_key = 0
 
     # --- bad input --------------------------------------------------------------------------
 
@@ -170,7 +210,12 @@ class MetricStore:
                 continue
             kind = type(raw)
             if kind is float or kind is int:  # bool is excluded: its type is bool, not int
-                self.observe(step, name, float(raw))  # type: ignore[arg-type]
+                try:
+                    value = float(raw)  # type: ignore[arg-type]
+                except OverflowError:  # JSON integers are unbounded; floats end near 1.8e308
+                    self.count_bad(BadInput.NON_NUMERIC, f"metric {name!r} has an integer too large for a float")
+                    continue
+                self.observe(step, name, value)
             elif kind is str and raw in _NON_FINITE_STRINGS:
                 self.observe(step, name, _NON_FINITE_STRINGS[raw])  # type: ignore[index]
             else:
@@ -198,6 +243,10 @@ class MetricStore:
         series.reports += 1
         series.value = value
         series.step = step
+        self._keep(name, step, value)
+        history = self.history
+        if history is not None and history.rule.name == name:
+            history.add(step, value)
         if value - value != 0.0:  # NaN or ±inf: counted, but never a min or max
             series.nonfinite += 1
             self.log_once("non_finite", f"metric {name!r} reported {value} at step {step}")
@@ -207,6 +256,50 @@ class MetricStore:
             series.min, series.min_step, series.min_report = value, step, series.reports
         if value > series.max:
             series.max, series.max_step, series.max_report = value, step, series.reports
+
+    def _keep(self, name: str, step: int, value: float) -> None:
+        if name in self._incomplete:
+            return
+        if self._kept_reports >= self.max_kept_reports:
+            self._incomplete.add(name)
+            self._reports.pop(name, None)
+            self.log_once("history_bound", f"more than {self.max_kept_reports} reports: {name!r} can no longer be refolded under a new spec")
+            return
+        kept = self._reports.get(name)
+        if kept is None:
+            kept = self._reports[name] = (array("q"), array("d"))
+        kept[0].append(step)
+        kept[1].append(value)
+        self._kept_reports += 1
+
+    # --- the monitored metric (callers hold the lock) ---------------------------------------
+
+    def set_spec(self, text: str) -> None:
+        """Fold the monitored metric under a new metric stop spec (canonical JSON, as
+        `plateau.history.spec_text` writes it), over every report it has had so far."""
+        if text == self.spec_text:
+            return
+        self.spec_text = text
+        self.generation += 1
+        try:
+            spec = StopSpec.model_validate_json(text)
+        except ValueError as exc:
+            self.history = None
+            self.count_bad(BadInput.BAD_SPEC, f"the metric stop spec does not validate: {exc}")
+            return
+        if spec.metric is None or spec.preset is not None:
+            self.history = None
+            self.count_bad(BadInput.BAD_SPEC, "the metric stop spec has no resolved metric rule")
+            return
+        name = spec.metric.name
+        if name in self._incomplete:
+            self.history = None
+            self.log_once("history_lost", f"the reports of {name!r} were not all kept: no track under the new spec")
+            return
+        steps, values = self._reports.get(name, ((), ()))
+        self.history = MetricHistory.folded(spec, zip(steps, values))
+        self._spec_key = spec_key(text)
+        log.info("folding %s under spec %x (%d reports so far)", name, self._spec_key, len(steps))
 
     def _new_series(self, name: str) -> Series | None:
         if self.allowed is not None and name not in self.allowed:
@@ -226,7 +319,11 @@ class MetricStore:
     def snapshot(self) -> Snapshot:
         with self.lock:
             series = {name: _view(s) for name, s in self._series.items()}
-            return Snapshot(series=series, bad_input=dict(self._bad), generation=self.generation)
+            history, track = self.history, None
+            if history is not None and history.track is not None:
+                track = TrackView(history.rule.name, self._spec_key, history.track, history.stopped,
+                                  history.resumes, history.kept)
+            return Snapshot(series=series, bad_input=dict(self._bad), generation=self.generation, track=track)
 
 
 def _view(s: Series) -> SeriesView:

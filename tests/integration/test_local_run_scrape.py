@@ -15,23 +15,29 @@ from pathlib import Path
 
 import pytest
 
-from plateau.api import MetricRule
+from plateau.api import StopSpec
+from plateau.history import MetricHistory, metric_spec_for
 from plateau.local.metrics import MetricReader
 from plateau.local.plan import free_port
 from plateau.local.processes import Sidecar
 from plateau.local.scrape import SidecarScraper, SourceError
-from plateau.summaries import SidecarSummary
+from plateau.replay import Row, RunHistory, replay_run
+from plateau.rules import Observation, decide
 from plateau_sidecar import protocol as p
 from plateau_sidecar.server import METRICS_PATH
 
 pytestmark = pytest.mark.integration
+SPEC = StopSpec.model_validate({"metric": {"name": "val_loss", "patience": 2}})
 
 
 class RunningSidecar:
     """A real `plateau-sidecar` process following a JSONL file, as `plateau run` starts it."""
 
-    def __init__(self, directory: Path, trainingjob: str) -> None:
+    def __init__(self, directory: Path, trainingjob: str, stop: StopSpec = SPEC) -> None:
         self.metrics_file = directory / "metrics.jsonl"
+        self.spec = metric_spec_for(stop)
+        assert self.spec is not None
+        (directory / "spec").write_text(self.spec.text)
         self.url = f"http://127.0.0.1:{free_port()}{METRICS_PATH}"
         env = {
             **os.environ,
@@ -39,6 +45,7 @@ class RunningSidecar:
             p.ENV_METRICS_ADDR: self.url.removeprefix("http://").removesuffix(METRICS_PATH),
             p.ENV_PUSH_ADDR: "off",
             p.ENV_METRICS_FILE: str(self.metrics_file),
+            p.ENV_SPEC_FILE: str(directory / "spec"),
         }
         self.process = Sidecar(env, self.url, directory / "sidecar.log", linger=0)
         self.process.wait_ready()
@@ -77,11 +84,12 @@ def test_scrape_reads_one_metric_of_one_job(sidecar: RunningSidecar) -> None:
     scraper = SidecarScraper(sidecar.url, "my-job")
     assert scraper.read("val_loss") is None  # no report yet: no series, not an error
     sidecar.report((10, 0.9), (20, 0.5), (30, math.nan), (40, 0.7))
-    summary = scraper.read("val_loss")
-    assert summary == SidecarSummary(
-        reports=4, value=0.7, step=40, non_finite=1,
-        min=0.5, min_step=20, min_report=2, max=0.9, max_step=10, max_report=1,
-    )
+    read = scraper.read("val_loss")
+    sent = [(10, 0.9), (20, 0.5), (30, math.nan), (40, 0.7)]
+    folded = MetricHistory.folded(StopSpec.model_validate_json(sidecar.spec.text), sent)  # type: ignore[union-attr]
+    assert read is not None and read.reports == 4 and read.spec_key == sidecar.spec.key  # type: ignore[union-attr]
+    assert repr(read.current) == repr(folded.track) and repr(read.stopped) == repr(folded.stopped)
+    assert read.stopped is not None and read.stopped.last_step == 30  # NaN: the first report that said stop
     assert SidecarScraper(sidecar.url, "another-job").read("val_loss") is None
 
 
@@ -117,8 +125,8 @@ def test_a_scrape_cut_short_is_a_source_error() -> None:
         server.server_close()
 
 
-def test_reader_folds_new_evaluations_and_keeps_real_points(sidecar: RunningSidecar) -> None:
-    reader = MetricReader(MetricRule(name="val_loss", patience=2), SidecarScraper(sidecar.url, "my-job"))
+def test_reader_takes_the_track_and_keeps_real_points(sidecar: RunningSidecar) -> None:
+    reader = MetricReader(SPEC.metric, SidecarScraper(sidecar.url, "my-job"), sidecar.spec.key)  # type: ignore[arg-type, union-attr]
     reader.read()
     assert reader.availability[:2] == ("False", "NoSeries") and reader.track is None
     sidecar.report((1, 1.0))
@@ -127,5 +135,30 @@ def test_reader_folds_new_evaluations_and_keeps_real_points(sidecar: RunningSide
     reader.read()
     assert reader.availability[0] == "True"
     assert reader.track is not None and reader.track.evaluations == 4 and reader.track.best == 0.5
-    assert reader.track.since_improvement == 2
-    assert reader.points == [(1, 1.0), (4, 0.9)]  # only values known exactly
+    assert reader.track.since_improvement == 2 and reader.stopped is not None and reader.stopped.last_step == 4
+    assert reader.points == [(1, 1.0), (4, 0.9)]  # only values that were reported
+
+
+@pytest.mark.parametrize("preset", ["balanced", "conservative", "aggressive"])
+def test_twenty_reports_per_read_stop_where_replay_stops(tmp_path: Path, preset: str) -> None:
+    """A noisy curve reported 20 times per read: the first read that stops names replay's
+    stop step, reason and evidence."""
+    stop = StopSpec.model_validate({"preset": preset, "metric": {"name": "val_loss"}})
+    sent = [(step, 0.3 + 0.7 * math.exp(-step / 40) + 0.02 * math.sin(step * 1.7)) for step in range(1, 601)]
+    expected = replay_run(RunHistory("r", None, [Row(s, {"val_loss": v}, None, None) for s, v in sent]), stop)
+    assert expected.stopped and expected.stop_step is not None and expected.stop_step < 580
+    running = RunningSidecar(tmp_path, "my-job", stop)
+    try:
+        reader = MetricReader(stop.metric, SidecarScraper(running.url, "my-job"), running.spec.key)  # type: ignore[arg-type, union-attr]
+        for start in range(0, len(sent), 20):
+            running.report(*sent[start:start + 20])
+            reader.read()
+            decision = decide(stop, Observation(metric=reader.decision_track))
+            if decision.would_stop:
+                break
+        assert reader.decision_track is not None and decision.would_stop
+        assert (reader.decision_track.last_step, decision.reason, decision.message) == \
+            (expected.stop_step, expected.reason, expected.message)
+        assert reader.track is not None and reader.track.last_step == start + 20 >= expected.stop_step
+    finally:
+        running.process.kill()

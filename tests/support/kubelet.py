@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -78,6 +79,24 @@ def _env(container: dict[str, Any], root: Path, namespace: str, extra: dict[str,
         elif (item.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
             env[item["name"]] = namespace
     return {**env, **extra}  # the stand-in's own settings (local ports) win
+
+
+_ANNOTATION_REF = re.compile(r"metadata\.annotations\['([^']+)'\]")
+
+
+def write_downward_api(pod: dict[str, Any], directory: Path) -> None:
+    """Write the pod's downwardAPI annotation items, as the kubelet does, into `directory`
+    (the stand-in mounts the downward-API volume at /etc/plateau only)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        for item in (volume.get("downwardAPI") or {}).get("items") or []:
+            ref = _ANNOTATION_REF.fullmatch((item.get("fieldRef") or {}).get("fieldPath", ""))
+            if ref is None:
+                continue
+            target = directory / item["path"]
+            value = annotations.get(ref.group(1), "")
+            if not target.exists() or target.read_text() != value:
+                target.write_text(value)
 
 
 def _command(container: dict[str, Any]) -> list[str]:
@@ -186,7 +205,8 @@ class Kubelet:
             shutil.rmtree(root / volume, ignore_errors=True)
             (root / volume).mkdir(parents=True)
         stop_file = root / "etc-plateau" / "stop"
-        stop_file.write_text("")
+        write_downward_api({"metadata": template.get("metadata") or {}, "spec": job["spec"]["template"]["spec"]},
+                           stop_file.parent)
         template = job["spec"]["template"]
         pod_spec = template["spec"]
         trainer_c = pod_spec["containers"][0]
@@ -220,10 +240,10 @@ class Kubelet:
         await self._job_status(job["metadata"]["name"], status)
 
     async def _copy_stop_annotation(self, pod: RunningPod) -> None:
+        """The kubelet's downward-API refresh: every item of the pod's downwardAPI volumes that
+        names an annotation is rewritten with the annotation's current value (empty if unset)."""
         body = await self._get(f"/api/v1/namespaces/{self.namespace}/pods/{pod.slot.pod}")
-        value = ((body or {}).get("metadata") or {}).get("annotations", {}).get(protocol.STOP_ANNOTATION, "")
-        if value and pod.stop_file.read_text() != value:
-            pod.stop_file.write_text(value)
+        write_downward_api(body or {}, pod.stop_file.parent)
 
     async def _terminate(self, pod: RunningPod, job: dict[str, Any]) -> None:
         """Suspension deletes the pods: SIGTERM, then SIGKILL after a short grace."""

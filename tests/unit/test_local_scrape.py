@@ -7,16 +7,20 @@ import math
 from pathlib import Path
 
 from plateau.local.metrics import jsonl_points
-from plateau.local.scrape import prometheus_selector, summary_from_series
-from plateau.summaries import SidecarSummary
+from plateau.local.scrape import prometheus_selector
+from plateau.rules import MetricTrack
+from plateau.summaries import SidecarTrack, track_from_series
 from plateau_sidecar import protocol as p
 
 
-def test_summary_needs_the_count_value_and_step() -> None:
-    assert summary_from_series({p.SERIES_VALUE: 1.0, p.SERIES_STEP: 3.0}) is None
-    assert summary_from_series({p.SERIES_REPORTS: math.nan, p.SERIES_VALUE: 1.0, p.SERIES_STEP: 3.0}) is None
-    summary = summary_from_series({p.SERIES_REPORTS: 2.0, p.SERIES_VALUE: math.inf, p.SERIES_STEP: 3.0})
-    assert summary == SidecarSummary(reports=2, value=math.inf, step=3)
+def test_a_read_needs_the_report_count_and_a_track_needs_its_spec() -> None:
+    assert track_from_series({p.SERIES_VALUE: 1.0, p.SERIES_STEP: 3.0}, "m") is None
+    assert track_from_series({p.SERIES_REPORTS: math.nan, p.SERIES_VALUE: 1.0, p.SERIES_STEP: 3.0}, "m") is None
+    without_spec = {p.SERIES_REPORTS: 2.0, p.SERIES_VALUE: math.inf, p.SERIES_STEP: 3.0, "plateau_track_evaluations": 2.0}
+    assert track_from_series(without_spec, "m") == SidecarTrack(reports=2, spec_key=None, current=None)
+    read = track_from_series({**without_spec, p.SERIES_TRACK_SPEC: 7.0, "plateau_track_non_finite": 1.0}, "m")
+    assert read is not None and read.spec_key == 7 and read.stopped is None
+    assert read.current == MetricTrack("m", evaluations=2, last=math.inf, last_step=3, non_finite=1)
 
 
 def test_prometheus_selector_escapes_label_values() -> None:

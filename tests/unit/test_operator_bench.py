@@ -25,10 +25,11 @@ from plateau.config import Settings  # noqa: E402
 from plateau.evaluator import FETCH_PARTS, Registry  # noqa: E402
 from plateau.prometheus import PrometheusError, Sample  # noqa: E402
 from plateau.promql import parse_vector  # noqa: E402
+from plateau.summaries import TRACK_READ_SERIES  # noqa: E402
 from plateau_sidecar import protocol as p  # noqa: E402
 
 SERIES = {series for series, _ in support.FAMILIES}
-FETCHED = promql.sidecar_series_for(["min"])  # what the operator reads of a min-mode job (the scale jobs')
+FETCHED = [s for s in TRACK_READ_SERIES if s in SERIES]  # what the operator reads that the exporter has
 
 
 def parse(exposition: bytes) -> dict[tuple[str, str, str], dict[str, float]]:
@@ -54,8 +55,9 @@ def test_exporter_serves_every_sidecar_series_and_they_advance() -> None:
         reports = (ns, name, p.SERIES_REPORTS)
         assert second[reports] == first[reports] + 1  # one more report per scrape
         assert second[(ns, name, p.SERIES_VALUE)] < first[(ns, name, p.SERIES_VALUE)]  # the loss falls
-        assert second[(ns, name, p.SERIES_MIN)] == second[(ns, name, p.SERIES_VALUE)]
-        assert second[(ns, name, p.SERIES_MIN_REPORT)] == second[reports]
+        assert second[(ns, name, "plateau_track_best")] == second[(ns, name, p.SERIES_VALUE)]
+        assert second[(ns, name, "plateau_track_evaluations")] == second[reports]
+        assert second[(ns, name, "plateau_track_since_improvement")] == 0  # every report improves
 
 
 def test_exporter_crosses_the_target_at_the_first_scrape_after_arming() -> None:
@@ -67,14 +69,15 @@ def test_exporter_crosses_the_target_at_the_first_scrape_after_arming() -> None:
     exporter.arm(keys[0])
     crossed = parse(shard.render())
     assert crossed[(*keys[0], p.SERIES_VALUE)] == 0.4 < support.TARGET
-    assert crossed[(*keys[0], p.SERIES_MIN_REPORT)] == crossed[(*keys[0], p.SERIES_REPORTS)]
+    assert crossed[(*keys[0], "plateau_track_best")] == 0.4
+    assert crossed[(*keys[0], "plateau_track_best_step")] == crossed[(*keys[0], p.SERIES_STEP)]
     assert crossed[(*keys[1], p.SERIES_VALUE)] == 1.0
     assert list(exporter.crossings()) == [f"{keys[0][0]}/{keys[0][1]}"]
 
 
 def test_naive_query_selects_one_job() -> None:
     assert bench.naive_query("ns", 'we"ird') == \
-        '{__name__=~"plateau_metric_.*", trainingjob="we\\"ird", namespace="ns"}'
+        '{__name__=~"plateau_(metric|track)_.*", trainingjob="we\\"ird", namespace="ns"}'
 
 
 # --- the two collectors against a Prometheus answered from the exporter's text --------------------
@@ -168,7 +171,7 @@ async def test_batched_needs_one_query_and_naive_one_per_job(n: int) -> None:
     # Batched: every job's counter, then the series the fold reads of the jobs whose counter
     # moved (all, at first). Since all had news, the second cycle skips the counters and
     # fetches every job's series; the answers did not change, so the third reads the counters only.
-    assert len(FETCHED) == len(SERIES) - 2 and set(FETCHED) < SERIES
+    assert set(FETCHED) == SERIES
     assert batched == [1 + FETCH_PARTS, n + n * len(FETCHED), FETCH_PARTS, n * len(FETCHED), 1, n]
     assert naive == [n, n * len(SERIES)] * 3
     assert batched_status == naive_status  # the same answers, so the same statuses

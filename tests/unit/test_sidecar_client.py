@@ -138,3 +138,39 @@ def test_the_client_imports_only_the_standard_library() -> None:
     third_party = {m for m in loaded if m.split(".")[0] not in sys.stdlib_module_names | {"plateau_sidecar"}}
     assert not third_party
     assert "prometheus_client" not in loaded
+
+
+def test_a_value_too_large_for_a_float_is_dropped_with_one_warning_and_the_rest_reported(
+    push_server: tuple[SidecarServer, MetricStore],
+) -> None:
+    server, store = push_server
+    reporter = client.Reporter(push_url=server.url + "/push")
+    with pytest.warns(RuntimeWarning, match="'loss' is too large for a float") as caught:
+        reporter.report(1, loss=10**400, accuracy=0.5)
+        reporter.report(2, loss=10**400, accuracy=0.75)
+    assert len(caught) == 1
+    snap = store.snapshot()
+    assert "loss" not in snap.series and snap.series["accuracy"].reports == 2
+    assert sum(snap.bad_input.values()) == 0
+
+
+@pytest.mark.parametrize(
+    "step",
+    [-1, 2**53, 10**400, float("nan"), float("inf"), "ten", None],
+    ids=["negative", "2**53", "10**400", "nan", "inf", "text", "None"],
+)
+def test_a_bad_step_drops_the_report_with_a_warning_and_never_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: object
+) -> None:
+    path = tmp_path / "metrics.jsonl"
+    monkeypatch.setenv(p.ENV_METRICS_FILE, str(path))
+    with pytest.warns(RuntimeWarning, match=r"is not an integer in \[0, 2\*\*53\); the report is dropped"):
+        client.report(step, loss=1.0)  # type: ignore[arg-type]
+    client.report(2**53 - 1, loss=1.0)
+    assert [r["step"] for r in records(path)] == [2**53 - 1]
+
+
+def test_a_push_url_without_a_scheme_warns_and_never_raises() -> None:
+    reporter = client.Reporter(push_url="127.0.0.1/push")
+    with pytest.warns(RuntimeWarning, match="cannot push metrics to 127.0.0.1/push"):
+        reporter.report(1, loss=1.0)

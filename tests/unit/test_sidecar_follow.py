@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,54 @@ def test_stopping_reads_what_is_left(fx: Fixture) -> None:
     stop.set()
     thread.join(timeout=10)
     assert not thread.is_alive() and fx.steps == 999
+
+
+
+def wait_for(predicate: Callable[[], object]) -> None:
+    for _ in range(500):
+        if predicate():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("timed out")
+
+
+def test_input_that_once_killed_the_reader_thread_is_counted_and_reading_goes_on(tmp_path: Path) -> None:
+    fx = Fixture(tmp_path / "metrics.jsonl", max_line_bytes=200_000)
+    stop = threading.Event()
+    thread = threading.Thread(target=fx.follower.run, args=(stop,))
+    thread.start()
+    fx.append(b'{"step": 1, "m": 1' + b"0" * 400 + b"}\n" + b"[" * 100_000 + b"\n" + line(2))
+    wait_for(lambda: fx.steps)
+    stop.set()
+    thread.join(timeout=10)
+    assert fx.steps == 1 and fx.follower.failure is None
+    assert fx.bad(BadInput.NON_NUMERIC) == 1 and fx.bad(BadInput.MALFORMED_JSON) == 1
+
+
+def test_an_unexpected_failure_in_one_poll_is_counted_and_following_goes_on(tmp_path: Path) -> None:
+    store = MetricStore("tj")
+    sink = jsonl_sink(store)
+    batches: list[list[bytes]] = []
+
+    def failing_once(lines: list[bytes]) -> None:
+        batches.append(lines)
+        if len(batches) == 1:
+            raise RuntimeError("a bug in one batch")
+        sink(lines)
+
+    path = tmp_path / "metrics.jsonl"
+    follower = FileFollower(str(path), failing_once, store, poll_interval=0.01)
+    stop = threading.Event()
+    thread = threading.Thread(target=follower.run, args=(stop,))
+    thread.start()
+    path.write_bytes(line(1))
+    wait_for(lambda: batches)
+    with path.open("ab") as f:
+        f.write(line(2))
+    wait_for(lambda: "m" in store.snapshot().series)
+    assert thread.is_alive()
+    stop.set()
+    thread.join(timeout=10)
+    snap = store.snapshot()
+    assert snap.series["m"].step == 2 and snap.bad_input[BadInput.READ_ERROR] == 1
+    assert follower.failure is None and follower.failed_polls == 1

@@ -10,12 +10,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from plateau_sidecar import protocol as p
 from plateau_sidecar.collector import Exposition
+from plateau_sidecar.config import load_config
+from plateau_sidecar.main import Sidecar
 from plateau_sidecar.server import SidecarServer
 from plateau_sidecar.store import BadInput, MetricStore
 from tests.support.prometheus import check_metrics
@@ -166,3 +169,72 @@ def test_a_flood_of_pushes_is_answered_and_accounted_for() -> None:
     assert ep.bad(BadInput.TOO_MANY_REQUESTS) == 400 - accepted
     assert ep.get("/healthz")[0] == 200
     ep.close()
+
+
+HUGE = b"1" + b"0" * 400  # a valid JSON integer, beyond the largest float
+
+
+def test_a_value_too_large_for_a_float_is_counted_and_the_push_answered(ep: Endpoints) -> None:
+    assert ep.post(b'[{"step": 1, "m": 1.0}, {"step": 2, "m": %s, "n": 2.0}]' % HUGE) == (200, {"accepted": 2})
+    snap = ep.store.snapshot()
+    assert (snap.series["m"].reports, snap.series["n"].reports) == (1, 1)
+    assert snap.bad_input[BadInput.NON_NUMERIC] == 1
+
+
+def test_a_step_out_of_range_rejects_the_whole_batch_and_scrapes_go_on(ep: Endpoints) -> None:
+    status, answer = ep.post(b'[{"step": 1, "m": 1.0}, {"step": %s, "m": 2.0}]' % HUGE)
+    assert status == 400 and answer["kind"] == "bad_step"
+    assert str(answer["error"]).startswith("record 1: 'step' must be an integer in [0, 2**53)")
+    assert not ep.store.snapshot().series  # the good record is not ingested: a resend duplicates nothing
+    assert ep.get("/metrics")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "answer"),
+    [
+        (b"POST /push HTTP/1.0\r\nContent-Length: -1\r\n\r\n{}", b"HTTP/1.0 411"),
+        (b"POST /push HTTP/1.0\r\nContent-Length: 100000\r\n\r\n" + b"[" * 100_000, b"HTTP/1.0 400"),
+    ],
+)
+def test_pushes_that_once_got_no_answer_are_answered(ep: Endpoints, request_bytes: bytes, answer: bytes) -> None:
+    ep.push.max_body_bytes = 200_000
+    with socket.create_connection(ep.push.server_address[:2], timeout=5) as s:
+        s.sendall(request_bytes)
+        assert s.recv(100).startswith(answer)
+
+
+def test_healthz_is_503_with_what_the_health_check_reports() -> None:
+    store = MetricStore("tj")
+    problems = [None, "reader thread died: /x"]
+    server = SidecarServer(("127.0.0.1", 0), store, exposition=Exposition(store), health=lambda: problems[-1])
+    server.start()
+    try:
+        assert request("GET", server.url + "/healthz") == (503, "unhealthy: reader thread died: /x\n")
+        problems.pop()
+        assert request("GET", server.url + "/healthz") == (200, "ok\n")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_healthz_fails_naming_the_file_when_a_reader_thread_of_the_sidecar_dies(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "m": 1}\n')
+    flags = ["--metrics-addr", "127.0.0.1:0", "--push-addr", "off", "--metrics-file", str(path)]
+    sidecar = Sidecar(load_config(flags, env={}))
+
+    def dies(lines: list[bytes]) -> None:  # a death that threading does not even print
+        raise SystemExit(3)
+
+    sidecar.followers[0].sink = dies
+    sidecar.start()
+    try:
+        url = sidecar.servers[0].url + "/healthz"
+        for _ in range(100):
+            status, body = request("GET", url)
+            if status != 200:
+                break
+            threading.Event().wait(0.05)
+        assert status == 503 and body == f"unhealthy: reader thread died: {path} (SystemExit(3))\n"
+    finally:
+        sidecar.stop()

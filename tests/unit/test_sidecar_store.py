@@ -178,3 +178,37 @@ def test_a_bad_push_body_is_rejected_whole_with_a_message(body: bytes, kind: Bad
     snap = store.snapshot()
     assert not snap.series  # all or nothing: a fixed body can be resent without duplicates
     assert snap.bad_input[kind] == 1
+
+
+HUGE = "1" + "0" * 400  # a valid JSON integer, beyond the largest float
+
+
+@pytest.mark.parametrize(
+    ("line", "kind"),
+    [
+        (b'{"step": 1, "m": %s}' % HUGE.encode(), BadInput.NON_NUMERIC),
+        (b'{"step": %s, "m": 1}' % HUGE.encode(), BadInput.BAD_STEP),
+        (b'{"step": 9007199254740992, "m": 1}', BadInput.BAD_STEP),  # 2**53: not exact as a float
+        (b'{"step": 1e300, "m": 1}', BadInput.BAD_STEP),
+        (b'{"step": -1, "m": 1}', BadInput.BAD_STEP),
+        (b'{"step": -2.0, "m": 1}', BadInput.BAD_STEP),
+        (b"[" * 100_000, BadInput.MALFORMED_JSON),  # deeper than the decoder's recursion
+    ],
+)
+def test_numbers_out_of_range_are_bad_input_and_the_batch_goes_on(line: bytes, kind: BadInput) -> None:
+    store = MetricStore("tj")
+    feed(store, line, {"step": 0, "m": 2.0}, {"step": 2**53 - 1, "m": 1.0})
+    snap = store.snapshot()
+    assert snap.bad_input[kind] == 1 and sum(snap.bad_input.values()) == 1
+    assert (snap.series["m"].reports, snap.series["m"].step) == (2, 2**53 - 1)
+
+
+def test_a_pattern_step_outside_0_to_2_53_is_a_bad_step() -> None:
+    store = MetricStore("tj")
+    pattern = compile_pattern(r"step=(?P<step>-?\d+) loss=(?P<loss>\S+)")
+    lines = [f"step={HUGE} loss=0.5", "step=-3 loss=0.5", "step=9007199254740992 loss=0.5", "step=7 loss=1e400"]
+    pattern_sink(store, pattern)([line.encode() for line in lines])
+    snap = store.snapshot()
+    assert snap.bad_input[BadInput.BAD_STEP] == 3
+    loss = snap.series["loss"]
+    assert (loss.reports, loss.step, loss.nonfinite) == (1, 7, 1)  # 1e400 parses as inf: a non-finite report

@@ -1,4 +1,4 @@
-"""The monitored metric of a local run: read, folded by the engine, and kept for the curve."""
+"""The monitored metric of a local run: the track the sidecar folded, read as the operator reads it."""
 
 from __future__ import annotations
 
@@ -12,33 +12,42 @@ from typing import Optional
 from plateau.api import MetricRule
 from plateau.cohort import record_best
 from plateau.local.scrape import MetricSource, SourceError
-from plateau.rules import MetricTrack, track
-from plateau.summaries import SidecarSummary, new_evaluations
+from plateau.rules import MetricTrack
+from plateau.summaries import SidecarTrack
 
 
 @dataclass
 class MetricReader:
-    """Each `read` folds the evaluations reported since the last one, as the operator does."""
+    """Each `read` takes the sidecar's track, folded under the spec whose key is `spec_key`."""
 
     rule: MetricRule
     source: MetricSource
+    spec_key: Optional[int]
     track: Optional[MetricTrack] = None
-    seen_reports: int = 0
-    seen_non_finite: int = 0
-    # Real (step, value) pairs: every evaluation when reads outpace reports; in a burst only
-    # the last value is known exactly (the file source's curve reads the JSONL instead).
+    stopped: Optional[MetricTrack] = None  # the track at the first report that said stop
+    reports: int = 0
+    resumes: int = 0
+    # The last report at each read: every evaluation when reads outpace reports (the file
+    # source's curve reads the JSONL instead).
     points: list[tuple[int, float]] = field(default_factory=list)
+    # (step, smoothed, reference) as the engine had them at each read, for the curve.
+    track_points: list[tuple[int, Optional[float], Optional[float]]] = field(default_factory=list)
     best_history: list[list[float]] = field(default_factory=list)  # status.metric.bestHistory, as the operator keeps it
     # The MetricsAvailable condition: (status, reason, message), with the operator's reasons.
     availability: tuple[str, str, str] = ("Unknown", "NotReadYet", "the metrics have not been read yet")
 
+    @property
+    def decision_track(self) -> Optional[MetricTrack]:
+        """What the rules decide on: the first track that said stop, once there is one."""
+        return self.stopped or self.track
+
     def read(self) -> None:
         try:
-            summary = self.source.read(self.rule.name)
+            read = self.source.read(self.rule.name)
         except SourceError as exc:
             self.availability = ("False", exc.reason, str(exc))
             return
-        self.fold(summary)
+        self.fold(read)
 
     def read_last(self) -> None:
         """A read while the sidecar shuts down: one that fails only means it has gone."""
@@ -54,22 +63,26 @@ class MetricReader:
         previous = None
         while time.monotonic() < deadline:
             self.read()
-            if self.seen_reports == previous:
+            if self.reports == previous:
                 return
-            previous = self.seen_reports
+            previous = self.reports
             time.sleep(apart)
 
-    def fold(self, summary: Optional[SidecarSummary]) -> None:
-        if summary is None:
+    def fold(self, read: Optional[SidecarTrack]) -> None:
+        if read is None:
             self.availability = ("False", "NoSeries", f"no {self.rule.name} series from the sidecar yet")
             return
+        if read.spec_key != self.spec_key or read.current is None:
+            self.availability = ("False", "SpecPending",
+                                 f"the sidecar has not folded {self.rule.name} under the current stop spec yet")
+            return
         self.availability = ("True", "SeriesFound", f"the sidecar reports {self.rule.name}")
-        new = new_evaluations(summary, self.seen_reports, self.seen_non_finite, self.rule.mode)
-        if new:
-            self.track = track(self.track, self.rule, new)
-            self.points.append((summary.step, summary.value))
-            self.best_history = record_best(self.best_history, self.track.best_step, self.track.best)
-        self.seen_reports, self.seen_non_finite = summary.reports, summary.non_finite
+        current = read.current
+        if read.reports != self.reports and current.last_step is not None and current.last is not None:
+            self.points.append((current.last_step, current.last))
+            self.track_points.append((current.last_step, current.smoothed, current.reference))
+            self.best_history = record_best(self.best_history, current.best_step, current.best)
+        self.track, self.stopped, self.reports, self.resumes = current, read.stopped, read.reports, read.resumes
 
 
 def jsonl_points(path: Path, metric: str) -> list[tuple[int, float]]:

@@ -16,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from plateau.api import MetricsSource, TrainingJob
+from plateau.api import MetricRule, MetricsSource, StopSpec, TrainingJob
+from plateau.history import MetricSpec, metric_spec_for, spec_key, spec_text
 from plateau.replay import InputError
 from plateau_sidecar import protocol as p
 from plateau_sidecar.server import METRICS_PATH, PUSH_PATH
@@ -52,6 +53,7 @@ class LocalPlan:
     output_file: Path  # the trainer's stdout and stderr; the followed log file for source stdout
     metrics_url: str
     kill_after: float
+    spec: MetricSpec  # the metric stop spec the sidecar folds under, in spec_file
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -196,6 +198,18 @@ def _metrics_wiring(job: TrainingJob, run_dir: Path, metrics_port: int) -> tuple
     return trainer, sidecar, output_file
 
 
+def _metric_spec(job: TrainingJob) -> MetricSpec:
+    """The stop spec's metric part; without a metric rule, the first exported metric's plain
+    track, which is only plotted."""
+    stop = job.spec.stop
+    found = metric_spec_for(stop)
+    if found is not None:
+        return found
+    names = job.spec.metrics.names
+    text = spec_text(StopSpec(metric=MetricRule(name=names[0] if names else "loss")))
+    return MetricSpec(text, spec_key(text))
+
+
 def plan_run(job: TrainingJob, options: RunOptions) -> LocalPlan:
     """Check everything, then create the run directory; nothing is started yet."""
     notes: list[str] = []
@@ -207,6 +221,8 @@ def plan_run(job: TrainingJob, options: RunOptions) -> LocalPlan:
     metrics_port = check_port(options.metrics_port, "--metrics-port") if options.metrics_port else free_port()
     run_dir = _run_dir(options, job.metadata.name)
     stop_file = local_path(p.DEFAULT_STOP_FILE, run_dir)
+    spec_file = local_path(p.DEFAULT_SPEC_FILE, run_dir)
+    metric_spec = _metric_spec(job)
     injected, sidecar, output_file = _metrics_wiring(job, run_dir, metrics_port)
     injected.update({p.ENV_TRAININGJOB: job.metadata.name, p.ENV_STOP_FILE: str(stop_file)})
     if job.metadata.namespace:
@@ -223,6 +239,11 @@ def plan_run(job: TrainingJob, options: RunOptions) -> LocalPlan:
     except OSError as exc:
         raise InputError(f"run directory {run_dir}: {exc.strerror}") from None
     _prepare(stop_file, run_dir, "stop file")
+    _prepare(spec_file, run_dir, "spec file")
+    try:
+        spec_file.write_text(metric_spec.text)  # what the downward API writes in a cluster
+    except OSError as exc:
+        raise InputError(f"spec file {spec_file}: {exc.strerror}") from None
     metrics_file = Path(injected[p.ENV_METRICS_FILE]) if p.ENV_METRICS_FILE in injected else None
     if metrics_file is not None:
         _prepare(metrics_file, run_dir, "metrics file")
@@ -234,12 +255,13 @@ def plan_run(job: TrainingJob, options: RunOptions) -> LocalPlan:
         job=job,
         command=command,
         trainer_env=trainer_env,
-        sidecar_env={**base, **sidecar},
+        sidecar_env={**base, **sidecar, p.ENV_SPEC_FILE: str(spec_file)},
         run_dir=run_dir,
         stop_file=stop_file,
         metrics_file=metrics_file,
         output_file=output_file,
         metrics_url=f"http://{LOOPBACK}:{metrics_port}{METRICS_PATH}",
         kill_after=float(grace) if isinstance(grace, (int, float)) and grace >= 0 else DEFAULT_KILL_AFTER_SECONDS,
+        spec=metric_spec,
         notes=notes,
     )

@@ -160,6 +160,7 @@ class Handshake:
     requested_at: float
     terminated_at: Optional[float] = None
     killed_at: Optional[float] = None
+    hurried: int = 0  # Ctrl-Cs during the handshake
 
     @classmethod
     def begin(cls, trainer: Signalled, stop_file: Path, reason: str, grace: float, kill_after: float, now: float) -> Handshake:
@@ -173,19 +174,35 @@ class Handshake:
         """Send the signal that is due, if any; returns what was done."""
         if self.terminated_at is None:
             if now >= self.requested_at + self.grace:
-                self.terminated_at = now
-                self.trainer.signal(signal.SIGTERM)
-                return f"the trainer did not exit within {now - self.requested_at:.1f}s of the stop request: sent SIGTERM"
+                return self._terminate(now)
         elif self.killed_at is None and now >= self.terminated_at + self.kill_after:
-            self.killed_at = now
-            self.trainer.signal(signal.SIGKILL)
-            return f"the trainer is still running {now - self.terminated_at:.1f}s after SIGTERM: sent SIGKILL"
+            return self._kill(now)
         return None
 
-    def hurry(self, now: float) -> Optional[str]:
-        """A second Ctrl-C: the next signal now."""
-        self.grace = self.kill_after = 0.0
-        return self.advance(now)
+    def hurry(self, now: float) -> str:
+        """A Ctrl-C during the handshake. The first one ends the grace period: SIGTERM now, but
+        SIGKILL still waits `kill_after`, the trainer's time to checkpoint on SIGTERM. The next
+        one sends SIGKILL now. Returns what was done."""
+        self.hurried += 1
+        if self.terminated_at is None:
+            return self._terminate(now) + f"; SIGKILL in {self.kill_after:g}s if it is still running (once more to send it now)"
+        if self.killed_at is not None:
+            return "SIGKILL was sent already"
+        if self.hurried < 2:
+            left = self.terminated_at + self.kill_after - now
+            return f"SIGTERM was sent already; SIGKILL in {left:.1f}s if the trainer is still running (once more to send it now)"
+        return self._kill(now)
+
+    def _terminate(self, now: float) -> str:
+        self.terminated_at = now
+        self.trainer.signal(signal.SIGTERM)
+        return f"the trainer did not exit within {now - self.requested_at:.1f}s of the stop request: sent SIGTERM"
+
+    def _kill(self, now: float) -> str:
+        assert self.terminated_at is not None
+        self.killed_at = now
+        self.trainer.signal(signal.SIGKILL)
+        return f"the trainer is still running {now - self.terminated_at:.1f}s after SIGTERM: sent SIGKILL"
 
     def summary(self, returncode: int, ended_at: float) -> str:
         """What the handshake took, for the StopRequested condition."""

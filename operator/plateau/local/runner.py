@@ -8,6 +8,8 @@ SIGTERM, then SIGKILL. Ctrl-C does the same with a shorter grace period.
 
 from __future__ import annotations
 
+import itertools
+import json
 import signal
 import time
 from contextlib import contextmanager
@@ -43,6 +45,7 @@ from plateau.status import (
     summary_from_track,
     would_stop,
 )
+from plateau_sidecar.store import NON_METRIC_KEYS
 
 # Ctrl-C asks the trainer to stop too, but waits at most this long before SIGTERM.
 INTERRUPT_GRACE_SECONDS = 5.0
@@ -114,7 +117,7 @@ class LocalRun:
         names = self.plan.job.spec.metrics.names
         curve = self.rule or (MetricRule(name=names[0]) if names else None)
         if curve is not None:
-            self.reader = MetricReader(curve, self._source())
+            self.reader = MetricReader(curve, self._source(), self.plan.spec.key)
 
     def _source(self) -> MetricSource:
         if self.options.prometheus:
@@ -136,7 +139,7 @@ class LocalRun:
 
     def observation(self) -> Observation:
         elapsed = self.elapsed
-        track = self.reader.track if self.reader and self.rule else None
+        track = self.reader.decision_track if self.reader and self.rule else None
         return Observation(metric=track, elapsed_seconds=elapsed, gpu_hours=self.gpu_hours(elapsed), gpu=self.window.window(elapsed))
 
     def evaluate(self) -> Optional[Decision]:
@@ -148,7 +151,7 @@ class LocalRun:
             return None
         decision = decide(self.plan.job.spec.stop, self.observation())
         if decision.would_stop and self.would_stop is None and not decision.stop:
-            self.would_stop = would_stop(decision, self.reader.track if self.reader else None, _now())
+            self.would_stop = would_stop(decision, self.reader.decision_track if self.reader else None, _now())
             self.stop_step = self.would_stop.step if self.would_stop else None
         return decision
 
@@ -172,6 +175,11 @@ class LocalRun:
 
     # --- the loop ------------------------------------------------------------------------------
 
+    @property
+    def last_step(self) -> Optional[int]:
+        """The last step read so far: where curve.png marks a stop."""
+        return self.reader.track.last_step if self.reader and self.reader.track else None
+
     def request_stop(self, trainer: Trainer, reason: Reason, grace: float, display: Display, message: str) -> None:
         self.handshake = Handshake.begin(trainer, self.plan.stop_file, reason.value, grace, self.plan.kill_after, time.monotonic())
         self.stop_requested_time = _now()
@@ -191,10 +199,12 @@ class LocalRun:
                 name = signal.Signals(signum).name
                 if self.handshake is None:
                     self.interrupted_by = signum
+                    if self.stop_step is None:  # curve.png marks "Manual stop" here (a would-stop step stays)
+                        self.stop_step = self.last_step
                     self.request_stop(trainer, Reason.MANUAL, min(grace, INTERRUPT_GRACE_SECONDS), display, f"interrupted by {name}")
                 else:
                     self.interrupted_by = self.interrupted_by or signum
-                    display.event(self.elapsed, f"{name} again: " + (self.handshake.hurry(now) or "SIGKILL was sent already"))
+                    display.event(self.elapsed, f"{name} again: " + self.handshake.hurry(now))
             if now >= next_evaluation:
                 next_evaluation = now + self.options.interval
                 decision = self.evaluate()
@@ -211,7 +221,9 @@ class LocalRun:
         if decision.stop:
             assert decision.reason is not None
             self.decision = decision
-            self.stop_step = self.reader.track.last_step if self.reader and self.reader.track else None
+            # The evaluation the rule fired at (reports may have come since, within one read).
+            decided = self.reader.decision_track if self.reader else None
+            self.stop_step = decided.last_step if decided else self.last_step
             self.request_stop(trainer, decision.reason, grace, display, decision.message)
         elif self.would_stop is not None:
             self.note = f"dry run: would have stopped ({self.would_stop.reason}) at step {self.would_stop.step}"
@@ -276,7 +288,7 @@ class LocalRun:
     def metric_summary(self) -> Optional[MetricSummary]:
         if self.rule is None or self.reader is None or self.reader.track is None:
             return None
-        summary = summary_from_track(self.reader.track, self.reader.seen_reports, self.reader.seen_non_finite)
+        summary = summary_from_track(self.reader.track, self.reader.reports, self.reader.spec_key, self.reader.resumes)
         return summary.model_copy(update={"best_history": self.reader.best_history})
 
     def curve(self) -> list[tuple[int, float]]:
@@ -284,6 +296,19 @@ class LocalRun:
         if self.plan.job.spec.metrics.source == MetricsSource.FILE.value and self.plan.metrics_file is not None:
             return jsonl_points(self.plan.metrics_file, self.reader.rule.name)
         return self.reader.points
+
+    def stop_mark(self, reason: Optional[str]) -> Optional[tuple[int, str]]:
+        """Where curve.png marks the stop, and the label: the would-stop step of a dry run, the
+        step a rule stopped at, or for Ctrl-C the last step read then (or since, if none had been)."""
+        if self.would_stop is not None:
+            step, label = self.stop_step, f"would stop ({self.would_stop.reason})"
+        elif self.decision is not None:
+            step, label = self.stop_step, f"stop ({reason})"
+        elif self.interrupted_by is not None:
+            step, label = self.last_step if self.stop_step is None else self.stop_step, "Manual stop"
+        else:
+            return None
+        return None if step is None else (step, label)
 
     def write_results(self, status: TrainingJobStatus) -> list[Path]:
         text = yaml.safe_dump(status.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False, width=200)
@@ -295,16 +320,17 @@ class LocalRun:
 
         png = self.plan.run_dir / "curve.png"
         track = self.reader.track if self.reader else None
-        marker = None
-        if status.reason is not None and self.stop_step is not None:
-            marker = Marker(self.stop_step, f"would stop ({self.would_stop.reason})" if self.would_stop else f"stop ({status.reason})")
+        points = self.curve() if self.reader else []
         plot_curve(
             png,
             title=f"{self.plan.name}: {status.phase} ({status.reason})",
             metric=self.reader.rule.name if self.reader else None,
-            points=self.curve() if self.reader else [],
+            points=points,
             best=(track.best_step, track.best) if track and track.best is not None and track.best_step is not None else None,
-            stop=marker,
+            stop=Marker(*mark) if (mark := self.stop_mark(status.reason)) else None,
+            target=self.rule.target if self.rule else None,
+            track_points=self.reader.track_points if self.reader else (),
+            reported=_reported_names(self.plan.metrics_file) if not points and self.plan.metrics_file else (),
         )
         self.console.print(text, markup=False, highlight=False, soft_wrap=True, end="")
         return [*written, png]
@@ -351,6 +377,24 @@ class LocalRun:
             sidecar.kill()
             if self.sampler is not None:
                 self.sampler.close()
+
+
+def _reported_names(path: Path, lines: int = 100) -> list[str]:
+    """The metric names a trainer's JSONL file reports, from its first lines: what curve.png lists when
+    the monitored metric is not among them."""
+    names: dict[str, None] = {}
+    try:
+        with path.open(errors="replace") as file:
+            for line in itertools.islice(file, lines):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    names.update(dict.fromkeys(key for key in record if key not in NON_METRIC_KEYS))
+    except OSError:
+        return []
+    return list(names)
 
 
 def run(manifest: Path, options: RunOptions, console: Optional[Console] = None) -> int:

@@ -1,7 +1,7 @@
 """Reading the sidecar's series for one metric: straight from its /metrics, or from Prometheus.
 
-Both readers return the same `SidecarSummary` the operator builds, so `new_evaluations` and
-`track` see a local run exactly as they see a cluster run. A failed read raises
+Both readers return the same `SidecarTrack` the operator reads: the engine's state as the
+sidecar folded it, so a local run decides on exactly what a cluster run decides on. A failed read raises
 `SourceError`; no series yet is None. Neither is ever a reason to stop.
 """
 
@@ -15,8 +15,8 @@ from typing import Optional, Protocol
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from plateau.promql import SIDECAR_SERIES, escape_label_value
-from plateau.summaries import SidecarSummary, summary_from_series
+from plateau.promql import escape_label_value
+from plateau.summaries import TRACK_READ_SERIES, SidecarTrack, track_from_series
 from plateau_sidecar import protocol as p
 
 READ_TIMEOUT_SECONDS = 2.0
@@ -31,7 +31,7 @@ class SourceError(Exception):
 
 
 class MetricSource(Protocol):
-    def read(self, metric: str) -> Optional[SidecarSummary]: ...
+    def read(self, metric: str) -> Optional[SidecarTrack]: ...
 
 
 def _get(url: str, data: Optional[bytes] = None) -> bytes:
@@ -53,7 +53,7 @@ class SidecarScraper:
         self.url = url
         self.trainingjob = trainingjob
 
-    def read(self, metric: str) -> Optional[SidecarSummary]:
+    def read(self, metric: str) -> Optional[SidecarTrack]:
         text = _get(self.url).decode("utf-8", errors="replace")
         wanted = {p.LABEL_METRIC: metric, p.LABEL_TRAININGJOB: self.trainingjob}
         try:
@@ -61,18 +61,18 @@ class SidecarScraper:
                 sample.name: sample.value
                 for family in text_string_to_metric_families(text)
                 for sample in family.samples
-                if sample.name in SIDECAR_SERIES and all(sample.labels.get(k) == v for k, v in wanted.items())
+                if sample.name in TRACK_READ_SERIES and all(sample.labels.get(k) == v for k, v in wanted.items())
             }
         except ValueError as exc:
             raise SourceError("MalformedResponse", f"{self.url}: not a Prometheus exposition: {exc}") from None
-        return summary_from_series(values)
+        return track_from_series(values, metric)
 
 
 def prometheus_selector(trainingjob: str, metric: str) -> str:
     """Every sidecar series of one metric of one TrainingJob: one instant query."""
     return "{" + ", ".join(
         [
-            f'__name__=~"{"|".join(SIDECAR_SERIES)}"',
+            f'__name__=~"{"|".join(TRACK_READ_SERIES)}"',
             f'{p.LABEL_METRIC}="{escape_label_value(metric)}"',
             f'{p.LABEL_TRAININGJOB}="{escape_label_value(trainingjob)}"',
         ]
@@ -86,7 +86,7 @@ class PrometheusReader:
         self.url = url.rstrip("/") + "/api/v1/query"
         self.trainingjob = trainingjob
 
-    def read(self, metric: str) -> Optional[SidecarSummary]:
+    def read(self, metric: str) -> Optional[SidecarTrack]:
         # Imported here: plateau.prometheus pulls in aiohttp (half a second), which only
         # --prometheus runs need.
         from plateau.promql import PrometheusError, parse_vector
@@ -98,4 +98,4 @@ class PrometheusReader:
             raise SourceError(exc.reason, f"{self.url}: {exc}") from None
         # Several series of one name (e.g. two scrape jobs) would be ambiguous: take the newest.
         newest = sorted(samples, key=lambda s: s.timestamp)
-        return summary_from_series({s.labels.get("__name__", ""): s.value for s in newest})
+        return track_from_series({s.labels.get("__name__", ""): s.value for s in newest}, metric)

@@ -1,0 +1,179 @@
+"""The track the sidecar folds is the track replay folds: every knob, resumes, and any batching
+of reports between reads (hypothesis, derandomized so a failure reproduces)."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from hypothesis import given, reject, settings
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+from plateau.api import StopSpec
+from plateau.history import SNAPSHOT_EVERY, MetricHistory, metric_spec_for, metric_stop_spec
+from plateau.replay import Row, RunHistory, RunReplay
+from plateau.rules import Decision, Evaluation, MetricTrack, Observation, decide, track
+from plateau.summaries import TRACK_READ_SERIES, track_from_series
+from plateau_sidecar.collector import Exposition
+from plateau_sidecar.store import MetricStore
+
+METRIC = "m"
+values = st.one_of(st.floats(-100, 100, allow_nan=False, allow_infinity=False), st.just(math.nan), st.just(math.inf))
+
+
+@st.composite
+def stop_specs(draw: st.DrawFn) -> StopSpec:
+    """Every metric knob drawn, presets included."""
+    optional = lambda strategy: st.one_of(st.none(), strategy)  # noqa: E731
+    rule = {
+        "name": METRIC,
+        "mode": draw(st.sampled_from(["min", "max"])),
+        "patience": draw(optional(st.integers(1, 15))),
+        "patienceGrowth": draw(optional(st.floats(0, 1))),
+        "minDelta": draw(optional(st.fixed_dictionaries({}, optional={
+            "absolute": st.floats(0, 2), "relative": st.floats(0, 0.3), "progress": st.floats(0, 0.3)}))),
+        "smoothing": draw(optional(st.floats(0, 0.9))),
+        "warmup": draw(optional(st.integers(0, 10))),
+        "target": draw(optional(st.floats(-100, 100))),
+        "divergence": draw(optional(st.floats(-100, 100))),
+        "checkFinite": draw(st.booleans()),
+    }
+    spec = {"metric": {k: v for k, v in rule.items() if v is not None},
+            "combine": draw(st.sampled_from(["any", "all"])),
+            "preset": draw(st.sampled_from([None, "balanced", "conservative", "aggressive"]))}
+    try:
+        return StopSpec.model_validate({k: v for k, v in spec.items() if v is not None})
+    except ValueError:
+        reject()  # e.g. a target beyond the divergence threshold, which validation refuses
+
+
+@st.composite
+def reports(draw: st.DrawFn) -> list[tuple[int, float]]:
+    """Reports as a trainer sends them: steps that mostly go up, and resumes that go back."""
+    out: list[tuple[int, float]] = []
+    step = 0
+    for _ in range(draw(st.integers(1, 80))):
+        if out and draw(st.integers(0, 9)) == 0:
+            step = draw(st.integers(0, step))  # a resume from a checkpoint at or before this step
+        else:
+            step += draw(st.integers(1, 3))
+        out.append((step, draw(values)))
+    return out
+
+
+def same(a: Optional[MetricTrack], b: Optional[MetricTrack]) -> bool:
+    return repr(a) == repr(b)  # NaN-aware: repr(nan) == repr(nan)
+
+
+def scrape(exposition: Exposition) -> dict[str, float]:
+    """The sidecar's /metrics as Prometheus reads it: the text, parsed."""
+    return {s.name: s.value for f in text_string_to_metric_families(exposition.render().decode())
+            for s in f.samples if s.name in TRACK_READ_SERIES and s.labels.get("metric") == METRIC}
+
+
+def replayed(stop: StopSpec, sent: list[tuple[int, float]]) -> tuple[int, Optional[Decision], Optional[MetricTrack]]:
+    """Replay: how many reports it took, the stop decision, and the track it stopped on."""
+    run = RunReplay(RunHistory("r", None, [Row(s, {METRIC: v}, None, None) for s, v in sent]), stop)
+    while not run.done:
+        run.decide(run.advance())
+    stopped = run.decision if run.decision and run.decision.would_stop else None
+    return run.position, stopped, run.metric
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(stop=stop_specs(), sent=reports(), data=st.data())
+def test_every_batching_of_reports_decides_as_replay(stop: StopSpec, sent: list[tuple[int, float]],
+                                                      data: st.DataObject) -> None:
+    """Reads after any subset of reports (1, 2, 5 or all of them per read): the first read
+    that stops is the first at or after replay's stop, with replay's reason, evidence and track."""
+    store = MetricStore("tj")
+    exposition = Exposition(store)
+    with store.lock:
+        store.set_spec(metric_spec_for(stop).text)  # type: ignore[union-attr]
+    per_read = data.draw(st.sampled_from([1, 2, 5, 20, None]))
+    reads = sorted(data.draw(st.sets(st.integers(1, len(sent)), min_size=1))) if per_read is None \
+        else list(range(per_read, len(sent) + 1, per_read)) or [len(sent)]
+    replay_at, replay_decision, replay_track = replayed(stop, sent)
+    sent_so_far = 0
+    for read in reads:
+        with store.lock:
+            for step, value in sent[sent_so_far:read]:
+                store.add_record(step, {METRIC: value})
+        sent_so_far = read
+        got = track_from_series(scrape(exposition), METRIC)
+        assert got is not None and got.current is not None and got.reports == read
+        decision_track = got.stopped or got.current
+        decision = decide(stop, Observation(metric=decision_track))
+        if replay_decision is None or read < replay_at:
+            assert not decision.would_stop, (read, decision.message)
+            continue
+        assert decision.would_stop and decision.reason == replay_decision.reason
+        assert decision.message == replay_decision.message
+        assert same(decision_track, replay_track)
+        return
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(stop=stop_specs(), sent=reports())
+def test_a_resume_folds_as_if_the_purged_evaluations_never_happened(stop: StopSpec, sent: list[tuple[int, float]]) -> None:
+    """After any resumes, the track is the plain fold of the evaluations that survive them."""
+    spec = metric_stop_spec(stop)
+    assert spec is not None and spec.metric is not None
+    history = MetricHistory.folded(spec, sent)
+    survivors: list[tuple[int, float]] = []
+    resumes = 0
+    for step, value in sent:
+        resumes += bool(survivors) and step <= survivors[-1][0]
+        survivors = [(s, v) for s, v in survivors if s < step] + [(step, value)]
+    assert history.resumes == resumes
+    assert same(history.track, track(None, spec.metric, [Evaluation(s, v) for s, v in survivors]))
+
+
+def test_a_resume_past_many_snapshots_refolds_from_the_one_before_it() -> None:
+    spec = metric_stop_spec(StopSpec.model_validate({"metric": {"name": METRIC, "smoothing": 0.5, "patience": 3}}))
+    assert spec is not None and spec.metric is not None
+    n = 3 * SNAPSHOT_EVERY + 7
+    sent = [(s, 1.0 / s) for s in range(1, n + 1)] + [(SNAPSHOT_EVERY + 3, 5.0), (SNAPSHOT_EVERY + 4, 0.0001)]
+    history = MetricHistory.folded(spec, sent)
+    kept = [(s, 1.0 / s) for s in range(1, SNAPSHOT_EVERY + 3)] + sent[-2:]
+    assert history.resumes == 1 and history.track is not None and history.track.evaluations == len(kept)
+    assert same(history.track, track(None, spec.metric, [Evaluation(s, v) for s, v in kept]))
+
+
+def test_the_first_stop_is_kept_after_the_metric_recovers() -> None:
+    """Replay stops at the first evaluation that says stop; a read after the metric recovered
+    must still see that stop, not the recovered track."""
+    spec = metric_stop_spec(StopSpec.model_validate({"metric": {"name": METRIC, "divergence": 10}}))
+    assert spec is not None
+    history = MetricHistory.folded(spec, [(1, 5.0), (2, 50.0), (3, 4.0)])
+    assert history.stopped is not None and history.stopped.last_step == 2 and history.stopped.last == 50.0
+    assert history.track is not None and history.track.last == 4.0
+
+
+def test_a_new_spec_refolds_every_kept_report() -> None:
+    store = MetricStore("tj")
+    first = metric_spec_for(StopSpec.model_validate({"metric": {"name": METRIC, "patience": 2}}))
+    second = metric_spec_for(StopSpec.model_validate({"metric": {"name": METRIC, "patience": 2, "smoothing": 0.5}}))
+    assert first is not None and second is not None and first.key != second.key
+    sent = [(1, 3.0), (2, 2.0), (3, 2.5), (1, 9.0), (2, 1.0)]
+    with store.lock:
+        for step, value in sent[:3]:
+            store.add_record(step, {METRIC: value})
+        store.set_spec(first.text)  # a spec that arrives after reports folds them all
+        for step, value in sent[3:]:
+            store.add_record(step, {METRIC: value})
+        store.set_spec(second.text)
+    view = store.snapshot().track
+    assert view is not None and view.spec_key == second.key and view.resumes == 1
+    spec = StopSpec.model_validate_json(second.text)
+    assert same(view.current, MetricHistory.folded(spec, sent).track)
+
+
+def test_a_spec_that_does_not_validate_is_counted_and_leaves_no_track() -> None:
+    store = MetricStore("tj")
+    with store.lock:
+        store.add_record(1, {METRIC: 1.0})
+        store.set_spec('{"metric": {"name": "m", "patience": -1}}')
+    snap = store.snapshot()
+    assert snap.track is None and snap.bad_input["bad_spec"] == 1  # type: ignore[index]
