@@ -205,7 +205,7 @@ class Kubelet:
             shutil.rmtree(root / volume, ignore_errors=True)
             (root / volume).mkdir(parents=True)
         stop_file = root / "etc-plateau" / "stop"
-        write_downward_api({"metadata": template.get("metadata") or {}, "spec": job["spec"]["template"]["spec"]},
+        write_downward_api({"metadata": job["spec"]["template"].get("metadata") or {}, "spec": job["spec"]["template"]["spec"]},
                            stop_file.parent)
         template = job["spec"]["template"]
         pod_spec = template["spec"]
