@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any, Awaitable, Callable, Iterable, Optional
 from pydantic import ValidationError
 
 from plateau import api, promql
-from plateau.cohort import best_at, record_best, selector_matches
+from plateau.cohort import best_at, selector_matches
 from plateau.config import Settings
 from plateau.durations import format_duration, parse_duration
 from plateau.heap import FrozenHeap
@@ -46,8 +45,6 @@ from plateau.status import (
     SPEC_VALID,
     parse_rfc3339,
     set_condition,
-    summary_from_track,
-    track_from_summary,
 )
 from plateau.stopflow import (
     CreateWorkload,
@@ -63,8 +60,9 @@ from plateau.stopflow import (
     rfc3339_at,
     transition,
 )
-from plateau.history import metric_spec_for
+from plateau.history import MetricSpec, metric_spec_for
 from plateau.summaries import TRACK_READ_SERIES, SidecarTrack, track_from_series
+from plateau.trackread import TrackReads
 from plateau.workloads import LABEL, Workload, build_job, job_state, label_value
 from plateau_sidecar import protocol
 
@@ -173,7 +171,7 @@ class JobContext:
     uid: str = field(init=False)
     generation: int = field(init=False)
     rule: Optional[api.MetricRule] = field(init=False)  # the monitored metric, presets resolved
-    spec_key: Optional[int] = field(init=False)  # of the metric stop spec the sidecar folds under
+    metric_spec: Optional[MetricSpec] = field(init=False)  # what the sidecar folds the metric under
 
     def __post_init__(self) -> None:
         m = self.body["metadata"]
@@ -181,8 +179,11 @@ class JobContext:
         self.uid = m.get("uid", "")
         self.generation = int(m.get("generation") or 1)
         self.rule = resolve_metric_rule(self.stop)
-        metric_spec = metric_spec_for(self.stop)
-        self.spec_key = metric_spec.key if metric_spec else None
+        self.metric_spec = metric_spec_for(self.stop)
+
+    @property
+    def spec_key(self) -> Optional[int]:
+        return self.metric_spec.key if self.metric_spec else None
 
 
 # Receives, as each part of the metrics arrives, the jobs to plan at once and the part's summaries.
@@ -200,8 +201,7 @@ class Evaluator:
         self.heap = heap
         self.memory: dict[str, Memory] = {}
         self._specs: dict[tuple[str, int], api.TrainingJobSpec | str] = {}
-        self._tracks: dict[str, tuple[api.MetricSummary, MetricTrack]] = {}  # by uid: the last fold's
-        self._resumes_seen: dict[str, int] = {}  # by uid: the resumes the Events have told
+        self.tracks = TrackReads()
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._sidecar_answer = promql.SidecarDecoder(settings.prometheus_namespace_label)
         self._fetch_all = False  # most jobs had news in the last cycle: skip the counter query
@@ -209,8 +209,7 @@ class Evaluator:
     def forget(self) -> None:
         """Drop what this replica remembers; after a leadership change the API is the truth."""
         self.memory.clear()
-        self._tracks.clear()
-        self._resumes_seen.clear()
+        self.tracks.forget()
         self._fetch_all = False
         clear_job_gauges()
 
@@ -470,13 +469,11 @@ class Evaluator:
         if len(samples) != 1:
             return None
         value = samples[0].value
-        previous = self._previous_track(ctx)
+        previous = self.tracks.previous(ctx)
         reports = ctx.status.metric.sidecar_reports if ctx.status.metric else 0
-        current = previous
-        if previous is None or previous.last is None or previous.last != value:
-            reports += 1
-            current = track(previous, rule, (Evaluation(int(samples[0].timestamp), value),))
-        return SidecarTrack(reports, ctx.spec_key, current)
+        if previous is not None and previous.last == value:
+            return SidecarTrack(reports, ctx.spec_key, None)  # nothing new
+        return SidecarTrack(reports + 1, ctx.spec_key, track(previous, rule, (Evaluation(int(samples[0].timestamp), value),)))
 
     async def _fetch_gpu(self, contexts: list[JobContext], pods: dict[tuple[str, str], set[str]], now: float,
                          report: CycleReport) -> tuple[dict[tuple[str, str], GpuWindow], Optional[tuple[str, str]]]:
@@ -551,7 +548,7 @@ class Evaluator:
             # One copy of the status per job and cycle (this is the hot path): the fold and
             # the GPU condition add to the accounting's update.
             text_now = rfc3339_at(now)
-            metric_track = self._fold(ctx, update, summaries.get(ctx.key), metrics_error, text_now, generation)
+            metric_track = self.tracks.take(ctx, update, summaries.get(ctx.key), metrics_error, text_now, generation)
             self._gpu_condition(ctx, update, gpu.get(ctx.key), gpu_error, text_now, generation)
             status = ctx.status.model_copy(update=update)
             obs = Observation(
@@ -566,78 +563,7 @@ class Evaluator:
             status = ctx.status.model_copy(update=update) if update else ctx.status
         plan = transition(JobState(generation, ctx.spec.replicas, ctx.stop, status, ctx.state,
                                    ctx.spec.template is not None, now), decision)
-        return plan._replace(actions=plan.actions + self._metric_news(ctx, status)) if status is not ctx.status else plan
-
-    def _metric_news(self, ctx: JobContext, status: api.TrainingJobStatus) -> tuple[Any, ...]:
-        """What the read of the metric asks for besides the transition: the current spec handed
-        to sidecars that fold under another, and an Event for the resumes seen since the last."""
-        news: tuple[Any, ...] = ()
-        available = next((c for c in status.conditions if c.type == METRICS_AVAILABLE), None)
-        metric_spec = metric_spec_for(ctx.stop)
-        if available is not None and available.reason == "SpecPending" and metric_spec is not None \
-                and ctx.workload is not None and status.phase == RUNNING:
-            news += (ShareSpec(metric_spec.text),)
-        metric, before = status.metric, ctx.status.metric
-        if metric is not None:
-            # Counted from what the API had at first sight, so a restart posts no resume twice.
-            seen = self._resumes_seen.setdefault(ctx.uid, before.resumes if before and before.name == metric.name else 0)
-            if metric.resumes > seen:
-                self._resumes_seen[ctx.uid] = metric.resumes
-                news += (Event("Normal", "Resumed", f"{metric.name} went back to step {metric.last_step}: the trainer"
-                               " resumed from a checkpoint, and the evaluations after it left the track"
-                               f" ({metric.resumes} resumes so far)"),)
-        return news
-
-    def _previous_track(self, ctx: JobContext) -> Optional[MetricTrack]:
-        """The engine state behind status.metric: what the last fold made, while it stands."""
-        status = ctx.status
-        if status.metric is None:
-            return None
-        made = self._tracks.get(ctx.uid)
-        if made is not None and made[0] is status.metric and made[1].evaluations == status.evaluations:
-            return made[1]
-        return track_from_summary(status.metric, status.evaluations)
-
-    def _fold(self, ctx: JobContext, update: dict[str, Any], read: Optional[SidecarTrack],
-              error: Optional[tuple[str, str]], now: str, generation: int) -> Optional[MetricTrack]:
-        """The metric's track as the sidecar folded it, with status.metric, evaluations and the
-        MetricsAvailable condition added to `update`. Returns the track to decide on: the first
-        one that said stop, once there is one, so a read that comes later decides the same."""
-        rule, status = ctx.rule, ctx.status
-        if rule is None:
-            return None
-        previous = self._previous_track(ctx)
-        if previous is not None and previous.name != rule.name:
-            previous = None  # the spec now watches another metric: start its history afresh
-        if error is not None:
-            update["conditions"] = set_condition(status.conditions, METRICS_AVAILABLE, "False", *error, now, generation)
-            return previous
-        if read is None:
-            update["conditions"] = set_condition(status.conditions, METRICS_AVAILABLE, "False", "NoSeries",
-                                                 f"no {rule.name} series from the sidecar in Prometheus yet", now, generation)
-            return previous
-        if read.spec_key != ctx.spec_key:
-            # Folded under another spec (an edit mid-run the kubelet has not delivered yet, or a
-            # sidecar without one): unknown, never a reason to stop.
-            update["conditions"] = set_condition(status.conditions, METRICS_AVAILABLE, "False", "SpecPending",
-                                                 f"the sidecar has not folded {rule.name} under the current stop spec yet",
-                                                 now, generation)
-            return None
-        # A constant message: the report count is status.metric.sidecarReports, and a condition
-        # that changed every cycle would cost every job a new condition list and a comparison.
-        update["conditions"] = set_condition(status.conditions, METRICS_AVAILABLE, "True", "SeriesFound",
-                                             f"the sidecar reports {rule.name}", now, generation)
-        if read.current is None:
-            return previous  # nothing new since the last read (most jobs, most cycles): the metric stands
-        current = read.current
-        history = record_best(status.metric.best_history if status.metric and previous else [],
-                              current.best_step, current.best)
-        update["metric"] = metric = summary_from_track(current, read.reports, read.spec_key, read.resumes, history,
-                                                       previous=status.metric if previous else None)
-        update["evaluations"] = current.evaluations
-        if current.last is None or math.isfinite(current.last):  # else status.metric.last is null
-            self._tracks[ctx.uid] = (metric, current)
-        return read.stopped or current
+        return plan._replace(actions=plan.actions + self.tracks.news(ctx, status)) if status is not ctx.status else plan
 
     def _gpu_condition(self, ctx: JobContext, update: dict[str, Any], window: Optional[GpuWindow],
                        error: Optional[tuple[str, str]], now: str, generation: int) -> None:
@@ -804,10 +730,7 @@ class Evaluator:
         uids = {uid for uid, _ in live}
         for uid in [u for u in self.memory if u not in uids]:
             del self.memory[uid]
-        for uid in [u for u in self._tracks if u not in uids]:
-            del self._tracks[uid]
-        for uid in [u for u in self._resumes_seen if u not in uids]:
-            del self._resumes_seen[uid]
+        self.tracks.forget(keep=uids)
         for key in [k for k in self._specs if k not in live]:
             del self._specs[key]
 

@@ -21,6 +21,7 @@ from array import array
 from typing import Iterable, NamedTuple, Optional
 
 from plateau.api import Combine, StopSpec
+from plateau.memo import per_spec_object
 from plateau.presets import resolve_metric_rule
 from plateau.rules import Evaluation, MetricTrack, Observation, decide, track
 
@@ -53,22 +54,14 @@ class MetricSpec(NamedTuple):
     key: int
 
 
-_FOR_STOP: dict[int, tuple[StopSpec, Optional[MetricSpec]]] = {}
-_CACHE_LIMIT = 50_000
-
-
+@per_spec_object  # the operator asks for every running job at every cycle
 def metric_spec_for(stop: StopSpec) -> Optional[MetricSpec]:
-    """The metric stop spec of `stop`, cached per spec object: the operator asks for every
-    running job at every cycle, and the JSON and its digest cost tens of microseconds."""
-    cached = _FOR_STOP.get(id(stop))
-    if cached is not None and cached[0] is stop:
-        return cached[1]
+    """The metric stop spec of `stop` as the sidecar is handed it."""
     spec = metric_stop_spec(stop)
-    made = None if spec is None else MetricSpec(text := spec_text(spec), spec_key(text))
-    if len(_FOR_STOP) >= _CACHE_LIMIT:
-        _FOR_STOP.clear()
-    _FOR_STOP[id(stop)] = (stop, made)
-    return made
+    if spec is None:
+        return None
+    text = spec_text(spec)
+    return MetricSpec(text, spec_key(text))
 
 
 def spec_text(spec: StopSpec) -> str:

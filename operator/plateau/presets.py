@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from plateau.api import MetricRule, StopSpec
+from plateau.memo import per_spec_object
 
 # Calibrated on benchmarks/data/curves.csv.gz (600 real runs, 6 tasks); docs/stop-rules.md
 # has the tables. balanced: 55.1% saved at a mean regret of 0.46 points (<= 0.5) with a p99
@@ -21,23 +22,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# Specs are immutable once parsed, so a resolved rule is cached per spec object; the engine
-# asks on every decision and validation is the costly part.
-_RESOLVED: dict[int, tuple[StopSpec, MetricRule]] = {}
-_CACHE_LIMIT = 50_000
-
-
+@per_spec_object  # the engine asks on every decision, and validation is the costly part
 def resolve_metric_rule(stop: StopSpec) -> Optional[MetricRule]:
     """The metric rule with the preset's values filled in where the user left a field unset."""
     rule = stop.metric
     if rule is None or stop.preset is None:
         return rule
-    cached = _RESOLVED.get(id(stop))
-    if cached is not None and cached[0] is stop:
-        return cached[1]
     explicit = rule.model_dump(exclude_unset=True)
-    resolved = MetricRule.model_validate({**PRESETS[stop.preset], **explicit})
-    if len(_RESOLVED) >= _CACHE_LIMIT:
-        _RESOLVED.clear()
-    _RESOLVED[id(stop)] = (stop, resolved)
-    return resolved
+    return MetricRule.model_validate({**PRESETS[stop.preset], **explicit})

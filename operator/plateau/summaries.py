@@ -21,7 +21,6 @@ TRACK_READ_SERIES = (
     p.SERIES_STEP,
     p.SERIES_TRACK_SPEC,
     p.SERIES_TRACK_RESUMES,
-    p.SERIES_TRACK_KEPT,
     *p.TRACK_SERIES,
     *p.STOPPED_SERIES,
 )
@@ -36,7 +35,6 @@ class SidecarTrack(NamedTuple):
     current: Optional[MetricTrack]
     stopped: Optional[MetricTrack] = None  # the track at the first report that said stop
     resumes: int = 0
-    kept: bool = True  # False: too many evaluations were reported to purge on a resume
 
 
 def track_from_series(values: Mapping[str, float], metric: str) -> Optional[SidecarTrack]:
@@ -47,10 +45,24 @@ def track_from_series(values: Mapping[str, float], metric: str) -> Optional[Side
     if reports is None:
         return None
     key = _whole(get(p.SERIES_TRACK_SPEC))
+    if key is None:  # the sidecar folds under no spec yet
+        return SidecarTrack(reports, None, None)
     current = _track(values, metric, p.TRACK_SERIES, {"last": get(p.SERIES_VALUE), "last_step": _whole(get(p.SERIES_STEP))})
-    stopped = _track(values, metric, p.STOPPED_SERIES, {})
-    return SidecarTrack(reports, key, current if key is not None else None, stopped if key is not None else None,
-                        _whole(get(p.SERIES_TRACK_RESUMES)) or 0, get(p.SERIES_TRACK_KEPT) != 0.0)
+    return SidecarTrack(reports, key, current, _track(values, metric, p.STOPPED_SERIES, {}),
+                        _whole(get(p.SERIES_TRACK_RESUMES)) or 0)
+
+
+# MetricsAvailable reasons of a read
+NO_SERIES, SPEC_PENDING, SERIES_FOUND = "NoSeries", "SpecPending", "SeriesFound"
+
+
+def availability(read: Optional[SidecarTrack], metric: str, spec_key: Optional[int]) -> tuple[str, str, str]:
+    """The MetricsAvailable condition a read gives: (status, reason, message)."""
+    if read is None:
+        return "False", NO_SERIES, f"no {metric} series from the sidecar yet"
+    if read.spec_key != spec_key:
+        return "False", SPEC_PENDING, f"the sidecar has not folded {metric} under the current stop spec yet"
+    return "True", SERIES_FOUND, f"the sidecar reports {metric}"
 
 
 def _track(values: Mapping[str, float], metric: str, series: Mapping[str, str], known: dict[str, object]

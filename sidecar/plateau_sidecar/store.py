@@ -1,13 +1,10 @@
 """The sidecar's state: per-metric aggregates in plain dicts, fed by every source, and the
 monitored metric's track, folded report by report through the stop-rule engine.
 
-Why aggregates rather than the last value only: Prometheus samples the sidecar once per scrape,
-so anything reported between two scrapes would otherwise be invisible. A monotonic report
-count plus the running min/max, each with its step and report number, let the operator count
-patience in evaluations exactly when reports are slower than scrapes and conservatively when
-they are faster, and never miss a best value that was superseded between scrapes.
-
-The sidecar is the one place that sees every report, so it folds the monitored metric there
+Prometheus samples the sidecar once per scrape, so anything reported between two scrapes
+would otherwise be invisible. The aggregates (report count, last value and step, running
+min/max with their step and report number) are for dashboards and alerts. The sidecar is the
+one place that sees every report, so it folds the monitored metric there
 (`plateau.history`), with the metric stop spec the operator hands it, and exports the track:
 whatever the ratio of reports to scrapes, the operator reads the engine's state after exactly
 the sequence the trainer reported. Each metric's reports are also kept (bounded), so a new spec

@@ -1,8 +1,9 @@
-"""No evaluation is lost between scrapes.
+"""The aggregate series (count, last, running min/max) lose no evaluation between scrapes.
 
-Each scrape here renders /metrics and parses it back, as Prometheus does. `ScrapedPatience`
-models what the operator can compute from the scrapes alone; it is checked against an exact
-patience counter that saw every report:
+The operator reads the sidecar's track instead (tests/unit/test_history.py); these series are
+for dashboards and alerts, and what they promise is checked here. Each scrape renders /metrics
+and parses it back, as Prometheus does. `ScrapedPatience` models what a reader of these series
+alone can compute; it is checked against an exact patience counter that saw every report:
 - reports slower than scrapes: the count is exact (the report count tells a new evaluation
   from a repeated value, the step says which one it was);
 - reports faster than scrapes: the count is never larger than the exact one (a stop can only

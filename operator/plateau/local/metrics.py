@@ -13,7 +13,7 @@ from plateau.api import MetricRule
 from plateau.cohort import record_best
 from plateau.local.scrape import MetricSource, SourceError
 from plateau.rules import MetricTrack
-from plateau.summaries import SidecarTrack
+from plateau.summaries import SidecarTrack, availability
 
 
 @dataclass
@@ -69,14 +69,9 @@ class MetricReader:
             time.sleep(apart)
 
     def fold(self, read: Optional[SidecarTrack]) -> None:
-        if read is None:
-            self.availability = ("False", "NoSeries", f"no {self.rule.name} series from the sidecar yet")
+        self.availability = availability(read, self.rule.name, self.spec_key)
+        if read is None or read.spec_key != self.spec_key or read.current is None:
             return
-        if read.spec_key != self.spec_key or read.current is None:
-            self.availability = ("False", "SpecPending",
-                                 f"the sidecar has not folded {self.rule.name} under the current stop spec yet")
-            return
-        self.availability = ("True", "SeriesFound", f"the sidecar reports {self.rule.name}")
         current = read.current
         if read.reports != self.reports and current.last_step is not None and current.last is not None:
             self.points.append((current.last_step, current.last))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from plateau.api import MetricRule, MetricsSource, StopSpec, TrainingJob
-from plateau.history import MetricSpec, metric_spec_for, spec_key, spec_text
+from plateau.history import MetricSpec, metric_spec_for
 from plateau.replay import InputError
 from plateau_sidecar import protocol as p
 from plateau_sidecar.server import METRICS_PATH, PUSH_PATH
@@ -201,13 +201,10 @@ def _metrics_wiring(job: TrainingJob, run_dir: Path, metrics_port: int) -> tuple
 def _metric_spec(job: TrainingJob) -> MetricSpec:
     """The stop spec's metric part; without a metric rule, the first exported metric's plain
     track, which is only plotted."""
-    stop = job.spec.stop
-    found = metric_spec_for(stop)
-    if found is not None:
-        return found
     names = job.spec.metrics.names
-    text = spec_text(StopSpec(metric=MetricRule(name=names[0] if names else "loss")))
-    return MetricSpec(text, spec_key(text))
+    found = metric_spec_for(job.spec.stop) or metric_spec_for(StopSpec(metric=MetricRule(name=names[0] if names else "loss")))
+    assert found is not None
+    return found
 
 
 def plan_run(job: TrainingJob, options: RunOptions) -> LocalPlan:
