@@ -16,9 +16,13 @@ from plateau.api import MetricSummary
 MAX_POINTS = 64
 
 
-def record_best(history: list[list[float]], step: Optional[int], best: Optional[float]) -> list[list[float]]:
-    """The history with (step, best) appended if best moved. Points are never modified, so
-    histories share them: the history itself comes back when nothing moved."""
+def record_best(history: list[list[float]], step: Optional[int], best: Optional[float],
+                last_step: Optional[int] = None) -> list[list[float]]:
+    """The history with (step, best) appended if best moved. Points at or after `last_step`
+    (the track's last evaluation) came from evaluations a resume purged: they go. Points are
+    never modified, so histories share them: the history itself comes back when nothing moved."""
+    if last_step is not None and history and history[-1][0] >= last_step:
+        history = [point for point in history if point[0] < last_step]
     if step is None or best is None or (history and history[-1][1] == best):
         return history
     out = [*history, [float(step), best]]

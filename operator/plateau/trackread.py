@@ -65,7 +65,7 @@ class TrackReads:
             return previous  # no read, or nothing new since the last one (most jobs, most cycles)
         current = read.current
         history = record_best(status.metric.best_history if status.metric and previous else [],
-                              current.best_step, current.best)
+                              current.best_step, current.best, current.last_step)
         update["metric"] = metric = summary_from_track(current, read.reports, read.spec_key, read.resumes, history,
                                                        previous=status.metric if previous else None)
         update["evaluations"] = current.evaluations

@@ -76,7 +76,7 @@ class MetricReader:
         if read.reports != self.reports and current.last_step is not None and current.last is not None:
             self.points.append((current.last_step, current.last))
             self.track_points.append((current.last_step, current.smoothed, current.reference))
-            self.best_history = record_best(self.best_history, current.best_step, current.best)
+            self.best_history = record_best(self.best_history, current.best_step, current.best, current.last_step)
         self.track, self.stopped, self.reports, self.resumes = current, read.stopped, read.reports, read.resumes
 
 
