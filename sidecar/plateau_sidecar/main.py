@@ -51,12 +51,14 @@ class Sidecar:
         self.spec = SpecFollower(config.spec_file, self.store) if config.spec_file else None
         self._stop_following = threading.Event()
         self._following: list[threading.Thread] = []
+        self._spec_thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self.spec is not None:
             self.spec.poll()  # the spec first, so the track folds reports as they arrive
-            thread = threading.Thread(target=self.spec.run, args=(self._stop_following,), name="follow-spec", daemon=True)
-            thread.start()
+            self._spec_thread = threading.Thread(target=self.spec.run, args=(self._stop_following,), name="follow-spec",
+                                                 daemon=True)
+            self._spec_thread.start()
         for server in self.servers:
             server.start()
             log.info("serving %s on %s", "/push" if server.push else "/metrics", server.url)
@@ -81,7 +83,7 @@ class Sidecar:
             server.server_close()
 
     def dead_readers(self) -> str | None:
-        """For /healthz: the followed files whose reader thread died, or None."""
+        """For /healthz: the followed files (and spec file) whose reader thread died, or None."""
         if self._stop_following.is_set():
             return None  # shutting down: the readers end on purpose
         dead = [
@@ -89,6 +91,8 @@ class Sidecar:
             for follower, thread in zip(self.followers, self._following, strict=False)
             if not thread.is_alive()
         ]
+        if self.spec is not None and self._spec_thread is not None and not self._spec_thread.is_alive():
+            dead.append(f"{self.spec.path} (the metric stop spec)")
         return f"reader thread died: {', '.join(dead)}" if dead else None
 
 

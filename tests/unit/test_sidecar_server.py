@@ -238,3 +238,28 @@ def test_healthz_fails_naming_the_file_when_a_reader_thread_of_the_sidecar_dies(
         assert status == 503 and body == f"unhealthy: reader thread died: {path} (SystemExit(3))\n"
     finally:
         sidecar.stop()
+
+
+def test_healthz_fails_naming_the_spec_file_when_its_reader_dies(tmp_path: Path) -> None:
+    spec = tmp_path / "spec"
+    spec.write_text("")
+    flags = ["--metrics-addr", "127.0.0.1:0", "--push-addr", "off", "--spec-file", str(spec)]
+    sidecar = Sidecar(load_config(flags, env={}))
+    sidecar.start()
+    assert sidecar.spec is not None
+    try:
+        url = sidecar.servers[0].url + "/healthz"
+        assert request("GET", url)[0] == 200
+
+        def dies() -> None:
+            raise SystemExit(3)
+
+        sidecar.spec.poll = dies  # type: ignore[method-assign]  # the next poll ends its thread
+        for _ in range(100):
+            status, body = request("GET", url)
+            if status != 200:
+                break
+            threading.Event().wait(0.05)
+        assert status == 503 and body == f"unhealthy: reader thread died: {spec} (the metric stop spec)\n"
+    finally:
+        sidecar.stop()
