@@ -111,6 +111,7 @@ class Decision(NamedTuple):
     message: str
     outcomes: tuple[RuleOutcome, ...] = ()
     gpu_hours_saved: Optional[float] = None
+    step: Optional[int] = None  # the metric's last step in the observation: where the decision was made
 
     @property
     def success(self) -> bool:
@@ -403,4 +404,5 @@ def decide(stop: StopSpec, obs: Observation) -> Decision:
         message=message,
         outcomes=tuple(outcomes),
         gpu_hours_saved=_gpu_hours_saved(stop, obs),
+        step=obs.metric.last_step if obs.metric else None,
     )

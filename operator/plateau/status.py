@@ -126,11 +126,11 @@ def track_from_summary(summary: Optional[MetricSummary], evaluations: int) -> Op
     )
 
 
-def would_stop(decision: Decision, track: Optional[MetricTrack], now: str) -> Optional[WouldStop]:
+def would_stop(decision: Decision, now: str) -> Optional[WouldStop]:
     if not decision.would_stop or decision.reason is None:
         return None
     return WouldStop(
-        step=track.last_step if track else None,
+        step=decision.step,
         time=now,
         reason=decision.reason,
         message=decision.message,

@@ -28,7 +28,6 @@ from plateau.status import (
     parse_rfc3339,
     rfc3339,
     set_condition,
-    track_from_summary,
     would_stop,
 )
 
@@ -243,8 +242,7 @@ def transition(job: JobState, decision: Optional[Decision]) -> Plan:
     if not decision.stop:  # dry run: report once, act never
         if status.would_stop is not None:
             return Plan(status, ())
-        metric_track = track_from_summary(status.metric, status.evaluations)
-        status = status.model_copy(update={"would_stop": would_stop(decision, metric_track, now), **_stop_saving(decision)})
+        status = status.model_copy(update={"would_stop": would_stop(decision, now), **_stop_saving(decision)})
         return Plan(status, (Event("Normal", "WouldStop", f"dry run: {decision.reason.value}: {decision.message}"),))
     status = status.model_copy(update=_stop_saving(decision))
     asked = _stopping(job, status, decision.reason.value, decision.message, now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from plateau.api import StopSpec, TrainingJobStatus
 from plateau.rules import Evaluation, Observation, decide, track
+from plateau.status import summary_from_track
 from plateau.stopflow import (
     CreateWorkload,
     Event,
@@ -165,3 +166,17 @@ def test_finished_jobs_are_not_accounted_and_resume_restarts_the_clock() -> None
     assert resumed.status.last_evaluation_time == rfc3339_at(T0 + 3600)
     later = account(state(resumed.status, now=T0 + 3660))
     assert later.running_seconds == 70.0  # the hour spent stopped does not count
+
+
+def test_a_dry_run_reports_the_step_the_rules_fired_at_not_the_last_step_read() -> None:
+    """A read may see reports past the one the rules fired at (the sidecar kept that one's
+    track): wouldStop names the decision's step, whatever status.metric has reached since."""
+    stop = STOP.model_copy(update={"dry_run": True})
+    rule = stop.metric
+    assert rule is not None
+    fired = track(None, rule, [Evaluation(i, v) for i, v in enumerate([1.0, 0.5, 0.6, 0.7])])
+    d = decide(stop, Observation(metric=fired))
+    later = summary_from_track(track(fired, rule, [Evaluation(9, 0.1)]))
+    running = TrainingJobStatus(phase="Running", workload="Job/x", metric=later, evaluations=5)
+    plan = transition(state(running, stop=stop), d)
+    assert plan.status.would_stop is not None and plan.status.would_stop.step == 3 == d.step

@@ -151,7 +151,7 @@ class LocalRun:
             return None
         decision = decide(self.plan.job.spec.stop, self.observation())
         if decision.would_stop and self.would_stop is None and not decision.stop:
-            self.would_stop = would_stop(decision, self.reader.decision_track if self.reader else None, _now())
+            self.would_stop = would_stop(decision, _now())
             self.stop_step = self.would_stop.step if self.would_stop else None
         return decision
 
@@ -222,8 +222,7 @@ class LocalRun:
             assert decision.reason is not None
             self.decision = decision
             # The evaluation the rule fired at (reports may have come since, within one read).
-            decided = self.reader.decision_track if self.reader else None
-            self.stop_step = decided.last_step if decided else self.last_step
+            self.stop_step = decision.step if decision.step is not None else self.last_step
             self.request_stop(trainer, decision.reason, grace, display, decision.message)
         elif self.would_stop is not None:
             self.note = f"dry run: would have stopped ({self.would_stop.reason}) at step {self.would_stop.step}"
