@@ -563,7 +563,8 @@ class Evaluator:
             status = ctx.status.model_copy(update=update) if update else ctx.status
         plan = transition(JobState(generation, ctx.spec.replicas, ctx.stop, status, ctx.state,
                                    ctx.spec.template is not None, now), decision)
-        return plan._replace(actions=plan.actions + self.tracks.news(ctx, status)) if status is not ctx.status else plan
+        # What the read saw (a resume) happened before what the transition does about it.
+        return plan._replace(actions=self.tracks.news(ctx, status) + plan.actions) if status is not ctx.status else plan
 
     def _gpu_condition(self, ctx: JobContext, update: dict[str, Any], window: Optional[GpuWindow],
                        error: Optional[tuple[str, str]], now: str, generation: int) -> None:
