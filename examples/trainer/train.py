@@ -18,6 +18,7 @@ Flags shape the run for tests of each stop rule:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -33,6 +34,13 @@ DATASETS = {"digits": load_digits, "breast_cancer": load_breast_cancer}
 DIVERGE_LR_FACTOR = 300.0
 
 
+def _resume_epochs(text: str) -> tuple[int, int]:
+    at, _, back_to = text.partition(":")
+    if not (at.isdigit() and back_to.isdigit() and 0 < int(back_to) < int(at)):
+        raise argparse.ArgumentTypeError(f"expected N:M with 0 < M < N, got {text!r}")
+    return int(at), int(back_to)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
@@ -46,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--nan-at-epoch", type=int, help="poison the weights with NaN at this epoch (1-based)")
     ap.add_argument("--crash-at-epoch", type=int, help="raise an exception at this epoch (1-based)")
     ap.add_argument("--ignore-stop", action="store_true", help="do not honour the operator's stop request")
+    ap.add_argument("--resume", metavar="N:M", type=_resume_epochs,
+                    help="at epoch N, go back to the state after epoch M, as a trainer restarted from that"
+                         " checkpoint does: its steps go back and it reports them again")
     ap.add_argument("--checkpoint-dir", default="checkpoints")
     return ap.parse_args(argv)
 
@@ -125,7 +136,15 @@ def train(args: argparse.Namespace) -> int:
     model = Model.init(x_train.shape[1], args.hidden, int(y_train.max()) + 1, rng)
     lr, step = args.lr, 0
     meta: dict[str, object] = {"epoch": 0, "step": 0, "stopped_by": None}
-    for epoch in range(1, args.epochs + 1):
+    resume_at, back_to = args.resume or (0, 0)
+    saved: tuple[Model, int, dict[str, object]] | None = None  # the checkpoint of epoch back_to
+    epoch = 0
+    while epoch < args.epochs:
+        epoch += 1
+        if epoch == resume_at and saved is not None:  # a restart from the older checkpoint
+            model, step, rng.bit_generator.state = copy.deepcopy(saved[0]), saved[1], saved[2]
+            epoch, resume_at = back_to + 1, 0
+            print(f"resumed from the checkpoint of epoch {back_to}, step {step}", flush=True)
         if epoch == args.crash_at_epoch:
             raise RuntimeError(f"crash requested at epoch {epoch}")
         if epoch == args.nan_at_epoch:
@@ -141,6 +160,8 @@ def train(args: argparse.Namespace) -> int:
         client.report(step, val_loss=val_loss, accuracy=accuracy)
         print(f"epoch={epoch} step={step} val_loss={val_loss:.6f} accuracy={accuracy:.6f}", flush=True)
         meta = {"epoch": epoch, "step": step, "val_loss": val_loss, "accuracy": accuracy, "stopped_by": None}
+        if epoch == back_to and resume_at:
+            saved = (copy.deepcopy(model), step, rng.bit_generator.state)
         reason = client.stop_reason()
         if reason is not None and not args.ignore_stop:
             meta["stopped_by"] = reason
