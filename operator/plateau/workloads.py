@@ -65,7 +65,8 @@ def _sidecar(tj_name: str, spec: api.TrainingJobSpec, sidecar: SidecarSettings) 
     if m.source == api.MetricsSource.FILE.value:
         env.append(_env(protocol.ENV_METRICS_FILE, m.path))
     elif m.source == api.MetricsSource.PUSH.value:
-        env.append(_env(protocol.ENV_PUSH_ADDR, f"127.0.0.1:{m.push_port}"))
+        env += [_env(protocol.ENV_PUSH_ADDR, f"127.0.0.1:{m.push_port}"),
+                _env(protocol.ENV_PUSH_JOURNAL, protocol.DEFAULT_PUSH_JOURNAL)]
     else:
         env += [_env(protocol.ENV_STDOUT_FILE, m.log_file or ""), _env(protocol.ENV_STDOUT_PATTERN, m.pattern or "")]
     return {

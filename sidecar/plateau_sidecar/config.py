@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from . import protocol as p
 from .follow import DEFAULT_MAX_LINE_BYTES, DEFAULT_POLL_INTERVAL
+from .journal import DEFAULT_MAX_JOURNAL_BYTES
 from .records import compile_pattern
 from .server import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLIGHT
 from .store import DEFAULT_MAX_METRICS
@@ -30,6 +31,8 @@ class Config:
     stdout_pattern: re.Pattern[str] | None
     metric_names: frozenset[str] | None  # None: every name is accepted
     spec_file: str | None = None  # the metric stop spec; None: no track is folded
+    push_journal: str | None = None  # None: pushes are not journaled, and a restart loses them
+    max_journal_bytes: int = DEFAULT_MAX_JOURNAL_BYTES
     poll_interval: float = DEFAULT_POLL_INTERVAL
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     max_metrics: int = DEFAULT_MAX_METRICS
@@ -89,6 +92,13 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help=f"file holding the metric stop spec to fold the monitored metric under [{p.ENV_SPEC_FILE}]",
     )
     ap.add_argument(
+        "--push-journal",
+        default=default(p.ENV_PUSH_JOURNAL),
+        help=f"file accepted pushes are appended to, and taken in again at start [{p.ENV_PUSH_JOURNAL}]",
+    )
+    ap.add_argument("--max-journal-bytes", type=int, default=DEFAULT_MAX_JOURNAL_BYTES,
+                    help="the push journal stops growing here")
+    ap.add_argument(
         "--metric-names",
         default=default(p.ENV_METRIC_NAMES, ""),
         help=f"comma-separated allow-list of metric names; empty = all [{p.ENV_METRIC_NAMES}]",
@@ -133,6 +143,8 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
             stdout_pattern=compile_pattern(args.stdout_pattern) if args.stdout_pattern else None,
             metric_names=names or None,
             spec_file=args.spec_file,
+            push_journal=args.push_journal,
+            max_journal_bytes=args.max_journal_bytes,
             poll_interval=args.poll_interval,
             max_line_bytes=args.max_line_bytes,
             max_metrics=args.max_metrics,

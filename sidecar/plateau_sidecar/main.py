@@ -14,6 +14,7 @@ from types import FrameType
 from .collector import Exposition, StoreCollector
 from .config import Config, load_config
 from .follow import FileFollower
+from .journal import PushJournal
 from .records import jsonl_sink, pattern_sink
 from .server import SidecarServer
 from .spec import SpecFollower
@@ -38,8 +39,10 @@ class Sidecar:
             health=self.dead_readers,
         )
         self.servers = [server(config.metrics_addr, exposition=exposition)]
+        self.journal = PushJournal(config.push_journal, config.max_journal_bytes) \
+            if config.push_addr is not None and config.push_journal else None
         if config.push_addr is not None:
-            self.servers.append(server(config.push_addr, push=True))
+            self.servers.append(server(config.push_addr, push=True, journal=self.journal.append if self.journal else None))
         follower = partial(
             FileFollower, store=self.store, max_line_bytes=config.max_line_bytes, poll_interval=config.poll_interval
         )
@@ -54,6 +57,10 @@ class Sidecar:
         self._spec_thread: threading.Thread | None = None
 
     def start(self) -> None:
+        if self.journal is not None:  # a restarted container: what was pushed before, first
+            taken = self.journal.replay(jsonl_sink(self.store))
+            if taken:
+                log.info("took in %d pushed records again from %s", taken, self.journal.path)
         if self.spec is not None:
             self.spec.poll()  # the spec first, so the track folds reports as they arrive
             self._spec_thread = threading.Thread(target=self.spec.run, args=(self._stop_following,), name="follow-spec",

@@ -18,6 +18,7 @@ ENV_STDOUT_PATTERN = "PLATEAU_STDOUT_PATTERN"  # regex with named groups: step a
 ENV_METRIC_NAMES = "PLATEAU_METRIC_NAMES"  # comma-separated allow-list; empty = all
 ENV_STOP_FILE = "PLATEAU_STOP_FILE"  # downward-API file carrying the stop request
 ENV_SPEC_FILE = "PLATEAU_SPEC_FILE"  # sidecar-side: downward-API file carrying the metric stop spec
+ENV_PUSH_JOURNAL = "PLATEAU_PUSH_JOURNAL"  # sidecar-side: accepted pushes, taken in again after a restart
 
 # --- defaults -------------------------------------------------------------------------------
 DEFAULT_SHARED_DIR = "/plateau"
@@ -25,6 +26,7 @@ DEFAULT_METRICS_FILE = "/plateau/metrics.jsonl"
 DEFAULT_STOP_DIR = "/etc/plateau"
 DEFAULT_STOP_FILE = "/etc/plateau/stop"
 DEFAULT_SPEC_FILE = "/etc/plateau/spec"
+DEFAULT_PUSH_JOURNAL = "/plateau/push-journal.jsonl"  # on the pod's shared emptyDir
 DEFAULT_METRICS_PORT = 9464
 DEFAULT_PUSH_PORT = 9465
 DEFAULT_METRICS_ADDR = f"0.0.0.0:{DEFAULT_METRICS_PORT}"

@@ -68,11 +68,13 @@ def pattern_sink(store: MetricStore, pattern: re.Pattern[str]) -> LineSink:
     return ingest
 
 
-def ingest_payload(store: MetricStore, body: bytes) -> int:
+def ingest_payload(store: MetricStore, body: bytes, journal: Callable[[list[object]], None] | None = None) -> int:
     """Ingest a push body (one record or a list). All or nothing: every record is checked
     before any is ingested, and a record that cannot be ingested rejects the whole body, so a
     client can fix it and resend without duplicates. Field-level problems (a non-numeric value)
-    are counted, not refused. Raises RecordError (already counted) for the HTTP 400 answer."""
+    are counted, not refused. Raises RecordError (already counted) for the HTTP 400 answer.
+    Accepted records go to `journal` first (in the same order, under the store's lock); one
+    that cannot be written is counted (`journal_error`) and the records are ingested anyway."""
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as e:  # RecursionError: nesting too deep
@@ -87,6 +89,11 @@ def ingest_payload(store: MetricStore, body: bytes) -> int:
             store.report_bad(e.kind, f"push record {i}: {e}")
             raise RecordError(e.kind, f"record {i}: {e}") from None
     with store.lock:
+        if journal is not None:
+            try:
+                journal(records)
+            except OSError as e:
+                store.count_bad(BadInput.JOURNAL_ERROR, f"cannot write the push journal: {e}")
         for step, record in zip(steps, records, strict=True):
             store.add_record(step, record)
     return len(records)

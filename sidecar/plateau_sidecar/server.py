@@ -65,12 +65,14 @@ class SidecarServer(ThreadingHTTPServer):
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         health: Callable[[], str | None] | None = None,
+        journal: Callable[[list[object]], None] | None = None,
     ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.store = store
         self.exposition = exposition
         self.push = push
         self.health = health
+        self.journal = journal  # where accepted pushes are written before they are answered
         self.max_body_bytes = max_body_bytes
         self.max_inflight = max_inflight
         self._slots = threading.BoundedSemaphore(max_inflight)
@@ -218,7 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.REQUEST_TIMEOUT, {"error": f"no complete body within {self.timeout} s"})
             return
         try:
-            accepted = ingest_payload(self.server.store, body)
+            accepted = ingest_payload(self.server.store, body, self.server.journal)
         except RecordError as e:
             self._send_json(HTTPStatus.BAD_REQUEST, {"error": str(e), "kind": e.kind.value})
             return

@@ -60,6 +60,7 @@ class BadInput(StrEnum):
     TRUNCATED_FILE = "truncated_file"
     PUSH_TOO_LARGE = "push_too_large"  # HTTP 413
     READ_ERROR = "read_error"  # an unexpected failure in one poll of a followed file; it goes on
+    JOURNAL_ERROR = "journal_error"  # a push could not be written to the push journal
     TOO_MANY_REQUESTS = "too_many_requests"  # HTTP 429: the bound on requests in flight
     BAD_SPEC = "bad_spec"  # the metric stop spec handed to the sidecar does not validate
 

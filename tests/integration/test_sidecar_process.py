@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from plateau.api import StopSpec
+from plateau.history import metric_spec_for
 from plateau_sidecar import protocol as p
 from tests.support.prometheus import PrometheusServer, SidecarProcess, check_metrics, require_tool
 
@@ -50,7 +52,7 @@ def push(url: str, body: bytes) -> int:
         return 0
 
 
-def test_resident_memory_stays_under_40_mb_with_100_metrics_and_a_push_flood(tmp_path: Path) -> None:
+def test_resident_memory_stays_within_budget_with_100_metrics_and_a_push_flood(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     sidecar = SidecarProcess(tmp_path, "mem", "--metrics-file", str(path), push=True).wait_ready()
     try:
@@ -161,3 +163,29 @@ def test_the_prometheus_fixture_fails_rather_than_skips_without_the_binary(monke
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(pytest.fail.Exception, match="run scripts/bootstrap"):
         require_tool("prometheus")
+
+
+def test_a_push_sidecar_killed_and_restarted_exports_the_same_track(tmp_path: Path) -> None:
+    """A sidecar container restart (SIGKILL, same pod volume): the push journal brings back
+    every answered push, so the series and the folded track are what they were."""
+    spec = tmp_path / "spec"
+    spec.write_text(metric_spec_for(StopSpec.model_validate({"preset": "balanced", "metric": {"name": "loss"}})).text)  # type: ignore[union-attr]
+    flags = ("--spec-file", str(spec), "--push-journal", str(tmp_path / "push.jsonl"))
+    sent = [{"step": s, "loss": 1.0 / s + 0.01 * math.sin(s)} for s in range(1, 301)] + \
+        [{"step": s, "loss": 0.5 / s} for s in range(150, 201)]  # and a resume
+    first = SidecarProcess(tmp_path, "tj", *flags, push=True).wait_ready()
+    try:
+        for start in range(0, len(sent), 50):
+            assert push(first.push_url, json.dumps(sent[start:start + 50]).encode()) == 200
+        before = samples(first)
+    finally:
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait()
+    assert before[(p.SERIES_TRACK_RESUMES, "loss")] == 1 and before[(p.SERIES_REPORTS, "loss")] == len(sent)
+    second = SidecarProcess(tmp_path, "tj2", *flags, push=True).wait_ready()
+    try:
+        after = samples(second)
+        track = {k: v for k, v in after.items() if k[0].startswith(("plateau_metric_", "plateau_track_"))}
+        assert track == {k: v for k, v in before.items() if k[0].startswith(("plateau_metric_", "plateau_track_"))}
+    finally:
+        assert second.stop() == 0

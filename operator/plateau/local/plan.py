@@ -188,6 +188,7 @@ def _metrics_wiring(job: TrainingJob, run_dir: Path, metrics_port: int) -> tuple
         # A free port rather than pushPort: the trainer finds the sidecar through the URL anyway.
         push_port = free_port()
         sidecar[p.ENV_PUSH_ADDR] = f"{LOOPBACK}:{push_port}"
+        sidecar[p.ENV_PUSH_JOURNAL] = str(local_path(p.DEFAULT_PUSH_JOURNAL, run_dir))
         trainer[p.ENV_PUSH_URL] = f"http://{LOOPBACK}:{push_port}{PUSH_PATH}"
     else:
         assert metrics.log_file is not None and metrics.pattern is not None  # the API validates it
@@ -237,6 +238,8 @@ def plan_run(job: TrainingJob, options: RunOptions) -> LocalPlan:
         raise InputError(f"run directory {run_dir}: {exc.strerror}") from None
     _prepare(stop_file, run_dir, "stop file")
     _prepare(spec_file, run_dir, "spec file")
+    if p.ENV_PUSH_JOURNAL in sidecar:  # a reused --workdir: no pushes of an earlier run
+        _prepare(Path(sidecar[p.ENV_PUSH_JOURNAL]), run_dir, "push journal")
     try:
         spec_file.write_text(metric_spec.text)  # what the downward API writes in a cluster
     except OSError as exc:

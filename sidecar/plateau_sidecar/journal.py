@@ -1,0 +1,73 @@
+"""The push route's journal: every accepted push, appended to a file on the pod's shared volume.
+
+A sidecar container that restarts (the pod stays) takes the journal in again before it serves,
+so its series and its track are what they were, exactly as the file and stdout routes re-read
+their files. A push is answered only once it is in the journal (or its write failed, which is
+counted). The journal is bounded: past `max_bytes` it stops growing (logged once), and only a
+restart after that loses reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+
+from .records import LineSink
+
+log = logging.getLogger("plateau_sidecar")
+
+DEFAULT_MAX_JOURNAL_BYTES = 64 * 1024 * 1024
+READ_CHUNK_BYTES = 1024 * 1024
+
+
+class PushJournal:
+    def __init__(self, path: str, max_bytes: int = DEFAULT_MAX_JOURNAL_BYTES) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.full = False
+        self._size = 0
+
+    def replay(self, sink: LineSink) -> int:
+        """Feed the journal's complete lines to `sink`; returns how many. A last line cut short
+        (the sidecar died mid-append, and that push was never answered) is cut off the file."""
+        lines = offset = 0  # offset: the end of the last complete line
+        rest = b""
+        try:
+            with open(self.path, "rb+") as handle:
+                while chunk := handle.read(READ_CHUNK_BYTES):
+                    data = rest + chunk
+                    end = data.rfind(b"\n") + 1
+                    if end:
+                        batch = data[: end - 1].split(b"\n")
+                        sink(batch)
+                        lines += len(batch)
+                    offset += end
+                    rest = data[end:]
+                if rest:
+                    handle.truncate(offset)
+        except FileNotFoundError:
+            return 0
+        self._size = offset
+        self.full = offset >= self.max_bytes
+        return lines
+
+    def append(self, records: Sequence[object]) -> None:
+        """Write the records as JSON lines in one write, flushed before the push is answered.
+        Raises OSError when the file cannot be written."""
+        if self.full:
+            return
+        data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+        if self._size + len(data) > self.max_bytes:
+            self.full = True
+            log.warning("the push journal %s reached %d bytes: later pushes are not journaled, so a sidecar"
+                        " restart would lose them", self.path, self.max_bytes)
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(f"short write to {self.path}")
+        finally:
+            os.close(fd)
+        self._size += len(data)

@@ -1,0 +1,63 @@
+"""What build_job promises the sidecar: the spec it folds under, through a real downward-API
+path, and a push journal on the pod's shared volume. Checked on the Job itself, not through
+a stand-in that could share the operator's assumptions."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from plateau import api
+from plateau.config import SidecarSettings
+from plateau.history import metric_spec_for
+from plateau.workloads import SIDECAR_NAME, build_job
+from plateau_sidecar import protocol as p
+
+STOP = {"preset": "balanced", "metric": {"name": "val_loss"}}
+
+
+def job_for(metrics: dict[str, Any]) -> tuple[dict[str, Any], api.TrainingJobSpec]:
+    tj = {"apiVersion": "plateau.dev/v1alpha1", "kind": "TrainingJob",
+          "metadata": {"name": "tj", "namespace": "ns", "uid": "u"},
+          "spec": {"template": {"spec": {"containers": [{"name": "trainer", "image": "t"}]}},
+                   "metrics": metrics, "stop": STOP}}
+    spec = api.TrainingJob.model_validate(tj).spec
+    return build_job(tj, spec, SidecarSettings()), spec
+
+
+def sidecar_of(job: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in job["spec"]["template"]["spec"]["initContainers"] if c["name"] == SIDECAR_NAME)
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container.get("env") or []}
+
+
+def file_source(container: dict[str, Any], pod: dict[str, Any], path: str) -> dict[str, Any]:
+    """The volume and item that a container sees at `path`, resolved as the kubelet does."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in container.get("volumeMounts") or []:
+        directory = mount["mountPath"].rstrip("/")
+        if posixpath.dirname(path) == directory:
+            volume = volumes[mount["name"]]
+            name = posixpath.basename(path)
+            items = (volume.get("downwardAPI") or {}).get("items")
+            return {"volume": volume, "item": next(i for i in items if i["path"] == name) if items else None}
+    raise AssertionError(f"nothing is mounted where {path} lies")
+
+
+def test_the_sidecar_reads_the_pods_spec_annotation_where_its_env_says() -> None:
+    job, spec = job_for({"names": ["val_loss"]})
+    template = job["spec"]["template"]
+    sidecar = sidecar_of(job)
+    source = file_source(sidecar, template["spec"], env_of(sidecar)[p.ENV_SPEC_FILE])
+    assert source["item"]["fieldRef"]["fieldPath"] == f"metadata.annotations['{p.SPEC_ANNOTATION}']"
+    expected = metric_spec_for(spec.stop)
+    assert expected is not None and template["metadata"]["annotations"][p.SPEC_ANNOTATION] == expected.text
+
+
+def test_a_push_sidecar_journals_on_the_pods_shared_volume() -> None:
+    job, _ = job_for({"source": "push", "names": ["val_loss"]})
+    sidecar = sidecar_of(job)
+    source = file_source(sidecar, job["spec"]["template"]["spec"], env_of(sidecar)[p.ENV_PUSH_JOURNAL])
+    assert "emptyDir" in source["volume"]  # survives the sidecar container's restart, not the pod's

@@ -1,0 +1,45 @@
+"""The push journal: accepted pushes, taken in again by a restarted sidecar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plateau_sidecar.journal import PushJournal
+from plateau_sidecar.records import ingest_payload, jsonl_sink
+from plateau_sidecar.store import MetricStore
+
+
+def test_a_restarted_store_takes_in_every_answered_push_again(tmp_path: Path) -> None:
+    path = tmp_path / "push.jsonl"
+    before, journal = MetricStore("tj"), PushJournal(str(path))
+    ingest_payload(before, b'[{"step": 1, "m": 1.5}, {"step": 2, "m": NaN}]', journal.append)
+    ingest_payload(before, b'{"step": 1, "m": 0.5, "n": 7}', journal.append)  # a resume, and a second metric
+    after = MetricStore("tj")
+    assert PushJournal(str(path)).replay(jsonl_sink(after)) == 3
+    assert repr(after.snapshot().series) == repr(before.snapshot().series)
+
+
+def test_a_push_cut_short_by_a_crash_is_cut_off_and_later_pushes_stay_whole(tmp_path: Path) -> None:
+    path = tmp_path / "push.jsonl"
+    path.write_bytes(b'{"step":1,"m":1.0}\n{"step":2,"m"')  # the sidecar died mid-append: never answered
+    store, journal = MetricStore("tj"), PushJournal(str(path))
+    assert journal.replay(jsonl_sink(store)) == 1
+    journal.append([{"step": 2, "m": 2.0}])  # the trainer's resend
+    assert path.read_bytes() == b'{"step":1,"m":1.0}\n{"step":2,"m":2.0}\n'
+    assert store.snapshot().bad_input["malformed_json"] == 0  # type: ignore[index]
+
+
+def test_a_full_journal_stops_growing_and_the_push_is_still_ingested(tmp_path: Path) -> None:
+    path = tmp_path / "push.jsonl"
+    store, journal = MetricStore("tj"), PushJournal(str(path), max_bytes=30)
+    ingest_payload(store, b'{"step": 1, "m": 1.0}', journal.append)
+    ingest_payload(store, b'{"step": 2, "m": 2.0}', journal.append)  # would pass 30 bytes
+    assert journal.full and path.read_bytes() == b'{"step":1,"m":1.0}\n'
+    assert store.snapshot().series["m"].reports == 2
+
+
+def test_a_journal_that_cannot_be_written_is_counted_and_the_push_ingested(tmp_path: Path) -> None:
+    store, journal = MetricStore("tj"), PushJournal(str(tmp_path / "missing-dir" / "push.jsonl"))
+    ingest_payload(store, b'{"step": 1, "m": 1.0}', journal.append)
+    snap = store.snapshot()
+    assert snap.series["m"].reports == 1 and snap.bad_input["journal_error"] == 1  # type: ignore[index]
