@@ -15,9 +15,9 @@ from plateau.promql import DcgmConfig
 class SidecarSettings:
     image: str = "ghcr.io/plateau-dev/plateau:0.1.0"
     cpu_request: str = "20m"
-    memory_request: str = "32Mi"
+    memory_request: str = "64Mi"
     cpu_limit: str = "200m"
-    memory_limit: str = "64Mi"
+    memory_limit: str = "128Mi"  # the engine and up to 1,000,000 kept reports (16 B each, twice for the monitored metric)
 
 
 @dataclass(frozen=True)
