@@ -13,6 +13,7 @@ from typing import Any, Iterable, Optional
 
 import msgspec
 
+from plateau.summaries import TRACK_READ_SERIES
 from plateau_sidecar import protocol
 
 def escape_label_value(value: str) -> str:
@@ -44,7 +45,7 @@ class DcgmConfig:
 
 
 def sidecar_query(namespaces: Iterable[str], metric_names: Iterable[str], namespace_label: str = "namespace",
-                  series: Iterable[str] = (protocol.SERIES_REPORTS,), trainingjobs: Optional[Iterable[str]] = None,
+                  series: Iterable[str] = TRACK_READ_SERIES, trainingjobs: Optional[Iterable[str]] = None,
                   part: Optional[str] = None) -> str:
     """Sidecar series of the monitored metrics in the watched namespaces (of these
     TrainingJobs only, if given; of the jobs whose name matches `part`, one of `name_parts`):
