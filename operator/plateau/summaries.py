@@ -60,6 +60,9 @@ def availability(read: Optional[SidecarTrack], metric: str, spec_key: Optional[i
     """The MetricsAvailable condition a read gives: (status, reason, message)."""
     if read is None:
         return "False", NO_SERIES, f"no {metric} series from the sidecar yet"
+    if read.spec_key is None:
+        return "False", SPEC_PENDING, (f"the sidecar exports {metric} but has no stop spec to fold it under: its pod"
+                                       f" needs the downward-API file {p.DEFAULT_SPEC_FILE} ({p.ENV_SPEC_FILE})")
     if read.spec_key != spec_key:
         return "False", SPEC_PENDING, f"the sidecar has not folded {metric} under the current stop spec yet"
     return "True", SERIES_FOUND, f"the sidecar reports {metric}"

@@ -235,22 +235,29 @@ class Environment:
 
 
 def existing_job(name: str, trainingjob: str, command: list[str]) -> dict[str, Any]:
-    """A batch/v1 Job a user already runs, with Plateau's sidecar added by hand."""
+    """A batch/v1 Job a user already runs, with Plateau's sidecar added by hand as
+    docs/user-guide.md says: the shared volume, and the downward-API files of the stop request
+    and of the metric stop spec (which the operator annotates the pods with)."""
     metrics_file = "/plateau/metrics.jsonl"
     shared = {"name": "shared", "mountPath": "/plateau"}
+    plateau = {"name": "plateau", "mountPath": "/etc/plateau", "readOnly": True}
+    items = [{"path": path, "fieldRef": {"fieldPath": f"metadata.annotations['{key}']"}}
+             for path, key in (("stop", "plateau.dev/stop"), ("spec", "plateau.dev/metric-spec"))]
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": name, "namespace": NAMESPACE},
         "spec": {"template": {"spec": {
             "restartPolicy": "Never",
-            "volumes": [{"name": "shared", "emptyDir": {}}],
+            "volumes": [{"name": "shared", "emptyDir": {}}, {"name": "plateau", "downwardAPI": {"items": items}}],
             "initContainers": [{
                 "name": "plateau-sidecar", "image": "plateau:local", "restartPolicy": "Always",
-                "command": ["plateau-sidecar"], "volumeMounts": [shared],
+                "command": ["plateau-sidecar"], "volumeMounts": [shared, plateau],
                 "env": [{"name": "PLATEAU_TRAININGJOB", "value": trainingjob},
-                        {"name": "PLATEAU_METRICS_FILE", "value": metrics_file}],
+                        {"name": "PLATEAU_METRICS_FILE", "value": metrics_file},
+                        {"name": "PLATEAU_SPEC_FILE", "value": "/etc/plateau/spec"}],
             }],
-            "containers": [{"name": "trainer", "image": "trainer:local", "command": command, "volumeMounts": [shared],
+            "containers": [{"name": "trainer", "image": "trainer:local", "command": command,
+                            "volumeMounts": [shared, plateau],
                             "env": [{"name": "PLATEAU_METRICS_FILE", "value": metrics_file},
                                     {"name": "PLATEAU_STOP_FILE", "value": "/etc/plateau/stop"}]}],
         }}},
