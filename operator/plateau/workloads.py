@@ -100,7 +100,7 @@ def _trainer_env(tj_name: str, spec: api.TrainingJobSpec) -> list[dict[str, str]
     if m.source == api.MetricsSource.FILE.value:
         env.append(_env(protocol.ENV_METRICS_FILE, m.path))
     elif m.source == api.MetricsSource.PUSH.value:
-        env.append(_env(protocol.ENV_PUSH_URL, f"http://127.0.0.1:{m.push_port}/report"))
+        env.append(_env(protocol.ENV_PUSH_URL, f"http://127.0.0.1:{m.push_port}{protocol.PUSH_PATH}"))
     return env
 
 

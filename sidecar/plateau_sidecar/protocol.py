@@ -32,6 +32,11 @@ DEFAULT_PUSH_PORT = 9465
 DEFAULT_METRICS_ADDR = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
 DEFAULT_PUSH_ADDR = f"127.0.0.1:{DEFAULT_PUSH_PORT}"
 
+# --- HTTP paths the sidecar serves ------------------------------------------------------------
+METRICS_PATH = "/metrics"
+PUSH_PATH = "/push"  # where client.report() POSTs: PLATEAU_PUSH_URL ends with it
+HEALTH_PATH = "/healthz"
+
 # The pod annotation the operator sets to request a stop; a downward-API volume exposes it
 # to the trainer as DEFAULT_STOP_FILE. Its value is the stop reason.
 STOP_ANNOTATION = "plateau.dev/stop"

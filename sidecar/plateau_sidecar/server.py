@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .collector import Exposition
+from .protocol import HEALTH_PATH, METRICS_PATH, PUSH_PATH
 from .records import ingest_payload
 from .store import BadInput, MetricStore, RecordError
 
@@ -27,9 +28,6 @@ log = logging.getLogger("plateau_sidecar")
 
 DEFAULT_MAX_INFLIGHT = 8
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-METRICS_PATH = "/metrics"
-PUSH_PATH = "/push"
-HEALTH_PATH = "/healthz"
 _DISCARD_LIMIT = 16 * 1024 * 1024  # read at most this much of a too-large body, to answer 413
 # Reading a request only to reject it is bounded in time and size: it runs on the accepting thread.
 _REJECT_READ_SECONDS = 0.05

@@ -24,7 +24,7 @@ from plateau.local.scrape import SidecarScraper, SourceError
 from plateau.replay import Row, RunHistory, replay_run
 from plateau.rules import Observation, decide
 from plateau_sidecar import protocol as p
-from plateau_sidecar.server import METRICS_PATH
+from plateau_sidecar.protocol import METRICS_PATH
 
 pytestmark = pytest.mark.integration
 SPEC = StopSpec.model_validate({"metric": {"name": "val_loss", "patience": 2}})

@@ -227,7 +227,9 @@ class Kubelet:
         if push:
             local[protocol.ENV_PUSH_ADDR] = f"127.0.0.1:{slot.push_port}"
         sidecar_env = _env(sidecar_c, root, self.namespace, local)
-        trainer_extra = {protocol.ENV_PUSH_URL: f"http://127.0.0.1:{slot.push_port}/report"} if push else {}
+        # The operator's push URL as it wrote it, with the slot's own port: only the port is the stand-in's.
+        url = next((e["value"] for e in trainer_c.get("env") or [] if e["name"] == protocol.ENV_PUSH_URL), None)
+        trainer_extra = {protocol.ENV_PUSH_URL: re.sub(r":\d+/", f":{slot.push_port}/", url, count=1)} if push and url else {}
         sidecar = subprocess.Popen(_command(sidecar_c), env=sidecar_env, stdout=open(log.with_suffix(".sidecar.log"), "wb"),
                                    stderr=subprocess.STDOUT)
         trainer = subprocess.Popen(_command(trainer_c), env=_env(trainer_c, root, self.namespace, trainer_extra),

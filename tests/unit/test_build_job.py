@@ -5,6 +5,7 @@ a stand-in that could share the operator's assumptions."""
 from __future__ import annotations
 
 import posixpath
+import urllib.parse
 from typing import Any
 
 from plateau import api
@@ -61,3 +62,12 @@ def test_a_push_sidecar_journals_on_the_pods_shared_volume() -> None:
     sidecar = sidecar_of(job)
     source = file_source(sidecar, job["spec"]["template"]["spec"], env_of(sidecar)[p.ENV_PUSH_JOURNAL])
     assert "emptyDir" in source["volume"]  # survives the sidecar container's restart, not the pod's
+
+
+def test_a_push_trainer_posts_to_the_path_and_port_its_sidecar_serves() -> None:
+    job, spec = job_for({"source": "push", "names": ["val_loss"]})
+    sidecar, trainer = sidecar_of(job), job["spec"]["template"]["spec"]["containers"][0]
+    url = urllib.parse.urlsplit(env_of(trainer)[p.ENV_PUSH_URL])
+    host, _, port = env_of(sidecar)[p.ENV_PUSH_ADDR].rpartition(":")
+    assert (url.hostname, url.port, url.path) == (host, int(port), p.PUSH_PATH)
+    assert url.port == spec.metrics.push_port

@@ -20,7 +20,7 @@ from plateau.api import MetricRule, MetricsSource, StopSpec, TrainingJob
 from plateau.history import MetricSpec, metric_spec_for
 from plateau.replay import InputError
 from plateau_sidecar import protocol as p
-from plateau_sidecar.server import METRICS_PATH, PUSH_PATH
+from plateau_sidecar.protocol import METRICS_PATH, PUSH_PATH
 
 LOOPBACK = "127.0.0.1"
 RUNS_DIR = Path("plateau-runs")

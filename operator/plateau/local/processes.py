@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol
 
 from plateau.replay import InputError
-from plateau_sidecar.server import HEALTH_PATH, METRICS_PATH
+from plateau_sidecar.protocol import HEALTH_PATH, METRICS_PATH
 
 SIDECAR_START_SECONDS = 15.0
 TAIL_LINES = 20
