@@ -97,3 +97,19 @@ async def test_a_spec_edit_mid_run_reaches_the_sidecar_which_folds_every_report_
         assert new_key is not None and status["metric"]["specKey"] == new_key.key
         pod = await env.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods/{env.slots[0].pod}")
         assert pod[1]["metadata"]["annotations"][SPEC_ANNOTATION] == new_key.text  # handed over by the operator
+
+
+async def test_a_push_trainer_reaches_its_sidecar_at_the_url_the_operator_gave(tmp_path: Path) -> None:
+    """The trainer's client POSTs to PLATEAU_PUSH_URL as the operator wrote it (the stand-in
+    changes only the port); its reports reach the track, and the stop is replay's."""
+    stop = {"metric": {"name": "val_loss", "patience": 3, "minDelta": {"relative": 0.05}}, "gracePeriod": "20s"}
+    async with Environment(tmp_path, ["tj-push"]) as env:
+        env.start_operator()
+        env.create(training_job("tj-push", stop, trainer("--lr", "0.3", "--epochs", "300", "--sleep", "0.05"),
+                                metrics={"source": "push", "names": ["val_loss", "accuracy"], "scrapeInterval": "1s"}))
+        status = await env.wait_phase("tj-push", "Stopped", timeout=120)
+        journal = env.workdir / "pods" / env.slots[0].pod / "plateau" / "push-journal.jsonl"
+        sent = [json.loads(line) for line in journal.read_text().splitlines()]  # what the sidecar accepted
+        expected = replayed(stop, sent)
+        assert expected.stopped and status["reason"] == expected.reason == "Plateau"
+        assert status["message"].startswith(expected.message)
