@@ -240,6 +240,7 @@ def test_healthz_fails_naming_the_file_when_a_reader_thread_of_the_sidecar_dies(
         sidecar.stop()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death is the point
 def test_healthz_fails_naming_the_spec_file_when_its_reader_dies(tmp_path: Path) -> None:
     spec = tmp_path / "spec"
     spec.write_text("")
