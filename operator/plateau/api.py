@@ -114,6 +114,7 @@ class Reason(str, Enum):
     COMPLETED = "Completed"
     WORKLOAD_FAILED = "WorkloadFailed"
     WORKLOAD_DELETED = "WorkloadDeleted"
+    SIDECAR_UNSUPPORTED = "SidecarUnsupported"
     INVALID_SPEC = "InvalidSpec"
 
 
@@ -646,6 +647,9 @@ class TrainingJobStatus(Model):
         default=None, description="GPU-hours the stop saved against the budget or deadline."
     )
     replicas: int = Field(default=0, description="Trainer pods currently requested (the scale subresource).")
+    replicas_before_stop: Optional[int] = Field(
+        default=None, description="A workloadRef stopped through /scale: the replicas it had, restored on resume."
+    )
     selector: Optional[str] = Field(default=None, description="Label selector of the trainer pods.")
     workload: Optional[str] = Field(default=None, description="kind/name of the child workload.")
     would_stop: Optional[WouldStop] = Field(default=None, description="For a dry run: what a stop would have been.")

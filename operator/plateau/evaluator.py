@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from typing import Any, Awaitable, Callable, Iterable, Optional
 
@@ -63,11 +63,12 @@ from plateau.stopflow import (
 from plateau.history import MetricSpec, metric_spec_for
 from plateau.summaries import TRACK_READ_SERIES, SidecarTrack, track_from_series
 from plateau.trackread import TrackReads
-from plateau.workloads import LABEL, Workload, build_job, job_state, label_value
+from plateau.workloads import LABEL, Workload, build_job, job_state, label_value, pod_waiting
 from plateau_sidecar import protocol
 
 log = logging.getLogger("plateau.evaluator")
 
+PENDING = api.Phase.PENDING.value
 RUNNING = api.Phase.RUNNING.value
 # The moved jobs' series are fetched in this many concurrent queries (promql.name_parts).
 FETCH_PARTS = 4
@@ -232,6 +233,8 @@ class Evaluator:
             if ctx.spec.template is not None:
                 ctx.state = self.registry.child_jobs.get((ctx.key[0], label_value(ctx.key[1])), WorkloadState(exists=False))
         await asyncio.gather(*(self._observe_reference(c) for c in referenced))
+        await asyncio.gather(*(self._observe_waiting(c) for c in contexts
+                               if c.status.phase == PENDING and c.state.active > 0 and c.state.running == 0))
         pending: list[Awaitable[None]] = []
         planned: set[tuple[str, str]] = set()
 
@@ -337,6 +340,20 @@ class Evaluator:
             except ApiError as exc:
                 # Unknown is not "deleted": keep the last phase and try again next cycle.
                 ctx.state = WorkloadState(exists=True, message=str(exc))
+
+    async def _observe_waiting(self, ctx: JobContext) -> None:
+        """Why a Pending job's pods do not run yet, from the pods themselves."""
+        async with self._limit:
+            try:
+                pods = await self._pods_of(ctx)
+            except ApiError:
+                return  # unknown: the condition says what it said last
+        ctx.state = replace(ctx.state, waiting=pod_waiting(pods))
+
+    async def _pods_of(self, ctx: JobContext) -> list[dict[str, Any]]:
+        assert ctx.workload is not None
+        selector = await ctx.workload.pod_selector()
+        return await self.kube.pods(ctx.key[0], selector) if selector else []
 
     # --- Prometheus ---------------------------------------------------------------------------
 
@@ -507,13 +524,9 @@ class Evaluator:
         return out, None
 
     async def _workload_pods(self, ctx: JobContext) -> set[str]:
-        assert ctx.workload is not None
         async with self._limit:
             try:
-                selector = await ctx.workload.pod_selector()
-                if not selector:
-                    return set()
-                return {p["metadata"]["name"] for p in await self.kube.pods(ctx.key[0], selector)}
+                return {p["metadata"]["name"] for p in await self._pods_of(ctx)}
             except ApiError:
                 return set()
 

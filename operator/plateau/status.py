@@ -75,7 +75,7 @@ def final_phase(reason: Reason | str) -> Phase:
     value = Reason(reason)
     if value in (Reason.TARGET_REACHED, Reason.COMPLETED):
         return Phase.SUCCEEDED
-    if value in (Reason.WORKLOAD_FAILED, Reason.INVALID_SPEC):
+    if value in (Reason.WORKLOAD_FAILED, Reason.INVALID_SPEC, Reason.SIDECAR_UNSUPPORTED):
         return Phase.FAILED
     return Phase.STOPPED
 

@@ -1,8 +1,9 @@
 """The life of one TrainingJob, as a pure state machine: status in, status and actions out.
 
-    Pending --pods running--> Running --decision.stop / replicas 0--> Stopping
+    Pending --a trainer pod Ready--> Running --decision.stop / replicas 0--> Stopping
     Stopping --trainer exited, or gracePeriod over--> Stopped | Succeeded   (suspend / scale 0)
     Running --workload finished by itself--> Succeeded | Failed
+    Running | Stopping --workload deleted--> Stopped (WorkloadDeleted); a Pending workloadRef waits for it
     Stopped --spec edited (new generation) with replicas > 0--> Running      (resume)
 
 The shell applies the actions and writes the status *before* posting Events, so an
@@ -32,9 +33,25 @@ from plateau.status import (
 )
 
 
+SIDECAR_DROPPED = (
+    "the API server dropped restartPolicy: Always from the plateau-sidecar init container, so its pods would "
+    "hang in Init: native sidecars need Kubernetes 1.29 or newer, or the SidecarContainers feature gate on 1.28 "
+    "(kube-apiserver and kubelet --feature-gates=SidecarContainers=true). The Job is suspended; "
+    "delete and re-apply the TrainingJob once the gate is on"
+)
+WORKLOAD_NOT_FOUND = "WorkloadNotFound"  # a Ready=False reason while a workloadRef's target is missing
+
 # Plain strings: status.phase is one, and an enum member's .value costs a descriptor call.
 PENDING, RUNNING, STOPPING, STOPPED, SUCCEEDED, FAILED = (p.value for p in (
     Phase.PENDING, Phase.RUNNING, Phase.STOPPING, Phase.STOPPED, Phase.SUCCEEDED, Phase.FAILED))
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Why pods that exist do not run yet, as their status says (Unschedulable, ImagePullBackOff, ...)."""
+
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -42,12 +59,16 @@ class WorkloadState:
     """What the workload adapter observed of the child or referenced workload."""
 
     exists: bool
-    active: int = 0  # pods running
+    active: int = 0  # pods that exist, pending or running (as the Job controller counts them)
+    running: int = 0  # pods whose trainer runs (Ready): only they use time and GPUs
     succeeded: bool = False  # finished by itself, successfully
     failed: bool = False
     suspended: bool = False  # suspended or scaled to zero
-    gpus: int = 0  # GPUs held by the active pods
+    gpus: int = 0  # GPUs held by the running pods
     message: str = ""
+    waiting: Optional[Waiting] = None  # set when pods exist but none runs
+    sidecar_dropped: bool = False  # the server dropped the sidecar's restartPolicy: its pods hang in Init
+    scale_replicas: Optional[int] = None  # kinds stopped through /scale: the replicas asked for now
 
 
 @dataclass(frozen=True)
@@ -101,7 +122,8 @@ class JobState(NamedTuple):
 
 
 def account(job: JobState) -> TrainingJobStatus:
-    """Add the time since the last evaluation to running time and GPU-hours, if pods ran."""
+    """Add the time since the last evaluation to running time and GPU-hours, if trainers ran.
+    A pod that waits (queued for GPUs, pulling its image, in Init) costs neither."""
     update = accounting(job)
     return job.status.model_copy(update=update) if update else job.status
 
@@ -113,7 +135,7 @@ def accounting(job: JobState) -> dict[str, Any]:
         return {}  # nothing runs any more: no writes for finished jobs
     now_text = rfc3339_at(job.now)
     last = parse_rfc3339(status.last_evaluation_time)
-    if last is None or job.workload.active == 0 or status.phase not in (RUNNING, STOPPING):
+    if last is None or job.workload.running == 0 or status.phase not in (RUNNING, STOPPING):
         return {"last_evaluation_time": now_text}
     delta = max(0.0, job.now - last.timestamp())
     return {
@@ -130,8 +152,12 @@ def rfc3339_at(seconds: float) -> str:
 
 
 def _stopping(job: JobState, status: TrainingJobStatus, reason: str, message: str, now: str) -> Plan:
+    # Scaled to 0 at the end, a /scale workload forgets its size: the status keeps it for a resume,
+    # recorded before anything is scaled (the workload's own object is not ours to write).
+    scaled = job.workload.scale_replicas
     status = status.model_copy(
         update={
+            "replicas_before_stop": scaled if scaled else status.replicas_before_stop,
             "phase": STOPPING,
             "reason": reason,
             "message": message,
@@ -159,6 +185,18 @@ def _finish(job: JobState, status: TrainingJobStatus, reason: str, message: str,
     kind = "Warning" if phase == FAILED else "Normal"
     actions: tuple[Action, ...] = (Suspend(),) if suspend else ()
     return Plan(status, (*actions, Event(kind, phase, f"{reason}: {message}")))
+
+
+def _waiting(job: JobState, status: TrainingJobStatus, now: str) -> TrainingJobStatus:
+    """A Pending job's status: Ready=False says why its pods do not run yet."""
+    update: dict[str, Any] = {"observed_generation": job.generation, "replicas": job.replicas}
+    why = job.workload.waiting
+    if why is not None:
+        update["conditions"] = set_condition(status.conditions, READY, "False", why.reason, why.message, now, job.generation)
+    elif job.workload.active == 0 and any(c.type == READY for c in status.conditions):
+        # the waiting pods are gone (the workload was suspended or its pods deleted)
+        update["conditions"] = set_condition(status.conditions, READY, "False", "NoPods", "no trainer pod exists", now, job.generation)
+    return status.model_copy(update=update)
 
 
 def _stop_saving(decision: Optional[Decision]) -> dict[str, Optional[float]]:
@@ -191,17 +229,28 @@ def transition(job: JobState, decision: Optional[Decision]) -> Plan:
                 "gpu_hours_saved": None,
                 "metric": metric,
                 "replicas": job.replicas,
+                "replicas_before_stop": None,
                 "observed_generation": job.generation,
                 "last_evaluation_time": now,  # time spent stopped is not running time
                 "conditions": set_condition(status.conditions, STOP_REQUESTED, "False", "Resumed", "", now, job.generation),
             }
         )
-        return Plan(status, (Resume(job.replicas), Event("Normal", "Resumed", f"resumed with {job.replicas} replica(s)")))
+        replicas = job.replicas if job.has_template else (job.status.replicas_before_stop or job.replicas)
+        return Plan(status, (Resume(replicas), Event("Normal", "Resumed", f"resumed with {replicas} replica(s)")))
 
     if not wl.exists:
         if job.has_template and phase == PENDING and status.workload is None:
             return Plan(status.model_copy(update={"observed_generation": job.generation}), (CreateWorkload(),))
+        if not job.has_template and phase == PENDING:  # applied before its workload (GitOps order): wait
+            return Plan(status.model_copy(update={
+                "observed_generation": job.generation,
+                "conditions": set_condition(status.conditions, READY, "False", WORKLOAD_NOT_FOUND,
+                                            "waiting for the workload that workloadRef names to exist", now, job.generation),
+            }), ())
         return _finish(job, status, Reason.WORKLOAD_DELETED.value, "the workload was deleted; Plateau does not recreate it", now, suspend=False)
+
+    if wl.sidecar_dropped and phase in (PENDING, RUNNING):
+        return _finish(job, status, Reason.SIDECAR_UNSUPPORTED.value, SIDECAR_DROPPED, now, suspend=True)
 
     if phase == STOPPING:
         requested = parse_rfc3339(status.stop_requested_time)
@@ -222,8 +271,8 @@ def transition(job: JobState, decision: Optional[Decision]) -> Plan:
         return _stopping(job, status, Reason.MANUAL.value, "replicas set to 0", now)
 
     if phase == PENDING:
-        if wl.active == 0:
-            return Plan(status.model_copy(update={"observed_generation": job.generation, "replicas": job.replicas}), ())
+        if wl.running == 0:
+            return Plan(_waiting(job, status, now), ())
         status = status.model_copy(
             update={
                 "phase": RUNNING,

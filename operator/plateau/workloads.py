@@ -16,12 +16,11 @@ from typing import Any, Optional
 from plateau import api
 from plateau.config import SidecarSettings
 from plateau.kube import Kube, NotFound
-from plateau.stopflow import WorkloadState
+from plateau.stopflow import Waiting, WorkloadState
 from plateau.history import metric_spec_for
 from plateau_sidecar import protocol
 
 LABEL = "plateau.dev/trainingjob"
-REPLICAS_BEFORE_STOP = "plateau.dev/replicas-before-stop"
 SHARED_VOLUME = "plateau-shared"
 STOP_VOLUME = "plateau-stop"
 SIDECAR_NAME = "plateau-sidecar"
@@ -185,17 +184,28 @@ def _condition(obj: dict[str, Any], *types: str) -> Optional[dict[str, Any]]:
 def job_state(job: dict[str, Any]) -> WorkloadState:
     status = job.get("status") or {}
     spec = job.get("spec") or {}
-    active = int(status.get("active") or 0)
     failed = _condition(job, "Failed")
+    # `active` counts pending pods too; `ready` only those whose containers run and are Ready.
+    running = int(status.get("ready") or 0)
     return WorkloadState(
         exists=True,
-        active=active,
+        active=int(status.get("active") or 0),
+        running=running,
         succeeded=_condition(job, "Complete") is not None,
         failed=failed is not None,
         suspended=bool(spec.get("suspend")),
-        gpus=active * gpus_per_pod(((spec.get("template") or {}).get("spec")) or {}),
+        gpus=running * gpus_per_pod(((spec.get("template") or {}).get("spec")) or {}),
         message=(failed or {}).get("message") or (failed or {}).get("reason") or "",
+        sidecar_dropped=sidecar_dropped(spec),
     )
+
+
+def sidecar_dropped(job_spec: dict[str, Any]) -> bool:
+    """Whether the Job's Plateau sidecar lost `restartPolicy: Always`: a v1.28 server without
+    the SidecarContainers gate drops the field silently, and answers 201 all the same."""
+    pod_spec = (job_spec.get("template") or {}).get("spec") or {}
+    return any(c.get("name") == SIDECAR_NAME and c.get("restartPolicy") != "Always"
+               for c in pod_spec.get("initContainers") or [])
 
 
 def _replica_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
@@ -213,13 +223,16 @@ def kubeflow_state(obj: dict[str, Any]) -> WorkloadState:
     failed = _condition(obj, "Failed")
     gpus = sum(int(r.get("replicas") or 1) * gpus_per_pod(((r.get("template") or {}).get("spec")) or {})
                for r in _replica_specs(obj))
+    # Replica statuses count pending pods as active; the Running condition says they started.
+    running = active if _condition(obj, "Running") is not None else 0
     return WorkloadState(
         exists=True,
         active=active,
+        running=running,
         succeeded=_condition(obj, "Succeeded") is not None,
         failed=failed is not None,
         suspended=bool(((obj.get("spec") or {}).get("runPolicy") or {}).get("suspend")),
-        gpus=gpus if active else 0,
+        gpus=gpus if running else 0,
         message=(failed or {}).get("message") or "",
     )
 
@@ -227,6 +240,7 @@ def kubeflow_state(obj: dict[str, Any]) -> WorkloadState:
 def jobset_state(obj: dict[str, Any]) -> WorkloadState:
     status = obj.get("status") or {}
     active = sum(int(r.get("active") or 0) for r in status.get("replicatedJobsStatus") or [])
+    running = sum(int(r.get("ready") or 0) for r in status.get("replicatedJobsStatus") or [])  # Jobs whose pods are all Ready
     failed = _condition(obj, "Failed")
     gpus = 0
     for rj in (obj.get("spec") or {}).get("replicatedJobs") or []:
@@ -236,19 +250,63 @@ def jobset_state(obj: dict[str, Any]) -> WorkloadState:
     return WorkloadState(
         exists=True,
         active=active,
+        running=running,
         succeeded=_condition(obj, "Completed") is not None,
         failed=failed is not None,
         suspended=bool((obj.get("spec") or {}).get("suspend")),
-        gpus=gpus if active else 0,
+        gpus=gpus if running else 0,
         message=(failed or {}).get("message") or "",
     )
 
 
 def scaled_state(obj: dict[str, Any], scale: dict[str, Any]) -> WorkloadState:
-    running = int((scale.get("status") or {}).get("replicas") or 0)
+    active = int((scale.get("status") or {}).get("replicas") or 0)
     wanted = int((scale.get("spec") or {}).get("replicas") or 0)
+    # apps/v1 kinds say how many pods are Ready (readyReplicas, left out when 0); /scale alone does not.
+    ready = int((obj.get("status") or {}).get("readyReplicas") or 0)
+    running = min(active, ready) if str(obj.get("apiVersion", "")).startswith("apps/") else active
     pod_spec = (((obj.get("spec") or {}).get("template") or {}).get("spec")) or {}
-    return WorkloadState(exists=True, active=running, suspended=wanted == 0, gpus=running * gpus_per_pod(pod_spec))
+    return WorkloadState(exists=True, active=active, running=running, suspended=wanted == 0,
+                         gpus=running * gpus_per_pod(pod_spec), scale_replicas=wanted)
+
+
+# Container waiting reasons that mean "stuck", not "on its way" (ContainerCreating, PodInitializing).
+STUCK = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff",
+                   "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+WAITING_MESSAGE_LIMIT = 512
+
+
+def pod_waiting(pods: list[dict[str, Any]]) -> Optional[Waiting]:
+    """Why the first pod that is not Ready waits, from its status as the scheduler and kubelet
+    wrote it: Unschedulable, a stuck container (ImagePullBackOff...), Init, or starting."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        if _pod_condition(status, "Ready") == "True" or status.get("phase") in ("Succeeded", "Failed"):
+            continue
+        name = (pod.get("metadata") or {}).get("name", "")
+        why = _pod_waiting(status)
+        return Waiting(why.reason, f"pod {name}: {why.message}"[:WAITING_MESSAGE_LIMIT])
+    return None
+
+
+def _pod_condition(status: dict[str, Any], type_: str) -> Optional[str]:
+    return next((c.get("status") for c in status.get("conditions") or [] if c.get("type") == type_), None)
+
+
+def _pod_waiting(status: dict[str, Any]) -> Waiting:
+    scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
+    if scheduled is not None and scheduled.get("status") == "False":
+        return Waiting(scheduled.get("reason") or "Unschedulable", scheduled.get("message") or "not scheduled")
+    if scheduled is None:
+        return Waiting("Unscheduled", "not scheduled yet")
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for c in status.get(key) or []:
+            waiting = (c.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in STUCK:
+                return Waiting(waiting["reason"], f"container {c.get('name')}: {waiting.get('message') or waiting['reason']}")
+    if _pod_condition(status, "Initialized") == "False":
+        return Waiting("PodInitializing", "init containers have not finished")
+    return Waiting("ContainersStarting", "containers are starting")
 
 
 # --- adapters --------------------------------------------------------------------------------------
@@ -348,12 +406,8 @@ class Workload:
             await self.kube.patch_object(self.kind.group, self.version, self.kind.plural, self.namespace, self.name,
                                          _nested(self.kind.suspend_path, True))
             return
-        scale = await self.kube.get_scale(self.kind.group, self.version, self.kind.plural, self.namespace, self.name)
-        current = int((scale.get("spec") or {}).get("replicas") or 0)
-        if current > 0:  # remember what to resume to, on the workload itself
-            await self.kube.patch_object(self.kind.group, self.version, self.kind.plural, self.namespace, self.name,
-                                         {"metadata": {"annotations": {REPLICAS_BEFORE_STOP: str(current)}}})
-            await self.kube.patch_scale(self.kind.group, self.version, self.kind.plural, self.namespace, self.name, 0)
+        # The replicas to resume to are in the TrainingJob's status (replicasBeforeStop).
+        await self.kube.patch_scale(self.kind.group, self.version, self.kind.plural, self.namespace, self.name, 0)
 
     async def resume(self, replicas: int, child: bool) -> None:
         if self.kind.suspend_path:
@@ -362,7 +416,4 @@ class Workload:
                 patch["spec"]["parallelism"] = replicas
             await self.kube.patch_object(self.kind.group, self.version, self.kind.plural, self.namespace, self.name, patch)
             return
-        obj = await self._get()
-        before = ((obj.get("metadata") or {}).get("annotations") or {}).get(REPLICAS_BEFORE_STOP)
-        target = int(before) if before and before.isdigit() else replicas
-        await self.kube.patch_scale(self.kind.group, self.version, self.kind.plural, self.namespace, self.name, target)
+        await self.kube.patch_scale(self.kind.group, self.version, self.kind.plural, self.namespace, self.name, replicas)

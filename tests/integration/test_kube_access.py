@@ -46,3 +46,42 @@ async def test_unparsed_calls_still_report_errors(apiserver, kube: Kube) -> None
     with pytest.raises(ApiError) as listed:
         await kube.pods("default", "job-name=trainer")
     assert patched.value.code == listed.value.code == 500
+
+
+DEPLOYMENT = {
+    "apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "serve-and-train", "namespace": "default"},
+    "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "t"}},
+             "template": {"metadata": {"labels": {"app": "t"}},
+                          "spec": {"containers": [{"name": "trainer", "image": "trainer:1"}]}}},
+}
+
+
+@pytest.mark.parametrize("apiserver", [{"rbac": True}], indirect=True)
+async def test_a_scaled_workload_stops_and_resumes_under_the_charts_rules_without_writing_it(apiserver, tmp_path) -> None:
+    """Only /scale is written: the operator may not patch Deployments (that would let it rewrite
+    their pod templates), and the size to resume to comes from the TrainingJob's status."""
+    from plateau import rbac
+    from plateau.workloads import Workload
+
+    apiserver.apply(DEPLOYMENT)
+    apiserver.grant("system:serviceaccount:plateau-system:plateau", rbac.RULES)
+    path = apiserver.write_kubeconfig(str(tmp_path / "op.kubeconfig"),
+                                      token=apiserver.service_account_token("plateau-system", "plateau"))
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=path, client_configuration=configuration)
+    workload = Workload(Kube(client.ApiClient(configuration)), "default", "apps/v1", "Deployment", "serve-and-train")
+
+    before = await workload.observe()
+    assert before.scale_replicas == 3 and not before.suspended
+    await workload.suspend()
+    stopped = await workload.observe()
+    assert stopped.scale_replicas == 0 and stopped.suspended
+    await workload.resume(before.scale_replicas, child=False)
+    assert (await workload.observe()).scale_replicas == 3
+    [stored] = apiserver.objects("apps/v1", "Deployment", "default")
+    assert "annotations" not in stored["metadata"]  # nothing of ours on the user's object
+    assert {c.subresource for c in apiserver.calls("patch", "deployments")} == {"scale"}
+    with pytest.raises(ApiError) as denied:  # and the rules would not let it
+        await workload.kube.patch_object("apps", "v1", "deployments", "default", "serve-and-train", {"metadata": {"labels": {"x": "y"}}})
+    assert denied.value.code == 403

@@ -6,8 +6,11 @@ what the real ones do for the parts Plateau depends on, with real processes:
 - for each unsuspended, unfinished batch/v1 Job it creates a Pod object and starts the
   pod's trainer (containers[0]) and Plateau's sidecar (the native sidecar initContainer)
   as local processes, with /plateau and /etc/plateau mapped into a temp dir;
-- it keeps Job status as the Job controller would: active, startTime, succeeded/failed
-  with Complete/Failed conditions, and active 0 once suspended (trainer terminated);
+- it keeps Job status as the Job controller would: `active` counts the pod from its creation,
+  pending included, `ready` once its containers run (as on a real v1.28 server: DESIGN.md),
+  startTime, succeeded/failed with Complete/Failed conditions, and active 0 once suspended;
+- a Job named in `unschedulable` gets its pod but the pod stays Pending with the scheduler's
+  PodScheduled=False/Unschedulable condition, until the name is removed (a node frees up);
 - a suspended Job that is resumed gets a new pod (same name and ports, fresh emptyDirs), and
   a Job that disappears (deleted, or garbage-collected with its owner) has its pod deleted
   and its processes terminated, as the garbage collector and the kubelet would;
@@ -117,6 +120,8 @@ class Kubelet:
         self.slots = {s.job: s for s in slots}
         self.namespace = namespace
         self.pods: dict[str, RunningPod] = {}
+        self.pending: set[str] = set()  # Jobs whose pod exists and waits to be scheduled
+        self.unschedulable: set[str] = set()  # Jobs whose pods the scheduler cannot place (tests edit it)
         self.finished: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -183,6 +188,15 @@ class Kubelet:
             return
         pod = self.pods.get(name)
         suspended = bool(job["spec"].get("suspend"))
+        if name in self.pending:
+            if suspended:  # the Job controller deletes the pending pod
+                self.pending.discard(name)
+                await self._send("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{slot.pod}", None)
+                await self._job_status(name, {"active": 0, "ready": 0})
+            elif name not in self.unschedulable:
+                self.pending.discard(name)
+                await self._run(job, slot)
+            return
         if pod is None:
             if not suspended:
                 await self._start(job, slot)
@@ -200,6 +214,37 @@ class Kubelet:
             await self._finish(pod, job, code)
 
     async def _start(self, job: dict[str, Any], slot: PodSlot) -> None:
+        """The Job controller creates the pod and counts it active at once, pending as it is."""
+        template = job["spec"]["template"]
+        name = job["metadata"]["name"]
+        await self._send("POST", f"/api/v1/namespaces/{self.namespace}/pods", {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": slot.pod, "namespace": self.namespace,
+                "labels": {**(template.get("metadata") or {}).get("labels", {}), "job-name": name},
+                "annotations": (template.get("metadata") or {}).get("annotations", {}),
+            },
+            "spec": template["spec"],
+        }, content_type="application/json")
+        status: dict[str, Any] = {"active": 1, "ready": 0, "startTime": _now()}
+        if (job.get("status") or {}).get("conditions"):  # a resumed Job
+            status["conditions"] = [{"type": "Suspended", "status": "False", "reason": "JobResumed",
+                                     "lastTransitionTime": _now()}]
+        await self._job_status(name, status)
+        if name in self.unschedulable:
+            self.pending.add(name)
+            await self._pod_status(slot, {"phase": "Pending", "conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "lastTransitionTime": _now(),
+                "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}]})
+            return
+        await self._run(job, slot)
+
+    async def _pod_status(self, slot: PodSlot, status: dict[str, Any]) -> None:
+        await self._send("PATCH", f"/api/v1/namespaces/{self.namespace}/pods/{slot.pod}/status", {"status": status})
+
+    async def _run(self, job: dict[str, Any], slot: PodSlot) -> None:
+        """The kubelet starts the scheduled pod's containers; the pod turns Ready, and the Job
+        controller counts it in `ready`."""
         root = self.workdir / slot.pod
         for volume in ("plateau", "etc-plateau"):  # emptyDir and downward API: fresh for every pod
             shutil.rmtree(root / volume, ignore_errors=True)
@@ -207,19 +252,9 @@ class Kubelet:
         stop_file = root / "etc-plateau" / "stop"
         write_downward_api({"metadata": job["spec"]["template"].get("metadata") or {}, "spec": job["spec"]["template"]["spec"]},
                            stop_file.parent)
-        template = job["spec"]["template"]
-        pod_spec = template["spec"]
+        pod_spec = job["spec"]["template"]["spec"]
         trainer_c = pod_spec["containers"][0]
         sidecar_c = next(c for c in pod_spec.get("initContainers") or [] if c["name"] == "plateau-sidecar")
-        await self._send("POST", f"/api/v1/namespaces/{self.namespace}/pods", {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {
-                "name": slot.pod, "namespace": self.namespace,
-                "labels": {**(template.get("metadata") or {}).get("labels", {}), "job-name": job["metadata"]["name"]},
-                "annotations": (template.get("metadata") or {}).get("annotations", {}),
-            },
-            "spec": pod_spec,
-        }, content_type="application/json")
         log = root / "trainer.log"
         # Pods share this host's network here: give each sidecar its own push port too.
         push = next((e["value"] for e in sidecar_c.get("env") or [] if e["name"] == protocol.ENV_PUSH_ADDR), None)
@@ -235,11 +270,10 @@ class Kubelet:
         trainer = subprocess.Popen(_command(trainer_c), env=_env(trainer_c, root, self.namespace, trainer_extra),
                                    stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
         self.pods[job["metadata"]["name"]] = RunningPod(slot, trainer, sidecar, stop_file, log, asyncio.get_running_loop().time())
-        status: dict[str, Any] = {"active": 1, "startTime": _now()}
-        if (job.get("status") or {}).get("conditions"):  # a resumed Job
-            status["conditions"] = [{"type": "Suspended", "status": "False", "reason": "JobResumed",
-                                     "lastTransitionTime": _now()}]
-        await self._job_status(job["metadata"]["name"], status)
+        await self._pod_status(slot, {"phase": "Running", "conditions": [
+            {"type": "PodScheduled", "status": "True"}, {"type": "Initialized", "status": "True"},
+            {"type": "Ready", "status": "True", "lastTransitionTime": _now()}]})
+        await self._job_status(job["metadata"]["name"], {"active": 1, "ready": 1})
 
     async def _copy_stop_annotation(self, pod: RunningPod) -> None:
         """The kubelet's downward-API refresh: every item of the pod's downwardAPI volumes that
@@ -251,7 +285,7 @@ class Kubelet:
         """Suspension deletes the pods: SIGTERM, then SIGKILL after a short grace."""
         await self._stop_pod(pod)
         pod.suspended = True
-        await self._job_status(job["metadata"]["name"], {"active": 0, "conditions": [
+        await self._job_status(job["metadata"]["name"], {"active": 0, "ready": 0, "conditions": [
             {"type": "Suspended", "status": "True", "reason": "JobSuspended", "lastTransitionTime": _now()}]})
 
     async def _stop_pod(self, pod: RunningPod) -> None:
@@ -279,7 +313,7 @@ class Kubelet:
         if code:
             condition.update(reason="BackoffLimitExceeded", message=f"the trainer exited with {code}")
         counts = {"succeeded": 1} if code == 0 else {"failed": 1}
-        await self._job_status(job["metadata"]["name"], {"active": 0, **counts, "conditions": [condition],
+        await self._job_status(job["metadata"]["name"], {"active": 0, "ready": 0, **counts, "conditions": [condition],
                                                           "completionTime" if code == 0 else "startTime": _now()})
 
 

@@ -142,7 +142,7 @@ def registry_of(keys: list[tuple[str, str]], latency: bool = False) -> Registry:
         tj["metadata"].update(uid=f"uid-{i}", generation=1)
         tj["status"] = support.running_status(name, 1.7e9)
         job = support.child_job(tj)
-        job["status"] = {"active": 1}
+        job["status"] = {"active": 1, "ready": 1}
         registry.on_trainingjob({"type": "ADDED", "object": tj})
         registry.on_child_job({"type": "ADDED", "object": job})
     return registry

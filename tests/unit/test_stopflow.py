@@ -12,6 +12,7 @@ from plateau.stopflow import (
     RequestStop,
     Resume,
     Suspend,
+    Waiting,
     WorkloadState,
     account,
     rfc3339_at,
@@ -20,7 +21,7 @@ from plateau.stopflow import (
 
 T0 = 1_800_000_000.0
 STOP = StopSpec.model_validate({"metric": {"name": "l", "patience": 2}, "gracePeriod": "60s", "maxGpuHours": 10})
-RUNNING = WorkloadState(exists=True, active=1, gpus=2)
+RUNNING = WorkloadState(exists=True, active=1, running=1, gpus=2)
 
 
 def state(status: TrainingJobStatus, workload: WorkloadState = RUNNING, now: float = T0, generation: int = 1,
@@ -51,6 +52,41 @@ def test_pending_to_running_when_pods_run() -> None:
     plan = transition(state(TrainingJobStatus(workload="Job/x")), None)
     assert plan.status.phase == "Running" and plan.status.start_time == rfc3339_at(T0)
     assert kinds(plan.actions) == ["Event:Running"]
+
+
+def test_pending_pods_are_not_running_and_the_status_says_why_they_wait() -> None:
+    """The Job controller counts pending pods in `active`: they run nothing, use no time and
+    no GPUs, and the job stays Pending with Ready=False naming the pods' own reason."""
+    queued = WorkloadState(exists=True, active=1, waiting=Waiting("Unschedulable", "pod x-0: 0/4 nodes are available"))
+    status = TrainingJobStatus(workload="Job/x", last_evaluation_time=rfc3339_at(T0))
+    plan = transition(state(status, queued, now=T0 + 3600), None)
+    assert plan.status.phase == "Pending" and plan.actions == ()
+    ready = next(c for c in plan.status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason, ready.message) == ("False", "Unschedulable", "pod x-0: 0/4 nodes are available")
+    assert account(state(status, queued, now=T0 + 3600)).running_seconds == 0
+    pulling = WorkloadState(exists=True, active=1, waiting=Waiting("ImagePullBackOff", "pod x-0: back-off"))
+    again = transition(state(plan.status, pulling, now=T0 + 3700), None)
+    assert next(c for c in again.status.conditions if c.type == "Ready").reason == "ImagePullBackOff"
+    runs = transition(state(again.status, RUNNING, now=T0 + 3800), None)
+    assert runs.status.phase == "Running" and runs.status.start_time == rfc3339_at(T0 + 3800)
+    assert next(c for c in runs.status.conditions if c.type == "Ready").status == "True"
+
+
+def test_time_and_gpu_hours_count_while_stopping_too() -> None:
+    stopping = TrainingJobStatus(phase="Stopping", last_evaluation_time=rfc3339_at(T0))
+    after = account(state(stopping, now=T0 + 1800))
+    assert after.running_seconds == 1800 and after.gpu_hours == 1.0
+    scheduled_again = WorkloadState(exists=True, active=1, running=0)
+    assert account(state(stopping, scheduled_again, now=T0 + 1800)).running_seconds == 0
+
+
+def test_a_job_whose_sidecar_was_dropped_fails_loudly_and_is_suspended() -> None:
+    hung = WorkloadState(exists=True, active=1, sidecar_dropped=True)
+    plan = transition(state(TrainingJobStatus(workload="Job/x"), hung), None)
+    assert (plan.status.phase, plan.status.reason) == ("Failed", "SidecarUnsupported")
+    assert "SidecarContainers" in (plan.status.message or "") and "1.29" in (plan.status.message or "")
+    assert kinds(plan.actions) == ["Suspend", "Event:Failed"] and plan.actions[1].type == "Warning"  # type: ignore[union-attr]
+    assert transition(state(plan.status, hung, now=T0 + 10), None).actions == ()  # once
 
 
 def test_the_full_handshake() -> None:
@@ -125,6 +161,21 @@ def test_manual_stop_and_resume_by_replicas() -> None:
     assert kinds(resumed.actions) == ["Resume", "Event:Resumed"] and Resume(2) in resumed.actions
 
 
+def test_a_scaled_workload_resumes_to_the_size_the_status_kept() -> None:
+    """Deployments and the like are scaled to 0: the TrainingJob's status, not the user's
+    object, remembers their size, from the stop request on (before anything is scaled)."""
+    scaled = WorkloadState(exists=True, active=3, running=3, scale_replicas=3)
+    running = TrainingJobStatus(phase="Running", workload="Deployment/x", observed_generation=1)
+    job = JobState(1, 1, STOP, running, scaled, has_template=False, now=T0)
+    stopping = transition(job, plateaued()).status
+    assert stopping.replicas_before_stop == 3
+    gone = WorkloadState(exists=True, active=0, suspended=True, scale_replicas=0)
+    stopped = transition(job._replace(status=stopping, workload=gone, now=T0 + 5), None).status
+    assert (stopped.phase, stopped.replicas_before_stop) == ("Stopped", 3)
+    resumed = transition(job._replace(status=stopped, workload=gone, generation=2, now=T0 + 60), None)
+    assert Resume(3) in resumed.actions and resumed.status.replicas_before_stop is None
+
+
 def test_workload_finishing_or_failing_by_itself() -> None:
     running = TrainingJobStatus(phase="Running", workload="Job/x")
     ok = transition(state(running, WorkloadState(exists=True, succeeded=True)), None)
@@ -132,6 +183,20 @@ def test_workload_finishing_or_failing_by_itself() -> None:
     assert (ok.status.phase, ok.status.reason) == ("Succeeded", "Completed")
     assert (bad.status.phase, bad.status.reason, bad.status.message) == ("Failed", "WorkloadFailed", "BackoffLimitExceeded")
     assert kinds(bad.actions) == ["Event:Failed"] and bad.actions[0].type == "Warning"  # type: ignore[union-attr]
+
+
+def test_a_workload_ref_applied_before_its_workload_waits_for_it() -> None:
+    """GitOps tools apply in any order: a missing target is not a deleted one while Pending."""
+    pending = TrainingJobStatus()
+    job = JobState(1, 1, STOP, pending, WorkloadState(exists=False), has_template=False, now=T0)
+    plan = transition(job, None)
+    assert plan.status.phase == "Pending" and plan.actions == ()
+    ready = next(c for c in plan.status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "WorkloadNotFound")
+    created = transition(job._replace(status=plan.status, workload=RUNNING, now=T0 + 60), None)
+    assert created.status.phase == "Running" and next(c for c in created.status.conditions if c.type == "Ready").status == "True"
+    gone = transition(job._replace(status=created.status, now=T0 + 120), None)
+    assert gone.status.phase == "Stopped" and gone.status.reason == "WorkloadDeleted"
 
 
 def test_deleted_child_ends_the_job_without_recreating() -> None:

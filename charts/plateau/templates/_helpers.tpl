@@ -83,9 +83,10 @@ the rendered sets). Granted cluster-wide or in each watched namespace.
 - apiGroups: [kubeflow.org]
   resources: [pytorchjobs, tfjobs]
   verbs: [get, patch]
+# read only: patching them would let the account rewrite pod templates (any image, any account)
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
-  verbs: [get, patch]
+  verbs: [get]
 - apiGroups: [apps]
   resources: [deployments/scale, statefulsets/scale]
   verbs: [get, patch]

@@ -1,0 +1,95 @@
+"""What the workload adapters read from the objects real controllers write: which pods run
+(Ready), which only exist (pending), and why pods wait, from the pod status the scheduler and
+kubelet write (shapes as the Kubernetes API reference documents them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plateau.stopflow import Waiting
+from plateau.workloads import jobset_state, job_state, kubeflow_state, pod_waiting, scaled_state
+
+TEMPLATE = {"spec": {"containers": [{"name": "t", "resources": {"limits": {"nvidia.com/gpu": 2}}}]}}
+
+
+def test_a_job_runs_when_its_pods_are_ready_not_when_they_are_active() -> None:
+    """The Job controller counts pending pods in `active`; `ready` counts the Ready ones."""
+    pending = job_state({"spec": {"template": TEMPLATE}, "status": {"active": 2, "ready": 0}})
+    assert (pending.active, pending.running, pending.gpus) == (2, 0, 0)
+    half = job_state({"spec": {"template": TEMPLATE}, "status": {"active": 2, "ready": 1}})
+    assert (half.active, half.running, half.gpus) == (2, 1, 2)
+
+
+def test_kubeflow_pods_run_once_the_job_is_running() -> None:
+    spec = {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": TEMPLATE}}}
+    created = kubeflow_state({"spec": spec, "status": {"replicaStatuses": {"Master": {"active": 1}},
+                                                       "conditions": [{"type": "Created", "status": "True"}]}})
+    assert (created.active, created.running, created.gpus) == (1, 0, 0)
+    running = kubeflow_state({"spec": spec, "status": {"replicaStatuses": {"Master": {"active": 1}},
+                                                       "conditions": [{"type": "Running", "status": "True"}]}})
+    assert (running.running, running.gpus) == (1, 2)
+
+
+def test_jobset_runs_by_its_ready_jobs() -> None:
+    spec = {"replicatedJobs": [{"replicas": 1, "template": {"spec": {"template": TEMPLATE}}}]}
+    waiting = jobset_state({"spec": spec, "status": {"replicatedJobsStatus": [{"active": 1, "ready": 0}]}})
+    ready = jobset_state({"spec": spec, "status": {"replicatedJobsStatus": [{"active": 1, "ready": 1}]}})
+    assert (waiting.running, waiting.gpus, ready.running, ready.gpus) == (0, 0, 1, 2)
+
+
+def test_apps_workloads_run_by_ready_replicas_and_other_scale_kinds_by_replicas() -> None:
+    deployment = {"apiVersion": "apps/v1", "spec": {"template": TEMPLATE}, "status": {"replicas": 2}}
+    scale = {"spec": {"replicas": 2}, "status": {"replicas": 2}}
+    assert scaled_state(deployment, scale).running == 0  # readyReplicas is left out when 0
+    deployment["status"]["readyReplicas"] = 1
+    assert (scaled_state(deployment, scale).running, scaled_state(deployment, scale).gpus) == (1, 2)
+    custom = {"apiVersion": "example.com/v1", "spec": {}, "status": {}}
+    assert scaled_state(custom, scale).running == 2  # nothing else to go by
+
+
+def pod(name: str, **status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"phase": "Pending", **status}}
+
+
+def test_why_pods_wait_comes_from_the_first_pod_that_is_not_ready() -> None:
+    ready = pod("a", phase="Running", conditions=[{"type": "Ready", "status": "True"}])
+    unschedulable = pod("b", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                          "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}])
+    assert pod_waiting([ready, unschedulable]) == Waiting(
+        "Unschedulable", "pod b: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
+    assert pod_waiting([ready]) is None
+    assert pod_waiting([]) is None
+
+
+def test_stuck_containers_init_and_starting_pods_are_told_apart() -> None:
+    scheduled = {"type": "PodScheduled", "status": "True"}
+    image = pod("p", conditions=[scheduled], containerStatuses=[
+        {"name": "trainer", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"t:1\""}}}])
+    assert pod_waiting([image]) == Waiting("ImagePullBackOff", "pod p: container trainer: Back-off pulling image \"t:1\"")
+    crash = pod("p", conditions=[scheduled], initContainerStatuses=[
+        {"name": "plateau-sidecar", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}])
+    assert pod_waiting([crash]) == Waiting("CrashLoopBackOff", "pod p: container plateau-sidecar: CrashLoopBackOff")
+    init = pod("p", conditions=[scheduled, {"type": "Initialized", "status": "False"}], initContainerStatuses=[
+        {"name": "setup", "state": {"running": {}}}])
+    assert pod_waiting([init]).reason == "PodInitializing"  # type: ignore[union-attr]
+    creating = pod("p", conditions=[scheduled, {"type": "Initialized", "status": "True"}], containerStatuses=[
+        {"name": "trainer", "state": {"waiting": {"reason": "ContainerCreating"}}}])
+    assert pod_waiting([creating]).reason == "ContainersStarting"  # type: ignore[union-attr]
+    assert pod_waiting([pod("p")]) == Waiting("Unscheduled", "pod p: not scheduled yet")
+
+
+def test_a_waiting_message_is_bounded() -> None:
+    huge = pod("p", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "x" * 100_000}])
+    assert len(pod_waiting([huge]).message) == 512  # type: ignore[union-attr]
+
+
+def test_a_sidecar_that_lost_its_restart_policy_is_noticed() -> None:
+    """Without the SidecarContainers gate a v1.28 server drops `restartPolicy` from init
+    containers and answers 201: the Job as stored is what tells."""
+    native = {"name": "plateau-sidecar", "restartPolicy": "Always"}
+    as_sent = {"template": {"spec": {"initContainers": [native], "containers": [{"name": "t"}]}}}
+    as_stored = {"template": {"spec": {"initContainers": [{"name": "plateau-sidecar"}], "containers": [{"name": "t"}]}}}
+    assert not job_state({"spec": as_sent}).sidecar_dropped
+    assert job_state({"spec": as_stored}).sidecar_dropped
+    other_init = {"template": {"spec": {"initContainers": [{"name": "setup"}], "containers": [{"name": "t"}]}}}
+    assert not job_state({"spec": other_init}).sidecar_dropped
