@@ -651,10 +651,10 @@ class Evaluator:
         if isinstance(action, RequestStop):
             report.actions += await ctx.workload.request_stop(action.reason)
         elif isinstance(action, Suspend):
-            await ctx.workload.suspend()
+            await ctx.workload.suspend(ctx.state.kueue_uid)
             report.actions += 1
         elif isinstance(action, Resume):
-            await ctx.workload.resume(action.replicas, child=ctx.spec.template is not None)
+            await ctx.workload.resume(action.replicas, child=ctx.spec.template is not None, kueue_uid=ctx.state.kueue_uid)
             report.actions += 1
         elif isinstance(action, ShareSpec):
             report.actions += await ctx.workload.share_spec(action.text)

@@ -26,6 +26,7 @@ log = logging.getLogger("plateau.kube")
 T = TypeVar("T")
 RETRIABLE = {409, 429, 500, 502, 503, 504}
 MERGE = "application/merge-patch+json"
+LIST_LIMIT = 500  # objects per list call: a selector that matches more is not ours to act on
 
 
 class ApiError(Exception):
@@ -82,6 +83,11 @@ class Kube:
                      patch: dict[str, Any]) -> Awaitable[Any]:
         return call(f"patch {plural}", lambda: self.custom.patch_namespaced_custom_object(
             group, version, namespace, plural, name, patch))
+
+    async def list_objects(self, group: str, version: str, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        answer = await call(f"list {plural}", lambda: self.custom.list_namespaced_custom_object(
+            group, version, namespace, plural, label_selector=selector, limit=LIST_LIMIT))
+        return list(answer.get("items") or [])
 
     def create_job(self, namespace: str, body: dict[str, Any]) -> Awaitable[Any]:
         # The generic API sends the body as is: the typed BatchV1Api would reject valid

@@ -24,6 +24,8 @@ RULES: list[dict[str, list[str]]] = [
     # read only: patching them would let the account rewrite pod templates (any image, any account)
     {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get"]},
     {"apiGroups": ["apps"], "resources": ["deployments/scale", "statefulsets/scale"], "verbs": ["get", "patch"]},
+    # Kueue-queued workloads: a stop deactivates their Workload (spec.active), or Kueue restarts them
+    {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads"], "verbs": ["list", "patch"]},
 ]
 
 # In the operator's own namespace only: the leader-election Lease.

@@ -69,6 +69,7 @@ class WorkloadState:
     waiting: Optional[Waiting] = None  # set when pods exist but none runs
     sidecar_dropped: bool = False  # the server dropped the sidecar's restartPolicy: its pods hang in Init
     scale_replicas: Optional[int] = None  # kinds stopped through /scale: the replicas asked for now
+    kueue_uid: str = ""  # queued by Kueue (a queue-name label): the uid its Kueue Workload's owner has
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,11 @@ LABEL = "plateau.dev/trainingjob"
 SHARED_VOLUME = "plateau-shared"
 STOP_VOLUME = "plateau-stop"
 SIDECAR_NAME = "plateau-sidecar"
+# Kueue's labels: a TrainingJob's pass to its child Job, which Kueue then queues and admits.
+KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+KUEUE_LABELS = (KUEUE_QUEUE, "kueue.x-k8s.io/priority-class")
+KUEUE_WORKLOADS = ("kueue.x-k8s.io", "v1beta1", "workloads")
+KUEUE_JOB_UID = "kueue.x-k8s.io/job-uid"  # the label Kueue puts on the Workload it makes for a job
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
@@ -143,10 +148,12 @@ def build_job(tj: dict[str, Any], spec: api.TrainingJobSpec, sidecar: SidecarSet
             {"name": STOP_VOLUME, "mountPath": protocol.DEFAULT_STOP_DIR, "readOnly": True},
         ]
     pod["initContainers"] = [*(pod.get("initContainers") or []), _sidecar(name, spec, sidecar)]
+    kueue = {k: v for k, v in (meta.get("labels") or {}).items() if k in KUEUE_LABELS}
     job_spec: dict[str, Any] = {
         "parallelism": spec.replicas,
         "completions": max(spec.replicas, 1),
-        "suspend": spec.replicas == 0,
+        # Kueue starts a queued Job by unsuspending it once admitted (its webhook would suspend it too)
+        "suspend": spec.replicas == 0 or KUEUE_QUEUE in kueue,
         "template": template,
     }
     if spec.replicas > 1:
@@ -157,7 +164,7 @@ def build_job(tj: dict[str, Any], spec: api.TrainingJobSpec, sidecar: SidecarSet
         "metadata": {
             "name": name,
             "namespace": meta["namespace"],
-            "labels": selector_label,
+            "labels": {**kueue, **selector_label},
             "ownerReferences": [{
                 "apiVersion": api.API_VERSION,
                 "kind": api.KIND,
@@ -181,6 +188,22 @@ def _condition(obj: dict[str, Any], *types: str) -> Optional[dict[str, Any]]:
     return None
 
 
+def kueue_queue(obj: dict[str, Any]) -> str:
+    """The Kueue LocalQueue that manages the workload, or ''."""
+    return str(((obj.get("metadata") or {}).get("labels") or {}).get(KUEUE_QUEUE) or "")
+
+
+def _kueue_uid(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "") if kueue_queue(obj) else ""
+
+
+def _queued(obj: dict[str, Any], suspended: bool) -> Optional[Waiting]:
+    queue = kueue_queue(obj)
+    if not (suspended and queue):
+        return None
+    return Waiting("Queued", f"waiting for Kueue to admit the workload (queue {queue})"[:WAITING_MESSAGE_LIMIT])
+
+
 def job_state(job: dict[str, Any]) -> WorkloadState:
     status = job.get("status") or {}
     spec = job.get("spec") or {}
@@ -197,6 +220,8 @@ def job_state(job: dict[str, Any]) -> WorkloadState:
         gpus=running * gpus_per_pod(((spec.get("template") or {}).get("spec")) or {}),
         message=(failed or {}).get("message") or (failed or {}).get("reason") or "",
         sidecar_dropped=sidecar_dropped(spec),
+        waiting=_queued(job, bool(spec.get("suspend"))),
+        kueue_uid=_kueue_uid(job),
     )
 
 
@@ -234,6 +259,8 @@ def kubeflow_state(obj: dict[str, Any]) -> WorkloadState:
         suspended=bool(((obj.get("spec") or {}).get("runPolicy") or {}).get("suspend")),
         gpus=gpus if running else 0,
         message=(failed or {}).get("message") or "",
+        waiting=_queued(obj, bool(((obj.get("spec") or {}).get("runPolicy") or {}).get("suspend"))),
+        kueue_uid=_kueue_uid(obj),
     )
 
 
@@ -256,6 +283,8 @@ def jobset_state(obj: dict[str, Any]) -> WorkloadState:
         suspended=bool((obj.get("spec") or {}).get("suspend")),
         gpus=gpus if running else 0,
         message=(failed or {}).get("message") or "",
+        waiting=_queued(obj, bool((obj.get("spec") or {}).get("suspend"))),
+        kueue_uid=_kueue_uid(obj),
     )
 
 
@@ -401,7 +430,11 @@ class Workload:
                 annotated += 1
         return annotated
 
-    async def suspend(self) -> None:
+    async def suspend(self, kueue_uid: str = "") -> None:
+        """`kueue_uid`: the workload's uid when Kueue queues it (WorkloadState.kueue_uid). Kueue would
+        start an admitted workload again: deactivating its Workload evicts it, suspends it and
+        releases its quota. Then it is suspended as usual, in case Kueue is not there."""
+        await self._set_kueue_active(kueue_uid, False)
         if self.kind.suspend_path:
             await self.kube.patch_object(self.kind.group, self.version, self.kind.plural, self.namespace, self.name,
                                          _nested(self.kind.suspend_path, True))
@@ -409,11 +442,29 @@ class Workload:
         # The replicas to resume to are in the TrainingJob's status (replicasBeforeStop).
         await self.kube.patch_scale(self.kind.group, self.version, self.kind.plural, self.namespace, self.name, 0)
 
-    async def resume(self, replicas: int, child: bool) -> None:
+    async def resume(self, replicas: int, child: bool, kueue_uid: str = "") -> None:
+        queued = await self._set_kueue_active(kueue_uid, True)
         if self.kind.suspend_path:
-            patch = _nested(self.kind.suspend_path, False)
+            # Kueue unsuspends what it admits: a queued workload is reactivated, not unsuspended.
+            patch = {} if queued else _nested(self.kind.suspend_path, False)
             if child:  # a child Job follows the TrainingJob's replicas
-                patch["spec"]["parallelism"] = replicas
+                patch.setdefault("spec", {})["parallelism"] = replicas
             await self.kube.patch_object(self.kind.group, self.version, self.kind.plural, self.namespace, self.name, patch)
             return
         await self.kube.patch_scale(self.kind.group, self.version, self.kind.plural, self.namespace, self.name, replicas)
+
+    async def _set_kueue_active(self, uid: str, active: bool) -> bool:
+        """Set `spec.active` on the Kueue Workloads that the workload (`uid`) owns.
+        Returns whether Kueue queues it (a Workload of Kueue's for it exists)."""
+        if not uid or not self.kind.suspend_path:
+            return False  # not queued; Kueue's pod-group integrations (Deployments...) own no such Workload
+        try:
+            workloads = await self.kube.list_objects(*KUEUE_WORKLOADS, self.namespace, f"{KUEUE_JOB_UID}={uid}")
+        except NotFound:  # no Kueue in this cluster: the label is only a label
+            return False
+        owned = [w for w in workloads if any(o.get("uid") == uid for o in (w.get("metadata") or {}).get("ownerReferences") or [])]
+        for workload in owned:
+            if (workload.get("spec") or {}).get("active", True) != active:
+                await self.kube.patch_object(*KUEUE_WORKLOADS, self.namespace, workload["metadata"]["name"],
+                                             {"spec": {"active": active}})
+        return bool(owned)

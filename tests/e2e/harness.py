@@ -21,6 +21,7 @@ from plateau.workloads import label_value
 from tests.support.apiserver import ApiServer
 from tests.support.apiserver.server import ADMIN_TOKEN
 from tests.support.kubelet import Kubelet, PodSlot
+from tests.support.kueue import WORKLOAD_CRD, Kueue
 from tests.support.prometheus import PrometheusServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,9 +76,11 @@ class Environment:
     """`async with Environment(tmp_path, ["job-a", ...]) as env:` — jobs named up front."""
 
     def __init__(self, workdir: Path, jobs: list[str], extra_targets: tuple[tuple[str, dict[str, str]], ...] = (),
-                 prometheus_url: Optional[Callable[[str], str]] = None, interval: str = "1s", tls: bool = False) -> None:
+                 prometheus_url: Optional[Callable[[str], str]] = None, interval: str = "1s", tls: bool = False,
+                 kueue: bool = False) -> None:
         self.workdir = workdir
         self.tls = tls  # HTTPS, for kubectl: it sends credentials only over TLS
+        self.with_kueue = kueue  # run the Kueue stand-in (tests.support.kueue) next to the kubelet
         self.killed: set[int] = set()  # pids of operators a test killed on purpose
         self.slots = [PodSlot(j, f"{label_value(j)}-0-x7k2p", free_port(), free_port()) for j in jobs]
         self.extra_targets = extra_targets
@@ -103,6 +106,9 @@ class Environment:
         self.stack.callback(self.prometheus.stop)
         self.kubelet = await self.stack.enter_async_context(
             Kubelet(self.api.url, ADMIN_TOKEN, self.workdir / "pods", self.slots, NAMESPACE, self.api.client_ssl()))
+        if self.with_kueue:
+            self.api.apply(WORKLOAD_CRD)
+            self.kueue = await self.stack.enter_async_context(Kueue(self.api.url, ADMIN_TOKEN, NAMESPACE, self.api.client_ssl()))
         self.operator_kubeconfig = self.api.write_kubeconfig(
             str(self.workdir / "operator.kubeconfig"), token=self.api.service_account_token(*OPERATOR_SA))
         self.stack.push_async_callback(self._stop_operators)

@@ -65,3 +65,66 @@ async def test_a_workload_ref_applied_before_its_job_waits_for_it_then_stops_it(
         assert stopped["reason"] == "DeadlineExceeded"
         assert env.child_job("late-job")["spec"]["suspend"] is True
         await env.wait_events("tj-early", ["Running", "StopRequested", "Stopped"])
+
+
+KUEUE_WORKLOADS = ("kueue.x-k8s.io/v1beta1", "Workload")
+
+
+def kueue_workload(env: Environment, job: str) -> dict:
+    uid = env.child_job(job)["metadata"]["uid"]
+    found = [w for w in env.api.objects(*KUEUE_WORKLOADS, "default")
+             if any(o["uid"] == uid for o in w["metadata"].get("ownerReferences") or [])]
+    return found[0] if found else {}
+
+
+async def test_the_kueue_stand_in_starts_an_admitted_job_that_was_only_suspended(tmp_path: Path) -> None:
+    """Pins the stand-in on what Kueue's docs say its Job integration does: a plain suspend of
+    an admitted Job is undone; deactivating the Workload evicts and suspends it for good."""
+    async with Environment(tmp_path, ["queued-job"], kueue=True) as env:
+        job = existing_job("queued-job", trainingjob="none", command=trainer("--epochs", "500", "--sleep", "0.3"))
+        job["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "team-a"}
+        job["spec"]["suspend"] = True  # as Kueue's webhook makes it
+        env.create(job)
+        await env.wait("admission", lambda: env.kueue.starts == ["queued-job"])
+        path = "/apis/batch/v1/namespaces/default/jobs/queued-job"
+        assert (await env.request("PATCH", path, {"spec": {"suspend": True}}))[0] == 200
+        await env.wait("Kueue starting it again", lambda: env.kueue.starts == ["queued-job"] * 2)
+        workload = kueue_workload(env, "queued-job")
+        assert workload["metadata"]["labels"]["kueue.x-k8s.io/job-uid"] == env.child_job("queued-job")["metadata"]["uid"]
+        code, _ = await env.request("PATCH", f"/apis/kueue.x-k8s.io/v1beta1/namespaces/default/workloads/{workload['metadata']['name']}",
+                                    {"spec": {"active": False}})
+        assert code == 200
+        await env.wait("eviction", lambda: env.child_job("queued-job")["spec"].get("suspend") is True)
+        await asyncio.sleep(2)
+        assert env.child_job("queued-job")["spec"]["suspend"] is True and len(env.kueue.starts) == 2
+
+
+async def test_a_kueue_queued_job_is_stopped_through_its_workload_and_resumed_through_it(tmp_path: Path) -> None:
+    async with Environment(tmp_path, ["tj-kueue"], kueue=True) as env:
+        env.start_operator()
+        env.create(training_job("tj-kueue", {"maxDuration": "4s", "gracePeriod": "1s"},
+                                trainer("--lr", "0.3", "--epochs", "500", "--sleep", "0.3", "--ignore-stop"),
+                                labels={"kueue.x-k8s.io/queue-name": "team-a", "team": "vision"}))
+        stopped = await env.wait_phase("tj-kueue", "Stopped")
+        assert stopped["reason"] == "DeadlineExceeded" and stopped["runningSeconds"] >= 4
+        [created] = [c.body for c in env.api.calls("create", "jobs")]
+        assert created["spec"]["suspend"] is True  # queued: Kueue starts it once admitted
+        assert created["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+        assert "team" not in created["metadata"]["labels"]  # only Kueue's labels pass to the Job
+        workload = await env.wait("the eviction", lambda: _true(kueue_workload(env, "tj-kueue"), "Evicted") and kueue_workload(env, "tj-kueue"))
+        assert workload["spec"]["active"] is False and not workload["status"].get("admission")  # quota released
+        await asyncio.sleep(3)  # Kueue runs all the while: the stop holds
+        assert env.child_job("tj-kueue")["spec"]["suspend"] is True and env.kueue.starts == ["tj-kueue"]
+        assert env.kubelet.pods["tj-kueue"].terminated
+
+        # A spec edit resumes: through the Workload, which Kueue admits and starts again.
+        code, _ = await env.request("PATCH", "/apis/plateau.dev/v1alpha1/namespaces/default/trainingjobs/tj-kueue",
+                                    {"spec": {"stop": {"maxDuration": "1h", "gracePeriod": "1s"}}})
+        assert code == 200
+        await env.wait("Kueue starting it again", lambda: env.kueue.starts == ["tj-kueue", "tj-kueue"])
+        await env.wait_phase("tj-kueue", "Running")
+        assert kueue_workload(env, "tj-kueue")["spec"]["active"] is True
+
+
+def _true(obj: dict, type_: str) -> bool:
+    return any(c["type"] == type_ and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions") or [])

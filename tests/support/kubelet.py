@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 
 from plateau_sidecar import protocol
+from tests.support.controller import ControllerLoop
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -110,12 +110,10 @@ def _command(container: dict[str, Any]) -> list[str]:
     return argv
 
 
-class Kubelet:
+class Kubelet(ControllerLoop):
     def __init__(self, url: str, token: str, workdir: Path, slots: list[PodSlot], namespace: str = "default",
                  ssl_context: ssl.SSLContext | None = None) -> None:
-        self.url = url
-        self.ssl_context = ssl_context  # trusts an emulator that serves HTTPS
-        self.headers = {"Authorization": f"Bearer {token}"}
+        super().__init__(url, token, ssl_context)
         self.workdir = workdir
         self.slots = {s.job: s for s in slots}
         self.namespace = namespace
@@ -123,26 +121,13 @@ class Kubelet:
         self.pending: set[str] = set()  # Jobs whose pod exists and waits to be scheduled
         self.unschedulable: set[str] = set()  # Jobs whose pods the scheduler cannot place (tests edit it)
         self.finished: dict[str, int] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> Kubelet:
-        connector = aiohttp.TCPConnector(ssl=self.ssl_context or True)
-        self._session = aiohttp.ClientSession(base_url=self.url, headers=self.headers, connector=connector)
-        self._task = asyncio.create_task(self._loop())
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+    def release(self) -> None:
         for pod in self.pods.values():
             for proc in (pod.trainer, pod.sidecar):
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
-        if self._session:
-            await self._session.close()
 
     def sidecar_log(self, job: str) -> str:
         pod = self.pods.get(job)

@@ -17,9 +17,9 @@ from plateau_sidecar import protocol as p
 STOP = {"preset": "balanced", "metric": {"name": "val_loss"}}
 
 
-def job_for(metrics: dict[str, Any]) -> tuple[dict[str, Any], api.TrainingJobSpec]:
+def job_for(metrics: dict[str, Any], labels: dict[str, str] | None = None) -> tuple[dict[str, Any], api.TrainingJobSpec]:
     tj = {"apiVersion": "plateau.dev/v1alpha1", "kind": "TrainingJob",
-          "metadata": {"name": "tj", "namespace": "ns", "uid": "u"},
+          "metadata": {"name": "tj", "namespace": "ns", "uid": "u", "labels": labels or {}},
           "spec": {"template": {"spec": {"containers": [{"name": "trainer", "image": "t"}]}},
                    "metrics": metrics, "stop": STOP}}
     spec = api.TrainingJob.model_validate(tj).spec
@@ -71,3 +71,13 @@ def test_a_push_trainer_posts_to_the_path_and_port_its_sidecar_serves() -> None:
     host, _, port = env_of(sidecar)[p.ENV_PUSH_ADDR].rpartition(":")
     assert (url.hostname, url.port, url.path) == (host, int(port), p.PUSH_PATH)
     assert url.port == spec.metrics.push_port
+
+
+def test_a_kueue_queue_label_passes_to_the_job_which_starts_suspended_for_kueue_to_admit() -> None:
+    job, _ = job_for({"names": ["val_loss"]}, {"kueue.x-k8s.io/queue-name": "team-a",
+                                               "kueue.x-k8s.io/priority-class": "high", "team": "vision"})
+    labels = job["metadata"]["labels"]
+    assert labels["kueue.x-k8s.io/queue-name"] == "team-a" and labels["kueue.x-k8s.io/priority-class"] == "high"
+    assert "team" not in labels and job["spec"]["suspend"] is True
+    plain, _ = job_for({"names": ["val_loss"]})
+    assert plain["spec"]["suspend"] is False and "kueue.x-k8s.io/queue-name" not in plain["metadata"]["labels"]

@@ -76,6 +76,9 @@ def operator_calls() -> set[Grant]:
     answers = {
         "list_namespaced_pod": lambda: SimpleNamespace(data=json.dumps({"items": [pod]}).encode()),
         "get_namespaced_custom_object": lambda: {"metadata": {"name": "w", "annotations": {}}, "spec": {}, "status": {}},
+        # queued by Kueue, which made a Workload for it: a stop deactivates that
+        "list_namespaced_custom_object": lambda: {"items": [{"metadata": {"name": "job-w-1", "ownerReferences": [{"uid": "w-uid"}]},
+                                                             "spec": {"active": True}}]},
         "get_namespaced_custom_object_scale": lambda: {"spec": {"replicas": 2}, "status": {"replicas": 2, "selector": "app=w"}},
         "read_namespaced_lease": lease_answers("me"),
     }
@@ -93,8 +96,8 @@ def operator_calls() -> set[Grant]:
             workload = Workload(kube, "ns", f"{group}/v1", kind, "w")
             await workload.observe()
             await workload.request_stop("Plateau")
-            await workload.suspend()
-            await workload.resume(2, child=kind == "Job")
+            await workload.suspend(kueue_uid="w-uid")
+            await workload.resume(2, child=kind == "Job", kueue_uid="w-uid")
         await kube.patch_status("ns", "tj", {"phase": "Running"})  # the evaluation loop
         await kube.create_job("ns", {"metadata": {"name": "tj"}})
         await kube.post_event(tj, "Normal", "Running", "the trainer is running")

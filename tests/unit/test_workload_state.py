@@ -93,3 +93,11 @@ def test_a_sidecar_that_lost_its_restart_policy_is_noticed() -> None:
     assert job_state({"spec": as_stored}).sidecar_dropped
     other_init = {"template": {"spec": {"initContainers": [{"name": "setup"}], "containers": [{"name": "t"}]}}}
     assert not job_state({"spec": other_init}).sidecar_dropped
+
+
+def test_a_job_kueue_has_not_admitted_waits_queued() -> None:
+    queued = {"metadata": {"labels": {"kueue.x-k8s.io/queue-name": "team-a"}}, "spec": {"suspend": True, "template": TEMPLATE}}
+    assert job_state(queued).waiting == Waiting("Queued", "waiting for Kueue to admit the workload (queue team-a)")
+    queued["spec"]["suspend"] = False
+    assert job_state(queued).waiting is None
+    assert job_state({"spec": {"suspend": True, "template": TEMPLATE}}).waiting is None  # not Kueue's

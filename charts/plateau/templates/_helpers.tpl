@@ -90,6 +90,10 @@ the rendered sets). Granted cluster-wide or in each watched namespace.
 - apiGroups: [apps]
   resources: [deployments/scale, statefulsets/scale]
   verbs: [get, patch]
+# Kueue-queued workloads: a stop deactivates their Workload (spec.active), or Kueue restarts them
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [list, patch]
 {{- end -}}
 
 {{/* LEASE_RULES: the leader-election Lease, in the release namespace only. */}}
