@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from plateau import podschema
 from plateau.durations import DURATION_PATTERN, parse_duration
 
 GROUP = "plateau.dev"
@@ -146,9 +147,18 @@ class WorkloadRef(Model):
 
 
 class PodTemplate(BaseModel):
-    """A core/v1 PodTemplateSpec, kept verbatim (see the CRD's x-kubernetes-preserve-unknown-fields)."""
+    """A core/v1 PodTemplateSpec, checked as the API server checks it against the schema the CRD
+    embeds (plateau.podschema): an unknown field such as `comand` is an error, not dropped."""
 
     model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_the_api_server_checks(cls, data: Any) -> Any:
+        errors = podschema.template_errors(data)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return data
 
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Labels and annotations for the trainer pods."

@@ -7,12 +7,13 @@ explicitly preserved. This module turns pydantic's JSON Schema into exactly that
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from plateau import api
+from plateau import api, podschema
 
 CRD_PATHS = (Path("crds/trainingjob.yaml"), Path("charts/plateau/crds/trainingjob.yaml"))
 
@@ -73,17 +74,64 @@ def schema_of(model: type[api.BaseModel]) -> dict[str, Any]:
     return _resolve(raw, raw.get("$defs", {}), in_status=model is api.TrainingJobStatus)
 
 
+# Kubernetes's definitions name these; in a structural schema they are open or int-or-string.
+_QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"  # "500m", 2, 0.5: a number is fine too
+_INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+_KEPT_KEYS = ("type", "properties", "items", "required", "additionalProperties")
+
+
+def pod_template_schema_from(definitions: dict[str, Any]) -> dict[str, Any]:
+    """The structural PodTemplateSpec schema from Kubernetes's OpenAPI definitions (the
+    `$defs` of kubernetes-validate's `_definitions.json`)."""
+    return _structural({"$ref": "#/$defs/io.k8s.api.core.v1.PodTemplateSpec"}, definitions, ())
+
+
+def _structural(node: dict[str, Any], defs: dict[str, Any], seen: tuple[str, ...]) -> dict[str, Any]:
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        if name == _QUANTITY:
+            return {"x-kubernetes-preserve-unknown-fields": True}
+        if name == _INT_OR_STRING:
+            return {"x-kubernetes-int-or-string": True}
+        if name in seen:
+            raise ValueError(f"recursive definition {name}: a structural schema cannot hold it")
+        return _structural(defs[name], defs, (*seen, name))
+    out: dict[str, Any] = {}
+    for key in _KEPT_KEYS:
+        if key not in node:
+            continue
+        value = node[key]
+        if key == "type":
+            types = [t for t in (value if isinstance(value, list) else [value]) if t != "null"]
+            out["type"] = types[0]
+        elif key == "properties":
+            out["properties"] = {name: _structural(sub, defs, seen) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties"):
+            if isinstance(value, dict):
+                out[key] = _structural(value, defs, seen)
+        else:
+            out[key] = list(value)
+    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+        out["x-kubernetes-preserve-unknown-fields"] = True  # free-form (FieldsV1): kept, not pruned
+    return out
+
+
+def kubernetes_definitions() -> dict[str, Any]:
+    """Kubernetes's OpenAPI definitions for podschema.KUBERNETES_VERSION, from kubernetes-validate
+    (a development dependency: only `plateau crd` needs it)."""
+    import kubernetes_validate  # noqa: PLC0415
+
+    root = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    path = root / f"v{podschema.KUBERNETES_VERSION}.0-local" / "_definitions.json"
+    return dict(json.loads(path.read_text())["$defs"])
+
+
+def render_pod_template_schema() -> str:
+    return json.dumps(pod_template_schema_from(kubernetes_definitions()), sort_keys=True, separators=(",", ":")) + "\n"
+
+
 def _pod_template_schema(description: str) -> dict[str, Any]:
-    preserved = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    return {
-        "type": "object",
-        "description": description,
-        "required": ["spec"],
-        "properties": {
-            "metadata": {**preserved, "description": "Labels and annotations for the trainer pods."},
-            "spec": {**preserved, "description": "A core/v1 PodSpec; the first container is the trainer."},
-        },
-    }
+    return {**podschema.pod_template_schema(), "description": description}
 
 
 def openapi_schema() -> dict[str, Any]:
@@ -166,8 +214,11 @@ def render_crd() -> str:
 
 
 def write_crds(root: Path) -> list[Path]:
+    """The pod template schema first (the CRD embeds it), then the CRD and the chart's copy."""
+    podschema.SCHEMA_FILE.write_text(render_pod_template_schema())
+    podschema.pod_template_schema.cache_clear()
+    written = [podschema.SCHEMA_FILE]
     text = render_crd()
-    written = []
     for rel in CRD_PATHS:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,7 @@ from plateau_sidecar import protocol
 
 log = logging.getLogger("plateau.evaluator")
 
+REJECTED = (400, 422)  # the server refused the object itself: retrying the same spec cannot help
 PENDING = api.Phase.PENDING.value
 RUNNING = api.Phase.RUNNING.value
 # The moved jobs' series are fetched in this many concurrent queries (promql.name_parts).
@@ -643,6 +644,11 @@ class Evaluator:
             try:
                 await self.kube.create_job(ctx.key[0], body)
             except ApiError as exc:
+                if exc.code in REJECTED:  # the spec builds a Job this server refuses: the spec is invalid
+                    self._specs[(ctx.uid, ctx.generation)] = f"the API server rejected the Job: {exc.message}"
+                    return status.model_copy(update={"conditions": set_condition(
+                        status.conditions, SPEC_VALID, "False", "InvalidSpec",
+                        self._specs[(ctx.uid, ctx.generation)], rfc3339_at(self.clock()), ctx.generation)})
                 if exc.code != 409:  # AlreadyExists: a restart after creating it; fine
                     raise
             report.actions += 1

@@ -26,6 +26,7 @@ log = logging.getLogger("plateau.kube")
 T = TypeVar("T")
 RETRIABLE = {409, 429, 500, 502, 503, 504}
 MERGE = "application/merge-patch+json"
+STATUS_MESSAGE_LIMIT = 1024
 LIST_LIMIT = 500  # objects per list call: a selector that matches more is not ours to act on
 
 
@@ -34,6 +35,7 @@ class ApiError(Exception):
         super().__init__(f"{verb}: HTTP {code}: {message}")
         self.verb = verb
         self.code = code
+        self.message = message
 
 
 class NotFound(ApiError):
@@ -51,13 +53,23 @@ async def call(verb: str, fn: Callable[[], T], attempts: int = 5, base_delay: fl
             if code == 404:
                 raise NotFound(verb, code, "not found") from None
             if code not in RETRIABLE or attempt == attempts:
-                raise ApiError(verb, code, (exc.reason or "")[:200]) from None
+                raise ApiError(verb, code, _status_message(exc)) from None
         except HTTPError as exc:  # connection refused, reset, timeout
             API_ERRORS.labels(verb=verb, code="0").inc()
             if attempt == attempts:
                 raise ApiError(verb, 0, type(exc).__name__) from None
         await asyncio.sleep(base_delay * 2 ** (attempt - 1) * (0.5 + random.random()))
     raise AssertionError("unreachable")
+
+
+def _status_message(exc: ApiException) -> str:
+    """The server's own words (its Status's message, which names a rejected field), else the
+    HTTP reason; bounded, since the body is the server's to fill."""
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or exc.reason or "")[:STATUS_MESSAGE_LIMIT]
 
 
 class Kube:
@@ -92,7 +104,10 @@ class Kube:
     def create_job(self, namespace: str, body: dict[str, Any]) -> Awaitable[Any]:
         # The generic API sends the body as is: the typed BatchV1Api would reject valid
         # manifests, e.g. `nvidia.com/gpu: 1` (a quantity may be an int on the wire).
-        return call("create jobs", lambda: self.custom.create_namespaced_custom_object("batch", "v1", namespace, "jobs", body))
+        # Strict: a field the server does not know (a typo, or one newer than the server) is an
+        # error that names it, not a field silently dropped from the trainer's pod.
+        return call("create jobs", lambda: self.custom.create_namespaced_custom_object(
+            "batch", "v1", namespace, "jobs", body, field_validation="Strict"))
 
     def get_scale(self, group: str, version: str, plural: str, namespace: str, name: str) -> Awaitable[dict[str, Any]]:
         return call(f"get {plural}/scale", lambda: self.custom.get_namespaced_custom_object_scale(

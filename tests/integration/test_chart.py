@@ -110,9 +110,9 @@ def check_jsonschema(schema: dict[str, Any], docs: list[dict[str, Any]], workdir
     schema_file = workdir / "schema.json"
     schema_file.write_text(json.dumps(schema))
     files = []
-    for i, doc in enumerate(docs):
-        files.append(workdir / f"doc-{i}.yaml")
-        files[-1].write_text(yaml.safe_dump(doc))
+    for i, doc in enumerate(docs):  # JSON: a YAML 1.2 reader would take PyYAML's unquoted "3e-4" for a number
+        files.append(workdir / f"doc-{i}.json")
+        files[-1].write_text(json.dumps(doc))
     result = subprocess.run([chart.tool("check-jsonschema", REPO / ".venv" / "bin" / "check-jsonschema"),
                              "--schemafile", str(schema_file), *map(str, files)],
                             capture_output=True, text=True, timeout=120)

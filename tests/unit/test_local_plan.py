@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from plateau.api import TrainingJob
 from plateau.local.plan import DEFAULT_KILL_AFTER_SECONDS, RunOptions, expand, local_path, plan_run
@@ -50,7 +51,7 @@ def test_pod_paths_map_into_the_run_directory(tmp_path: Path) -> None:
 
 def test_file_source_environment(here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(p.ENV_PUSH_URL, "http://elsewhere/push")  # from the calling shell
-    env = [{"name": "DATA", "value": "/data"}, {"name": "OUT", "value": "$(DATA)/out"}, {"name": "S", "valueFrom": {"secretKeyRef": {}}}]
+    env = [{"name": "DATA", "value": "/data"}, {"name": "OUT", "value": "$(DATA)/out"}, {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
     plan = plan_run(job({"env": env, "args": ["--out", "$(OUT)", "--stop", "$(PLATEAU_STOP_FILE)"]}), RunOptions(workdir=here / "run"))
 
     run = here / "run"
@@ -101,8 +102,6 @@ def test_default_run_directory(here: Path) -> None:
     "container, expected",
     [
         ({"command": None, "args": ["x"]}, "command: not set"),
-        ({"command": ["python", 3]}, "lists of strings"),
-        ({"command": "python train.py"}, "lists of strings"),
         ({"command": ["./missing.sh"]}, "./missing.sh: executable not found"),
     ],
 )
@@ -110,6 +109,15 @@ def test_command_errors(here: Path, container: dict[str, Any], expected: str) ->
     with pytest.raises(InputError, match=expected):
         plan_run(job(container), RunOptions(workdir=here / "run"))
     assert not (here / "run").exists()  # nothing is created for a run that cannot start
+
+
+@pytest.mark.parametrize("container, expected", [
+    ({"command": ["python", 3]}, r'command\[1\]: Invalid value: "integer": .* must be of type string'),
+    ({"command": "python train.py"}, r'command: Invalid value: "string": .* must be of type array'),
+])
+def test_a_command_the_api_server_would_refuse_is_refused_before_the_run(container: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ValidationError, match=expected):
+        job(container)
 
 
 def test_other_errors(here: Path) -> None:

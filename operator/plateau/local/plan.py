@@ -110,11 +110,10 @@ def _trainer_container(job: TrainingJob, notes: list[str]) -> dict[str, Any]:
 
 
 def _command(container: Mapping[str, Any], env: Mapping[str, str], path_var: Optional[str]) -> list[str]:
+    # lists of strings: the TrainingJob's pod template schema (plateau.podschema) saw to that
     command, args = container.get("command"), container.get("args") or []
     if not command:
         raise InputError(f"{CONTAINER}.command: not set; locally there is no image entrypoint to fall back on")
-    if not (isinstance(command, list) and isinstance(args, list) and all(isinstance(part, str) for part in command + args)):
-        raise InputError(f"{CONTAINER}.command and args must be lists of strings")
     command = [expand(part, env) for part in command + args]
     executable = command[0]
     found = (os.access(executable, os.X_OK) and Path(executable).is_file()) if "/" in executable else shutil.which(executable, path=path_var)
