@@ -159,9 +159,9 @@ class Cluster:
                                              + ', '.join(json.dumps(f) for f in added) + '}'))
         if rt.custom:
             found = schema.validate(_without(obj, 'metadata'), rt.schema, '') + self._scale_errors(rt, obj)
-            blocking = {'FieldValueNotSupported', 'FieldValueRequired', 'FieldValueTooLong', 'FieldValueTooMany',
-                        'FieldValueTypeInvalid'}
-            if any(e.type in blocking for e in found):
+            # 1.28/1.29's hasBlockingErr: an enum error (NotSupported) does not block CEL rules; it does from 1.30 on.
+            blocking = {'FieldValueRequired', 'FieldValueTooLong', 'FieldValueTooMany', 'FieldValueTypeInvalid'}
+            if any(e.type in blocking for e in found) and cel.has_rules(rt.schema):
                 found.append(errors.invalid('<nil>', None, 'some validation rules were not checked because the '
                                             'object was invalid; correct the existing errors to complete validation'))
             else:

@@ -48,9 +48,9 @@ def go_float(value: float) -> str:
 
 
 def go_value(value: Any) -> str:
-    """How field.Error prints a bad value: strings quoted, numbers bare, null as null."""
+    """How field.Error prints a bad value: strings quoted, numbers bare, nil as "null"."""
     if value is None:
-        return 'null'
+        return '"null"'  # Go prints a nil bad value as the string "null", quoted
     if isinstance(value, bool):
         return 'true' if value else 'false'
     if isinstance(value, int):
