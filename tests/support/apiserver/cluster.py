@@ -11,6 +11,7 @@ import datetime
 import json
 import random
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -47,7 +48,11 @@ def _without(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 class Cluster:
-    def __init__(self, *, history: int = 100_000) -> None:
+    def __init__(self, *, history: int = 100_000, feature_gates: Mapping[str, bool] | None = None) -> None:
+        unknown = set(feature_gates or {}) - set(builtins.FEATURE_GATES)
+        if unknown:
+            raise ValueError(f'unrecognized feature gates: {", ".join(sorted(unknown))}')
+        self.feature_gates = {**builtins.FEATURE_GATES, **(feature_gates or {})}
         self.registry = crds.Registry()
         self.store = Store(history=history)
         for name in SYSTEM_NAMESPACES:
@@ -232,6 +237,7 @@ class Cluster:
             meta.pop('generation', None)
         if rt.custom and rt.status:
             obj.pop('status', None)  # create cannot set status when /status exists
+        builtins.drop_disabled_fields(rt, obj, None, self.feature_gates)
         self._default(rt, obj)
         strategy = builtins.strategy_for(rt)
         if strategy.on_create is not None and meta.get('name'):
@@ -303,6 +309,8 @@ class Cluster:
                 meta.pop(field, None)
         meta['resourceVersion'] = stored['resourceVersion']
         meta.pop('managedFields', None)
+        if subresource is None:
+            builtins.drop_disabled_fields(rt, new, current, self.feature_gates)
         self._default(rt, new)
         if rt.generation and subresource != 'status' and self._generation_changed(strategy, current, new):
             meta['generation'] = stored.get('generation', 1) + 1

@@ -130,6 +130,8 @@ class ApiServer(kmock.KubernetesScaffold):
     gc_delay: float = 0.05  # how long the emulated controllers (GC…) take to react to a change
     bookmark_interval: float = 1.0  # how often a watch with allowWatchBookmarks gets a BOOKMARK
     history: int = 100_000  # how many changes watches can resume from before 410 Gone
+    # kube-apiserver's --feature-gates, e.g. {'SidecarContainers': False} as 1.28 defaults it (see builtins.FEATURE_GATES)
+    feature_gates: dict[str, bool] = attrs.field(factory=dict)
 
     cluster: Cluster = attrs.field(init=False)
     authorizer: Authorizer = attrs.field(init=False)
@@ -141,7 +143,7 @@ class ApiServer(kmock.KubernetesScaffold):
 
     def __attrs_post_init__(self) -> None:
         # Deliberately not kmock's: its fallback reactions are replaced by the emulation in _handle().
-        self.cluster = Cluster(history=self.history)
+        self.cluster = Cluster(history=self.history, feature_gates=self.feature_gates)
         self.authorizer = Authorizer(self.cluster.store)
         self.authorizer.tokens[ADMIN_TOKEN] = ADMIN
 
