@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from . import builtins, cel, crds, errors, patching, schema, selectors
+from . import builtin_schemas, builtins, cel, crds, errors, patching, schema, selectors
 from .errors import FieldError
 from .resources import ResourceType, jsonpath, set_path
 from .store import Store
@@ -137,7 +137,10 @@ class Cluster:
 
     def _prune(self, rt: ResourceType, obj: dict[str, Any], validation: str, warnings: list[str]) -> list[str]:
         """Drop unknown fields; under Warn say so, under Strict return them for the caller to reject."""
-        dropped = schema.prune(obj, rt.schema) if rt.custom else []
+        if rt.custom:
+            dropped = schema.prune(obj, rt.schema)
+        else:  # typed decoding: what the kind's Go struct has no field for
+            dropped = builtin_schemas.prune(rt.group, rt.version, rt.kind, obj)
         if validation == 'Warn':
             warnings += [f'unknown field "{path}"' for path in dropped]
         return dropped if validation == 'Strict' else []
@@ -400,8 +403,11 @@ class Cluster:
         new = self.decode(rt, patched)
         dropped = self._prune(rt, new, validation, warnings)
         if dropped:
-            raise errors.invalid_object('', '', '', [errors.invalid('patch', json.dumps(patched, separators=(',', ':')),
-                                                                    self._strict_text(dropped))])
+            # The bad value is what the handler decoded: the patched JSON, or for a strategic merge patch the
+            # patch itself as Go prints a map (%+v).
+            shown = (errors.go_map(body) if content_type == STRATEGIC_PATCH
+                     else json.dumps(patched, separators=(',', ':')))
+            raise errors.invalid_object('', '', '', [errors.invalid('patch', shown, self._strict_text(dropped))])
         return self.commit(rt, current, new, subresource=subresource, dry_run=dry_run)
 
     @staticmethod

@@ -63,6 +63,19 @@ def go_value(value: Any) -> str:
     return json.dumps(value, separators=(',', ':'), sort_keys=True)
 
 
+def go_map(value: Any) -> str:
+    """Go's %+v of a decoded JSON value: `map[spec:map[replicas:2 tags:[a b]]]` (map keys sorted)."""
+    if isinstance(value, dict):
+        return 'map[' + ' '.join(f'{k}:{go_map(value[k])}' for k in sorted(value)) + ']'
+    if isinstance(value, list):
+        return '[' + ' '.join(go_map(v) for v in value) + ']'
+    if value is None:
+        return '<nil>'
+    if isinstance(value, str):
+        return value
+    return go_value(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class FieldError:
     """One field.Error: a type (FieldValueInvalid…), a field path, a bad value, a detail."""
