@@ -1,20 +1,31 @@
 """
 The real schemas of built-in kinds, from the JSON schemas that the `kubernetes-validate` package
 ships per Kubernetes release (generated from kube-apiserver's own OpenAPI document), loaded once
-and lazily. Typed decoding: the fields a Go struct does not have are unknown, and a real server
-drops them (fieldValidation Ignore/Warn) or rejects the request (Strict); `prune` finds and drops them.
+and lazily. They serve two purposes here:
+
+- typed decoding: the fields a Go struct does not have are unknown, and a real server drops them
+  (fieldValidation Ignore/Warn) or rejects the request (Strict); `prune` finds and drops them;
+- OpenAPI: `swagger_definitions` turns them back into the definitions kube-apiserver publishes at
+  /openapi/v2 and /openapi/v3, so that `kubectl explain job` and kubectl's patches see the real fields.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import re
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from typing import Any
 
 # The oldest minor the project supports: a field that 1.28 does not know is unknown to the emulator too.
 KUBE_VERSION = '1.28.0'
 _REF = re.compile(r'^#/\$defs/(.+)$')
+# Types that the JSON schemas spell as oneOf, and kube-apiserver's OpenAPI as a string (with a format).
+_SWAGGER_SCALARS = {
+    'io.k8s.apimachinery.pkg.util.intstr.IntOrString': {'type': 'string', 'format': 'int-or-string'},
+    'io.k8s.apimachinery.pkg.api.resource.Quantity': {'type': 'string'},
+}
 
 Schema = dict[str, Any]
 
@@ -82,3 +93,65 @@ def _prune(value: Any, schema: Schema, path: str, dropped: list[str]) -> None:
             elif isinstance(extra, dict):
                 _prune(value[key], extra, sub_path, dropped)
         # Without properties (RawExtension, free-form maps) anything goes, as json.RawMessage takes it all.
+
+
+# OpenAPI ------------------------------------------------------------------------------------------
+
+def closure(names: Iterable[str]) -> list[str]:
+    """The definitions these ones refer to, transitively, themselves included (sorted)."""
+    seen: set[str] = set()
+    todo = [n for n in names if n in definitions()]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += [r for r in _refs(definitions()[name]) if r not in seen]
+    return sorted(seen)
+
+
+def _refs(schema: Any) -> Iterator[str]:
+    if isinstance(schema, dict):
+        match = _REF.match(schema.get('$ref', '') if isinstance(schema.get('$ref'), str) else '')
+        if match:
+            yield match.group(1)
+        for value in schema.values():
+            yield from _refs(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            yield from _refs(value)
+
+
+def swagger_definitions(names: Iterable[str], ref_prefix: str = '#/definitions/') -> dict[str, Schema]:
+    """Definitions as kube-apiserver publishes them: `type: x` instead of `[x, "null"]`, refs into
+    `ref_prefix` (`#/components/schemas/` for OpenAPI v3), int-or-string and quantity as strings.
+    The schemas are shared between calls: callers must not change them."""
+    return {name: _published(name, ref_prefix) for name in closure(names)}
+
+
+@functools.cache
+def _published(name: str, ref_prefix: str) -> Schema:
+    return _SWAGGER_SCALARS.get(name) or _swagger(definitions()[name], ref_prefix)
+
+
+def _swagger(schema: Any, ref_prefix: str) -> Any:
+    if isinstance(schema, list):
+        return [_swagger(item, ref_prefix) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result: Schema = {}
+    for key, value in schema.items():
+        if key == '$ref' and isinstance(value, str) and _REF.match(value):
+            name = _REF.match(value).group(1)  # type: ignore[union-attr]
+            result[key] = ref_prefix + name
+        elif key == 'type' and isinstance(value, list):
+            kinds = [v for v in value if v != 'null']
+            if kinds:
+                result[key] = kinds[0]
+        elif key in ('properties', 'patternProperties'):
+            result[key] = {k: _swagger(v, ref_prefix) for k, v in value.items()}
+        elif key == 'additionalProperties' and value is False:
+            continue  # the strict variant's marker, not part of the published schema
+        else:
+            result[key] = _swagger(value, ref_prefix) if isinstance(value, (dict, list)) else copy.deepcopy(value)
+    return result
