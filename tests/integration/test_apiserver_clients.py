@@ -172,7 +172,8 @@ async def test_kubectl_rejects_a_typo_in_a_job_unless_told_otherwise(apiserver, 
 async def test_kubectl_shows_cel_and_enum_errors_as_a_real_server_words_them(apiserver, kubectl):
     apiserver.apply(samples.WIDGET_CRD)
     on_string = await kubectl('apply', '-f', '-', input=yaml.safe_dump(samples.widget('w1', owner='root')))
-    assert on_string.stderr.strip() == 'The Widget "w1" is invalid: spec.owner: Invalid value: "string": must not be root'
+    assert on_string.stderr.strip() == ('The Widget "w1" is invalid: spec.owner: Invalid value: "string": '
+                                        'must not be root')
     both = await kubectl('apply', '-f', '-', input=yaml.safe_dump(samples.widget('w2', mode='Turbo', minReplicas=4)))
     assert both.stderr.splitlines() == [
         'The Widget "w2" is invalid: ',

@@ -167,7 +167,8 @@ class Cluster:
                                              + ', '.join(json.dumps(f) for f in added) + '}'))
         if rt.custom:
             found = schema.validate(_without(obj, 'metadata'), rt.schema, '') + self._scale_errors(rt, obj)
-            # 1.28/1.29's hasBlockingErr: an enum error (NotSupported) does not block CEL rules; it does from 1.30 on.
+            # hasBlockingErr as 1.28 has it (kubernetes#108859): an enum error (NotSupported) does not block the CEL
+            # rules. A later release added NotSupported to the list; which one is not pinned here.
             blocking = {'FieldValueRequired', 'FieldValueTooLong', 'FieldValueTooMany', 'FieldValueTypeInvalid'}
             if any(e.type in blocking for e in found) and cel.has_rules(rt.schema):
                 found.append(errors.invalid('<nil>', None, 'some validation rules were not checked because the '

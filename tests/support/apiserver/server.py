@@ -130,7 +130,7 @@ class ApiServer(kmock.KubernetesScaffold):
     gc_delay: float = 0.05  # how long the emulated controllers (GC…) take to react to a change
     bookmark_interval: float = 1.0  # how often a watch with allowWatchBookmarks gets a BOOKMARK
     history: int = 100_000  # how many changes watches can resume from before 410 Gone
-    # kube-apiserver's --feature-gates, e.g. {'SidecarContainers': False} as 1.28 defaults it (see builtins.FEATURE_GATES)
+    # kube-apiserver's --feature-gates, e.g. {'SidecarContainers': False} as 1.28 has it (builtins.FEATURE_GATES)
     feature_gates: dict[str, bool] = attrs.field(factory=dict)
 
     cluster: Cluster = attrs.field(init=False)
