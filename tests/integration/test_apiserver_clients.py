@@ -198,6 +198,24 @@ async def test_the_projects_crd_installs_and_explains(apiserver, kubectl):
     assert explained.returncode == 0 and 'FIELDS:' in explained.stdout, explained.stderr
 
 
+async def test_the_projects_cel_errors_read_as_on_a_real_1_28_server(apiserver, kubectl):
+    """The wording issue 14 saw on a real v1.28.4 server, for a rule on an object and one on a string."""
+    crd_file, example = REPO / 'crds' / 'trainingjob.yaml', REPO / 'examples' / 'plateau-patience.yaml'
+    if not crd_file.exists():
+        pytest.skip('the project CRD is not generated yet')
+    assert (await kubectl('apply', '-f', str(crd_file))).returncode == 0
+    no_workload = yaml.safe_load(example.read_text())
+    del no_workload['spec']['template']
+    short_idle = yaml.safe_load(example.read_text())
+    short_idle['spec']['stop']['gpuIdle'] = {'below': 0.1, 'for': '20s'}
+    results = [await kubectl('apply', '-f', '-', input=yaml.safe_dump(tj)) for tj in (no_workload, short_idle)]
+    assert [r.stderr.strip() for r in results] == [
+        'The TrainingJob "resnet-plateau" is invalid: spec: Invalid value: "object": set exactly one of template '
+        'and workloadRef',
+        'The TrainingJob "resnet-plateau" is invalid: spec.stop.gpuIdle.for: Invalid value: "string": must be at '
+        'least 1m']
+
+
 async def test_a_kopf_operator_reacts_and_patches_status(apiserver):
     """kopf 1.45 against the emulator: scanning, watching, status and finalizer patches, and Events."""
     apiserver.apply(samples.WIDGET_CRD)
