@@ -8,9 +8,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import kubernetes
 import pytest
 
-from tests.support.apiserver import ApiServer, samples
+from tests.support.apiserver import ApiServer, ApiServerProcess, samples
 from tests.support.apiserver.samples import deployment, job, pod
 from tests.support.apiserver.testing import send
 
@@ -95,6 +96,17 @@ async def test_without_the_gate_a_dry_run_shows_the_drop(apiserver, http):
 async def test_unknown_feature_gates_are_refused():
     with pytest.raises(ValueError, match='unrecognized feature gates: NoSuchGate'):
         ApiServer(feature_gates={'NoSuchGate': True})
+
+
+def test_the_process_takes_the_gate_as_kube_apiserver_does(tmp_path):
+    config = tmp_path / 'kubeconfig'
+    with ApiServerProcess(config, feature_gates={'SidecarContainers': False}) as server:
+        assert '--feature-gates' in server.args and 'SidecarContainers=false' in server.args
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=str(config), client_configuration=configuration)
+        with kubernetes.client.ApiClient(configuration) as client:
+            created = kubernetes.client.BatchV1Api(client).create_namespaced_job('default', with_sidecar(job()))
+    assert created.spec.template.spec.init_containers[0].restart_policy is None
 
 
 # fieldValidation ----------------------------------------------------------------------------------
