@@ -132,10 +132,20 @@ async def test_openapi_validation_errors(http, widgets, spec, expected):
     assert (await invalid(http, widget(**spec)))[0] == expected
 
 
-async def test_structural_errors_skip_cel_and_say_so(http, widgets):
-    causes = await invalid(http, widget(replicas=1, minReplicas=5, mode='Turbo'))
+async def test_an_enum_error_comes_alone(http, widgets):
+    # as 1.28 does (measured on v1.28.4): an enum error does not stop the CEL rules, and no "<nil>: ... rules
+    # were not checked" line follows it
+    causes = await invalid(http, widget(mode='Turbo'))
+    assert causes == ['spec.mode: Unsupported value: "Turbo": supported values: "Fast", "Slow", "Frozen"']
+    causes = await invalid(http, widget('w2', replicas=1, minReplicas=5, mode='Turbo'))
     assert causes == ['spec.mode: Unsupported value: "Turbo": supported values: "Fast", "Slow", "Frozen"',
-                      '<nil>: Invalid value: null: some validation rules were not checked because the object was '
+                      'spec.minReplicas: Invalid value: "object": minReplicas must not exceed replicas']
+
+
+async def test_size_and_type_errors_skip_cel_and_say_so(http, widgets):
+    causes = await invalid(http, widget(tags=['a', 'b', 'c'], minReplicas=5))
+    assert causes == ['spec.tags: Too many: 3: must have at most 2 items',
+                      '<nil>: Invalid value: "null": some validation rules were not checked because the object was '
                       'invalid; correct the existing errors to complete validation']
 
 
@@ -148,13 +158,21 @@ async def test_several_errors_are_listed_in_brackets(http, widgets):
 # CEL -----------------------------------------------------------------------------------------------
 
 async def test_cel_rule_failure_names_the_field_and_message(http, widgets):
+    # the bad value is the type of the rule's schema node: "object" for a rule on spec (with fieldPath)
     causes = await invalid(http, widget(replicas=1, minReplicas=2))
-    assert causes == ['spec.minReplicas: Invalid value: minReplicas must not exceed replicas']
+    assert causes == ['spec.minReplicas: Invalid value: "object": minReplicas must not exceed replicas']
+
+
+async def test_cel_rule_on_a_string_reports_the_string_type(http, widgets):
+    code, status, _ = await create(http, widget(owner='root'))
+    assert code == 422
+    assert status['message'] == ('Widget.example.com "w1" is invalid: spec.owner: Invalid value: "string": '
+                                 'must not be root')
 
 
 async def test_cel_rule_without_message_quotes_the_rule(http, widgets):
     causes = await invalid(http, widget(replicas=2, mode='Frozen'))
-    assert causes == ['spec: Invalid value: failed rule: !has(self.mode) || self.mode != "Frozen" || '
+    assert causes == ['spec: Invalid value: "object": failed rule: !has(self.mode) || self.mode != "Frozen" || '
                       'self.replicas == 0']
 
 

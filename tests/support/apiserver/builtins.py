@@ -302,6 +302,44 @@ STRATEGIES: dict[tuple[str, str], Strategy] = {
 }
 
 
+# Feature gates: what each defaults to in the release the emulator follows (1.29+), and the pod specs they touch.
+FEATURE_GATES = {'SidecarContainers': True}  # off by default in 1.28, on from 1.29
+_POD_SPEC_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
+    ('', 'pods'): ('spec',),
+    ('', 'podtemplates'): ('template', 'spec'),
+    ('batch', 'jobs'): ('spec', 'template', 'spec'),
+    ('batch', 'cronjobs'): ('spec', 'jobTemplate', 'spec', 'template', 'spec'),
+    **{('apps', plural): ('spec', 'template', 'spec')
+       for plural in ('deployments', 'statefulsets', 'replicasets', 'daemonsets')},
+}
+
+
+def pod_spec(rt: ResourceType, obj: Any) -> dict[str, Any] | None:
+    """The pod spec inside an object of a kind that has one (a Pod's own, a workload's template's)."""
+    path = _POD_SPEC_PATHS.get(rt.key)
+    for part in path or ():
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj if path and isinstance(obj, dict) else None
+
+
+def _init_restart_policy_used(spec: dict[str, Any] | None) -> bool:
+    return any(isinstance(c, dict) and 'restartPolicy' in c for c in (spec or {}).get('initContainers') or [])
+
+
+def drop_disabled_fields(rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None,
+                         gates: Mapping[str, bool]) -> None:
+    """podutil.DropDisabledPodFields: a field of a disabled feature is dropped silently, unless the old object
+    already used it. Without SidecarContainers (1.28's default) that is an init container's restartPolicy."""
+    spec = pod_spec(rt, obj)
+    if spec is None or gates.get('SidecarContainers', True):
+        return
+    if old is not None and _init_restart_policy_used(pod_spec(rt, old)):
+        return
+    for container in spec.get('initContainers') or []:
+        if isinstance(container, dict):
+            container.pop('restartPolicy', None)
+
+
 def strategy_for(rt: ResourceType) -> Strategy:
     if rt.custom:
         return CUSTOM_RESOURCE

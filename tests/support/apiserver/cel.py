@@ -4,7 +4,8 @@ CEL `x-kubernetes-validations` of CRD schemas, evaluated with cel-python (celpy)
 Follows apiextensions-apiserver: each rule runs with `self` bound to the value at its schema node;
 transition rules (those naming `oldSelf`) run only on updates where an old value correlates
 (object properties, map keys, and list-type=map/set items); a false rule yields a field error at
-the node (plus `fieldPath`) with `message` or "failed rule: <rule>", typed by `reason`. Values are
+the node (plus `fieldPath`) with `message` or "failed rule: <rule>", typed by `reason`, whose bad
+value is the node's type: `spec: Invalid value: "object": <message>`. Values are
 typed from the schema as Kubernetes does: number -> double, date-time -> timestamp,
 duration -> duration, byte -> bytes. Kubernetes' string and list extension functions are added.
 """
@@ -78,6 +79,16 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 def compile_rule(rule: str) -> celpy.Runner:
     """Compile a rule once; raises CELParseError when the rule does not parse."""
     return _ENV.program(_ENV.compile(rule), functions=_FUNCTIONS)
+
+
+def has_rules(schema: Schema | None) -> bool:
+    """Whether any node of a schema carries x-kubernetes-validations (the server then has a CEL validator)."""
+    if not isinstance(schema, dict):
+        return False
+    if schema.get('x-kubernetes-validations'):
+        return True
+    subs = [*(schema.get('properties') or {}).values(), schema.get('items'), schema.get('additionalProperties')]
+    return any(has_rules(sub) for sub in subs if isinstance(sub, dict))
 
 
 def compile_error(rule: str) -> str | None:
@@ -156,7 +167,8 @@ def _check_rules(value: Any, old: Any, has_old: bool, schema: Schema, path: str)
             continue
         if isinstance(result, celtypes.BoolType) and result:
             continue
-        shown = errors.OMIT if schema.get('type') in ('object', 'array') else value
+        # The bad value a rule reports is the type of its schema node ("object", "string"…), not the value.
+        shown = schema.get('type', '')
         field = _rule_path(path, rule.get('fieldPath'))
         reason = rule.get('reason', 'FieldValueInvalid')
         if reason == 'FieldValueForbidden':

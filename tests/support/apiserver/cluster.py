@@ -11,11 +11,12 @@ import datetime
 import json
 import random
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from . import builtins, cel, crds, errors, patching, schema, selectors
+from . import builtin_schemas, builtins, cel, crds, errors, patching, schema, selectors
 from .errors import FieldError
 from .resources import ResourceType, jsonpath, set_path
 from .store import Store
@@ -47,7 +48,11 @@ def _without(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 class Cluster:
-    def __init__(self, *, history: int = 100_000) -> None:
+    def __init__(self, *, history: int = 100_000, feature_gates: Mapping[str, bool] | None = None) -> None:
+        unknown = set(feature_gates or {}) - set(builtins.FEATURE_GATES)
+        if unknown:
+            raise ValueError(f'unrecognized feature gates: {", ".join(sorted(unknown))}')
+        self.feature_gates = {**builtins.FEATURE_GATES, **(feature_gates or {})}
         self.registry = crds.Registry()
         self.store = Store(history=history)
         for name in SYSTEM_NAMESPACES:
@@ -132,7 +137,10 @@ class Cluster:
 
     def _prune(self, rt: ResourceType, obj: dict[str, Any], validation: str, warnings: list[str]) -> list[str]:
         """Drop unknown fields; under Warn say so, under Strict return them for the caller to reject."""
-        dropped = schema.prune(obj, rt.schema) if rt.custom else []
+        if rt.custom:
+            dropped = schema.prune(obj, rt.schema)
+        else:  # typed decoding: what the kind's Go struct has no field for
+            dropped = builtin_schemas.prune(rt.group, rt.version, rt.kind, obj)
         if validation == 'Warn':
             warnings += [f'unknown field "{path}"' for path in dropped]
         return dropped if validation == 'Strict' else []
@@ -159,9 +167,10 @@ class Cluster:
                                              + ', '.join(json.dumps(f) for f in added) + '}'))
         if rt.custom:
             found = schema.validate(_without(obj, 'metadata'), rt.schema, '') + self._scale_errors(rt, obj)
-            blocking = {'FieldValueNotSupported', 'FieldValueRequired', 'FieldValueTooLong', 'FieldValueTooMany',
-                        'FieldValueTypeInvalid'}
-            if any(e.type in blocking for e in found):
+            # hasBlockingErr as 1.28 has it (kubernetes#108859): an enum error (NotSupported) does not block the CEL
+            # rules. A later release added NotSupported to the list; which one is not pinned here.
+            blocking = {'FieldValueRequired', 'FieldValueTooLong', 'FieldValueTooMany', 'FieldValueTypeInvalid'}
+            if any(e.type in blocking for e in found) and cel.has_rules(rt.schema):
                 found.append(errors.invalid('<nil>', None, 'some validation rules were not checked because the '
                                             'object was invalid; correct the existing errors to complete validation'))
             else:
@@ -232,6 +241,7 @@ class Cluster:
             meta.pop('generation', None)
         if rt.custom and rt.status:
             obj.pop('status', None)  # create cannot set status when /status exists
+        builtins.drop_disabled_fields(rt, obj, None, self.feature_gates)
         self._default(rt, obj)
         strategy = builtins.strategy_for(rt)
         if strategy.on_create is not None and meta.get('name'):
@@ -303,6 +313,8 @@ class Cluster:
                 meta.pop(field, None)
         meta['resourceVersion'] = stored['resourceVersion']
         meta.pop('managedFields', None)
+        if subresource is None:
+            builtins.drop_disabled_fields(rt, new, current, self.feature_gates)
         self._default(rt, new)
         if rt.generation and subresource != 'status' and self._generation_changed(strategy, current, new):
             meta['generation'] = stored.get('generation', 1) + 1
@@ -392,8 +404,11 @@ class Cluster:
         new = self.decode(rt, patched)
         dropped = self._prune(rt, new, validation, warnings)
         if dropped:
-            raise errors.invalid_object('', '', '', [errors.invalid('patch', json.dumps(patched, separators=(',', ':')),
-                                                                    self._strict_text(dropped))])
+            # The bad value is what the handler decoded: the patched JSON, or for a strategic merge patch the
+            # patch itself as Go prints a map (%+v).
+            shown = (errors.go_map(body) if content_type == STRATEGIC_PATCH
+                     else json.dumps(patched, separators=(',', ':')))
+            raise errors.invalid_object('', '', '', [errors.invalid('patch', shown, self._strict_text(dropped))])
         return self.commit(rt, current, new, subresource=subresource, dry_run=dry_run)
 
     @staticmethod

@@ -48,9 +48,9 @@ def go_float(value: float) -> str:
 
 
 def go_value(value: Any) -> str:
-    """How field.Error prints a bad value: strings quoted, numbers bare, null as null."""
+    """How field.Error prints a bad value: strings quoted, numbers bare, nil as "null"."""
     if value is None:
-        return 'null'
+        return '"null"'  # Go prints a nil bad value as the string "null", quoted
     if isinstance(value, bool):
         return 'true' if value else 'false'
     if isinstance(value, int):
@@ -61,6 +61,19 @@ def go_value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     # Go prints composite values with %#v; JSON is close enough and readable.
     return json.dumps(value, separators=(',', ':'), sort_keys=True)
+
+
+def go_map(value: Any) -> str:
+    """Go's %+v of a decoded JSON value: `map[spec:map[replicas:2 tags:[a b]]]` (map keys sorted)."""
+    if isinstance(value, dict):
+        return 'map[' + ' '.join(f'{k}:{go_map(value[k])}' for k in sorted(value)) + ']'
+    if isinstance(value, list):
+        return '[' + ' '.join(go_map(v) for v in value) + ']'
+    if value is None:
+        return '<nil>'
+    if isinstance(value, str):
+        return value
+    return go_value(value)
 
 
 @dataclasses.dataclass(frozen=True)

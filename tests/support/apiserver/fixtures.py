@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from .server import ADMIN_TOKEN, ApiServer
-from .testing import Kubectl, KubectlResult, kubectl_binary
+from .testing import KUBECTLS, Kubectl, KubectlResult, kubectl_binary
 
 
 @pytest_asyncio.fixture
@@ -54,10 +54,13 @@ def k8s(kubeconfig: str) -> Iterator[kubernetes.client.ApiClient]:
         yield client
 
 
-@pytest.fixture
-def kubectl(kubeconfig: str, tmp_path: pathlib.Path) -> Kubectl:
-    """`await kubectl('get', 'pods', input=None)`: real kubectl against the emulator, without blocking its loop."""
-    binary = kubectl_binary()
+@pytest.fixture(params=KUBECTLS)
+def kubectl(request: pytest.FixtureRequest, kubeconfig: str, tmp_path: pathlib.Path) -> Kubectl:
+    """`await kubectl('get', 'pods', input=None)`: real kubectl against the emulator, without blocking its loop.
+
+    Every test that uses it runs twice: with the newest kubectl and with the oldest supported minor's (1.28).
+    """
+    binary = kubectl_binary(request.param)
     env = {**os.environ, 'KUBECONFIG': kubeconfig, 'KUBECACHEDIR': str(tmp_path / 'kubecache')}
 
     async def run(*args: str, input: str | None = None, kubeconfig_path: str | None = None) -> KubectlResult:

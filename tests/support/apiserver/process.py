@@ -16,9 +16,11 @@ class ApiServerProcess:
     """`with ApiServerProcess(kubeconfig) as server:` starts it, waits until it serves, and stops it."""
 
     def __init__(self, kubeconfig: str | os.PathLike[str], *, port: int = 0, tls: bool = False,
-                 rbac: bool = False, apply: tuple[str, ...] = ()) -> None:
+                 rbac: bool = False, apply: tuple[str, ...] = (), feature_gates: dict[str, bool] | None = None) -> None:
         self.kubeconfig = str(kubeconfig)
         flags = [flag for flag, on in (('--tls', tls), ('--rbac', rbac)) if on]
+        if feature_gates:
+            flags += ['--feature-gates', ','.join(f'{k}={str(v).lower()}' for k, v in feature_gates.items())]
         self.args = [sys.executable, '-m', 'tests.support.apiserver', '--port', str(port),
                      '--kubeconfig-out', self.kubeconfig, *flags,
                      *(a for path in apply for a in ('--apply', str(path)))]

@@ -24,7 +24,8 @@ _WIDGET_SCHEMA: dict[str, Any] = {
                 'mode': {'type': 'string', 'enum': ['Fast', 'Slow', 'Frozen']},
                 'owner': {'type': 'string', 'pattern': '^[a-z]+$', 'minLength': 2, 'maxLength': 8,
                           'x-kubernetes-validations': [{'rule': 'self == oldSelf', 'message': 'owner is immutable',
-                                                        'reason': 'FieldValueForbidden'}]},
+                                                        'reason': 'FieldValueForbidden'},
+                                                       {'rule': "self != 'root'", 'message': 'must not be root'}]},
                 'tags': {'type': 'array', 'maxItems': 2, 'items': {'type': 'string'}},
                 'started': {'type': 'string', 'format': 'date-time'},
                 'stop': {

