@@ -77,10 +77,11 @@ class Environment:
 
     def __init__(self, workdir: Path, jobs: list[str], extra_targets: tuple[tuple[str, dict[str, str]], ...] = (),
                  prometheus_url: Optional[Callable[[str], str]] = None, interval: str = "1s", tls: bool = False,
-                 kueue: bool = False) -> None:
+                 kueue: bool = False, feature_gates: Optional[dict[str, bool]] = None) -> None:
         self.workdir = workdir
         self.tls = tls  # HTTPS, for kubectl: it sends credentials only over TLS
         self.with_kueue = kueue  # run the Kueue stand-in (tests.support.kueue) next to the kubelet
+        self.feature_gates = feature_gates or {}  # the emulated API server's, e.g. {"SidecarContainers": False} (1.28)
         self.killed: set[int] = set()  # pids of operators a test killed on purpose
         self.slots = [PodSlot(j, f"{label_value(j)}-0-x7k2p", free_port(), free_port()) for j in jobs]
         self.extra_targets = extra_targets
@@ -91,7 +92,7 @@ class Environment:
         self.api: ApiServer
 
     async def __aenter__(self) -> Environment:
-        self.api = await self.stack.enter_async_context(ApiServer(rbac=True, tls=self.tls))
+        self.api = await self.stack.enter_async_context(ApiServer(rbac=True, tls=self.tls, feature_gates=self.feature_gates))
         self.api.apply((REPO / "crds" / "trainingjob.yaml").read_text())
         self.api.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_SA[0]}})
         self.api.grant(f"system:serviceaccount:{OPERATOR_SA[0]}:{OPERATOR_SA[1]}", rbac.RULES)

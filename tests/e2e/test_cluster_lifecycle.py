@@ -128,3 +128,39 @@ async def test_a_kueue_queued_job_is_stopped_through_its_workload_and_resumed_th
 
 def _true(obj: dict, type_: str) -> bool:
     return any(c["type"] == type_ and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions") or [])
+
+
+async def test_without_native_sidecars_the_job_fails_loudly_instead_of_hanging_in_init(tmp_path: Path) -> None:
+    """A v1.28 server without the SidecarContainers gate drops the sidecar's restartPolicy and
+    answers 201; its pods would hang in Init:0/1 for ever."""
+    async with Environment(tmp_path, ["tj-old-cluster"], feature_gates={"SidecarContainers": False}) as env:
+        env.start_operator()
+        env.create(training_job("tj-old-cluster", {"maxDuration": "1h"}, trainer("--epochs", "5")))
+        failed = await env.wait_phase("tj-old-cluster", "Failed")
+        assert failed["reason"] == "SidecarUnsupported" and "SidecarContainers" in failed["message"]
+        assert env.child_job("tj-old-cluster")["spec"]["suspend"] is True  # nothing holds GPUs in Init
+        assert "tj-old-cluster" not in env.kubelet.pods  # the pod hung in Init: no trainer ever ran
+        await env.wait_events("tj-old-cluster", ["Failed"])
+        [event] = env.events("tj-old-cluster")
+        assert event["type"] == "Warning" and "1.29" in event["message"]
+
+
+async def test_a_template_field_the_server_does_not_know_is_reported_not_dropped(tmp_path: Path) -> None:
+    """The CRD's schema is Kubernetes 1.35's, the server may be older: the operator creates the
+    Job with strict field validation, and a field the server would drop is a SpecValid=False."""
+    async with Environment(tmp_path, ["tj-new-field"]) as env:
+        env.start_operator()
+        job = training_job("tj-new-field", {"maxDuration": "1h"}, trainer("--epochs", "5"))
+        job["spec"]["template"]["spec"]["containers"][0]["lifecycle"] = {"preStop": {"sleep": {"seconds": 5}}}  # 1.29+
+        env.create(job)
+
+        def spec_valid() -> dict:
+            return next((c for c in env.status("tj-new-field").get("conditions") or [] if c["type"] == "SpecValid"), {})
+
+        condition = await env.wait("SpecValid=False", lambda: spec_valid().get("status") == "False" and spec_valid())
+        assert condition["reason"] == "InvalidSpec"
+        assert 'unknown field "spec.template.spec.containers[0].lifecycle.preStop.sleep"' in condition["message"]
+        assert not env.child_job("tj-new-field") and env.status("tj-new-field").get("phase", "Pending") == "Pending"
+        creates = len(env.api.calls("create", "jobs"))
+        await asyncio.sleep(3)  # the same spec is not sent again each cycle
+        assert len(env.api.calls("create", "jobs")) == creates == 1

@@ -190,8 +190,6 @@ async def test_kmock_reactions_answer_before_the_emulation(apiserver, http):
 
 async def test_the_projects_crd_installs_and_explains(apiserver, kubectl):
     crd_file = REPO / 'crds' / 'trainingjob.yaml'
-    if not crd_file.exists():
-        pytest.skip('the project CRD is not generated yet')
     applied = await kubectl('apply', '-f', str(crd_file))
     assert applied.returncode == 0, applied.stderr
     explained = await kubectl('explain', 'trainingjob.spec')
@@ -201,8 +199,6 @@ async def test_the_projects_crd_installs_and_explains(apiserver, kubectl):
 async def test_the_projects_cel_errors_read_as_on_a_real_1_28_server(apiserver, kubectl):
     """The wording issue 14 saw on a real v1.28.4 server, for a rule on an object and one on a string."""
     crd_file, example = REPO / 'crds' / 'trainingjob.yaml', REPO / 'examples' / 'plateau-patience.yaml'
-    if not crd_file.exists():
-        pytest.skip('the project CRD is not generated yet')
     assert (await kubectl('apply', '-f', str(crd_file))).returncode == 0
     no_workload = yaml.safe_load(example.read_text())
     del no_workload['spec']['template']
@@ -280,3 +276,17 @@ def test_the_emulator_runs_as_a_process(tmp_path: pathlib.Path) -> None:
         with kubernetes.client.ApiClient(configuration) as client:
             namespaces = kubernetes.client.CoreV1Api(client).list_namespace()
         assert 'default' in {n.metadata.name for n in namespaces.items}
+
+
+async def test_a_typo_in_the_projects_pod_template_is_rejected_at_apply(apiserver, kubectl):
+    """kubectl applies with strict field validation: the CRD's embedded PodTemplateSpec schema
+    makes a typo an error, where a free-form template let the server drop it silently."""
+    crd_file, example = REPO / 'crds' / 'trainingjob.yaml', REPO / 'examples' / 'plateau-patience.yaml'
+    assert (await kubectl('apply', '-f', str(crd_file))).returncode == 0
+    typo = yaml.safe_load(example.read_text())
+    container = typo['spec']['template']['spec']['containers'][0]
+    container['comand'] = container.pop('command')
+    applied = await kubectl('apply', '-f', '-', input=yaml.safe_dump(typo))
+    assert applied.returncode != 0
+    assert 'unknown field "spec.template.spec.containers[0].comand"' in applied.stderr
+    assert (await kubectl('apply', '-f', str(example))).returncode == 0  # the example as written is fine

@@ -11,6 +11,9 @@ what the real ones do for the parts Plateau depends on, with real processes:
   startTime, succeeded/failed with Complete/Failed conditions, and active 0 once suspended;
 - a Job named in `unschedulable` gets its pod but the pod stays Pending with the scheduler's
   PodScheduled=False/Unschedulable condition, until the name is removed (a node frees up);
+- containers start by `restartPolicy`: an init container without `restartPolicy: Always` must
+  finish before the others start, so a sidecar that lost it (a v1.28 server without the
+  SidecarContainers gate) leaves the pod in Init for good, and no trainer runs;
 - a suspended Job that is resumed gets a new pod (same name and ports, fresh emptyDirs), and
   a Job that disappears (deleted, or garbage-collected with its owner) has its pod deleted
   and its processes terminated, as the garbage collector and the kubelet would;
@@ -221,6 +224,14 @@ class Kubelet(ControllerLoop):
             await self._pod_status(slot, {"phase": "Pending", "conditions": [{
                 "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "lastTransitionTime": _now(),
                 "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}]})
+            return
+        blocking = [c["name"] for c in template["spec"].get("initContainers") or [] if c.get("restartPolicy") != "Always"]
+        if blocking:  # a plain init container runs to completion first: a never-ending sidecar hangs the pod in Init
+            self.pending.add(name)
+            self.unschedulable.add(name)  # it never leaves Init by itself
+            await self._pod_status(slot, {"phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "True"}, {"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized"}],
+                "initContainerStatuses": [{"name": n, "ready": False, "state": {"running": {"startedAt": _now()}}} for n in blocking]})
             return
         await self._run(job, slot)
 

