@@ -15,6 +15,7 @@ import pytest
 from plateau.api import StopSpec
 from plateau.history import metric_spec_for
 from plateau.replay import Row, RunHistory, RunResult, replay_run
+from plateau.workloads import SHARED_VOLUME
 from plateau_sidecar.protocol import SPEC_ANNOTATION
 from tests.e2e.harness import NAMESPACE, Environment, training_job, trainer
 
@@ -24,8 +25,7 @@ PRESETS = ("balanced", "conservative", "aggressive")
 
 
 def reports(env: Environment, job: str) -> list[dict[str, float]]:
-    slot = next(s for s in env.slots if s.job == job)
-    path = env.workdir / "pods" / slot.pod / "plateau" / "metrics.jsonl"
+    path = env.kubelet.volume(job, SHARED_VOLUME) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -108,7 +108,7 @@ async def test_a_push_trainer_reaches_its_sidecar_at_the_url_the_operator_gave(t
         env.create(training_job("tj-push", stop, trainer("--lr", "0.3", "--epochs", "300", "--sleep", "0.05"),
                                 metrics={"source": "push", "names": ["val_loss", "accuracy"], "scrapeInterval": "1s"}))
         status = await env.wait_phase("tj-push", "Stopped", timeout=120)
-        journal = env.workdir / "pods" / env.slots[0].pod / "plateau" / "push-journal.jsonl"
+        journal = env.kubelet.volume("tj-push", SHARED_VOLUME) / "push-journal.jsonl"
         sent = [json.loads(line) for line in journal.read_text().splitlines()]  # what the sidecar accepted
         expected = replayed(stop, sent)
         assert expected.stopped and status["reason"] == expected.reason == "Plateau"

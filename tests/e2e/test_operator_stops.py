@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from plateau.workloads import SHARED_VOLUME
 from tests.e2e.harness import Environment, existing_job, training_job, trainer
 from tests.support.dcgm import DcgmExporter
 
@@ -31,7 +32,7 @@ async def test_plateau_stops_the_job_with_the_handshake_and_tells_the_story(tmp_
         assert metric["name"] == "val_loss" and metric["best"] <= metric["last"] + 1e-12
         assert status["evaluations"] >= 4 and status["stopTime"] and status["startTime"]
         assert env.kubelet.finished["tj-plateau"] == 0
-        assert (tmp_path / "pods" / env.slots[0].pod / "plateau").exists()
+        assert (env.kubelet.volume("tj-plateau", SHARED_VOLUME) / "metrics.jsonl").exists()  # the trainer wrote where its sidecar reads
         await env.wait_events("tj-plateau", ["Running", "StopRequested", "Stopped"])
         conditions = {c["type"]: c for c in status["conditions"]}
         assert conditions["MetricsAvailable"]["status"] == "True"

@@ -4,8 +4,13 @@ The emulator runs no controllers, so nothing would ever run a Job's pods. `Kubel
 what the real ones do for the parts Plateau depends on, with real processes:
 
 - for each unsuspended, unfinished batch/v1 Job it creates a Pod object and starts the
-  pod's trainer (containers[0]) and Plateau's sidecar (the native sidecar initContainer)
-  as local processes, with /plateau and /etc/plateau mapped into a temp dir;
+  pod's trainer (containers[0]) and its native sidecar (the initContainer with
+  `restartPolicy: Always`) as local processes;
+- each emptyDir and downwardAPI volume of the pod is a directory of its own; a container sees
+  only its own volumeMounts: a path in its env is rewritten to the local directory only where
+  it lies inside one of them (so a mount in the wrong place leaves the path unresolved, as in
+  a real pod), and env is otherwise as given (the stand-in rewrites only the ports, since pods
+  share this host's network);
 - it keeps Job status as the Job controller would: `active` counts the pod from its creation,
   pending included, `ready` once its containers run (as on a real v1.28 server: DESIGN.md),
   startTime, succeeded/failed with Complete/Failed conditions, and active 0 once suspended;
@@ -19,8 +24,8 @@ what the real ones do for the parts Plateau depends on, with real processes:
   and its processes terminated, as the garbage collector and the kubelet would;
 - the trainer runs in the pod's own directory, so relative paths it writes (checkpoints)
   stay out of the test's working directory;
-- like the kubelet's downward-API volume, it copies the pod's `plateau.dev/stop`
-  annotation into the stop file the trainer reads.
+- like the kubelet, it renders each downwardAPI volume's annotation items from the pod's
+  current annotations into that volume (a Job without the volume gets no file).
 
 Pod names and sidecar ports are fixed up front (`PodSlot`) because Prometheus 2.42 needs its
 scrape targets configured before it starts.
@@ -62,7 +67,7 @@ class RunningPod:
     slot: PodSlot
     trainer: subprocess.Popen[bytes]
     sidecar: subprocess.Popen[bytes]
-    stop_file: Path
+    volumes: dict[str, Path]  # the pod's volumes by name, each a directory of its own
     log: Path
     started: float
     terminated: bool = False
@@ -70,18 +75,40 @@ class RunningPod:
     signals: list[str] = field(default_factory=list)
 
 
-def _remap(value: str, root: Path) -> str:
-    for prefix, local in ((protocol.DEFAULT_STOP_DIR, root / "etc-plateau"), (protocol.DEFAULT_SHARED_DIR, root / "plateau")):
-        if value == prefix or value.startswith(prefix + "/"):
-            return str(local) + value[len(prefix):]
+def volume_dirs(pod_spec: dict[str, Any], root: Path) -> dict[str, Path]:
+    """A fresh directory for each emptyDir and downwardAPI volume of the pod (other kinds are
+    not Plateau's and not mounted here)."""
+    dirs = {}
+    for volume in pod_spec.get("volumes") or []:
+        if "emptyDir" in volume or "downwardAPI" in volume:
+            path = root / "volumes" / volume["name"]
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+            dirs[volume["name"]] = path
+    return dirs
+
+
+def mounts(container: dict[str, Any], volumes: dict[str, Path]) -> list[tuple[str, Path]]:
+    """(mountPath, local directory) of the container's mounts, the longest path first."""
+    found = [(m["mountPath"].rstrip("/"), volumes[m["name"]]) for m in container.get("volumeMounts") or []
+             if m.get("name") in volumes]
+    return sorted(found, key=lambda mount: -len(mount[0]))
+
+
+def _remap(value: str, container_mounts: list[tuple[str, Path]]) -> str:
+    """A path inside one of the container's own mounts, as this host sees it; anything else as is."""
+    for path, local in container_mounts:
+        if value == path or value.startswith(path + "/"):
+            return str(local) + value[len(path):]
     return value
 
 
-def _env(container: dict[str, Any], root: Path, namespace: str, extra: dict[str, str]) -> dict[str, str]:
+def _env(container: dict[str, Any], container_mounts: list[tuple[str, Path]], namespace: str,
+         extra: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     for item in container.get("env") or []:
         if "value" in item:
-            env[item["name"]] = _remap(str(item["value"]), root)
+            env[item["name"]] = _remap(str(item["value"]), container_mounts)
         elif (item.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
             env[item["name"]] = namespace
     return {**env, **extra}  # the stand-in's own settings (local ports) win
@@ -90,16 +117,18 @@ def _env(container: dict[str, Any], root: Path, namespace: str, extra: dict[str,
 _ANNOTATION_REF = re.compile(r"metadata\.annotations\['([^']+)'\]")
 
 
-def write_downward_api(pod: dict[str, Any], directory: Path) -> None:
-    """Write the pod's downwardAPI annotation items, as the kubelet does, into `directory`
-    (the stand-in mounts the downward-API volume at /etc/plateau only)."""
+def write_downward_api(pod: dict[str, Any], volumes: dict[str, Path]) -> None:
+    """Write each downwardAPI volume's annotation items into that volume's directory, as the
+    kubelet does (an unset annotation gives an empty file)."""
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     for volume in (pod.get("spec") or {}).get("volumes") or []:
+        if volume.get("name") not in volumes:
+            continue
         for item in (volume.get("downwardAPI") or {}).get("items") or []:
             ref = _ANNOTATION_REF.fullmatch((item.get("fieldRef") or {}).get("fieldPath", ""))
             if ref is None:
                 continue
-            target = directory / item["path"]
+            target = volumes[volume["name"]] / item["path"]
             value = annotations.get(ref.group(1), "")
             if not target.exists() or target.read_text() != value:
                 target.write_text(value)
@@ -131,6 +160,10 @@ class Kubelet(ControllerLoop):
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+
+    def volume(self, job: str, name: str) -> Path:
+        """The directory of the running pod's volume `name`."""
+        return self.pods[job].volumes[name]
 
     def sidecar_log(self, job: str) -> str:
         pod = self.pods.get(job)
@@ -242,30 +275,26 @@ class Kubelet(ControllerLoop):
         """The kubelet starts the scheduled pod's containers; the pod turns Ready, and the Job
         controller counts it in `ready`."""
         root = self.workdir / slot.pod
-        for volume in ("plateau", "etc-plateau"):  # emptyDir and downward API: fresh for every pod
-            shutil.rmtree(root / volume, ignore_errors=True)
-            (root / volume).mkdir(parents=True)
-        stop_file = root / "etc-plateau" / "stop"
-        write_downward_api({"metadata": job["spec"]["template"].get("metadata") or {}, "spec": job["spec"]["template"]["spec"]},
-                           stop_file.parent)
         pod_spec = job["spec"]["template"]["spec"]
+        volumes = volume_dirs(pod_spec, root)  # fresh for every pod
+        write_downward_api({"metadata": job["spec"]["template"].get("metadata") or {}, "spec": pod_spec}, volumes)
         trainer_c = pod_spec["containers"][0]
-        sidecar_c = next(c for c in pod_spec.get("initContainers") or [] if c["name"] == "plateau-sidecar")
+        [sidecar_c] = [c for c in pod_spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
         log = root / "trainer.log"
         # Pods share this host's network here: give each sidecar its own push port too.
         push = next((e["value"] for e in sidecar_c.get("env") or [] if e["name"] == protocol.ENV_PUSH_ADDR), None)
         local = {protocol.ENV_METRICS_ADDR: f"127.0.0.1:{slot.port}", protocol.ENV_PUSH_ADDR: "off"}
         if push:
             local[protocol.ENV_PUSH_ADDR] = f"127.0.0.1:{slot.push_port}"
-        sidecar_env = _env(sidecar_c, root, self.namespace, local)
+        sidecar_env = _env(sidecar_c, mounts(sidecar_c, volumes), self.namespace, local)
         # The operator's push URL as it wrote it, with the slot's own port: only the port is the stand-in's.
         url = next((e["value"] for e in trainer_c.get("env") or [] if e["name"] == protocol.ENV_PUSH_URL), None)
         trainer_extra = {protocol.ENV_PUSH_URL: re.sub(r":\d+/", f":{slot.push_port}/", url, count=1)} if push and url else {}
         sidecar = subprocess.Popen(_command(sidecar_c), env=sidecar_env, stdout=open(log.with_suffix(".sidecar.log"), "wb"),
                                    stderr=subprocess.STDOUT)
-        trainer = subprocess.Popen(_command(trainer_c), env=_env(trainer_c, root, self.namespace, trainer_extra),
+        trainer = subprocess.Popen(_command(trainer_c), env=_env(trainer_c, mounts(trainer_c, volumes), self.namespace, trainer_extra),
                                    stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
-        self.pods[job["metadata"]["name"]] = RunningPod(slot, trainer, sidecar, stop_file, log, asyncio.get_running_loop().time())
+        self.pods[job["metadata"]["name"]] = RunningPod(slot, trainer, sidecar, volumes, log, asyncio.get_running_loop().time())
         await self._pod_status(slot, {"phase": "Running", "conditions": [
             {"type": "PodScheduled", "status": "True"}, {"type": "Initialized", "status": "True"},
             {"type": "Ready", "status": "True", "lastTransitionTime": _now()}]})
@@ -275,7 +304,7 @@ class Kubelet(ControllerLoop):
         """The kubelet's downward-API refresh: every item of the pod's downwardAPI volumes that
         names an annotation is rewritten with the annotation's current value (empty if unset)."""
         body = await self._get(f"/api/v1/namespaces/{self.namespace}/pods/{pod.slot.pod}")
-        write_downward_api(body or {}, pod.stop_file.parent)
+        write_downward_api(body or {}, pod.volumes)
 
     async def _terminate(self, pod: RunningPod, job: dict[str, Any]) -> None:
         """Suspension deletes the pods: SIGTERM, then SIGKILL after a short grace."""

@@ -8,6 +8,8 @@ import posixpath
 import urllib.parse
 from typing import Any
 
+import pytest
+
 from plateau import api
 from plateau.config import SidecarSettings
 from plateau.history import metric_spec_for
@@ -81,3 +83,29 @@ def test_a_kueue_queue_label_passes_to_the_job_which_starts_suspended_for_kueue_
     assert "team" not in labels and job["spec"]["suspend"] is True
     plain, _ = job_for({"names": ["val_loss"]})
     assert plain["spec"]["suspend"] is False and "kueue.x-k8s.io/queue-name" not in plain["metadata"]["labels"]
+
+
+def test_the_trainer_reads_the_stop_annotation_where_its_env_says() -> None:
+    job, _ = job_for({"names": ["val_loss"]})
+    pod = job["spec"]["template"]["spec"]
+    trainer = pod["containers"][0]
+    source = file_source(trainer, pod, env_of(trainer)[p.ENV_STOP_FILE])
+    assert source["item"]["fieldRef"]["fieldPath"] == f"metadata.annotations['{p.STOP_ANNOTATION}']"
+
+
+def test_the_sidecar_is_a_native_sidecar() -> None:
+    """restartPolicy Always: it starts before the trainer and does not keep the Job from completing."""
+    job, _ = job_for({"names": ["val_loss"]})
+    assert sidecar_of(job)["restartPolicy"] == "Always"
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+@pytest.mark.parametrize("replicas, suspend, mode", [(0, True, None), (1, False, None), (3, False, "Indexed")])
+def test_replicas_give_the_jobs_size_and_zero_a_suspended_job(replicas: int, suspend: bool, mode: str | None) -> None:
+    tj = {"apiVersion": "plateau.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "tj", "namespace": "ns", "uid": "u"},
+          "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "trainer", "image": "t"}]}},
+                   "stop": STOP}}
+    job = build_job(tj, api.TrainingJob.model_validate(tj).spec, SidecarSettings())
+    assert job["spec"]["suspend"] is suspend and job["spec"]["parallelism"] == replicas
+    assert job["spec"]["completions"] == max(replicas, 1) and job["spec"].get("completionMode") == mode
+    assert job["metadata"]["ownerReferences"][0]["controller"] is True
