@@ -180,7 +180,7 @@ async def test_conflicts_and_server_errors_on_each_write_of_a_stop_neither_lose_
     async with Environment(tmp_path, ["tj-faults"]) as env:
         api = env.api
         # The stop request (the pod annotation) fails for good: more 500s than one call retries.
-        annotate = api.inject(r"/pods/", "patch", 500, times=None)
+        annotate = api.inject(r"/pods/[^/]+$", "patch", 500, times=None)  # the annotation, not the kubelet's /status
         # The suspend: 3 conflicts and 4 unavailable, 7 failures: one call's 5 attempts and 2 more.
         suspend_409 = api.inject(rf"{JOB_PATH}/tj-faults$", "patch", 409, times=3)
         suspend_503 = api.inject(rf"{JOB_PATH}/tj-faults$", "patch", 503, times=4)
@@ -194,7 +194,7 @@ async def test_conflicts_and_server_errors_on_each_write_of_a_stop_neither_lose_
         posting = api.inject(r"/events$", "create", 503, times=2)
         annotate.times = annotate.hits
         await env.wait("a failed Stopping write, and its retry a cycle later", lambda: record_stopping.hits >= 6, timeout=30)
-        assert [c.status for c in api.calls("patch", "pods")][-1] == 200  # the trainer was asked
+        assert [c.status for c in api.calls("patch", "pods") if not c.subresource][-1] == 200  # the trainer was asked
         assert env.status("tj-faults")["phase"] == "Running" and env.event_reasons("tj-faults") == ["Running"]
         flaky_status = api.inject(rf"{TJ_PATH}/tj-faults/status$", "patch", 500, times=2)
         record_stopping.times = record_stopping.hits
@@ -222,7 +222,7 @@ async def test_conflicts_and_server_errors_on_each_write_of_a_stop_neither_lose_
         # The kubelet reacts to the suspend on its own schedule, and SIGTERM takes a moment.
         await env.wait("suspending ended the trainer", lambda: pod.terminated and pod.trainer.poll() is not None, timeout=15)
         assert pod.signals[:1] in ([], ["SIGTERM"])  # SIGTERM if it still ran (it ignores the request)
-        annotations = [c for c in api.calls("patch", "pods") if c.status == 200]
+        annotations = [c for c in api.calls("patch", "pods") if c.status == 200 and not c.subresource]
         assert len(annotations) == 1, "the pod was asked once, not once per retry"
 
 
@@ -233,7 +233,7 @@ async def test_an_operator_killed_at_each_step_of_the_handshake_stops_the_job_ex
     async with Environment(tmp_path, ["tj-kill"]) as env:
         api = env.api
         operator = env.start_operator()
-        hang = api.inject(r"/pods/", "patch", 504, delay=30, times=1)
+        hang = api.inject(r"/pods/[^/]+$", "patch", 504, delay=30, times=1)  # the annotation, not the kubelet's /status
         env.create(training_job("tj-kill", {"maxDuration": "2s", "gracePeriod": "4s"}, trainer(*PLATEAUING, "--ignore-stop")))
 
         # Step 1: killed while asking the trainer to stop (the annotation hangs), nothing recorded yet.
@@ -265,7 +265,7 @@ async def test_an_operator_killed_at_each_step_of_the_handshake_stops_the_job_ex
         # The grace period ran from the recorded request, across the restart.
         assert _seconds(final["stopTime"]) - _seconds(final["stopRequestedTime"]) >= 4
         assert env.child_job("tj-kill")["spec"]["suspend"] is True
-        asked = [c for c in api.calls("patch", "pods") if c.status == 200]
+        asked = [c for c in api.calls("patch", "pods") if c.status == 200 and not c.subresource]
         assert len(asked) == 1 and asked[0].body["metadata"]["annotations"] == {"plateau.dev/stop": "DeadlineExceeded"}
         assert len([c for c in api.calls("create", "jobs")]) == 1
 
