@@ -34,6 +34,8 @@ class Settings:
     lease_namespace: str = "default"
     identity: str = ""
     concurrency: int = 32  # API calls in flight per cycle
+    api_timeout: float = 10.0  # seconds one Kubernetes API request may wait for its answer (then retried)
+    api_connect_timeout: float = 5.0  # seconds to connect to the API server
     dcgm: DcgmConfig = field(default_factory=DcgmConfig)
     sidecar: SidecarSettings = field(default_factory=SidecarSettings)
     prometheus_namespace_label: str = "namespace"  # label Prometheus puts on sidecar series
@@ -61,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--interval", type=_seconds, default=_env("PLATEAU_INTERVAL", "15s"), help="evaluation interval, e.g. 15s")
     add("--status-interval", type=_seconds, default=_env("PLATEAU_STATUS_INTERVAL", "30s"),
         help="write metric-only status changes at most this often per job")
+    add("--api-timeout", type=_seconds, default=_env("PLATEAU_API_TIMEOUT", "10s"),
+        help="how long one Kubernetes API request may wait for its answer before it is retried")
+    add("--api-connect-timeout", type=_seconds, default=_env("PLATEAU_API_CONNECT_TIMEOUT", "5s"),
+        help="how long connecting to the Kubernetes API may take")
     add("--namespaces", default=_env("PLATEAU_NAMESPACES", ""), help="comma-separated; empty watches all")
     add("--default-dry-run", action=argparse.BooleanOptionalAction,
         default=_env("PLATEAU_DEFAULT_DRY_RUN", "false").lower() == "true")
@@ -87,11 +93,15 @@ def parse_settings(argv: Optional[Sequence[str]] = None) -> Settings:
     interval = a.interval if isinstance(a.interval, float) else _seconds(a.interval)
     prometheus_timeout = a.prometheus_timeout if isinstance(a.prometheus_timeout, float) else _seconds(a.prometheus_timeout)
     status_interval = a.status_interval if isinstance(a.status_interval, float) else _seconds(a.status_interval)
+    api_timeout, api_connect_timeout = (
+        v if isinstance(v, float) else _seconds(v) for v in (a.api_timeout, a.api_connect_timeout))
     return Settings(
         prometheus_url=a.prometheus_url,
         prometheus_timeout=prometheus_timeout,
         interval=interval,
         status_interval=status_interval,
+        api_timeout=api_timeout,
+        api_connect_timeout=api_connect_timeout,
         namespaces=tuple(n.strip() for n in a.namespaces.split(",") if n.strip()),
         default_dry_run=a.default_dry_run,
         metrics_port=a.metrics_port,

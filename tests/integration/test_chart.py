@@ -231,6 +231,7 @@ def test_default_values_give_the_operators_defaults(monkeypatch: pytest.MonkeyPa
     defaults = Settings()
     assert settings.prometheus_url == defaults.prometheus_url
     assert (settings.interval, settings.status_interval) == (defaults.interval, defaults.status_interval)
+    assert (settings.api_timeout, settings.api_connect_timeout) == (defaults.api_timeout, defaults.api_connect_timeout)
     assert settings.namespaces == () and settings.default_dry_run is False
     assert settings.metrics_port == defaults.metrics_port
     assert settings.leader_election and settings.lease_name == "plateau" and settings.lease_namespace == NAMESPACE
@@ -241,11 +242,13 @@ def test_default_values_give_the_operators_defaults(monkeypatch: pytest.MonkeyPa
 
 def test_everything_reaches_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
     values = {**NAMESPACED, "evaluation": {"interval": "1m", "statusInterval": "2m"},
+              "kubernetesApi": {"timeout": "30s", "connectTimeout": "3s"},
               "sidecar": {"image": {"tag": "0.2.0"},
                           "resources": {"requests": {"cpu": "50m", "memory": "48Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}}
     settings = settings_from(operator_command(values).env, monkeypatch)
     assert settings.prometheus_url == EVERYTHING["prometheus"]["url"]
     assert (settings.interval, settings.status_interval) == (60.0, 120.0)
+    assert (settings.api_timeout, settings.api_connect_timeout) == (30.0, 3.0)
     assert settings.namespaces == ("team-a", "team-b") and settings.default_dry_run is True
     assert (settings.dcgm.pod_label, settings.dcgm.namespace_label) == ("exported_pod", "exported_namespace")
     assert settings.sidecar == SidecarSettings("ghcr.io/plateau-dev/plateau:0.2.0", "50m", "48Mi", "1", "1Gi")
@@ -419,8 +422,13 @@ def test_alerts_fire_when_they_should(tmp_path: Path) -> None:
         {"series": f'plateau_operator_trainingjob_metrics_missing{{job="plateau-metrics", {selector}}}', "values": "1x30"}],
         "alert_rule_test": [{"eval_time": "20m", "alertname": "PlateauMetricsMissing",
                              "exp_alerts": [expected_alert(rules["PlateauMetricsMissing"], job)]}]}
+    hung = {"verb": "patch trainingjobs/status", "code": "timeout"}
+    timeouts = {"interval": "1m", "input_series": [
+        {"series": f'plateau_operator_api_errors_total{{{operator}, verb="{hung["verb"]}", code="timeout"}}', "values": "0+4x30"}],
+        "alert_rule_test": [{"eval_time": "20m", "alertname": "PlateauKubernetesApiErrors",
+                             "exp_alerts": [expected_alert(rules["PlateauKubernetesApiErrors"], hung)]}]}
     groups = only(render(EVERYTHING), "PrometheusRule")["spec"]["groups"]
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
-                                                         "tests": [down, errors, missing]}))
+                                                         "tests": [down, errors, missing, timeouts]}))
     promtool("test", "rules", "tests.yaml", cwd=tmp_path)
