@@ -36,6 +36,7 @@ class Settings:
     concurrency: int = 32  # API calls in flight per cycle
     api_timeout: float = 10.0  # seconds one Kubernetes API request may wait for its answer (then retried)
     api_connect_timeout: float = 5.0  # seconds to connect to the API server
+    liveness_intervals: float = 10.0  # /healthz fails when no evaluation cycle ended for this many intervals
     dcgm: DcgmConfig = field(default_factory=DcgmConfig)
     sidecar: SidecarSettings = field(default_factory=SidecarSettings)
     prometheus_namespace_label: str = "namespace"  # label Prometheus puts on sidecar series
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long one Kubernetes API request may wait for its answer before it is retried")
     add("--api-connect-timeout", type=_seconds, default=_env("PLATEAU_API_CONNECT_TIMEOUT", "5s"),
         help="how long connecting to the Kubernetes API may take")
+    add("--liveness-intervals", type=float, default=float(_env("PLATEAU_LIVENESS_INTERVALS", str(d.liveness_intervals))),
+        help="/healthz answers 503 when no evaluation cycle ended for this many intervals")
     add("--namespaces", default=_env("PLATEAU_NAMESPACES", ""), help="comma-separated; empty watches all")
     add("--default-dry-run", action=argparse.BooleanOptionalAction,
         default=_env("PLATEAU_DEFAULT_DRY_RUN", "false").lower() == "true")
@@ -102,6 +105,7 @@ def parse_settings(argv: Optional[Sequence[str]] = None) -> Settings:
         status_interval=status_interval,
         api_timeout=api_timeout,
         api_connect_timeout=api_connect_timeout,
+        liveness_intervals=a.liveness_intervals,
         namespaces=tuple(n.strip() for n in a.namespaces.split(",") if n.strip()),
         default_dry_run=a.default_dry_run,
         metrics_port=a.metrics_port,

@@ -10,6 +10,7 @@ from kubernetes import client, config
 from plateau import kube
 from plateau.config import Settings
 from plateau.evaluator import Evaluator, Registry, run_forever
+from plateau.health import Heartbeat
 from plateau.heap import FrozenHeap
 from plateau.kube import Kube
 from plateau.leader import LeaderElector
@@ -43,6 +44,7 @@ class Runtime:
             if settings.leader_election
             else None
         )
+        self.heartbeat = Heartbeat(settings.liveness_intervals * settings.interval)  # for /healthz
 
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader()
@@ -56,7 +58,7 @@ class Runtime:
         operator.watching.client_timeout = WATCH_SECONDS + self.settings.api_timeout
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
-        tasks = [run_forever(self.evaluator, self.settings.interval, self.is_leader)]
+        tasks = [run_forever(self.evaluator, self.settings.interval, self.is_leader, on_pass=self.heartbeat.beat)]
         if self.elector is not None:
             tasks.append(self.elector.run())
         return tasks

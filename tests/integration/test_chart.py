@@ -232,6 +232,7 @@ def test_default_values_give_the_operators_defaults(monkeypatch: pytest.MonkeyPa
     assert settings.prometheus_url == defaults.prometheus_url
     assert (settings.interval, settings.status_interval) == (defaults.interval, defaults.status_interval)
     assert (settings.api_timeout, settings.api_connect_timeout) == (defaults.api_timeout, defaults.api_connect_timeout)
+    assert settings.liveness_intervals == defaults.liveness_intervals
     assert settings.namespaces == () and settings.default_dry_run is False
     assert settings.metrics_port == defaults.metrics_port
     assert settings.leader_election and settings.lease_name == "plateau" and settings.lease_namespace == NAMESPACE
@@ -241,7 +242,7 @@ def test_default_values_give_the_operators_defaults(monkeypatch: pytest.MonkeyPa
 
 
 def test_everything_reaches_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
-    values = {**NAMESPACED, "evaluation": {"interval": "1m", "statusInterval": "2m"},
+    values = {**NAMESPACED, "evaluation": {"interval": "1m", "statusInterval": "2m", "livenessIntervals": 4},
               "kubernetesApi": {"timeout": "30s", "connectTimeout": "3s"},
               "sidecar": {"image": {"tag": "0.2.0"},
                           "resources": {"requests": {"cpu": "50m", "memory": "48Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}}
@@ -249,6 +250,7 @@ def test_everything_reaches_the_operator(monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.prometheus_url == EVERYTHING["prometheus"]["url"]
     assert (settings.interval, settings.status_interval) == (60.0, 120.0)
     assert (settings.api_timeout, settings.api_connect_timeout) == (30.0, 3.0)
+    assert settings.liveness_intervals == 4
     assert settings.namespaces == ("team-a", "team-b") and settings.default_dry_run is True
     assert (settings.dcgm.pod_label, settings.dcgm.namespace_label) == ("exported_pod", "exported_namespace")
     assert settings.sidecar == SidecarSettings("ghcr.io/plateau-dev/plateau:0.2.0", "50m", "48Mi", "1", "1Gi")
