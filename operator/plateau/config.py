@@ -37,6 +37,7 @@ class Settings:
     api_timeout: float = 10.0  # seconds one Kubernetes API request may wait for its answer (then retried)
     api_connect_timeout: float = 5.0  # seconds to connect to the API server
     liveness_intervals: float = 10.0  # /healthz fails when no evaluation cycle ended for this many intervals
+    shutdown_timeout: float = 25.0  # seconds from SIGTERM to exit, whatever hangs (below terminationGracePeriodSeconds)
     dcgm: DcgmConfig = field(default_factory=DcgmConfig)
     sidecar: SidecarSettings = field(default_factory=SidecarSettings)
     prometheus_namespace_label: str = "namespace"  # label Prometheus puts on sidecar series
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long connecting to the Kubernetes API may take")
     add("--liveness-intervals", type=float, default=float(_env("PLATEAU_LIVENESS_INTERVALS", str(d.liveness_intervals))),
         help="/healthz answers 503 when no evaluation cycle ended for this many intervals")
+    add("--shutdown-timeout", type=_seconds, default=_env("PLATEAU_SHUTDOWN_TIMEOUT", "25s"),
+        help="exit at most this long after SIGTERM, even with API requests hanging")
     add("--namespaces", default=_env("PLATEAU_NAMESPACES", ""), help="comma-separated; empty watches all")
     add("--default-dry-run", action=argparse.BooleanOptionalAction,
         default=_env("PLATEAU_DEFAULT_DRY_RUN", "false").lower() == "true")
@@ -96,8 +99,8 @@ def parse_settings(argv: Optional[Sequence[str]] = None) -> Settings:
     interval = a.interval if isinstance(a.interval, float) else _seconds(a.interval)
     prometheus_timeout = a.prometheus_timeout if isinstance(a.prometheus_timeout, float) else _seconds(a.prometheus_timeout)
     status_interval = a.status_interval if isinstance(a.status_interval, float) else _seconds(a.status_interval)
-    api_timeout, api_connect_timeout = (
-        v if isinstance(v, float) else _seconds(v) for v in (a.api_timeout, a.api_connect_timeout))
+    api_timeout, api_connect_timeout, shutdown_timeout = (
+        v if isinstance(v, float) else _seconds(v) for v in (a.api_timeout, a.api_connect_timeout, a.shutdown_timeout))
     return Settings(
         prometheus_url=a.prometheus_url,
         prometheus_timeout=prometheus_timeout,
@@ -106,6 +109,7 @@ def parse_settings(argv: Optional[Sequence[str]] = None) -> Settings:
         api_timeout=api_timeout,
         api_connect_timeout=api_connect_timeout,
         liveness_intervals=a.liveness_intervals,
+        shutdown_timeout=shutdown_timeout,
         namespaces=tuple(n.strip() for n in a.namespaces.split(",") if n.strip()),
         default_dry_run=a.default_dry_run,
         metrics_port=a.metrics_port,

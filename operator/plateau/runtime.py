@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, Coroutine, Optional
 
 import kopf
@@ -16,6 +18,7 @@ from plateau.kube import Kube
 from plateau.leader import LeaderElector
 from plateau.prometheus import PrometheusClient
 
+log = logging.getLogger("plateau.runtime")
 WATCH_SECONDS = 300  # each watch request ends server-side after this and is renewed
 
 
@@ -50,12 +53,14 @@ class Runtime:
         return self.elector is None or self.elector.is_leader()
 
     def configure(self, operator: kopf.OperatorSettings) -> None:
-        """kopf's own API calls get the same bounds as plateau.kube's."""
+        """kopf's own API calls get the same bounds as plateau.kube's, and its exit the shutdown deadline."""
         operator.networking.request_timeout = self.settings.api_timeout
         operator.networking.connect_timeout = self.settings.api_connect_timeout
         operator.watching.connect_timeout = self.settings.api_connect_timeout
         operator.watching.server_timeout = WATCH_SECONDS
         operator.watching.client_timeout = WATCH_SECONDS + self.settings.api_timeout
+        # From SIGTERM on, kopf kills the process at this deadline, whatever still hangs.
+        operator.process.ultimate_exiting_timeout = self.settings.shutdown_timeout
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
         tasks = [run_forever(self.evaluator, self.settings.interval, self.is_leader, on_pass=self.heartbeat.beat)]
@@ -64,6 +69,10 @@ class Runtime:
         return tasks
 
     async def close(self) -> None:
+        """Hand the lease back, within half the shutdown deadline, and close the clients."""
         if self.elector is not None:
-            await self.elector.release()
+            try:
+                await asyncio.wait_for(self.elector.release(), self.settings.shutdown_timeout / 2)
+            except asyncio.TimeoutError:
+                log.warning("the lease was not handed back: the API did not answer in time")
         await self.prometheus.close()

@@ -4,13 +4,15 @@ A real `plateau-operator` process against the emulated API server, which makes c
 requests hang (`api.inject(..., status=None, delay=...)`). Each request is cut off at the
 operator's API timeout and counted; /healthz (the chart's livenessProbe) fails while the
 evaluation loop is stuck and recovers when it goes on; SIGTERM ends the process within the
-chart's terminationGracePeriodSeconds though every request hangs.
+chart's terminationGracePeriodSeconds though every request hangs: cleanly when requests time out
+before the shutdown deadline, by kopf's last-resort SIGKILL at the deadline when one outlasts it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -80,3 +82,40 @@ async def _is(status: Any, wanted: int) -> bool:
         return await status == wanted
     except aiohttp.ClientError:
         return False
+
+
+async def terminate_while_everything_hangs(env: Environment, operator: subprocess.Popen[bytes]) -> tuple[float, int]:
+    """Once the operator cycles as the leader, make every request hang, then SIGTERM it: (seconds to exit, code)."""
+    await env.wait("cycles as the leader", lambda: len(env.api.calls("get", "deployments")) >= 3, timeout=60)
+    hang = env.api.inject("", None, None, delay=600, times=None)  # from now on the server never answers
+    await env.wait("the lease renewal and the cycle hanging", lambda: hang.hits >= 2, timeout=10)
+    stopping = time.monotonic()
+    operator.send_signal(signal.SIGTERM)
+    try:
+        code = await asyncio.wait_for(asyncio.to_thread(operator.wait), 60)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"still running 60 s after SIGTERM:\n{env.operator_log()}") from None
+    env.api.faults.clear()
+    return time.monotonic() - stopping, code
+
+
+async def test_sigterm_ends_the_operator_within_the_charts_grace_period_while_every_request_hangs(tmp_path: Path) -> None:
+    pod = only(render(), "Deployment")["spec"]["template"]["spec"]
+    grace = pod["terminationGracePeriodSeconds"]  # the kubelet SIGKILLs the pod after it
+    async with Environment(tmp_path, []) as env:
+        env.create(DEPLOYMENT, WATCHER)
+        operator = env.start_operator("--metrics-port", str(operator_port()))  # the defaults, as the chart's
+        took, code = await terminate_while_everything_hangs(env, operator)
+        assert took < grace, f"exited {took:.1f} s after SIGTERM, after the grace period ({grace} s):\n{env.operator_log()}"
+        assert code == 0, env.operator_log()  # requests time out before the deadline: a clean exit
+
+
+async def test_the_shutdown_deadline_holds_even_when_a_request_outlasts_it(tmp_path: Path) -> None:
+    async with Environment(tmp_path, []) as env:
+        env.create(DEPLOYMENT, WATCHER)
+        # A request may wait 2 min, but the process must be gone 6 s after SIGTERM.
+        operator = env.start_operator("--metrics-port", str(operator_port()), "--api-timeout", "120s",
+                                      "--shutdown-timeout", "6s")
+        took, code = await terminate_while_everything_hangs(env, operator)
+        assert took < 9, f"exited {took:.1f} s after SIGTERM, code {code}:\n{env.operator_log()}"
+        assert code == -signal.SIGKILL, env.operator_log()  # kopf's last resort, at the deadline

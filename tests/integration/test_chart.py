@@ -189,6 +189,7 @@ def test_helm_is_required_not_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path:
     ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
     ("sidecar.resources.limits.memory=lots", "/sidecar/resources/limits/memory"),
     ("metrics.port=80", "/metrics/port"),
+    ("terminationGracePeriodSeconds=5", "/terminationGracePeriodSeconds"),
     ("serviceMonitor.enable=true", "/serviceMonitor"),
 ])
 def test_values_schema_rejects_bad_values(bad: str, path: str) -> None:
@@ -233,6 +234,7 @@ def test_default_values_give_the_operators_defaults(monkeypatch: pytest.MonkeyPa
     assert (settings.interval, settings.status_interval) == (defaults.interval, defaults.status_interval)
     assert (settings.api_timeout, settings.api_connect_timeout) == (defaults.api_timeout, defaults.api_connect_timeout)
     assert settings.liveness_intervals == defaults.liveness_intervals
+    assert settings.shutdown_timeout == defaults.shutdown_timeout
     assert settings.namespaces == () and settings.default_dry_run is False
     assert settings.metrics_port == defaults.metrics_port
     assert settings.leader_election and settings.lease_name == "plateau" and settings.lease_namespace == NAMESPACE
@@ -261,6 +263,16 @@ def test_dcgm_label_overrides_win_over_the_scheme(monkeypatch: pytest.MonkeyPatc
                        "profilingMetric": "DCGM_FI_PROF_SM_ACTIVE"}}
     dcgm = settings_from(operator_command(values).env, monkeypatch).dcgm
     assert (dcgm.pod_label, dcgm.namespace_label, dcgm.profiling_metric) == ("exported_pod", "k8s_namespace", "DCGM_FI_PROF_SM_ACTIVE")
+
+
+@pytest.mark.parametrize("grace", [None, 60])
+def test_the_operators_shutdown_deadline_ends_within_the_pods_grace_period(grace: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {} if grace is None else {"terminationGracePeriodSeconds": grace}
+    pod = only(render(values), "Deployment")["spec"]["template"]["spec"]
+    settings = settings_from(operator_command(values).env, monkeypatch)
+    assert pod["terminationGracePeriodSeconds"] == (grace or Settings().shutdown_timeout + 5)
+    assert settings.shutdown_timeout == pod["terminationGracePeriodSeconds"] - 5  # kopf's last resort kills it then
+    assert settings.api_timeout < settings.shutdown_timeout  # a hung request ends before the deadline
 
 
 def test_operator_pod_is_locked_down() -> None:

@@ -43,6 +43,13 @@ def test_api_timeouts_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch
     assert (settings.api_timeout, settings.api_connect_timeout) == (30.0, 2.0)
 
 
+def test_shutdown_timeout_from_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PLATEAU_SHUTDOWN_TIMEOUT", raising=False)
+    assert parse_settings([]).shutdown_timeout == 25.0
+    monkeypatch.setenv("PLATEAU_SHUTDOWN_TIMEOUT", "55s")
+    assert parse_settings([]).shutdown_timeout == 55.0
+
+
 async def test_every_client_gets_the_api_timeouts() -> None:
     import kopf
     from kubernetes import client
@@ -56,5 +63,6 @@ async def test_every_client_gets_the_api_timeouts() -> None:
         assert (operator.networking.request_timeout, operator.networking.connect_timeout) == (3.0, 1.0)
         assert operator.watching.connect_timeout == 1.0
         assert operator.watching.server_timeout and operator.watching.client_timeout > operator.watching.server_timeout
+        assert operator.process.ultimate_exiting_timeout == Settings().shutdown_timeout
     finally:
         await runtime.close()
