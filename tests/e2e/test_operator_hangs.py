@@ -6,6 +6,7 @@ operator's API timeout and counted; /healthz (the chart's livenessProbe) fails w
 evaluation loop is stuck and recovers when it goes on; SIGTERM ends the process within the
 chart's terminationGracePeriodSeconds though every request hangs: cleanly when requests time out
 before the shutdown deadline, by kopf's last-resort SIGKILL at the deadline when one outlasts it.
+Along the way: probes write no access-log line, and every write names the field manager `plateau`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.harness import NAMESPACE, Environment, operator_port
+from tests.e2e.harness import NAMESPACE, OPERATOR_SA, Environment, operator_port
 from tests.e2e.test_operator_reliability import operator_metrics
 from tests.support.chart import only, render
 
@@ -75,6 +76,10 @@ async def test_a_hung_read_is_cut_off_counted_and_liveness_fails_until_cycles_go
         assert not any(k.startswith("plateau_operator_api_errors_total") and 'code="timeout"' not in k
                        for k, v in counted.items() if v)  # nothing else failed
         assert "/healthz" not in env.operator_log()  # probes write no access-log line
+        operator = f"system:serviceaccount:{OPERATOR_SA[0]}:{OPERATOR_SA[1]}"
+        writes = [r for r in env.api.log if r.user == operator and r.verb in ("create", "update", "patch")]
+        assert {r.resource for r in writes} >= {"leases", "trainingjobs"}  # the Lease, the status
+        assert {r.query.get("fieldManager") for r in writes} == {"plateau"}  # not OpenAPI-Generator
 
 
 async def _is(status: Any, wanted: int) -> bool:
