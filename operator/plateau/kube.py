@@ -96,30 +96,30 @@ class Kube:
         self.instance = instance or "plateau-operator"  # this replica (its pod name): Events' reportingInstance
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
-        self.read: dict[str, Any] = {"_request_timeout": timeout}
-        self.write: dict[str, Any] = {**self.read, "field_manager": FIELD_MANAGER}
+        self.read_opts: dict[str, Any] = {"_request_timeout": timeout}
+        self.write_opts: dict[str, Any] = {**self.read_opts, "field_manager": FIELD_MANAGER}
 
     # --- TrainingJobs -----------------------------------------------------------------
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> Awaitable[Any]:
         return call("patch trainingjobs/status", lambda: self.custom.patch_namespaced_custom_object_status(
-            api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": status}, **self.write))
+            api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": status}, **self.write_opts))
 
     # --- generic objects (workloads) --------------------------------------------------
 
     def get_object(self, group: str, version: str, plural: str, namespace: str, name: str) -> Awaitable[dict[str, Any]]:
         # CustomObjectsApi serves any named group (apps, batch, kubeflow.org, ...), not only CRDs.
         return call(f"get {plural}", lambda: self.custom.get_namespaced_custom_object(
-            group, version, namespace, plural, name, **self.read))
+            group, version, namespace, plural, name, **self.read_opts))
 
     def patch_object(self, group: str, version: str, plural: str, namespace: str, name: str,
                      patch: dict[str, Any]) -> Awaitable[Any]:
         return call(f"patch {plural}", lambda: self.custom.patch_namespaced_custom_object(
-            group, version, namespace, plural, name, patch, **self.write))
+            group, version, namespace, plural, name, patch, **self.write_opts))
 
     async def list_objects(self, group: str, version: str, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         answer = await call(f"list {plural}", lambda: self.custom.list_namespaced_custom_object(
-            group, version, namespace, plural, label_selector=selector, limit=LIST_LIMIT, **self.read))
+            group, version, namespace, plural, label_selector=selector, limit=LIST_LIMIT, **self.read_opts))
         return list(answer.get("items") or [])
 
     def create_job(self, namespace: str, body: dict[str, Any]) -> Awaitable[Any]:
@@ -128,29 +128,29 @@ class Kube:
         # Strict: a field the server does not know (a typo, or one newer than the server) is an
         # error that names it, not a field silently dropped from the trainer's pod.
         return call("create jobs", lambda: self.custom.create_namespaced_custom_object(
-            "batch", "v1", namespace, "jobs", body, field_validation="Strict", **self.write))
+            "batch", "v1", namespace, "jobs", body, field_validation="Strict", **self.write_opts))
 
     def get_scale(self, group: str, version: str, plural: str, namespace: str, name: str) -> Awaitable[dict[str, Any]]:
         return call(f"get {plural}/scale", lambda: self.custom.get_namespaced_custom_object_scale(
-            group, version, namespace, plural, name, **self.read))
+            group, version, namespace, plural, name, **self.read_opts))
 
     def patch_scale(self, group: str, version: str, plural: str, namespace: str, name: str, replicas: int) -> Awaitable[Any]:
         return call(f"patch {plural}/scale", lambda: self.custom.patch_namespaced_custom_object_scale(
-            group, version, namespace, plural, name, {"spec": {"replicas": replicas}}, **self.write))
+            group, version, namespace, plural, name, {"spec": {"replicas": replicas}}, **self.write_opts))
 
     # --- pods -------------------------------------------------------------------------
 
     async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         # Raw JSON: the typed models reject what servers accept, and only metadata is needed.
         response = await call("list pods", lambda: self.core.list_namespaced_pod(
-            namespace, label_selector=selector, _preload_content=False, **self.read))
+            namespace, label_selector=selector, _preload_content=False, **self.read_opts))
         return list(json.loads(response.data).get("items") or [])
 
     def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> Awaitable[Any]:
         # The answer is not read: unparsed, as for `pods`, since the typed V1Pod model rejects
         # pods servers accept, which would fail a stop request that the server had applied.
         return call("patch pods", lambda: self.core.patch_namespaced_pod(
-            name, namespace, {"metadata": {"annotations": annotations}}, _preload_content=False, **self.write))
+            name, namespace, {"metadata": {"annotations": annotations}}, _preload_content=False, **self.write_opts))
 
     # --- events -----------------------------------------------------------------------
 
@@ -179,4 +179,4 @@ class Kube:
             "lastTimestamp": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "count": 1,
         }
-        return call("create events", lambda: self.core.create_namespaced_event(meta["namespace"], body, **self.write))
+        return call("create events", lambda: self.core.create_namespaced_event(meta["namespace"], body, **self.write_opts))

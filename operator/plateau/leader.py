@@ -49,8 +49,8 @@ class LeaderElector:
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
         self.clock = clock
-        self.read: dict[str, Any] = {"_request_timeout": timeout}
-        self.write: dict[str, Any] = {**self.read, "field_manager": FIELD_MANAGER}
+        self.read_opts: dict[str, Any] = {"_request_timeout": timeout}
+        self.write_opts: dict[str, Any] = {**self.read_opts, "field_manager": FIELD_MANAGER}
         self._renewed_at: Optional[float] = None
 
     def is_leader(self) -> bool:
@@ -59,12 +59,13 @@ class LeaderElector:
     async def try_acquire_or_renew(self) -> bool:
         now = self.clock()
         try:
-            lease = await call("get leases", lambda: self.api.read_namespaced_lease(self.name, self.namespace, **self.read))
+            lease = await call("get leases", lambda: self.api.read_namespaced_lease(self.name, self.namespace, **self.read_opts))
         except NotFound:
             body = {"metadata": {"name": self.name, "namespace": self.namespace},
                     "spec": self._spec(now, now, transitions=0)}
             try:
-                await call("create leases", lambda: self.api.create_namespaced_lease(self.namespace, body, **self.write), attempts=1)
+                await call("create leases", lambda: self.api.create_namespaced_lease(
+                    self.namespace, body, **self.write_opts), attempts=1)
             except ApiError:
                 return False
             self._renewed_at = now
@@ -82,7 +83,8 @@ class LeaderElector:
         body = self.api_client.sanitize_for_serialization(lease)
         body["spec"] = self._spec(acquired or now, now, transitions)
         try:  # replace carries resourceVersion: a concurrent taker gets 409, not both the lease
-            await call("update leases", lambda: self.api.replace_namespaced_lease(self.name, self.namespace, body, **self.write), attempts=1)
+            await call("update leases", lambda: self.api.replace_namespaced_lease(
+                self.name, self.namespace, body, **self.write_opts), attempts=1)
         except ApiError:
             return False
         if holder != self.identity:
@@ -114,9 +116,11 @@ class LeaderElector:
             return
         self._renewed_at = None
         try:
-            lease = await call("get leases", lambda: self.api.read_namespaced_lease(self.name, self.namespace, **self.read), attempts=1)
+            lease = await call("get leases", lambda: self.api.read_namespaced_lease(
+                self.name, self.namespace, **self.read_opts), attempts=1)
             body = self.api_client.sanitize_for_serialization(lease)
             body["spec"]["holderIdentity"] = ""
-            await call("update leases", lambda: self.api.replace_namespaced_lease(self.name, self.namespace, body, **self.write), attempts=1)
+            await call("update leases", lambda: self.api.replace_namespaced_lease(
+                self.name, self.namespace, body, **self.write_opts), attempts=1)
         except ApiError:
             pass

@@ -58,8 +58,8 @@ async def test_every_client_gets_the_api_timeouts() -> None:
     operator = kopf.OperatorSettings()
     runtime.configure(operator)
     try:
-        assert runtime.kube.read["_request_timeout"] == runtime.kube.write["_request_timeout"] == (1.0, 3.0)
-        assert runtime.elector is not None and runtime.elector.read["_request_timeout"] == (1.0, 3.0)
+        assert runtime.kube.read_opts["_request_timeout"] == runtime.kube.write_opts["_request_timeout"] == (1.0, 3.0)
+        assert runtime.elector is not None and runtime.elector.read_opts["_request_timeout"] == (1.0, 3.0)
         assert (operator.networking.request_timeout, operator.networking.connect_timeout) == (3.0, 1.0)
         assert operator.watching.connect_timeout == 1.0
         assert operator.watching.server_timeout and operator.watching.client_timeout > operator.watching.server_timeout
