@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.apiserver.testing import kubectl_binary
+from tests.support.apiserver.testing import KUBECTLS, kubectl_binary
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,13 +23,14 @@ def crd_steps() -> str:
     return "\n".join(lines[:next(i for i, line in enumerate(lines) if line.startswith("helm "))])
 
 
+@pytest.mark.parametrize("minor", KUBECTLS)
 @pytest.mark.parametrize("apiserver", [{"tls": True}], indirect=True)  # kubectl sends tokens only over TLS
 async def test_the_install_guides_crd_steps_wait_until_the_api_serves_trainingjobs(apiserver, kubeconfig: str,
-                                                                                    tmp_path: Path) -> None:
+                                                                                    tmp_path: Path, minor: str) -> None:
     script = crd_steps()
     assert "kubectl wait --for condition=established" in script and "kubectl get tj" in script
     env = {**os.environ, "KUBECONFIG": kubeconfig, "KUBECACHEDIR": str(tmp_path / "cache"),
-           "PATH": f"{Path(kubectl_binary()).parent}:{os.environ['PATH']}"}
+           "PATH": f"{Path(kubectl_binary(minor)).parent}:{os.environ['PATH']}"}
     process = await asyncio.create_subprocess_exec("bash", "-euo", "pipefail", "-c", script, cwd=REPO, env=env,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     output = (await asyncio.wait_for(process.communicate(), 120))[0].decode()
