@@ -34,6 +34,10 @@ class Settings:
     lease_namespace: str = "default"
     identity: str = ""
     concurrency: int = 32  # API calls in flight per cycle
+    api_timeout: float = 10.0  # seconds one Kubernetes API request may wait for its answer (then retried)
+    api_connect_timeout: float = 5.0  # seconds to connect to the API server
+    liveness_intervals: float = 10.0  # /healthz fails when no evaluation cycle ended for this many intervals
+    shutdown_timeout: float = 25.0  # seconds from SIGTERM to exit, whatever hangs (below terminationGracePeriodSeconds)
     dcgm: DcgmConfig = field(default_factory=DcgmConfig)
     sidecar: SidecarSettings = field(default_factory=SidecarSettings)
     prometheus_namespace_label: str = "namespace"  # label Prometheus puts on sidecar series
@@ -61,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--interval", type=_seconds, default=_env("PLATEAU_INTERVAL", "15s"), help="evaluation interval, e.g. 15s")
     add("--status-interval", type=_seconds, default=_env("PLATEAU_STATUS_INTERVAL", "30s"),
         help="write metric-only status changes at most this often per job")
+    add("--api-timeout", type=_seconds, default=_env("PLATEAU_API_TIMEOUT", "10s"),
+        help="how long one Kubernetes API request may wait for its answer before it is retried")
+    add("--api-connect-timeout", type=_seconds, default=_env("PLATEAU_API_CONNECT_TIMEOUT", "5s"),
+        help="how long connecting to the Kubernetes API may take")
+    add("--liveness-intervals", type=float, default=float(_env("PLATEAU_LIVENESS_INTERVALS", str(d.liveness_intervals))),
+        help="/healthz answers 503 when no evaluation cycle ended for this many intervals")
+    add("--shutdown-timeout", type=_seconds, default=_env("PLATEAU_SHUTDOWN_TIMEOUT", "25s"),
+        help="exit at most this long after SIGTERM, even with API requests hanging")
     add("--namespaces", default=_env("PLATEAU_NAMESPACES", ""), help="comma-separated; empty watches all")
     add("--default-dry-run", action=argparse.BooleanOptionalAction,
         default=_env("PLATEAU_DEFAULT_DRY_RUN", "false").lower() == "true")
@@ -87,11 +99,17 @@ def parse_settings(argv: Optional[Sequence[str]] = None) -> Settings:
     interval = a.interval if isinstance(a.interval, float) else _seconds(a.interval)
     prometheus_timeout = a.prometheus_timeout if isinstance(a.prometheus_timeout, float) else _seconds(a.prometheus_timeout)
     status_interval = a.status_interval if isinstance(a.status_interval, float) else _seconds(a.status_interval)
+    api_timeout, api_connect_timeout, shutdown_timeout = (
+        v if isinstance(v, float) else _seconds(v) for v in (a.api_timeout, a.api_connect_timeout, a.shutdown_timeout))
     return Settings(
         prometheus_url=a.prometheus_url,
         prometheus_timeout=prometheus_timeout,
         interval=interval,
         status_interval=status_interval,
+        api_timeout=api_timeout,
+        api_connect_timeout=api_connect_timeout,
+        liveness_intervals=a.liveness_intervals,
+        shutdown_timeout=shutdown_timeout,
         namespaces=tuple(n.strip() for n in a.namespaces.split(",") if n.strip()),
         default_dry_run=a.default_dry_run,
         metrics_port=a.metrics_port,

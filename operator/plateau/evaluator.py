@@ -798,10 +798,11 @@ def _is_transition(before: api.TrainingJobStatus, after: api.TrainingJobStatus) 
 
 
 
-async def run_forever(evaluator: Evaluator, interval: float, is_leader: Callable[[], bool]) -> None:
+async def run_forever(evaluator: Evaluator, interval: float, is_leader: Callable[[], bool],
+                      on_pass: Callable[[], None] = lambda: None) -> None:
     """Start a cycle every `interval` while leader (back to back if one takes longer). A watch
     event starts the next cycle early: a second after it arrives, or after the cycle it arrived
-    during ends, whichever is later."""
+    during ends, whichever is later. `on_pass` is called after each pass, led or not (liveness)."""
     loop = asyncio.get_running_loop()
     was_leader = False
     while True:
@@ -818,6 +819,7 @@ async def run_forever(evaluator: Evaluator, interval: float, is_leader: Callable
                 await evaluator.cycle()
             except Exception:  # never let one bad cycle end the loop
                 log.exception("evaluation cycle failed")
+        on_pass()
         # Timed from the cycle's start: a long cycle (many status writes due) must not add its
         # length to the time until the next one, and so to the decision latency.
         try:

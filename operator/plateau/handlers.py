@@ -29,6 +29,7 @@ def child_job_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
 async def start_loop(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # Events are posted by the loop, after status is recorded
     settings.scanning.disabled = True  # namespaces are listed explicitly; no cluster-wide scans
+    memo.runtime.configure(settings)  # request, watch and shutdown bounds
     memo.tasks = [asyncio.create_task(coro) for coro in memo.runtime.background()]
 
 

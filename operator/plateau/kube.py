@@ -1,9 +1,11 @@
 """Kubernetes API calls the operator makes, each with retries. Nothing else talks to the API.
 
 The official `kubernetes` client is synchronous; calls run in worker threads so the
-evaluation loop stays responsive. 409 (conflict), 429 and 5xx are retried with exponential
-backoff; other errors surface as `ApiError` with the status code, counted in the operator's
-metrics by verb and code.
+evaluation loop stays responsive. Every request is bounded by a connect and a read timeout, and
+every write names the field manager `plateau`. 409 (conflict), 429, 5xx, lost connections and
+timeouts are retried with exponential backoff; other errors surface as `ApiError` with the
+status code. Failures are counted in the operator's metrics by verb and code (`0`: no
+connection, `timeout`: no answer in time); 404, an answer callers expect (`NotFound`), is not.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, NewConnectionError
+from urllib3.exceptions import TimeoutError as RequestTimeout
 
 from plateau import api
 from plateau.metrics import API_ERRORS
@@ -28,6 +31,9 @@ RETRIABLE = {409, 429, 500, 502, 503, 504}
 MERGE = "application/merge-patch+json"
 STATUS_MESSAGE_LIMIT = 1024
 LIST_LIMIT = 500  # objects per list call: a selector that matches more is not ours to act on
+FIELD_MANAGER = "plateau"  # how managedFields and audit logs name the operator's writes
+Timeout = tuple[float, float]  # (connect, read) seconds of one request
+DEFAULT_TIMEOUT: Timeout = (5.0, 10.0)
 
 
 class ApiError(Exception):
@@ -49,13 +55,13 @@ async def call(verb: str, fn: Callable[[], T], attempts: int = 5, base_delay: fl
             return await asyncio.to_thread(fn)
         except ApiException as exc:
             code = int(exc.status or 0)
-            API_ERRORS.labels(verb=verb, code=str(code)).inc()
             if code == 404:
                 raise NotFound(verb, code, "not found") from None
+            API_ERRORS.labels(verb=verb, code=str(code)).inc()
             if code not in RETRIABLE or attempt == attempts:
                 raise ApiError(verb, code, _status_message(exc)) from None
         except HTTPError as exc:  # connection refused, reset, timeout
-            API_ERRORS.labels(verb=verb, code="0").inc()
+            API_ERRORS.labels(verb=verb, code="timeout" if _timed_out(exc) else "0").inc()
             if attempt == attempts:
                 raise ApiError(verb, 0, type(exc).__name__) from None
         await asyncio.sleep(base_delay * 2 ** (attempt - 1) * (0.5 + random.random()))
@@ -72,33 +78,48 @@ def _status_message(exc: ApiException) -> str:
     return str(message or exc.reason or "")[:STATUS_MESSAGE_LIMIT]
 
 
+def _timed_out(exc: HTTPError) -> bool:
+    cause = getattr(exc, "reason", None) or exc  # MaxRetryError wraps the last attempt's error
+    return isinstance(cause, RequestTimeout) and not isinstance(cause, NewConnectionError)  # refused subclasses it
+
+
+def configure(configuration: client.Configuration) -> client.Configuration:
+    """One attempt per request: `call` retries, so each attempt stays within its timeout
+    (urllib3 would otherwise retry a timed-out GET three times on its own)."""
+    configuration.retries = False
+    return configuration
+
+
 class Kube:
-    def __init__(self, api_client: client.ApiClient, instance: str = "") -> None:
+    def __init__(self, api_client: client.ApiClient, instance: str = "", timeout: Timeout = DEFAULT_TIMEOUT) -> None:
         self.api_client = api_client
         self.instance = instance or "plateau-operator"  # this replica (its pod name): Events' reportingInstance
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
+        self.read_opts: dict[str, Any] = {"_request_timeout": timeout}
+        self.write_opts: dict[str, Any] = {**self.read_opts, "field_manager": FIELD_MANAGER}
 
     # --- TrainingJobs -----------------------------------------------------------------
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> Awaitable[Any]:
         return call("patch trainingjobs/status", lambda: self.custom.patch_namespaced_custom_object_status(
-            api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": status}))
+            api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": status}, **self.write_opts))
 
     # --- generic objects (workloads) --------------------------------------------------
 
     def get_object(self, group: str, version: str, plural: str, namespace: str, name: str) -> Awaitable[dict[str, Any]]:
         # CustomObjectsApi serves any named group (apps, batch, kubeflow.org, ...), not only CRDs.
-        return call(f"get {plural}", lambda: self.custom.get_namespaced_custom_object(group, version, namespace, plural, name))
+        return call(f"get {plural}", lambda: self.custom.get_namespaced_custom_object(
+            group, version, namespace, plural, name, **self.read_opts))
 
     def patch_object(self, group: str, version: str, plural: str, namespace: str, name: str,
                      patch: dict[str, Any]) -> Awaitable[Any]:
         return call(f"patch {plural}", lambda: self.custom.patch_namespaced_custom_object(
-            group, version, namespace, plural, name, patch))
+            group, version, namespace, plural, name, patch, **self.write_opts))
 
     async def list_objects(self, group: str, version: str, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         answer = await call(f"list {plural}", lambda: self.custom.list_namespaced_custom_object(
-            group, version, namespace, plural, label_selector=selector, limit=LIST_LIMIT))
+            group, version, namespace, plural, label_selector=selector, limit=LIST_LIMIT, **self.read_opts))
         return list(answer.get("items") or [])
 
     def create_job(self, namespace: str, body: dict[str, Any]) -> Awaitable[Any]:
@@ -107,29 +128,29 @@ class Kube:
         # Strict: a field the server does not know (a typo, or one newer than the server) is an
         # error that names it, not a field silently dropped from the trainer's pod.
         return call("create jobs", lambda: self.custom.create_namespaced_custom_object(
-            "batch", "v1", namespace, "jobs", body, field_validation="Strict"))
+            "batch", "v1", namespace, "jobs", body, field_validation="Strict", **self.write_opts))
 
     def get_scale(self, group: str, version: str, plural: str, namespace: str, name: str) -> Awaitable[dict[str, Any]]:
         return call(f"get {plural}/scale", lambda: self.custom.get_namespaced_custom_object_scale(
-            group, version, namespace, plural, name))
+            group, version, namespace, plural, name, **self.read_opts))
 
     def patch_scale(self, group: str, version: str, plural: str, namespace: str, name: str, replicas: int) -> Awaitable[Any]:
         return call(f"patch {plural}/scale", lambda: self.custom.patch_namespaced_custom_object_scale(
-            group, version, namespace, plural, name, {"spec": {"replicas": replicas}}))
+            group, version, namespace, plural, name, {"spec": {"replicas": replicas}}, **self.write_opts))
 
     # --- pods -------------------------------------------------------------------------
 
     async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         # Raw JSON: the typed models reject what servers accept, and only metadata is needed.
         response = await call("list pods", lambda: self.core.list_namespaced_pod(
-            namespace, label_selector=selector, _preload_content=False))
+            namespace, label_selector=selector, _preload_content=False, **self.read_opts))
         return list(json.loads(response.data).get("items") or [])
 
     def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> Awaitable[Any]:
         # The answer is not read: unparsed, as for `pods`, since the typed V1Pod model rejects
         # pods servers accept, which would fail a stop request that the server had applied.
         return call("patch pods", lambda: self.core.patch_namespaced_pod(
-            name, namespace, {"metadata": {"annotations": annotations}}, _preload_content=False))
+            name, namespace, {"metadata": {"annotations": annotations}}, _preload_content=False, **self.write_opts))
 
     # --- events -----------------------------------------------------------------------
 
@@ -158,4 +179,4 @@ class Kube:
             "lastTimestamp": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "count": 1,
         }
-        return call("create events", lambda: self.core.create_namespaced_event(meta["namespace"], body))
+        return call("create events", lambda: self.core.create_namespaced_event(meta["namespace"], body, **self.write_opts))

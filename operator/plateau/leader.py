@@ -11,11 +11,11 @@ import asyncio
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from kubernetes import client
 
-from plateau.kube import ApiError, NotFound, call
+from plateau.kube import DEFAULT_TIMEOUT, FIELD_MANAGER, ApiError, NotFound, Timeout, call
 from plateau.metrics import LEADER
 
 log = logging.getLogger("plateau.leader")
@@ -39,7 +39,7 @@ def _parse_time(value: object) -> Optional[float]:
 class LeaderElector:
     def __init__(self, api_client: client.ApiClient, namespace: str, name: str, identity: str,
                  lease_seconds: int = 15, renew_deadline: float = 10.0, retry_period: float = 2.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, timeout: Timeout = DEFAULT_TIMEOUT) -> None:
         self.api = client.CoordinationV1Api(api_client)
         self.api_client = api_client
         self.namespace = namespace
@@ -49,6 +49,8 @@ class LeaderElector:
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
         self.clock = clock
+        self.read_opts: dict[str, Any] = {"_request_timeout": timeout}
+        self.write_opts: dict[str, Any] = {**self.read_opts, "field_manager": FIELD_MANAGER}
         self._renewed_at: Optional[float] = None
 
     def is_leader(self) -> bool:
@@ -57,12 +59,13 @@ class LeaderElector:
     async def try_acquire_or_renew(self) -> bool:
         now = self.clock()
         try:
-            lease = await call("get leases", lambda: self.api.read_namespaced_lease(self.name, self.namespace))
+            lease = await call("get leases", lambda: self.api.read_namespaced_lease(self.name, self.namespace, **self.read_opts))
         except NotFound:
             body = {"metadata": {"name": self.name, "namespace": self.namespace},
                     "spec": self._spec(now, now, transitions=0)}
             try:
-                await call("create leases", lambda: self.api.create_namespaced_lease(self.namespace, body), attempts=1)
+                await call("create leases", lambda: self.api.create_namespaced_lease(
+                    self.namespace, body, **self.write_opts), attempts=1)
             except ApiError:
                 return False
             self._renewed_at = now
@@ -80,7 +83,8 @@ class LeaderElector:
         body = self.api_client.sanitize_for_serialization(lease)
         body["spec"] = self._spec(acquired or now, now, transitions)
         try:  # replace carries resourceVersion: a concurrent taker gets 409, not both the lease
-            await call("update leases", lambda: self.api.replace_namespaced_lease(self.name, self.namespace, body), attempts=1)
+            await call("update leases", lambda: self.api.replace_namespaced_lease(
+                self.name, self.namespace, body, **self.write_opts), attempts=1)
         except ApiError:
             return False
         if holder != self.identity:
@@ -112,9 +116,11 @@ class LeaderElector:
             return
         self._renewed_at = None
         try:
-            lease = await call("get leases", lambda: self.api.read_namespaced_lease(self.name, self.namespace), attempts=1)
+            lease = await call("get leases", lambda: self.api.read_namespaced_lease(
+                self.name, self.namespace, **self.read_opts), attempts=1)
             body = self.api_client.sanitize_for_serialization(lease)
             body["spec"]["holderIdentity"] = ""
-            await call("update leases", lambda: self.api.replace_namespaced_lease(self.name, self.namespace, body), attempts=1)
+            await call("update leases", lambda: self.api.replace_namespaced_lease(
+                self.name, self.namespace, body, **self.write_opts), attempts=1)
         except ApiError:
             pass

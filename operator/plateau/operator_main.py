@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 import kopf
 from prometheus_client import start_http_server
 
+from plateau import health
 from plateau.config import parse_settings
 from plateau.runtime import Runtime, api_client
 
@@ -21,12 +22,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     start_http_server(settings.metrics_port)
     runtime = Runtime(settings, api_client())
+    health.serve(runtime.heartbeat, settings.metrics_port + 1)  # /healthz: cycles end (not kopf's, which only answers)
     kopf.run(
         standalone=True,  # no kopf peering: the Lease in plateau.leader decides who acts
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
         memo=kopf.Memo(runtime=runtime),
-        liveness_endpoint=f"http://0.0.0.0:{settings.metrics_port + 1}/healthz",
     )
     return 0
 

@@ -52,7 +52,7 @@ async def operator_metrics(port: int) -> dict[str, float]:
 
 
 async def healthy(port: int) -> bool:
-    """kopf's liveness endpoint (the Deployment's livenessProbe), on --metrics-port + 1."""
+    """The operator's /healthz (the Deployment's livenessProbe), on --metrics-port + 1."""
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{port + 1}/healthz") as r:
             return r.status == 200

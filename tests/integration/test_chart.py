@@ -189,6 +189,7 @@ def test_helm_is_required_not_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path:
     ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
     ("sidecar.resources.limits.memory=lots", "/sidecar/resources/limits/memory"),
     ("metrics.port=80", "/metrics/port"),
+    ("terminationGracePeriodSeconds=5", "/terminationGracePeriodSeconds"),
     ("serviceMonitor.enable=true", "/serviceMonitor"),
 ])
 def test_values_schema_rejects_bad_values(bad: str, path: str) -> None:
@@ -231,6 +232,9 @@ def test_default_values_give_the_operators_defaults(monkeypatch: pytest.MonkeyPa
     defaults = Settings()
     assert settings.prometheus_url == defaults.prometheus_url
     assert (settings.interval, settings.status_interval) == (defaults.interval, defaults.status_interval)
+    assert (settings.api_timeout, settings.api_connect_timeout) == (defaults.api_timeout, defaults.api_connect_timeout)
+    assert settings.liveness_intervals == defaults.liveness_intervals
+    assert settings.shutdown_timeout == defaults.shutdown_timeout
     assert settings.namespaces == () and settings.default_dry_run is False
     assert settings.metrics_port == defaults.metrics_port
     assert settings.leader_election and settings.lease_name == "plateau" and settings.lease_namespace == NAMESPACE
@@ -240,12 +244,15 @@ def test_default_values_give_the_operators_defaults(monkeypatch: pytest.MonkeyPa
 
 
 def test_everything_reaches_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
-    values = {**NAMESPACED, "evaluation": {"interval": "1m", "statusInterval": "2m"},
+    values = {**NAMESPACED, "evaluation": {"interval": "1m", "statusInterval": "2m", "livenessIntervals": 4},
+              "kubernetesApi": {"timeout": "30s", "connectTimeout": "3s"},
               "sidecar": {"image": {"tag": "0.2.0"},
                           "resources": {"requests": {"cpu": "50m", "memory": "48Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}}
     settings = settings_from(operator_command(values).env, monkeypatch)
     assert settings.prometheus_url == EVERYTHING["prometheus"]["url"]
     assert (settings.interval, settings.status_interval) == (60.0, 120.0)
+    assert (settings.api_timeout, settings.api_connect_timeout) == (30.0, 3.0)
+    assert settings.liveness_intervals == 4
     assert settings.namespaces == ("team-a", "team-b") and settings.default_dry_run is True
     assert (settings.dcgm.pod_label, settings.dcgm.namespace_label) == ("exported_pod", "exported_namespace")
     assert settings.sidecar == SidecarSettings("ghcr.io/plateau-dev/plateau:0.2.0", "50m", "48Mi", "1", "1Gi")
@@ -256,6 +263,16 @@ def test_dcgm_label_overrides_win_over_the_scheme(monkeypatch: pytest.MonkeyPatc
                        "profilingMetric": "DCGM_FI_PROF_SM_ACTIVE"}}
     dcgm = settings_from(operator_command(values).env, monkeypatch).dcgm
     assert (dcgm.pod_label, dcgm.namespace_label, dcgm.profiling_metric) == ("exported_pod", "k8s_namespace", "DCGM_FI_PROF_SM_ACTIVE")
+
+
+@pytest.mark.parametrize("grace", [None, 60])
+def test_the_operators_shutdown_deadline_ends_within_the_pods_grace_period(grace: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {} if grace is None else {"terminationGracePeriodSeconds": grace}
+    pod = only(render(values), "Deployment")["spec"]["template"]["spec"]
+    settings = settings_from(operator_command(values).env, monkeypatch)
+    assert pod["terminationGracePeriodSeconds"] == (grace or Settings().shutdown_timeout + 5)
+    assert settings.shutdown_timeout == pod["terminationGracePeriodSeconds"] - 5  # kopf's last resort kills it then
+    assert settings.api_timeout < settings.shutdown_timeout  # a hung request ends before the deadline
 
 
 def test_operator_pod_is_locked_down() -> None:
@@ -419,8 +436,13 @@ def test_alerts_fire_when_they_should(tmp_path: Path) -> None:
         {"series": f'plateau_operator_trainingjob_metrics_missing{{job="plateau-metrics", {selector}}}', "values": "1x30"}],
         "alert_rule_test": [{"eval_time": "20m", "alertname": "PlateauMetricsMissing",
                              "exp_alerts": [expected_alert(rules["PlateauMetricsMissing"], job)]}]}
+    hung = {"verb": "patch trainingjobs/status", "code": "timeout"}
+    timeouts = {"interval": "1m", "input_series": [
+        {"series": f'plateau_operator_api_errors_total{{{operator}, verb="{hung["verb"]}", code="timeout"}}', "values": "0+4x30"}],
+        "alert_rule_test": [{"eval_time": "20m", "alertname": "PlateauKubernetesApiErrors",
+                             "exp_alerts": [expected_alert(rules["PlateauKubernetesApiErrors"], hung)]}]}
     groups = only(render(EVERYTHING), "PrometheusRule")["spec"]["groups"]
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
-                                                         "tests": [down, errors, missing]}))
+                                                         "tests": [down, errors, missing, timeouts]}))
     promtool("test", "rules", "tests.yaml", cwd=tmp_path)

@@ -71,3 +71,27 @@ async def test_an_event_between_cycles_wakes_the_loop_early() -> None:
     await asyncio.gather(task, return_exceptions=True)
     start = evaluator.cycles[0]
     assert [t - start for t in evaluator.cycles] == pytest.approx([0.0, 6.0])
+
+
+@pytest.mark.looptime
+async def test_each_pass_beats_when_it_ends_led_or_standing_by_and_a_hung_cycle_does_not() -> None:
+    evaluator = FakeEvaluator(during_first_cycle=False)  # its first cycle takes 1 s
+    loop, beats, hang = asyncio.get_running_loop(), [], asyncio.Event()
+    first_cycle = evaluator.cycle
+
+    async def cycle() -> None:
+        await first_cycle()
+        if len(evaluator.cycles) == 2:
+            await hang.wait()  # the second cycle waits on a call that does not return
+
+    evaluator.cycle = cycle  # type: ignore[method-assign]
+    passes = iter([False])  # standing by first, then leading
+    task = asyncio.create_task(run_forever(evaluator, 15.0, lambda: next(passes, True),  # type: ignore[arg-type]
+                                           on_pass=lambda: beats.append(loop.time())))
+    await asyncio.sleep(100)
+    assert [b - beats[0] for b in beats] == pytest.approx([0.0, 16.0])  # the standby pass; the 1 s cycle
+    hang.set()
+    await asyncio.sleep(1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert beats[2] - beats[0] == pytest.approx(100.0)  # it beats again once the call returns

@@ -1,4 +1,4 @@
-"""The operator's settings: the Prometheus query timeout flag and its environment variable."""
+"""The operator's settings: timeouts and the like, from flags and environment variables."""
 
 from __future__ import annotations
 
@@ -30,5 +30,39 @@ async def test_the_runtime_gives_the_timeout_to_the_prometheus_client() -> None:
     runtime = Runtime(Settings(prometheus_timeout=1.5, leader_election=False), client.ApiClient())
     try:
         assert runtime.prometheus.timeout == 1.5
+    finally:
+        await runtime.close()
+
+
+def test_api_timeouts_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PLATEAU_API_TIMEOUT", "PLATEAU_API_CONNECT_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    assert (parse_settings([]).api_timeout, parse_settings([]).api_connect_timeout) == (10.0, 5.0)
+    monkeypatch.setenv("PLATEAU_API_TIMEOUT", "30s")
+    settings = parse_settings(["--api-connect-timeout", "2s"])
+    assert (settings.api_timeout, settings.api_connect_timeout) == (30.0, 2.0)
+
+
+def test_shutdown_timeout_from_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PLATEAU_SHUTDOWN_TIMEOUT", raising=False)
+    assert parse_settings([]).shutdown_timeout == 25.0
+    monkeypatch.setenv("PLATEAU_SHUTDOWN_TIMEOUT", "55s")
+    assert parse_settings([]).shutdown_timeout == 55.0
+
+
+async def test_every_client_gets_the_api_timeouts() -> None:
+    import kopf
+    from kubernetes import client
+
+    runtime = Runtime(Settings(api_timeout=3.0, api_connect_timeout=1.0), client.ApiClient())
+    operator = kopf.OperatorSettings()
+    runtime.configure(operator)
+    try:
+        assert runtime.kube.read_opts["_request_timeout"] == runtime.kube.write_opts["_request_timeout"] == (1.0, 3.0)
+        assert runtime.elector is not None and runtime.elector.read_opts["_request_timeout"] == (1.0, 3.0)
+        assert (operator.networking.request_timeout, operator.networking.connect_timeout) == (3.0, 1.0)
+        assert operator.watching.connect_timeout == 1.0
+        assert operator.watching.server_timeout and operator.watching.client_timeout > operator.watching.server_timeout
+        assert operator.process.ultimate_exiting_timeout == Settings().shutdown_timeout
     finally:
         await runtime.close()
