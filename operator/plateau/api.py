@@ -12,9 +12,10 @@ import math
 from enum import Enum
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from plateau.confine import check_template
 from plateau.durations import DURATION_PATTERN, parse_duration
 
 GROUP = "plateau.dev"
@@ -205,13 +206,16 @@ class MetricsSpec(Model):
     scrape_interval: Duration = Field(
         default="15s", description="How often Prometheus scrapes the sidecar."
     )
-    queries: dict[str, Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+    queries: dict[str, Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(check_template)]] = Field(
         default_factory=dict,
         max_length=16,
         description=(
             "For workloads whose metrics come from your own exporter: metric name -> PromQL "
             "expression returning one series with the metric's latest value. `$namespace` "
-            "and `$name` are replaced by the escaped namespace and TrainingJob name."
+            "and `$name` (only inside quoted strings) are replaced by the escaped namespace "
+            "and TrainingJob name. The operator adds namespace=\"<this namespace>\" to every "
+            "selector, so a query reads only this namespace's series (the chart's "
+            "customQueries value can turn queries off, or this confinement)."
         ),
     )
 
