@@ -258,6 +258,14 @@ def test_dcgm_label_overrides_win_over_the_scheme(monkeypatch: pytest.MonkeyPatc
     assert (dcgm.pod_label, dcgm.namespace_label, dcgm.profiling_metric) == ("exported_pod", "k8s_namespace", "DCGM_FI_PROF_SM_ACTIVE")
 
 
+def test_custom_queries_are_confined_unless_the_chart_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings_from(operator_command().env, monkeypatch).custom_queries == "confined"
+    for mode in ("disabled", "unconfined"):
+        assert settings_from(operator_command({"customQueries": mode}).env, monkeypatch).custom_queries == mode
+    result = template({"customQueries": "open"})
+    assert result.returncode != 0 and "customQueries" in result.stderr
+
+
 def test_operator_pod_is_locked_down() -> None:
     pod = only(render(), "Deployment")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
