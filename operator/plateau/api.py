@@ -61,6 +61,20 @@ Duration = Annotated[
 ]
 
 
+def at_least(minimum: str, reason: str = "") -> list[Any]:
+    """Metadata for a Duration of at least `minimum`: a CEL rule, so that `kubectl apply`
+    rejects a shorter one, and the same check for the models."""
+    message = f"must be at least {minimum}"
+
+    def check(value: str) -> str:
+        if parse_duration(value) < parse_duration(minimum):
+            raise ValueError(f"{message}: {reason}" if reason else message)
+        return value
+
+    return [Field(json_schema_extra={CEL: [cel(f"duration(self) >= duration('{minimum}')", message)]}),
+            AfterValidator(check)]
+
+
 # --- enums ------------------------------------------------------------------------------------
 
 
@@ -203,8 +217,14 @@ class MetricsSpec(Model):
         max_length=64,
         description="Metric names to export; empty exports every numeric field the trainer reports.",
     )
-    scrape_interval: Duration = Field(
-        default="15s", description="How often Prometheus scrapes the sidecar."
+    scrape_interval: Annotated[Duration, *at_least("1s")] = Field(
+        default="15s",
+        description=(
+            "How often Prometheus scrapes the sidecar. The child Job's pods carry it in the "
+            "plateau.dev/scrape-interval annotation (with plateau.dev/scrape-timeout), which the "
+            "chart's PodMonitor applies; another scrape config must relabel them into "
+            "__scrape_interval__ and __scrape_timeout__ to honour it. At least 1s."
+        ),
     )
     queries: dict[str, Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(check_template)]] = Field(
         default_factory=dict,
@@ -361,21 +381,13 @@ class GpuIdleRule(Model):
         le=1,
         description="Utilisation as a fraction (0.05 = 5%); values under about 0.01 are noise.",
     )
-    for_: Duration = Field(
+    for_: Annotated[Duration, *at_least("1m", "dcgm-exporter samples every 30s")] = Field(
         alias="for",
         description=(
             "How long utilisation must stay below `below`. dcgm-exporter samples every 30s, "
             "so at least 1m."
         ),
-        json_schema_extra={CEL: [cel("duration(self) >= duration('1m')", "must be at least 1m")]},
     )
-
-    @field_validator("for_")
-    @classmethod
-    def _at_least_a_minute(cls, value: str) -> str:
-        if parse_duration(value) < 60:
-            raise ValueError("must be at least 1m: dcgm-exporter samples every 30s")
-        return value
 
 
 class LabelSelectorRequirement(Model):

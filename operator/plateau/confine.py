@@ -21,6 +21,8 @@ from typing import Any, Optional
 
 import promql_parser as pp
 
+from plateau.durations import format_milliseconds
+
 # The template placeholders; "$namespace" first, since "$name" is its prefix.
 PLACEHOLDERS = ("$namespace", "$name")
 _SENTINELS = {"$namespace": "plateau_placeholder_namespace_0", "$name": "plateau_placeholder_name_0"}
@@ -28,7 +30,6 @@ _SENTINELS = {"$namespace": "plateau_placeholder_namespace_0", "$name": "plateau
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _OPS = ((pp.MatchOp.Equal, "="), (pp.MatchOp.NotEqual, "!="), (pp.MatchOp.Re, "=~"), (pp.MatchOp.NotRe, "!~"))
-_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
 # info() joins each series with target_info series found by their job and instance only.
 _UNCONFINABLE_FUNCTIONS = {"info"}
 
@@ -228,13 +229,7 @@ def _labels(labels: list[str]) -> str:
 
 def _duration(delta: timedelta) -> str:
     ms = round(delta / timedelta(milliseconds=1))
-    sign, ms = ("-", -ms) if ms < 0 else ("", ms)
-    parts = []
-    for unit, size in _UNITS:
-        count, ms = divmod(ms, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return sign + ("".join(parts) or "0s")
+    return "-" + format_milliseconds(-ms) if ms < 0 else format_milliseconds(ms)
 
 
 def _number(value: float) -> str:

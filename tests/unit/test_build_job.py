@@ -11,7 +11,7 @@ from typing import Any
 from plateau import api
 from plateau.config import SidecarSettings
 from plateau.history import metric_spec_for
-from plateau.workloads import SIDECAR_NAME, build_job
+from plateau.workloads import SCRAPE_INTERVAL_ANNOTATION, SCRAPE_TIMEOUT_ANNOTATION, SIDECAR_NAME, build_job
 from plateau_sidecar import protocol as p
 
 STOP = {"preset": "balanced", "metric": {"name": "val_loss"}}
@@ -71,3 +71,15 @@ def test_a_push_trainer_posts_to_the_path_and_port_its_sidecar_serves() -> None:
     host, _, port = env_of(sidecar)[p.ENV_PUSH_ADDR].rpartition(":")
     assert (url.hostname, url.port, url.path) == (host, int(port), p.PUSH_PATH)
     assert url.port == spec.metrics.push_port
+
+
+def test_the_pods_carry_the_scrape_interval_the_chart_podmonitor_applies() -> None:
+    """In Prometheus' duration form, the timeout never above the interval (Prometheus drops
+    such a target) nor above its 10 s default."""
+    for interval, expected in (("15s", ("15s", "10s")), ("1s", ("1s", "1s")), ("1.5s", ("1s500ms", "1s500ms")),
+                               ("90s", ("1m30s", "10s")), ("2h", ("2h", "10s"))):
+        job, _ = job_for({"scrapeInterval": interval})
+        annotations = job["spec"]["template"]["metadata"]["annotations"]
+        assert (annotations[SCRAPE_INTERVAL_ANNOTATION], annotations[SCRAPE_TIMEOUT_ANNOTATION]) == expected, interval
+    job, _ = job_for({})
+    assert job["spec"]["template"]["metadata"]["annotations"][SCRAPE_INTERVAL_ANNOTATION] == "15s"

@@ -59,7 +59,7 @@ SHAPES = [
     ("min_over_time((a - b)[30m:])", 'min_over_time((a{namespace="team-a"} - b{namespace="team-a"})[30m:])'),
     ("x offset 1h30m", 'x{namespace="team-a"} offset 1h30m'),
     ("x offset -5m", 'x{namespace="team-a"} offset -5m'),
-    ("x[5m] offset 1d @ 1700000000", 'x{namespace="team-a"}[5m] @ 1700000000.000 offset 1d'),
+    ("x[5m] offset 1d @ 1700000000", 'x{namespace="team-a"}[5m] @ 1700000000.000 offset 24h'),
     ("x @ start()", 'x{namespace="team-a"} @ start()'),
     ("rate(x[5m] @ end())", 'rate(x{namespace="team-a"}[5m] @ end())'),
     # regular expressions, __name__ selectors
