@@ -10,11 +10,13 @@ narrow what a selector reads, never widen it.
 The printed text is checked before it is used, failing closed: parsed again, without the added
 matchers it is the user's tree, and with them every selector carries the matcher. What this
 module cannot print faithfully, or the parser can read but Prometheus 2 cannot confine
-(`info()`, `or` between matchers, quoted UTF-8 names), is rejected with a message.
+(`info()`, `or` between matchers, quoted UTF-8 names), is rejected with a message; so is a
+query nested deeper than real ones are, before the parser spends seconds on it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from typing import Any, Optional
@@ -30,6 +32,10 @@ _SENTINELS = {"$namespace": "plateau_placeholder_namespace_0", "$name": "plateau
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _OPS = ((pp.MatchOp.Equal, "="), (pp.MatchOp.NotEqual, "!="), (pp.MatchOp.Re, "=~"), (pp.MatchOp.NotRe, "!~"))
+# Resource limits (see _check_size); real queries stay far below them.
+MAX_NESTING = 32  # brackets
+MAX_OPERATORS = 128  # + - * / % ^ < > ! ==
+MAX_DEPTH = 128  # levels of the parsed tree
 # info() joins each series with target_info series found by their job and instance only.
 _UNCONFINABLE_FUNCTIONS = {"info"}
 
@@ -50,26 +56,33 @@ def check_template(template: str) -> str:
     text = template
     for placeholder in PLACEHOLDERS:
         text = text.replace(placeholder, _SENTINELS[placeholder])
+    _check_size(text)
     tree = _parse(text)
+    strings = [s for node in _nodes(tree) for s in _strings_of(node)]
     for placeholder in PLACEHOLDERS:
         sentinel = _SENTINELS[placeholder]
-        if text.count(sentinel) != sum(s.count(sentinel) for s in _strings(tree)):
+        if text.count(sentinel) != sum(s.count(sentinel) for s in strings):
             raise ValueError(f"{placeholder} may appear only inside a quoted string, e.g. "
                              f'{{job="{placeholder}"}}')
     confine(text, "namespace", "default")
     return template
 
 
+@functools.lru_cache(maxsize=1024)  # the operator confines each custom query every cycle
 def confine(query: str, label: str, namespace: str) -> str:
     """The query with label="namespace" added to every selector, or ValueError."""
+    _check_size(query)
     tree = _parse(query)
+    wanted = sum(isinstance(n, pp.VectorSelector) for n in _nodes(tree))
     try:
         same = _render(tree, None)
         confined = _render(tree, (label, namespace))
         # Fail closed: the text must read back as the user's tree, every selector confined.
         if _parse(same).prettify() != tree.prettify():
             raise ValueError("cannot be printed back faithfully")
-        _require_confined(_parse(confined), label, namespace, _count_selectors(tree))
+        selectors = [n for n in _nodes(_parse(confined)) if isinstance(n, pp.VectorSelector)]
+        if len(selectors) != wanted or not all(_confined(s, label, namespace) for s in selectors):
+            raise ValueError("a selector was left unconfined")
     except BaseException as exc:  # noqa: B036 - the binding's panics are BaseExceptions
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -89,40 +102,75 @@ def _parse(text: str) -> Any:
         raise ValueError(f"not valid PromQL: {exc}") from None
 
 
-def _strings(tree: Any) -> list[str]:
-    """Every quoted string's value: label matcher values and string literals."""
-    found: list[str] = []
+def _check_size(text: str) -> None:
+    """Bound the tree's depth before parsing: the parser's time grows with the square of it
+    (4,096 characters of `-` take seconds). A resource limit only: what a query reads is
+    decided on the parsed tree. Counts brackets and operators outside strings and comments."""
+    depth = deepest = operators = 0
+    quote = previous = ""
+    chars = iter(text)
+    for c in chars:
+        if quote:
+            if c == "\\" and quote != "`":
+                next(chars, "")
+            elif c == quote:
+                quote = ""
+        elif c in "\"'`":
+            quote = c
+        elif c == "#":
+            for c in chars:
+                if c == "\n":
+                    break
+        elif c in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in ")]}":
+            depth -= 1
+        elif c in "+-*/%^<>!" or c == "=" == previous:
+            operators += 1
+        previous = c
+    if deepest > MAX_NESTING or operators > MAX_OPERATORS:
+        raise ValueError(f"too complex: at most {MAX_NESTING} nested brackets and {MAX_OPERATORS} operators")
 
-    def visit(node: Any) -> None:
-        if isinstance(node, pp.VectorSelector):
-            found.extend(m.value for m in node.matchers.matchers)
-            found.extend(m.value for group in node.matchers.or_matchers for m in group)
-        elif isinstance(node, pp.StringLiteral):
-            found.append(node.val)
 
-    pp.walk(tree, pre_visit=visit)
+def _nodes(tree: Any) -> list[Any]:
+    """Every node of the tree, at most MAX_DEPTH deep (`and` chains, which _check_size does
+    not count). The binding's walk() takes time cubic in the depth: not used."""
+    found, stack = [], [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"too complex: more than {MAX_DEPTH} levels of operations")
+        found.append(node)
+        if isinstance(node, pp.MatrixSelector):
+            children = [node.vector_selector]
+        elif isinstance(node, (pp.SubqueryExpr, pp.ParenExpr, pp.UnaryExpr)):
+            children = [node.expr]
+        elif isinstance(node, pp.BinaryExpr):
+            children = [node.lhs, node.rhs]
+        elif isinstance(node, pp.AggregateExpr):
+            children = [node.expr] if node.param is None else [node.param, node.expr]
+        elif isinstance(node, pp.Call):
+            children = list(node.args)
+        elif isinstance(node, (pp.VectorSelector, pp.NumberLiteral, pp.StringLiteral)):
+            children = []
+        else:
+            raise ValueError(f"unsupported PromQL node {type(node).__name__}")
+        stack += [(child, depth + 1) for child in children]
     return found
 
 
-def _count_selectors(tree: Any) -> int:
-    found: list[Any] = []
-    pp.walk(tree, pre_visit=lambda node: found.append(node) if isinstance(node, pp.VectorSelector) else None)
-    return len(found)
+def _strings_of(node: Any) -> list[str]:
+    """The values of a node's own quoted strings: label matcher values, string literals."""
+    if isinstance(node, pp.VectorSelector):
+        return [m.value for m in node.matchers.matchers] + \
+            [m.value for group in node.matchers.or_matchers for m in group]
+    return [node.val] if isinstance(node, pp.StringLiteral) else []
 
 
-def _require_confined(tree: Any, label: str, namespace: str, selectors: int) -> None:
-    seen: list[bool] = []
-
-    def visit(node: Any) -> None:
-        if isinstance(node, pp.MatrixSelector):
-            node = node.vector_selector  # also visited on its own; checked twice is fine
-        if isinstance(node, pp.VectorSelector):
-            seen.append(not node.matchers.or_matchers and any(
-                m.op == pp.MatchOp.Equal and m.name == label and m.value == namespace for m in node.matchers.matchers))
-
-    pp.walk(tree, pre_visit=visit)
-    if not all(seen) or len(seen) < selectors:
-        raise ValueError("a selector was left unconfined")
+def _confined(selector: Any, label: str, namespace: str) -> bool:
+    return not selector.matchers.or_matchers and any(
+        m.op == pp.MatchOp.Equal and m.name == label and m.value == namespace for m in selector.matchers.matchers)
 
 
 # --- printing --------------------------------------------------------------------------------

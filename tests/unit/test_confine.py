@@ -4,6 +4,7 @@ matcher, nothing else changes, and what cannot be confined is rejected with the 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,34 @@ def test_any_namespace_value_reads_back_exactly(value: str) -> None:
 def test_what_cannot_be_confined_is_rejected_with_the_reason(query: str, reason: str) -> None:
     with pytest.raises(ValueError, match=re.escape(reason)):
         confine(query, "namespace", NS)
+
+
+# At the API's limit of 4,096 characters, the parser takes seconds on these (its time grows with
+# the square of the tree's depth, and the binding's walk() the cube); each is refused before it
+# is parsed, or right after.
+TOO_COMPLEX = {
+    "nested brackets": "(" * 2047 + "x" + ")" * 2047,
+    "nested calls": "abs(" * 800 + "x" + ")" * 800,
+    "a chain of minus signs": "-" * 4095 + "x",
+    "a chain of additions": "+".join(["x"] * 2048),
+    "a chain of comparisons": ">".join(["x"] * 2048),
+    "a chain of and": " and ".join(["x"] * 680),
+}
+
+
+@pytest.mark.parametrize("query", TOO_COMPLEX.values(), ids=TOO_COMPLEX.keys())
+def test_queries_too_deep_to_parse_quickly_are_refused_quickly(query: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="too complex"):
+        check_template(query)
+    assert time.perf_counter() - started < 1.0  # without the limits: seconds, and minutes after parsing
+
+
+def test_long_real_queries_are_not_too_complex() -> None:
+    long = " + ".join(f'sum(rate(loss_{i}{{job="trainer", pod=~"guard-.*"}}[5m] offset 1m))' for i in range(60))
+    assert len(long) > 4000 and check_template(long) == long
+    text = confine(long, "namespace", NS)
+    assert len(selectors(text)) == 60 and all(confined(s) for s in selectors(text))
 
 
 @pytest.mark.parametrize("template", [
