@@ -4,6 +4,8 @@ matcher, nothing else changes, and what cannot be confined is rejected with the 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -172,3 +174,9 @@ def test_plateau_validate_names_the_query(tmp_path: Path, capsys: pytest.Capture
     assert cli.main(["validate", str(manifest)]) == 2
     error = capsys.readouterr().err
     assert f"{manifest}: spec.metrics.queries.val_loss: Value error, not valid PromQL" in error
+
+
+def test_the_sidecar_never_loads_the_parser() -> None:
+    """It validates stop specs with the same models; the parser would cost each trainer pod 2.5 MB."""
+    code = "import sys, plateau_sidecar.main, plateau.api; print('promql_parser' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
