@@ -111,6 +111,7 @@ def _trainer_env(tj_name: str, spec: api.TrainingJobSpec) -> list[dict[str, str]
 
 
 def scrape_annotations(metrics: api.MetricsSpec) -> dict[str, str]:
+    """The pod annotations that carry spec.metrics.scrapeInterval to the chart's PodMonitor."""
     interval = round(parse_duration(metrics.scrape_interval) * 1000)
     return {SCRAPE_INTERVAL_ANNOTATION: format_milliseconds(interval),
             SCRAPE_TIMEOUT_ANNOTATION: format_milliseconds(min(interval, SCRAPE_TIMEOUT_MS))}
