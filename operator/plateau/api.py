@@ -12,7 +12,7 @@ import math
 from enum import Enum
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from plateau import podschema
@@ -59,6 +59,28 @@ Duration = Annotated[
     Field(pattern=DURATION_PATTERN, max_length=64),
     BeforeValidator(_check_duration),
 ]
+
+
+def at_least(minimum: str, reason: str = "") -> list[Any]:
+    """Metadata for a Duration of at least `minimum`: a CEL rule, so that `kubectl apply`
+    rejects a shorter one, and the same check for the models."""
+    message = f"must be at least {minimum}"
+
+    def check(value: str) -> str:
+        if parse_duration(value) < parse_duration(minimum):
+            raise ValueError(f"{message}: {reason}" if reason else message)
+        return value
+
+    return [Field(json_schema_extra={CEL: [cel(f"duration(self) >= duration('{minimum}')", message)]}),
+            AfterValidator(check)]
+
+
+def _check_query(template: str) -> str:
+    # Imported here: the sidecar validates stop specs with these models, and never needs the
+    # PromQL parser (2.5 MB in each trainer pod).
+    from plateau.confine import check_template
+
+    return check_template(template)
 
 
 # --- enums ------------------------------------------------------------------------------------
@@ -213,16 +235,25 @@ class MetricsSpec(Model):
         max_length=64,
         description="Metric names to export; empty exports every numeric field the trainer reports.",
     )
-    scrape_interval: Duration = Field(
-        default="15s", description="How often Prometheus scrapes the sidecar."
+    scrape_interval: Annotated[Duration, *at_least("1s")] = Field(
+        default="15s",
+        description=(
+            "How often Prometheus scrapes the sidecar. The child Job's pods carry it in the "
+            "plateau.dev/scrape-interval annotation (with plateau.dev/scrape-timeout), which the "
+            "chart's PodMonitor applies; another scrape config must relabel them into "
+            "__scrape_interval__ and __scrape_timeout__ to honour it. At least 1s."
+        ),
     )
-    queries: dict[str, Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+    queries: dict[str, Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_check_query)]] = Field(
         default_factory=dict,
         max_length=16,
         description=(
             "For workloads whose metrics come from your own exporter: metric name -> PromQL "
             "expression returning one series with the metric's latest value. `$namespace` "
-            "and `$name` are replaced by the escaped namespace and TrainingJob name."
+            "and `$name` (only inside quoted strings) are replaced by the escaped namespace "
+            "and TrainingJob name. The operator adds namespace=\"<this namespace>\" to every "
+            "selector, so a query reads only this namespace's series (the chart's "
+            "customQueries value can turn queries off, or this confinement)."
         ),
     )
 
@@ -368,21 +399,13 @@ class GpuIdleRule(Model):
         le=1,
         description="Utilisation as a fraction (0.05 = 5%); values under about 0.01 are noise.",
     )
-    for_: Duration = Field(
+    for_: Annotated[Duration, *at_least("1m", "dcgm-exporter samples every 30s")] = Field(
         alias="for",
         description=(
             "How long utilisation must stay below `below`. dcgm-exporter samples every 30s, "
             "so at least 1m."
         ),
-        json_schema_extra={CEL: [cel("duration(self) >= duration('1m')", "must be at least 1m")]},
     )
-
-    @field_validator("for_")
-    @classmethod
-    def _at_least_a_minute(cls, value: str) -> str:
-        if parse_duration(value) < 60:
-            raise ValueError("must be at least 1m: dcgm-exporter samples every 30s")
-        return value
 
 
 class LabelSelectorRequirement(Model):

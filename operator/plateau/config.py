@@ -20,6 +20,11 @@ class SidecarSettings:
     memory_limit: str = "128Mi"  # the engine and up to 1,000,000 kept reports (16 B each, twice for the monitored metric)
 
 
+# How spec.metrics.queries run: confined to the TrainingJob's namespace (every selector gets
+# the namespace matcher), refused (the spec is invalid), or as written, with the operator's access.
+CUSTOM_QUERIES = ("confined", "disabled", "unconfined")
+
+
 @dataclass(frozen=True)
 class Settings:
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
@@ -41,6 +46,7 @@ class Settings:
     dcgm: DcgmConfig = field(default_factory=DcgmConfig)
     sidecar: SidecarSettings = field(default_factory=SidecarSettings)
     prometheus_namespace_label: str = "namespace"  # label Prometheus puts on sidecar series
+    custom_queries: str = "confined"  # one of CUSTOM_QUERIES: spec.metrics.queries confined to the job's namespace
 
 
 def _env(name: str, default: str) -> str:
@@ -86,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dcgm-device-metric", default=_env("PLATEAU_DCGM_DEVICE_METRIC", g.device_metric))
     add("--dcgm-pod-label", default=_env("PLATEAU_DCGM_POD_LABEL", g.pod_label))
     add("--dcgm-namespace-label", default=_env("PLATEAU_DCGM_NAMESPACE_LABEL", g.namespace_label))
+    add("--custom-queries", choices=CUSTOM_QUERIES, default=_env("PLATEAU_CUSTOM_QUERIES", d.custom_queries),
+        help="spec.metrics.queries: confined to the TrainingJob's namespace, disabled, or unconfined")
     add("--sidecar-image", default=_env("PLATEAU_SIDECAR_IMAGE", s.image))
     add("--sidecar-cpu-request", default=_env("PLATEAU_SIDECAR_CPU_REQUEST", s.cpu_request))
     add("--sidecar-memory-request", default=_env("PLATEAU_SIDECAR_MEMORY_REQUEST", s.memory_request))
@@ -117,6 +125,7 @@ def parse_settings(argv: Optional[Sequence[str]] = None) -> Settings:
         lease_name=a.lease_name,
         lease_namespace=a.lease_namespace,
         identity=a.identity or f"{os.uname().nodename}-{os.getpid()}",
+        custom_queries=a.custom_queries,
         dcgm=DcgmConfig(
             profiling_metric=a.dcgm_profiling_metric,
             device_metric=a.dcgm_device_metric,

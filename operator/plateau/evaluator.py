@@ -296,7 +296,9 @@ class Evaluator:
             except ValidationError as exc:
                 parsed = format_validation_error(exc, "spec")
             else:
-                if parsed.stop.dry_run is None:  # the operator's default, once per generation
+                if parsed.metrics.queries and self.settings.custom_queries == "disabled":
+                    parsed = "spec.metrics.queries: custom queries are disabled in this installation (Helm value customQueries)"
+                elif parsed.stop.dry_run is None:  # the operator's default, once per generation
                     stop = parsed.stop.model_copy(update={"dry_run": self.settings.default_dry_run})
                     parsed = parsed.model_copy(update={"stop": stop})
             self._specs[(uid, generation)] = parsed
@@ -483,7 +485,13 @@ class Evaluator:
         template = ctx.spec.metrics.queries.get(rule.name) if rule else None
         if template is None or rule is None:
             return None
-        samples = await self._query(promql.custom_query(template, ctx.key[0], ctx.key[1]), report)
+        confine_label = None if self.settings.custom_queries == "unconfined" else self.settings.prometheus_namespace_label
+        try:
+            query = promql.custom_query(template, ctx.key[0], ctx.key[1], confine_label)
+        except ValueError as exc:  # the spec's validation rejects such templates first
+            log.warning("custom query of %s/%s not run: %s", *ctx.key, exc)
+            return None
+        samples = await self._query(query, report)
         if len(samples) != 1:
             return None
         value = samples[0].value

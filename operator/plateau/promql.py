@@ -13,13 +13,10 @@ from typing import Any, Iterable, Optional
 
 import msgspec
 
+from plateau import confine
+from plateau.confine import escape_label_value
 from plateau.summaries import TRACK_READ_SERIES
 from plateau_sidecar import protocol
-
-def escape_label_value(value: str) -> str:
-    """A PromQL double-quoted string literal body: backslash, quote and newline escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
 
 def regex_alternation(values: Iterable[str]) -> str:
     """An anchored RE2 alternation matching exactly these values (regex metacharacters quoted)."""
@@ -75,9 +72,12 @@ def name_parts(parts: int) -> list[str]:
     return [f"(?s:.*)[{c}]" for c in classes[:-1]] + [f"(?s:.*)[^{''.join(classes[:-1])}]"]
 
 
-def custom_query(template: str, namespace: str, name: str) -> str:
-    """A user's PromQL template for workloadRef metrics, with $namespace and $name escaped."""
-    return template.replace("$namespace", escape_label_value(namespace)).replace("$name", escape_label_value(name))
+def custom_query(template: str, namespace: str, name: str, confine_label: Optional[str] = "namespace") -> str:
+    """A user's PromQL template for workloadRef metrics, with $namespace and $name escaped,
+    and `confine_label`="<namespace>" added to every selector (None: as written). ValueError
+    if it cannot be confined (`api` rejects such templates first)."""
+    query = confine.substitute(template, namespace, name)
+    return query if confine_label is None else confine.confine(query, confine_label, namespace)
 
 
 def _selectors(dcgm: DcgmConfig, namespaces: Iterable[str]) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from plateau import api
 from plateau.config import SidecarSettings
+from plateau.durations import format_milliseconds, parse_duration
 from plateau.kube import Kube, NotFound
 from plateau.stopflow import Waiting, WorkloadState
 from plateau.history import metric_spec_for
@@ -30,6 +31,11 @@ KUEUE_LABELS = (KUEUE_QUEUE, "kueue.x-k8s.io/priority-class")
 KUEUE_WORKLOADS = ("kueue.x-k8s.io", "v1beta1", "workloads")
 KUEUE_JOB_UID = "kueue.x-k8s.io/job-uid"  # the label Kueue puts on the Workload it makes for a job
 GPU_RESOURCE = "nvidia.com/gpu"
+# spec.metrics.scrapeInterval, in Prometheus' duration form; the chart's PodMonitor relabels
+# them into __scrape_interval__ and __scrape_timeout__ (which must not exceed the interval).
+SCRAPE_INTERVAL_ANNOTATION = "plateau.dev/scrape-interval"
+SCRAPE_TIMEOUT_ANNOTATION = "plateau.dev/scrape-timeout"
+SCRAPE_TIMEOUT_MS = 10_000  # Prometheus' default
 
 
 def label_value(name: str) -> str:
@@ -108,6 +114,13 @@ def _trainer_env(tj_name: str, spec: api.TrainingJobSpec) -> list[dict[str, str]
     return env
 
 
+def scrape_annotations(metrics: api.MetricsSpec) -> dict[str, str]:
+    """The pod annotations that carry spec.metrics.scrapeInterval to the chart's PodMonitor."""
+    interval = round(parse_duration(metrics.scrape_interval) * 1000)
+    return {SCRAPE_INTERVAL_ANNOTATION: format_milliseconds(interval),
+            SCRAPE_TIMEOUT_ANNOTATION: format_milliseconds(min(interval, SCRAPE_TIMEOUT_MS))}
+
+
 def build_job(tj: dict[str, Any], spec: api.TrainingJobSpec, sidecar: SidecarSettings) -> dict[str, Any]:
     """The batch/v1 Job for a TrainingJob with a template: trainer, sidecar, volumes, labels."""
     assert spec.template is not None
@@ -123,6 +136,7 @@ def build_job(tj: dict[str, Any], spec: api.TrainingJobSpec, sidecar: SidecarSet
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(protocol.DEFAULT_METRICS_PORT),
         "prometheus.io/path": "/metrics",
+        **scrape_annotations(spec.metrics),
     }
     spec_for_sidecar = metric_spec_for(spec.stop)
     if spec_for_sidecar is not None:

@@ -275,6 +275,14 @@ def test_the_operators_shutdown_deadline_ends_within_the_pods_grace_period(grace
     assert settings.api_timeout < settings.shutdown_timeout  # a hung request ends before the deadline
 
 
+def test_custom_queries_are_confined_unless_the_chart_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings_from(operator_command().env, monkeypatch).custom_queries == "confined"
+    for mode in ("disabled", "unconfined"):
+        assert settings_from(operator_command({"customQueries": mode}).env, monkeypatch).custom_queries == mode
+    result = template({"customQueries": "open"})
+    assert result.returncode != 0 and "customQueries" in result.stderr
+
+
 def test_operator_pod_is_locked_down() -> None:
     pod = only(render(), "Deployment")["spec"]["template"]["spec"]
     (container,) = pod["containers"]

@@ -57,10 +57,47 @@ async def test_hostile_label_values_match_exactly_themselves(prometheus: Prometh
         assert sorted(s.labels["trainingjob"] for s in both) == ["tj2", "tj3"]  # not the bystander
         nothing = await client.query(promql.sidecar_query([], ["x"], namespace_label="ns"))
         assert nothing == []
-        custom = promql.custom_query('plateau_metric_value{trainingjob="$name", ns="$namespace"}', 'ev"il', "tj0")
+        custom = promql.custom_query('plateau_metric_value{trainingjob="$name", ns="$namespace"}', 'ev"il', "tj0",
+                                     confine_label="ns")
         assert [s.value for s in await client.query(custom)] == [0.0]
     finally:
         await client.close()
+
+
+# A user's query in team-a, and what it reads as written: each tries to read team-b's loss (0.75).
+ESCAPES = [
+    ('my_loss{namespace="team-b"}', [0.75]),
+    ('my_loss{namespace=~".*"}', [0.25, 0.75]),
+    ('{__name__=~"my_.*", job_name="$name"}', [0.25, 0.75]),
+    ("max(my_loss)", [0.75]),
+    ("topk(1, max_over_time(my_loss[1m]))", [0.75]),
+    ("max_over_time(max(my_loss)[1m:1s])", [0.75]),
+    ("max(my_loss @ end() offset 1s)", [0.75]),
+    ('label_replace(my_loss{namespace="team-b"}, "namespace", "$namespace", "", "")', [0.75]),
+    ("sum(my_loss) - sum(my_loss) + max(my_loss)", [0.75]),
+    ('vector(0.25) * on () group_left () max(my_loss{namespace="team-b"}) * 4', [0.75]),
+]
+
+
+async def test_a_confined_query_reads_only_its_own_namespace(prometheus: PrometheusServer) -> None:
+    exporters = {ns: ExpositionServer(lambda v=value: f'my_loss{{job_name="guard"}} {v}\n')
+                 for ns, value in (("team-a", 0.25), ("team-b", 0.75))}
+    for ns, server in exporters.items():  # as a PodMonitor or ServiceMonitor labels its targets
+        prometheus.add_target(server.address, job="exporter", labels={"namespace": ns})
+    prometheus.start()
+    prometheus.wait_for('count(my_loss offset 1s)', lambda v: v == 2)
+    client = PrometheusClient(prometheus.url)
+    try:
+        for template, as_written in ESCAPES:
+            unconfined = await client.query(promql.custom_query(template, "team-a", "guard", confine_label=None))
+            assert sorted(s.value for s in unconfined) == as_written, template  # the leak is real
+            confined = await client.query(promql.custom_query(template, "team-a", "guard"))
+            assert all(s.value == 0.25 for s in confined), (template, confined)
+        assert [s.value for s in await client.query(promql.custom_query("max(my_loss)", "team-a", "guard"))] == [0.25]
+    finally:
+        await client.close()
+        for server in exporters.values():
+            server.close()
 
 
 # Names as users write them (numbered runs, words, dotted) and names no Kubernetes object can

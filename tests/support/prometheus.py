@@ -118,6 +118,12 @@ class PrometheusServer:
             }
         )
 
+    def add_scrape_config(self, config: Mapping[str, Any]) -> None:
+        """A whole scrape config (relabelling, intervals), as Prometheus' YAML has it. Before start()."""
+        if self._process is not None:
+            raise PrometheusError("add scrape configs before start(): Prometheus 2.42 applies new ones only after ~5 s")
+        self._scrape_configs.append(dict(config))
+
     def _write_config(self) -> Path:
         config = {
             "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval},

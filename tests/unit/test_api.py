@@ -50,6 +50,12 @@ def test_bad_stop_specs_name_the_field(stop: dict, expected: str) -> None:
     assert expected in error_of({"template": CONTAINER, "stop": stop})
 
 
+def test_the_scrape_interval_is_at_least_a_second() -> None:
+    for interval in ("500ms", "0s"):
+        assert "spec.metrics.scrapeInterval: Value error, must be at least 1s" in error_of(
+            {"template": CONTAINER, "metrics": {"scrapeInterval": interval}, "stop": {"maxDuration": "1h"}})
+
+
 def test_exactly_one_workload() -> None:
     ref = {"apiVersion": "batch/v1", "kind": "Job", "name": "x"}
     stop = {"maxDuration": "1h"}

@@ -13,7 +13,7 @@ import pytest
 from plateau import api
 from plateau.config import SidecarSettings
 from plateau.history import metric_spec_for
-from plateau.workloads import SIDECAR_NAME, build_job
+from plateau.workloads import SCRAPE_INTERVAL_ANNOTATION, SCRAPE_TIMEOUT_ANNOTATION, SIDECAR_NAME, build_job
 from plateau_sidecar import protocol as p
 
 STOP = {"preset": "balanced", "metric": {"name": "val_loss"}}
@@ -109,3 +109,15 @@ def test_replicas_give_the_jobs_size_and_zero_a_suspended_job(replicas: int, sus
     assert job["spec"]["suspend"] is suspend and job["spec"]["parallelism"] == replicas
     assert job["spec"]["completions"] == max(replicas, 1) and job["spec"].get("completionMode") == mode
     assert job["metadata"]["ownerReferences"][0]["controller"] is True
+
+
+def test_the_pods_carry_the_scrape_interval_the_chart_podmonitor_applies() -> None:
+    """In Prometheus' duration form, the timeout never above the interval (Prometheus drops
+    such a target) nor above its 10 s default."""
+    for interval, expected in (("15s", ("15s", "10s")), ("1s", ("1s", "1s")), ("1.5s", ("1s500ms", "1s500ms")),
+                               ("90s", ("1m30s", "10s")), ("2h", ("2h", "10s"))):
+        job, _ = job_for({"scrapeInterval": interval})
+        annotations = job["spec"]["template"]["metadata"]["annotations"]
+        assert (annotations[SCRAPE_INTERVAL_ANNOTATION], annotations[SCRAPE_TIMEOUT_ANNOTATION]) == expected, interval
+    job, _ = job_for({})
+    assert job["spec"]["template"]["metadata"]["annotations"][SCRAPE_INTERVAL_ANNOTATION] == "15s"

@@ -90,6 +90,16 @@ def test_cel_rules_cover_workload_and_target_consistency() -> None:
     assert any("self.target < self.divergence" in r for r in rules)
 
 
+@pytest.mark.parametrize(("interval", "errors"), [("1s", []), ("2m", []), ("500ms", ["must be at least 1s"])])
+def test_cel_rejects_a_scrape_interval_under_a_second_as_the_model_does(interval: str, errors: list[str]) -> None:
+    from tests.support.apiserver import cel
+
+    metrics = schema()["properties"]["spec"]["properties"]["metrics"]
+    found = cel.validate({"source": "file", "scrapeInterval": interval}, None, False, metrics, "spec.metrics")
+    assert [e.detail for e in found] == errors
+    assert all(e.field == "spec.metrics.scrapeInterval" for e in found)
+
+
 def test_crd_yaml_round_trips() -> None:
     text = render_crd()
     assert yaml.safe_load(text) == build_crd()

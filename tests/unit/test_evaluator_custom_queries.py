@@ -1,0 +1,87 @@
+"""A TrainingJob's own PromQL (spec.metrics.queries) in the operator: confined to its namespace
+by default, refused or run as written as the chart's customQueries says, and a query that does
+not parse is a SpecValid=False condition naming the field."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+from plateau import api
+from plateau.config import Settings
+from plateau.evaluator import CycleReport, Evaluator, Registry
+from plateau.prometheus import Sample
+from plateau.status import SPEC_VALID
+
+
+class FakePrometheus:
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None) -> list[Sample]:
+        self.queries.append(promql)
+        return [Sample({}, 0.5, 1000.0)]
+
+
+def trainingjob(query: str) -> dict[str, Any]:
+    return {"metadata": {"namespace": "team-a", "name": "guard", "uid": "u1", "generation": 1},
+            "spec": {"workloadRef": {"apiVersion": "batch/v1", "kind": "Job", "name": "nightly"},
+                     "metrics": {"queries": {"val_loss": query}},
+                     "stop": {"preset": "conservative", "metric": {"name": "val_loss"}}}}
+
+
+def evaluator(custom_queries: str) -> tuple[Evaluator, FakePrometheus, list[api.TrainingJobStatus]]:
+    prometheus = FakePrometheus()
+    written: list[api.TrainingJobStatus] = []
+    e = Evaluator(Settings(custom_queries=custom_queries), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+
+    async def write(body: Any, status: api.TrainingJobStatus, *args: Any, **kwargs: Any) -> bool:
+        written.append(status)
+        return True
+
+    e._write = write  # type: ignore[method-assign]
+    return e, prometheus, written
+
+
+async def read(custom_queries: str, query: str) -> tuple[list[str], list[api.TrainingJobStatus]]:
+    """What the operator sends Prometheus for the job's query, and the statuses it writes."""
+    e, prometheus, written = evaluator(custom_queries)
+    report = CycleReport()
+    ctx = await e._context(trainingjob(query), 1000.0, report)
+    if ctx is not None:
+        await e._custom_metric(ctx, report)
+    return prometheus.queries, written
+
+
+ESCAPING = 'max(my_loss{namespace=~".*"}) or max(other_loss{namespace="team-b", job="$name"})'
+
+
+async def test_by_default_every_selector_is_confined_to_the_jobs_namespace() -> None:
+    queries, written = await read("confined", ESCAPING)
+    assert queries == ['max (my_loss{namespace=~".*", namespace="team-a"})'
+                       ' or max (other_loss{namespace="team-b", job="guard", namespace="team-a"})']
+    assert written == []
+
+
+async def test_unconfined_runs_the_query_as_written() -> None:
+    queries, _ = await read("unconfined", ESCAPING)
+    assert queries == ['max(my_loss{namespace=~".*"}) or max(other_loss{namespace="team-b", job="guard"})']
+
+
+@pytest.mark.parametrize("custom_queries", ["confined", "unconfined", "disabled"])
+async def test_a_query_that_does_not_parse_makes_the_spec_invalid_naming_the_field(custom_queries: str) -> None:
+    queries, written = await read(custom_queries, "max(my_loss{namespace=")
+    assert queries == []
+    [condition] = [c for c in written[-1].conditions if c.type == SPEC_VALID]
+    assert (condition.status, condition.reason) == ("False", "InvalidSpec")
+    assert condition.message.startswith("spec.metrics.queries.val_loss: ") and "not valid PromQL" in condition.message
+
+
+async def test_disabled_makes_a_spec_with_queries_invalid() -> None:
+    queries, written = await read("disabled", "max(my_loss)")
+    assert queries == []
+    [condition] = [c for c in written[-1].conditions if c.type == SPEC_VALID]
+    assert (condition.status, condition.reason) == ("False", "InvalidSpec")
+    assert condition.message == ("spec.metrics.queries: custom queries are disabled in this installation "
+                                 "(Helm value customQueries)")
