@@ -168,6 +168,7 @@ class JobContext:
     status: api.TrainingJobStatus
     workload: Optional[Workload] = None
     state: WorkloadState = WorkloadState(exists=False)
+    query_error: Optional[tuple[str, str]] = None  # its custom query's own Prometheus error, this cycle
     # Read several times per job and cycle: worked out once.
     key: tuple[str, str] = field(init=False)  # (namespace, name)
     uid: str = field(init=False)
@@ -381,16 +382,25 @@ class Evaluator:
         try:
             if sidecar_jobs:
                 summaries, pods = await self._sidecar_summaries(sidecar_jobs, report, on_part)
-            for ctx in watched:
-                if ctx.spec.metrics.queries:
-                    summary = await self._custom_metric(ctx, report)
-                    if summary is not None:
-                        summaries[ctx.key] = summary
         except PrometheusError as exc:
-            PROMETHEUS_ERRORS.labels(reason=exc.reason).inc()
-            report.errors.append(str(exc))
+            self._count_prometheus_error(exc, report)
             return {}, (exc.reason, str(exc)), pods
+        for ctx in watched:
+            if ctx.spec.metrics.queries:
+                try:
+                    summary = await self._custom_metric(ctx, report)
+                except PrometheusError as exc:  # one team's query fails alone, not every job's read
+                    self._count_prometheus_error(exc, report)
+                    ctx.query_error = (exc.reason, str(exc))
+                    continue
+                if summary is not None:
+                    summaries[ctx.key] = summary
         return summaries, None, pods
+
+    @staticmethod
+    def _count_prometheus_error(exc: PrometheusError, report: CycleReport) -> None:
+        PROMETHEUS_ERRORS.labels(reason=exc.reason).inc()
+        report.errors.append(str(exc))
 
     async def _sidecar_summaries(self, jobs: list[JobContext], report: CycleReport, on_part: OnPart
                                  ) -> tuple[dict[tuple[str, str], SidecarTrack], dict[tuple[str, str], set[str]]]:
@@ -527,8 +537,7 @@ class Evaluator:
                     covered = min(now - per_pod_since.get(k, now) for k in keys)
                     out[ctx.key] = GpuWindow(max(per_pod_max[k] for k in keys), max(0.0, covered))
         except PrometheusError as exc:
-            PROMETHEUS_ERRORS.labels(reason=exc.reason).inc()
-            report.errors.append(str(exc))
+            self._count_prometheus_error(exc, report)
             return {}, (exc.reason, str(exc))
         return out, None
 
@@ -570,7 +579,8 @@ class Evaluator:
             # One copy of the status per job and cycle (this is the hot path): the fold and
             # the GPU condition add to the accounting's update.
             text_now = rfc3339_at(now)
-            metric_track = self.tracks.take(ctx, update, summaries.get(ctx.key), metrics_error, text_now, generation)
+            metric_track = self.tracks.take(ctx, update, summaries.get(ctx.key), metrics_error or ctx.query_error,
+                                            text_now, generation)
             self._gpu_condition(ctx, update, gpu.get(ctx.key), gpu_error, text_now, generation)
             status = ctx.status.model_copy(update=update)
             obs = Observation(

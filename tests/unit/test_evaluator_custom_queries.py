@@ -85,3 +85,32 @@ async def test_disabled_makes_a_spec_with_queries_invalid() -> None:
     assert (condition.status, condition.reason) == ("False", "InvalidSpec")
     assert condition.message == ("spec.metrics.queries: custom queries are disabled in this installation "
                                  "(Helm value customQueries)")
+
+
+async def test_one_jobs_failing_query_leaves_the_other_jobs_reads_alone() -> None:
+    """Prometheus refuses one team's query (say, too many samples): that job alone has no metric
+    this cycle, with the error; every other job's read goes on."""
+    from plateau.prometheus import PrometheusError
+
+    class OneFails(FakePrometheus):
+        async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None) -> list[Sample]:
+            if "bad_loss" in promql:
+                raise PrometheusError("QueryFailed", "query processing would load too many samples")
+            return await super().query(promql, at, decode)
+
+    e, _, _ = evaluator("confined")
+    e.prometheus = OneFails()
+    report = CycleReport()
+    contexts = []
+    for name, query in (("bad", "max(bad_loss)"), ("good", "max(good_loss)")):
+        body = trainingjob(query)
+        body["metadata"].update(name=name, uid=name)
+        body["status"] = {"phase": "Running"}
+        ctx = await e._context(body, 1000.0, report)
+        assert ctx is not None
+        contexts.append(ctx)
+    summaries, shared_error, _ = await e._fetch_metrics(contexts, report, lambda jobs, s: None)
+    assert shared_error is None
+    assert ("team-a", "good") in summaries and ("team-a", "bad") not in summaries
+    assert contexts[0].query_error == ("QueryFailed", "query processing would load too many samples")
+    assert contexts[1].query_error is None
