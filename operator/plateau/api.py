@@ -876,6 +876,13 @@ class TrainingJob(Model):
     spec: TrainingJobSpec
     status: Optional[TrainingJobStatus] = None
 
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_is_not_applied(cls, status: Any) -> None:
+        """The API server drops a manifest's status, whatever it holds (the status subresource
+        owns it), and so does validation: the operator writes it."""
+        return None
+
     @model_validator(mode="after")
     def _children_can_be_named(self) -> "TrainingJob":
         """NAME_RULES, as the API server applies them."""

@@ -147,6 +147,16 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("annotation-free-text", {"metadata__annotations": {"note": "any text: " + name(1000, "x")}}, ACCEPT),
     ("annotation-key-two-slashes", {"metadata__annotations": {"a/b/c": "x"}}, REJECT),
     ("annotations-over-256KiB", {"metadata__annotations": {"note": name(256 * 1024, "x")}}, REJECT),
+    ("unknown-spec-field", {"spec__paitence": 5}, REJECT),
+    ("unknown-top-level-field", {"extra": True}, REJECT),
+    ("apiVersion-other", {"apiVersion": "plateau.dev/v1"}, REJECT),
+    ("replicas-negative", {"spec__replicas": -1}, REJECT),
+    ("replicas-over-the-maximum", {"spec__replicas": 10001}, REJECT),
+    ("replicas-zero", {"spec__replicas": 0}, ACCEPT),
+    ("workloadRef-name-not-checked-by-the-server", {
+        "spec__template": DROP, "spec__workloadRef": {"apiVersion": "batch/v1", "kind": "Job", "name": "Bad_Name"}}, ACCEPT),
+    ("status-garbage-is-dropped", {"status": {"phase": "Bogus", "evaluations": "many"}}, ACCEPT),
+    ("status-not-an-object-is-dropped", {"status": "done"}, ACCEPT),
     # --- the pod template: what a Job's pod template needs ---------------------------------------
     ("template-spec-empty", {POD: {}}, REJECT),
     ("containers-empty", {f"{POD}__containers": []}, REJECT),
@@ -213,6 +223,8 @@ MODEL_ONLY: list[tuple[str, dict[str, Any]]] = [
     ("pattern-does-not-compile", {METRICS: {**STDOUT, "pattern": r"(?P<step>\d+) (?P<loss>\S+"}}),
     ("pattern-step-group-only", {METRICS: {**STDOUT, "pattern": r"step=(?P<step>\d+)"}}),
     ("container-and-init-container-share-a-name", {f"{POD}__initContainers": [dict(TRAINER)]}),
+    ("query-not-promql", {"spec__template": DROP, METRICS: {"queries": {"val_loss": "rate(("}},
+                          "spec__workloadRef": {"apiVersion": "batch/v1", "kind": "Job", "name": "x"}}),
 ]
 
 
