@@ -497,7 +497,7 @@ class LabelSelectorRequirement(Spec):
         description="In, NotIn, Exists or DoesNotExist."
     )
     values: list[LabelValue] = Field(
-        default_factory=list, description="Values for In and NotIn; empty for Exists/DoesNotExist."
+        default_factory=list, max_length=256, description="Values for In and NotIn; empty for Exists/DoesNotExist."
     )
 
     @model_validator(mode="after")
@@ -525,13 +525,14 @@ class LabelSelectorRequirement(Spec):
 class LabelSelector(Spec):
     """A standard Kubernetes label selector."""
 
+    # Map keys have no schema, and CEL over a key of unbounded length is over the server's cost
+    # budget: the models check matchLabels' keys, and the operator reports InvalidSpec.
     match_labels: Annotated[dict[str, LabelValue], AfterValidator(_label_keys)] = Field(
-        default_factory=dict,
-        description="Equality requirements.",
-        json_schema_extra={CEL: [cel(f"self.all(k, {_label_key_rule('k')})", _LABEL_KEY_MESSAGE)]},
+        default_factory=dict, max_length=64, description="Equality requirements."
     )
+    # Bounded, so the key's CEL rule stays within the server's cost budget.
     match_expressions: list[LabelSelectorRequirement] = Field(
-        default_factory=list, description="Set-based requirements."
+        default_factory=list, max_length=64, description="Set-based requirements."
     )
 
 

@@ -200,9 +200,9 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("selector-key-space", cohort(matchExpressions=[{"key": "bad key", "operator": "Exists"}]), REJECT),
     ("selector-key-prefixed", cohort(matchExpressions=[{"key": "example.com/sweep", "operator": "Exists"}]), ACCEPT),
     ("selector-value-space", cohort(matchExpressions=[{"key": "sweep", "operator": "In", "values": ["a b"]}]), REJECT),
-    ("selector-matchLabels-key-invalid", cohort(matchLabels={"a/b/c": "x"}), REJECT),
-    ("selector-matchLabels-key-name-64", cohort(matchLabels={name(64): "x"}), REJECT),
     ("selector-matchLabels-value-64", cohort(matchLabels={"sweep": name(64)}), REJECT),
+    ("selector-matchExpressions-65", cohort(matchExpressions=[{"key": f"k{i}", "operator": "Exists"} for i in range(65)]),
+     REJECT),
     ("selector-matchLabels-valid", cohort(matchLabels={"example.com/sweep": "lr-sweep_1.a"}), ACCEPT),
 ]
 
@@ -217,12 +217,15 @@ EMULATOR_GAPS: list[tuple[str, dict[str, Any]]] = [
 
 # Accepted by the API server, rejected by the models, so the operator reports InvalidSpec (its
 # SpecValid condition) instead of building a child the server or the sidecar would refuse. CEL
-# could not say these: Python's regex syntax is not CEL's, and a name shared by a container and an
-# init container is a quadratic check over lists with no size bound (over the server's cost budget).
+# could not say these within the server's CEL cost budget or at all: Python's regex syntax is not
+# CEL's; a name shared by a container and an init container is a quadratic check over lists with
+# no size bound; a matchLabels key is a map key of unbounded length (no schema, a costly regex).
 MODEL_ONLY: list[tuple[str, dict[str, Any]]] = [
     ("pattern-does-not-compile", {METRICS: {**STDOUT, "pattern": r"(?P<step>\d+) (?P<loss>\S+"}}),
     ("pattern-step-group-only", {METRICS: {**STDOUT, "pattern": r"step=(?P<step>\d+)"}}),
     ("container-and-init-container-share-a-name", {f"{POD}__initContainers": [dict(TRAINER)]}),
+    ("selector-matchLabels-key-invalid", cohort(matchLabels={"a/b/c": "x"})),
+    ("selector-matchLabels-key-name-64", cohort(matchLabels={name(64): "x"})),
     ("query-not-promql", {"spec__template": DROP, METRICS: {"queries": {"val_loss": "rate(("}},
                           "spec__workloadRef": {"apiVersion": "batch/v1", "kind": "Job", "name": "x"}}),
 ]
