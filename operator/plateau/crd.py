@@ -90,7 +90,11 @@ def for_a_job(template: dict[str, Any]) -> dict[str, Any]:
     """What the server requires of a Job's pod template beyond PodTemplateSpec's schema, and what
     the child Job's additions need left free, as schema keywords and CEL rules: at least one
     container; container names DNS-1123 labels, unique in each list; restartPolicy OnFailure or
-    Never (absent: Never); Plateau's container, volume and mount names not taken."""
+    Never (absent: Never); Plateau's container, volume and mount names not taken; label values
+    (the keys, map keys of unbounded length, are the models' to check)."""
+    label_value = template["properties"]["metadata"]["properties"]["labels"]["additionalProperties"]
+    label_value["maxLength"] = kubenames.LABEL_MAX
+    label_value["pattern"] = kubenames.LABEL_VALUE_PATTERN
     spec = template["properties"]["spec"]
     pod = spec["properties"]
     pod["containers"]["minItems"] = 1

@@ -20,6 +20,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
+from plateau import kubenames
+
 SCHEMA_FILE = Path(__file__).with_name("podtemplate.schema.json")
 KUBERNETES_VERSION = "1.35"  # whose PodTemplateSpec the CRD embeds
 MAX_ERRORS = 10  # reported per template: the first few name the problem
@@ -62,13 +64,15 @@ def template_errors(template: Any, path: str = "spec.template") -> list[str]:
         if len(errors) == MAX_ERRORS:
             return errors
     if not errors and isinstance(template, dict) and isinstance(template.get("spec"), dict):
-        errors += _job_rule_errors(template["spec"], f"{path}.spec")  # as the server: once the schema holds
+        errors += _job_rule_errors(template, path)  # as the server: once the schema holds
     return errors[:MAX_ERRORS]
 
 
-def _job_rule_errors(spec: dict[str, Any], path: str) -> list[str]:
-    """JOB_TEMPLATE_RULES, and the server's check that no container and init container share a
-    name (which CEL could check only in quadratic time, over the server's cost budget)."""
+def _job_rule_errors(template: dict[str, Any], path: str) -> list[str]:
+    """JOB_TEMPLATE_RULES, and what the server checks in a Job that CEL could not within its
+    cost budget: no container and init container share a name (a quadratic check), label and
+    annotation keys are qualified names (map keys of unbounded length)."""
+    spec = template["spec"]
     containers, inits = spec.get("containers") or [], spec.get("initContainers") or []
     failed = [
         any(c.get("name") == SIDECAR_CONTAINER for c in containers),
@@ -76,10 +80,14 @@ def _job_rule_errors(spec: dict[str, Any], path: str) -> list[str]:
         any(v.get("name") in PLATEAU_VOLUMES for v in spec.get("volumes") or []),
         bool(containers) and any(m.get("mountPath") in TRAINER_MOUNT_PATHS for m in containers[0].get("volumeMounts") or []),
     ]
-    errors = [f'{path}: Invalid value: "object": {rule["message"]}' for rule, bad in zip(JOB_TEMPLATE_RULES, failed) if bad]
+    errors = [f'{path}.spec: Invalid value: "object": {rule["message"]}' for rule, bad in zip(JOB_TEMPLATE_RULES, failed) if bad]
+    meta = template.get("metadata") or {}
+    for field in ("labels", "annotations"):
+        for key in meta.get(field) or {}:
+            errors += [f"{path}.metadata.{field}: Invalid value: {key!r}: {e}" for e in kubenames.qualified_name_errors(key)]
     shared = {c.get("name") for c in containers} & {c.get("name") for c in inits}
     if shared:
-        errors.append(f"{path}.initContainers: Duplicate value: {sorted(shared)[0]!r}: also a container's name")
+        errors.append(f"{path}.spec.initContainers: Duplicate value: {sorted(shared)[0]!r}: also a container's name")
     return errors
 
 
