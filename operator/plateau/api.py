@@ -113,10 +113,13 @@ def at_least(minimum: str, reason: str = "") -> list[Any]:
 
 
 STEP_GROUP = "step"  # the stdout pattern's named group for the step (plateau_sidecar.records)
+MAX_PATTERN = 1024
 
 
 def _check_pattern(pattern: str) -> str:
     """What the sidecar's compile_pattern requires, or it exits 2 at pod start."""
+    if len(pattern) > MAX_PATTERN:
+        return pattern  # the field's max_length says so, without compiling it first
     try:
         groups = set(re.compile(pattern).groupindex)
     except (re.error, RecursionError, OverflowError) as exc:
@@ -277,7 +280,7 @@ class MetricsSpec(Spec):
     )
     pattern: Optional[Annotated[str, AfterValidator(_check_pattern)]] = Field(
         default=None,
-        max_length=1024,
+        max_length=MAX_PATTERN,
         description=(
             "For source stdout: a regular expression with a named group `step` and one named "
             "group per metric, e.g. 'step=(?P<step>\\d+) val_loss=(?P<val_loss>\\S+)'."
