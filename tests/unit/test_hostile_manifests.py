@@ -315,3 +315,22 @@ def test_the_names_the_template_leaves_free_are_the_ones_the_child_job_takes() -
 def test_the_suite_covers_each_class_both_ways() -> None:
     verdicts = {verdict for _, _, verdict in CASES}
     assert verdicts == {ACCEPT, REJECT} and len(CASES) >= 90
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ("patience: '5'", "spec.stop.metric.patience: Input should be a valid integer"),
+    ("patience: .inf", "spec.stop.metric.patience: Input should be a valid integer"),
+    ("patience: 5\n      target: .nan", "spec.stop.metric.target: Input should be a finite number"),
+    ("patience: 5\n      checkFinite: 'false'", "spec.stop.metric.checkFinite: Input should be a valid boolean"),
+], ids=["string", "inf-integer", "nan", "string-boolean"])
+def test_plateau_validate_names_the_field_in_one_line(tmp_path: Any, capsys: pytest.CaptureFixture[str],
+                                                      text: str, field: str) -> None:
+    from plateau.cli import main
+
+    path = tmp_path / "tj.yaml"
+    path.write_text("apiVersion: plateau.dev/v1alpha1\nkind: TrainingJob\nmetadata: {name: trial}\nspec:\n"
+                    "  template: {spec: {containers: [{name: trainer, image: t}]}}\n"
+                    f"  stop:\n    metric:\n      name: val_loss\n      {text}\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err == f"plateau: error: {path}: {field}", err
