@@ -8,14 +8,14 @@ to the models, mirrored by pydantic validators so both paths reject the same spe
 
 from __future__ import annotations
 
-import math
+import re
 from enum import Enum
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from plateau import podschema
+from plateau import kubenames, podschema
 from plateau.durations import DURATION_PATTERN, parse_duration
 
 GROUP = "plateau.dev"
@@ -28,6 +28,11 @@ SHORT_NAMES = ["tj"]
 CATEGORIES = ["plateau"]
 
 CEL = "x-kubernetes-validations"
+
+
+def cel_string(text: str) -> str:
+    """A CEL string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
@@ -48,8 +53,40 @@ class Model(BaseModel):
     )
 
 
-def _check_duration(value: str) -> str:
-    parse_duration(value)
+class Spec(Model):
+    """Base of what users write: JSON types as strict as the CRD's (the API server rejects "5"
+    for an integer and "false" for a boolean; an integer is a fine number), and no inf or NaN,
+    which JSON cannot carry (kubectl fails on YAML's .inf). Enum fields take their string values."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _integral(value: Any) -> Any:
+    """An integral float (5.0) is an integer, as the API server reads JSON; beyond int64 an
+    integer is not (the server reads it as a float, and its integer check refuses that)."""
+    if isinstance(value, float) and value.is_integer() and INT64[0] <= value <= INT64[1]:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+        return float(value)
+    return value
+
+
+# An integer as the CRD's `type: integer` takes it.
+Integer = Annotated[int, BeforeValidator(_integral)]
+OptionalInteger = Annotated[Optional[int], BeforeValidator(_integral)]  # bounds then reach the CRD
+
+
+def lax(**kwargs: Any) -> Any:
+    """A Field whose enum takes its string value in a Spec's strict mode."""
+    return Field(strict=False, **kwargs)
+
+
+def _check_duration(value: Any) -> Any:
+    if isinstance(value, str):  # anything else is a type error, reported by the strict check
+        parse_duration(value)
     return value
 
 
@@ -73,6 +110,25 @@ def at_least(minimum: str, reason: str = "") -> list[Any]:
 
     return [Field(json_schema_extra={CEL: [cel(f"duration(self) >= duration('{minimum}')", message)]}),
             AfterValidator(check)]
+
+
+STEP_GROUP = "step"  # the stdout pattern's named group for the step (plateau_sidecar.records)
+MAX_PATTERN = 1024
+
+
+def _check_pattern(pattern: str) -> str:
+    """What the sidecar's compile_pattern requires, or it exits 2 at pod start."""
+    if len(pattern) > MAX_PATTERN:
+        return pattern  # the field's max_length says so, without compiling it first
+    try:
+        groups = set(re.compile(pattern).groupindex)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    if STEP_GROUP not in groups:
+        raise ValueError(f"needs a named group (?P<{STEP_GROUP}>...) for the step")
+    if not groups - {STEP_GROUP}:
+        raise ValueError("needs at least one named group for a metric, e.g. (?P<val_loss>\\S+)")
+    return pattern
 
 
 def _check_query(template: str) -> str:
@@ -144,7 +200,7 @@ class Reason(str, Enum):
 # --- the workload -----------------------------------------------------------------------------
 
 
-class WorkloadRef(Model):
+class WorkloadRef(Spec):
     """A workload the user already runs, which Plateau watches and stops."""
 
     api_version: str = Field(
@@ -196,10 +252,10 @@ class PodTemplate(BaseModel):
 # --- metrics ----------------------------------------------------------------------------------
 
 
-class MetricsSpec(Model):
+class MetricsSpec(Spec):
     """How the trainer's metrics reach the sidecar, and from there Prometheus."""
 
-    source: MetricsSource = Field(
+    source: MetricsSource = lax(
         default=MetricsSource.FILE,
         description=(
             "file: the trainer appends JSON lines to `path` on a shared volume. push: the "
@@ -214,7 +270,7 @@ class MetricsSpec(Model):
         max_length=1024,
         description="JSONL file the trainer writes, on the shared volume mounted at /plateau.",
     )
-    push_port: int = Field(
+    push_port: Integer = Field(
         default=9465, ge=1024, le=65535, description="Port of the sidecar's localhost push endpoint."
     )
     log_file: Optional[str] = Field(
@@ -222,9 +278,9 @@ class MetricsSpec(Model):
         max_length=1024,
         description="For source stdout: the log file the trainer's command writes (e.g. via tee).",
     )
-    pattern: Optional[str] = Field(
+    pattern: Optional[Annotated[str, AfterValidator(_check_pattern)]] = Field(
         default=None,
-        max_length=1024,
+        max_length=MAX_PATTERN,
         description=(
             "For source stdout: a regular expression with a named group `step` and one named "
             "group per metric, e.g. 'step=(?P<step>\\d+) val_loss=(?P<val_loss>\\S+)'."
@@ -269,7 +325,15 @@ class MetricsSpec(Model):
                 cel(
                     "self.source != 'stdout' || (has(self.pattern) && has(self.logFile))",
                     "source stdout needs both logFile and pattern",
-                )
+                ),
+                # The rest (a pattern that compiles, a metric group) is Python's regex syntax,
+                # which CEL cannot parse: the models check it, and the operator then reports the
+                # spec as InvalidSpec instead of starting a sidecar that would exit.
+                cel(
+                    f"!has(self.pattern) || self.pattern.contains('(?P<{STEP_GROUP}>')",
+                    f"pattern needs a named group (?P<{STEP_GROUP}>...) for the step",
+                    ".pattern",
+                ),
             ]
         }
     )
@@ -278,7 +342,7 @@ class MetricsSpec(Model):
 # --- stop rules -------------------------------------------------------------------------------
 
 
-class MinDelta(Model):
+class MinDelta(Spec):
     """How much the metric must improve to count as an improvement. Both parts may be set."""
 
     absolute: float = Field(default=0.0, ge=0, description="Improvement in the metric's own units.")
@@ -301,14 +365,14 @@ class MinDelta(Model):
     )
 
 
-class MetricRule(Model):
+class MetricRule(Spec):
     """Rules on one training metric. Evaluations are counted as reports from the trainer."""
 
     name: str = Field(min_length=1, max_length=128, description="The metric, e.g. val_loss.")
-    mode: Mode = Field(
+    mode: Mode = lax(
         default=Mode.MIN, description="min: lower is better (losses). max: higher is better."
     )
-    patience: Optional[int] = Field(
+    patience: OptionalInteger = Field(
         default=None,
         ge=1,
         le=100000,
@@ -339,7 +403,7 @@ class MetricRule(Model):
             "heavy), so one noisy evaluation neither resets nor triggers patience."
         ),
     )
-    warmup: Optional[int] = Field(
+    warmup: OptionalInteger = Field(
         default=None,
         ge=0,
         le=1000000,
@@ -359,13 +423,6 @@ class MetricRule(Model):
     check_finite: bool = Field(
         default=True, description="Stop (reason NotFinite) when the metric is NaN or infinite."
     )
-
-    @field_validator("target", "divergence")
-    @classmethod
-    def _finite(cls, value: Optional[float]) -> Optional[float]:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
 
     @model_validator(mode="after")
     def _target_consistent_with_mode(self) -> "MetricRule":
@@ -391,7 +448,7 @@ class MetricRule(Model):
     )
 
 
-class GpuIdleRule(Model):
+class GpuIdleRule(Spec):
     """Stop when every GPU of the job stays below a utilisation for a while."""
 
     below: float = Field(
@@ -408,26 +465,81 @@ class GpuIdleRule(Model):
     )
 
 
-class LabelSelectorRequirement(Model):
-    key: str = Field(min_length=1, max_length=317, description="The label key.")
+def _label_key(key: str) -> str:
+    errors = kubenames.qualified_name_errors(key)
+    if errors:
+        raise ValueError(f"{key!r} is not a valid label key: {'; '.join(errors)}")
+    return key
+
+
+def _label_keys(labels: dict[str, str]) -> dict[str, str]:
+    for key in labels:
+        _label_key(key)
+    return labels
+
+
+def _label_key_rule(key: str) -> str:
+    return (f"{key}.matches({cel_string(kubenames.QUALIFIED_NAME_CEL)}) && "
+            f"{key}.matches({cel_string(kubenames.QUALIFIED_NAME_LENGTHS_CEL)})")
+
+
+_LABEL_KEY_MESSAGE = ("label keys are an optional DNS subdomain prefix of at most 253 characters and '/', and a "
+                      "name of at most 63 alphanumerics, '-', '_' or '.' that starts and ends alphanumeric")
+# A label value as Kubernetes takes it: at most 63 characters, alphanumeric at both ends.
+LabelValue = Annotated[str, Field(max_length=kubenames.LABEL_MAX, pattern=kubenames.LABEL_VALUE_PATTERN)]
+
+
+class LabelSelectorRequirement(Spec):
+    key: Annotated[str, AfterValidator(_label_key)] = Field(
+        min_length=1,
+        max_length=317,
+        description="The label key.",
+        json_schema_extra={CEL: [cel(_label_key_rule("self"), _LABEL_KEY_MESSAGE)]},
+    )
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
         description="In, NotIn, Exists or DoesNotExist."
     )
-    values: list[str] = Field(
-        default_factory=list, description="Values for In and NotIn; empty for Exists/DoesNotExist."
+    values: list[LabelValue] = Field(
+        default_factory=list, max_length=256, description="Values for In and NotIn; empty for Exists/DoesNotExist."
+    )
+
+    @model_validator(mode="after")
+    def _values_fit_the_operator(self) -> "LabelSelectorRequirement":
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"values must be non-empty when operator is {self.operator}")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"values must be empty when operator is {self.operator}")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL: [
+                cel(
+                    "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) "
+                    ": (!has(self.values) || size(self.values) == 0)",
+                    "values must be non-empty when operator is In or NotIn, and empty when it is Exists or DoesNotExist",
+                    ".values",
+                )
+            ]
+        }
     )
 
 
-class LabelSelector(Model):
+class LabelSelector(Spec):
     """A standard Kubernetes label selector."""
 
-    match_labels: dict[str, str] = Field(default_factory=dict, description="Equality requirements.")
+    # Map keys have no schema, and CEL over a key of unbounded length is over the server's cost
+    # budget: the models check matchLabels' keys, and the operator reports InvalidSpec.
+    match_labels: Annotated[dict[str, LabelValue], AfterValidator(_label_keys)] = Field(
+        default_factory=dict, max_length=64, description="Equality requirements."
+    )
+    # Bounded, so the key's CEL rule stays within the server's cost budget.
     match_expressions: list[LabelSelectorRequirement] = Field(
-        default_factory=list, description="Set-based requirements."
+        default_factory=list, max_length=64, description="Set-based requirements."
     )
 
 
-class CohortRule(Model):
+class CohortRule(Spec):
     """Stop a run that does worse than its peers at the same step (e.g. one sweep's trials)."""
 
     selector: LabelSelector = Field(
@@ -442,7 +554,7 @@ class CohortRule(Model):
             ]
         },
     )
-    rule: CohortRuleKind = Field(
+    rule: CohortRuleKind = lax(
         default=CohortRuleKind.MEDIAN,
         description=(
             "median: stop if the run's best value so far is worse than the median of its peers' "
@@ -455,10 +567,10 @@ class CohortRule(Model):
         lt=100,
         description="For rule percentile: keep runs within the best `percentile` percent.",
     )
-    min_jobs: int = Field(
+    min_jobs: Integer = Field(
         default=5, ge=1, le=10000, description="Peers that must have reached the step before the rule acts."
     )
-    start_step: int = Field(default=0, ge=0, description="The rule is not evaluated before this step.")
+    start_step: Integer = Field(default=0, ge=0, description="The rule is not evaluated before this step.")
 
     @model_validator(mode="after")
     def _selector_not_empty(self) -> "CohortRule":
@@ -467,10 +579,10 @@ class CohortRule(Model):
         return self
 
 
-class StopSpec(Model):
+class StopSpec(Spec):
     """When to stop. Every rule is optional, but at least one must be set."""
 
-    combine: Combine = Field(
+    combine: Combine = lax(
         default=Combine.ANY,
         description=(
             "any: stop when any rule fires. all: stop only when every configured rule fires. "
@@ -494,7 +606,7 @@ class StopSpec(Model):
     cohort: Optional[CohortRule] = Field(
         default=None, description="Stop runs that underperform their cohort (uses `metric`)."
     )
-    preset: Optional[Preset] = Field(
+    preset: Optional[Preset] = lax(
         default=None,
         description=(
             "A calibrated plateau policy for `metric` (patience, minDelta, smoothing, warmup) "
@@ -544,14 +656,14 @@ class StopSpec(Model):
     )
 
 
-class TrainingJobSpec(Model):
+class TrainingJobSpec(Spec):
     """A training workload and the rules that stop it."""
 
     template: Optional[PodTemplate] = Field(
         default=None,
         description="Pod template of the trainer; Plateau creates a batch/v1 Job from it.",
     )
-    replicas: int = Field(
+    replicas: Integer = Field(
         default=1,
         ge=0,
         le=10000,
@@ -689,11 +801,74 @@ class TrainingJobStatus(Model):
 
 
 class ObjectMeta(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """The metadata the API server checks on every object: a DNS-1123 subdomain name, a DNS-1123
+    label namespace, qualified label and annotation keys, label values, annotations' total size."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
     name: str = Field(default="local", min_length=1, max_length=253)
     namespace: Optional[str] = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        return _valid(name, kubenames.dns_subdomain_errors(name))
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, namespace: Optional[str]) -> Optional[str]:
+        return namespace if namespace is None else _valid(namespace, kubenames.dns_label_errors(namespace))
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        errors = kubenames.labels_errors(labels)
+        if errors:
+            raise ValueError("; ".join(errors[:5]))
+        return labels
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, annotations: dict[str, str]) -> dict[str, str]:
+        errors = [f"{key!r}: {e}" for key in annotations for e in kubenames.qualified_name_errors(key)]
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
+        if size > kubenames.ANNOTATIONS_MAX_BYTES:
+            errors.append(f"must have at most {kubenames.ANNOTATIONS_MAX_BYTES} bytes, has {size}")
+        if errors:
+            raise ValueError("; ".join(errors[:5]))
+        return annotations
+
+
+def _valid(value: str, errors: list[str]) -> str:
+    if errors:
+        raise ValueError(f"{value[:80]!r}: {'; '.join(errors)}")
+    return value
+
+
+def index_suffix(replicas: int) -> int:
+    """Characters an Indexed Job adds to its name for a pod's hostname: "-<last index>"."""
+    return 0 if replicas <= 1 else 1 + len(str(replicas - 1))
+
+
+# A TrainingJob with a template gets a child Job of the same name, and the server takes it only
+# if that name is a label value (its pods' job-name label: at most 63 characters) and, when it is
+# Indexed (replicas > 1), "<name>-<index>" is each pod's hostname (a DNS-1123 label: no dots).
+# The server checks these at apply; the models check the same.
+_REPLICAS = "(has(self.spec.replicas) ? self.spec.replicas : 1)"
+NAME_RULES = [
+    cel(
+        "!has(self.spec.template) || self.metadata.name.size() <= 63 - ("
+        f"{_REPLICAS} <= 1 ? 0 : {_REPLICAS} <= 10 ? 2 : {_REPLICAS} <= 100 ? 3 : {_REPLICAS} <= 1000 ? 4 : 5)",
+        "metadata.name must be at most 63 characters with spec.template (the child Job's name is its pods'"
+        " job-name label), less the '-<index>' of pod hostnames when spec.replicas is more than 1",
+    ),
+    cel(
+        f"!has(self.spec.template) || {_REPLICAS} <= 1 || !self.metadata.name.contains('.')",
+        "metadata.name must not contain '.' with spec.template and spec.replicas above 1: the pods'"
+        " hostnames are <name>-<index>",
+    ),
+]
 
 
 class TrainingJob(Model):
@@ -704,3 +879,26 @@ class TrainingJob(Model):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: TrainingJobSpec
     status: Optional[TrainingJobStatus] = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_is_not_applied(cls, status: Any) -> None:
+        """The API server drops a manifest's status, whatever it holds (the status subresource
+        owns it), and so does validation: the operator writes it."""
+        return None
+
+    @model_validator(mode="after")
+    def _children_can_be_named(self) -> "TrainingJob":
+        """NAME_RULES, as the API server applies them."""
+        if self.spec.template is None:
+            return self
+        name, replicas = self.metadata.name, self.spec.replicas
+        limit = kubenames.LABEL_MAX - index_suffix(replicas)
+        if len(name) > limit:
+            raise ValueError(f"metadata.name must be at most {limit} characters with spec.template and "
+                             f"spec.replicas {replicas} (the child Job's name is its pods' job-name label"
+                             f"{', and <name>-<index> their hostnames' if replicas > 1 else ''}), has {len(name)}")
+        if replicas > 1 and "." in name:
+            raise ValueError("metadata.name must not contain '.' with spec.template and spec.replicas above 1:"
+                             " the pods' hostnames are <name>-<index>")
+        return self

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from plateau import api, podschema
+from plateau import api, kubenames, podschema
 
 CRD_PATHS = (Path("crds/trainingjob.yaml"), Path("charts/plateau/crds/trainingjob.yaml"))
 
@@ -83,7 +83,30 @@ _KEPT_KEYS = ("type", "properties", "items", "required", "additionalProperties")
 def pod_template_schema_from(definitions: dict[str, Any]) -> dict[str, Any]:
     """The structural PodTemplateSpec schema from Kubernetes's OpenAPI definitions (the
     `$defs` of kubernetes-validate's `_definitions.json`)."""
-    return _structural({"$ref": "#/$defs/io.k8s.api.core.v1.PodTemplateSpec"}, definitions, ())
+    return for_a_job(_structural({"$ref": "#/$defs/io.k8s.api.core.v1.PodTemplateSpec"}, definitions, ()))
+
+
+def for_a_job(template: dict[str, Any]) -> dict[str, Any]:
+    """What the server requires of a Job's pod template beyond PodTemplateSpec's schema, and what
+    the child Job's additions need left free, as schema keywords and CEL rules: at least one
+    container; container names DNS-1123 labels, unique in each list; restartPolicy OnFailure or
+    Never (absent: Never); Plateau's container, volume and mount names not taken; label values
+    (the keys, map keys of unbounded length, are the models' to check)."""
+    label_value = template["properties"]["metadata"]["properties"]["labels"]["additionalProperties"]
+    label_value["maxLength"] = kubenames.LABEL_MAX
+    label_value["pattern"] = kubenames.LABEL_VALUE_PATTERN
+    spec = template["properties"]["spec"]
+    pod = spec["properties"]
+    pod["containers"]["minItems"] = 1
+    for key in ("containers", "initContainers"):
+        pod[key]["x-kubernetes-list-type"] = "map"
+        pod[key]["x-kubernetes-list-map-keys"] = ["name"]
+        name = pod[key]["items"]["properties"]["name"]
+        name["maxLength"] = kubenames.LABEL_MAX
+        name["pattern"] = f"^{kubenames.DNS1123_LABEL}$"
+    pod["restartPolicy"]["enum"] = ["OnFailure", "Never"]
+    spec["x-kubernetes-validations"] = podschema.JOB_TEMPLATE_RULES
+    return template
 
 
 def _structural(node: dict[str, Any], defs: dict[str, Any], seen: tuple[str, ...]) -> dict[str, Any]:
@@ -145,6 +168,7 @@ def openapi_schema() -> dict[str, Any]:
         "type": "object",
         "description": api.TrainingJob.__doc__,
         "required": ["spec"],
+        "x-kubernetes-validations": api.NAME_RULES,
         "properties": {
             "apiVersion": {"type": "string", "description": "plateau.dev/v1alpha1"},
             "kind": {"type": "string", "description": "TrainingJob"},

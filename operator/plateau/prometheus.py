@@ -43,7 +43,7 @@ class PrometheusClient:
         session = await self._client()
         try:
             async with session.post(f"{self.url}/api/v1/query", data=form) as response:
-                raw = await response.read()
+                raw = await _read_capped(response)
                 if response.status >= 500:
                     raise PrometheusError("ServerError", f"HTTP {response.status} from Prometheus")
                 if response.status not in (200, 400, 422):
@@ -53,3 +53,21 @@ class PrometheusClient:
         except aiohttp.ClientError as exc:
             raise PrometheusError("Unreachable", f"cannot reach Prometheus: {type(exc).__name__}") from None
         return decode(raw)
+
+
+# An answer's size bounds the series a cycle decodes and loops over; a batched answer for
+# thousands of jobs is a few MB.
+MAX_ANSWER_BYTES = 256 * 2**20
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    limit = MAX_ANSWER_BYTES
+    if response.content_length is not None and response.content_length > limit:
+        raise PrometheusError("AnswerTooLarge", f"Prometheus answered {response.content_length} bytes, more than {limit}")
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise PrometheusError("AnswerTooLarge", f"Prometheus answered more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -83,5 +83,13 @@ def _track(values: Mapping[str, float], metric: str, series: Mapping[str, str], 
     return MetricTrack(name=metric, **fields)  # type: ignore[arg-type]
 
 
+# The largest count or step a sample carries exactly (the sidecar's steps are below it too). A
+# sample beyond it, negative or fractional is no count: the read is unknown, never 1e12
+# evaluations to account for, nor an integer the API server's int64 status fields would refuse.
+MAX_COUNT = 2**53
+
+
 def _whole(value: Optional[float]) -> Optional[int]:
-    return int(value) if value is not None and math.isfinite(value) else None
+    if value is None or not math.isfinite(value) or not 0 <= value <= MAX_COUNT or not float(value).is_integer():
+        return None
+    return int(value)

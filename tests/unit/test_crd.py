@@ -44,6 +44,23 @@ def test_schema_is_structural() -> None:
             assert node.get(bound, True) is True, f"{path}: {bound} must be a boolean in OpenAPI v3.0"
 
 
+# JSONSchemaProps' fields (apiextensions.k8s.io/v1): the server rejects any other key (a pydantic
+# constraint it could not translate, such as `ge`, would be one).
+SCHEMA_KEYS = {
+    "type", "format", "description", "default", "enum", "maximum", "minimum", "exclusiveMaximum",
+    "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems",
+    "multipleOf", "maxProperties", "minProperties", "required", "items", "properties",
+    "additionalProperties", "nullable", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string",
+    "x-kubernetes-validations", "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "x-kubernetes-map-type",
+    "x-kubernetes-embedded-resource",
+}
+
+
+def test_schema_has_only_keys_the_server_knows() -> None:
+    for path, node in walk(schema()):
+        assert node.keys() <= SCHEMA_KEYS, f"{path}: {node.keys() - SCHEMA_KEYS}"
+
+
 def test_every_spec_and_status_field_is_documented_for_kubectl_explain() -> None:
     # The embedded pod template is Kubernetes's own type: `kubectl explain pod.spec` documents it,
     # and its descriptions would double the CRD's size.

@@ -75,7 +75,7 @@ def test_push_source_environment(here: Path) -> None:
 
 
 def test_stdout_source_follows_the_output_plateau_run_writes(here: Path) -> None:
-    metrics = {"source": "stdout", "logFile": "/plateau/train.log", "pattern": r"step=(?P<step>\d+)"}
+    metrics = {"source": "stdout", "logFile": "/plateau/train.log", "pattern": r"step=(?P<step>\d+) loss=(?P<loss>\S+)"}
     plan = plan_run(job(metrics=metrics, terminationGracePeriodSeconds=2), RunOptions(workdir=here / "run"))
     assert plan.output_file == here / "run" / "train.log"
     assert plan.sidecar_env[p.ENV_STDOUT_FILE] == str(plan.output_file)
@@ -127,5 +127,5 @@ def test_other_errors(here: Path) -> None:
         plan_run(job(), RunOptions(status_out=here / "no" / "status.yaml"))
     with pytest.raises(InputError, match="metrics.logFile .*cannot read"):
         (here / "log-dir").mkdir()
-        metrics = {"source": "stdout", "logFile": "log-dir", "pattern": r"step=(?P<step>\d+)"}
+        metrics = {"source": "stdout", "logFile": "log-dir", "pattern": r"step=(?P<step>\d+) loss=(?P<loss>\S+)"}
         plan_run(job(metrics=metrics), RunOptions(workdir=here / "run"))
