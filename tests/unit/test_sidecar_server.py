@@ -135,8 +135,12 @@ def test_requests_beyond_the_bound_in_flight_get_429_and_are_counted() -> None:
     ep = Endpoints(max_inflight=2)
     stalled = [socket.create_connection(ep.push.server_address[:2]) for _ in range(2)]
     try:
-        for s in stalled:  # two clients that never finish their request hold both slots
-            s.sendall(b"POST /push HTTP/1.0\r\n")
+        for s in stalled:  # two clients that never finish their body hold both slots
+            s.sendall(b"POST /push HTTP/1.0\r\nContent-Length: 100\r\n\r\n{")
+        for _ in range(50):  # their headers are in once the slots are taken
+            if ep.push.slots._value == 0:  # type: ignore[attr-defined]
+                break
+            threading.Event().wait(0.05)
         status, answer = ep.post({"step": 1, "m": 1.0})
         assert status == 429 and "retry" in str(answer["error"])
         assert ep.bad(BadInput.TOO_MANY_REQUESTS) == 1
