@@ -181,3 +181,48 @@ def test_headers_larger_than_the_bound_are_not_read_on() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- the trainer-side client ----------------------------------------------------------------------
+
+
+def test_the_client_never_blocks_on_a_fifo_stop_file_or_metrics_file(tmp_path: Path) -> None:
+    import warnings
+
+    from plateau_sidecar import client
+
+    stop, metrics = tmp_path / "stop", tmp_path / "metrics.jsonl"
+    os.mkfifo(stop)
+    os.mkfifo(metrics)
+    done = threading.Event()
+
+    def train() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert client.stop_reason(str(stop)) is None
+            client.Reporter(metrics_file=str(metrics)).report(1, loss=0.5)
+        done.set()
+
+    threading.Thread(target=train, daemon=True).start()
+    assert done.wait(5), "the training loop blocked on a FIFO"
+
+
+def test_a_push_the_sidecar_finds_too_large_sheds_the_oldest_reports() -> None:
+    import warnings
+
+    from plateau_sidecar import client
+
+    store = MetricStore("tj")
+    server = SidecarServer(("127.0.0.1", 0), store, push=True, max_body_bytes=2000)
+    server.start()
+    try:
+        reporter = client.Reporter(push_url=server.url + "/push")
+        reporter._pending = [{"step": i, "loss": 0.5} for i in range(1000)]  # kept while the sidecar was away
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for step in range(1000, 1010):
+                reporter.report(step, loss=0.5)
+        assert store.snapshot().series["loss"].step == 1009  # pushes go through again
+    finally:
+        server.shutdown()
+        server.server_close()
