@@ -31,7 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from .collector import Exposition
 from .protocol import HEALTH_PATH, METRICS_PATH, PUSH_PATH
-from .records import ingest_payload
+from .records import ingest_payload, too_many_records
 from .store import BadInput, MetricStore, RecordError
 
 log = logging.getLogger("plateau_sidecar")
@@ -309,6 +309,11 @@ class _Handler(BaseHTTPRequestHandler):
         except _RequestTooLarge:
             body = b""
         if len(body) != length:  # the client closed early: a cut body is not taken in part
+            return
+        crowded = too_many_records(body)
+        if crowded is not None:  # 413, like a body too large: the client sheds reports and retries
+            self.server.store.report_bad(BadInput.PUSH_TOO_LARGE, crowded)
+            self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": crowded})
             return
         try:
             accepted = ingest_payload(self.server.store, body, self.server.journal)

@@ -318,7 +318,7 @@ def test_a_push_journal_that_is_a_fifo_stops_the_start_with_one_line(tmp_path: P
     "body",
     [
         b'{"step": 1, "\\ud800": 1, "loss": 0.5}',  # a lone surrogate: no UTF-8 for the label
-        b'{"step": 1, "loss": 0.5, "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"step": 1, "loss": 0.5, "deep": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",  # deeper than json recurses
     ],
     ids=["surrogate-name", "deep-nesting"],
 )
@@ -339,3 +339,19 @@ def test_the_checkout_under_test_is_this_one() -> None:
     found = subprocess.run([sys.executable, "-c", "import plateau_sidecar; print(plateau_sidecar.__file__)"],
                            env=ENV, capture_output=True, text=True, timeout=30).stdout
     assert found.startswith(str(ROOT)), found
+
+
+def test_a_push_of_a_million_tiny_objects_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    body = b"[" + b",".join([b"{}"] * 300_000) + b"]"  # under 1 MiB; 20 MB and more as dicts
+    sidecar = Sidecar(tmp_path, push=True).wait_ready()
+    try:
+        _, peak_before = sidecar.rss_bytes()
+        answers = [raw(sidecar.push_address, b"POST /push HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s"  # type: ignore[arg-type]
+                       % (len(body), body)) for _ in range(4)]
+        assert all(a.startswith(b"HTTP/1.0 413") for a in answers), answers
+        _, peak = sidecar.rss_bytes()
+        assert peak - peak_before < 16 * 1024 * 1024, (peak_before, peak)
+        assert sidecar.bad("push_too_large") == 4
+    finally:
+        assert sidecar.stop_within(20) == 0
+    no_traceback(sidecar)
