@@ -23,13 +23,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .collector import Exposition
+from .deadline import MAX_HEAD_BYTES, DeadlineReader, RequestTooLarge, arm, content_length
 from .protocol import HEALTH_PATH, METRICS_PATH, PUSH_PATH
 from .records import ingest_payload, too_many_records
 from .store import BadInput, MetricStore, RecordError
@@ -40,13 +40,11 @@ DEFAULT_MAX_INFLIGHT = 8
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_REQUEST_SECONDS = 10.0  # the whole request, headers and body, and its answer
 DEFAULT_MAX_CONNECTIONS = 64  # connections open at once per endpoint, most of them still sending headers
-MAX_HEAD_BYTES = 64 * 1024  # the request line and every header together
 _DISCARD_LIMIT = 16 * 1024 * 1024  # read at most this much of a too-large body, to answer 413
 # Reading a request only to reject it is bounded in time and size: it runs on the accepting thread.
 _REJECT_READ_SECONDS = 0.05
 _REJECT_READ_BYTES = 64 * 1024
 _CONTENT_LENGTH = re.compile(rb"^content-length:\s*(\d+)", re.IGNORECASE | re.MULTILINE)
-_DIGITS = re.compile(r"[0-9]{1,15}")  # int() would also take '-1', '+5', '1_0' and ' ٣'
 
 
 def _too_many_requests() -> bytes:
@@ -170,49 +168,6 @@ def _read_request(request: socket.socket) -> None:
         data += chunk
 
 
-class _RequestTooLarge(OSError):
-    """More bytes than the request may send (its head, then the body it declared)."""
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The connection's input, read within one total deadline and up to a byte budget."""
-
-    def __init__(self, connection: socket.socket, deadline: float, budget: int) -> None:
-        self.connection = connection
-        self.deadline = deadline
-        self.budget = budget
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self.budget <= 0:
-            raise _RequestTooLarge(f"the request sent more than it may ({self.budget} bytes left)")
-        arm(self.connection, self.deadline)
-        view = memoryview(buffer)
-        read = self.connection.recv_into(view[: min(len(view), self.budget)])
-        self.budget -= read
-        return read
-
-
-def arm(connection: socket.socket, deadline: float) -> None:
-    """Let the next socket operation wait only until `deadline`; raise TimeoutError past it."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError("the request's deadline passed")
-    connection.settimeout(remaining)
-
-
-def content_length(headers: Message) -> int | None:
-    """The body's length, or None unless exactly one plain decimal length is declared (repeats
-    that agree are one) and no Transfer-Encoding competes with it."""
-    values = {v.strip() for v in headers.get_all("Content-Length", [])}
-    if len(values) != 1 or headers.get("Transfer-Encoding") is not None:
-        return None
-    text = values.pop()
-    return int(text) if _DIGITS.fullmatch(text) else None
-
-
 class _Handler(BaseHTTPRequestHandler):
     server: SidecarServer
     server_version = "plateau-sidecar"
@@ -222,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         self.deadline = time.monotonic() + self.server.request_seconds
         self.rfile.close()  # the buffered file over the socket, replaced by one that keeps the deadline
-        self._reader = _DeadlineReader(self.connection, self.deadline, MAX_HEAD_BYTES)
+        self._reader = DeadlineReader(self.connection, self.deadline, MAX_HEAD_BYTES)
         self.rfile = io.BufferedReader(self._reader)
 
     def log_message(self, format: str, *args: object) -> None:
@@ -306,7 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
         except TimeoutError:  # the client stalled mid-body
             self._send_json(HTTPStatus.REQUEST_TIMEOUT, {"error": f"no complete request within {self.timeout} s"})
             return
-        except _RequestTooLarge:
+        except RequestTooLarge:
             body = b""
         if len(body) != length:  # the client closed early: a cut body is not taken in part
             return
@@ -329,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
         while remaining > 0:
             try:
                 chunk = self.rfile.read(min(remaining, 65536))
-            except (TimeoutError, _RequestTooLarge):  # the client stalled: answer anyway (if time is left)
+            except (TimeoutError, RequestTooLarge):  # the client stalled: answer anyway (if time is left)
                 break
             if not chunk:
                 break
