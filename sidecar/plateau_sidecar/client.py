@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import reprlib
+import stat
 import sys
 import time
 import urllib.error
@@ -36,6 +37,7 @@ from . import protocol as p
 
 PUSH_TIMEOUT_SECONDS = 2.0
 MAX_PENDING_RECORDS = 10_000
+MAX_STOP_BYTES = 256 * 1024  # Kubernetes' bound on all of a pod's annotations together
 
 _warned: set[str] = set()
 
@@ -101,7 +103,8 @@ class Reporter:
         line = (json.dumps(record) + "\n").encode()
         try:
             # One write() on an O_APPEND descriptor: lines from several processes do not interleave.
-            fd = os.open(self.metrics_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            # O_NONBLOCK: a FIFO without a reader fails at once (ENXIO) instead of blocking training.
+            fd = os.open(self.metrics_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
             try:
                 os.write(fd, line)
             finally:
@@ -126,6 +129,8 @@ class Reporter:
         except urllib.error.HTTPError as e:
             if e.code == 400:  # the sidecar will never take these records: do not resend them
                 self._pending.clear()
+            elif e.code == 413:  # too many kept at once: the older half goes, so the next push can fit
+                del self._pending[: max(1, len(self._pending) // 2)]
             _warn_once(f"http:{e.code}", f"the sidecar at {self.push_url} answered {e.code} {e.reason}")
             return
         except (OSError, ValueError) as e:  # URLError, timeouts, resets; ValueError: a bad URL
@@ -157,12 +162,20 @@ def stop_reason(path: str | None = None) -> str | None:
     The operator's downward-API volume holds the annotation's value, empty while no stop is
     requested; a missing file (no volume, e.g. a local run) means no request either."""
     path = path or os.environ.get(p.ENV_STOP_FILE) or p.DEFAULT_STOP_FILE
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            reason = f.read().strip()
+    try:  # never a FIFO (whose open would wait for a writer) or a device, and never more than the bound
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
-    return reason or None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            _warn_once("stop-file", f"the stop file {path} is not a regular file; it is not read")
+            return None
+        data = os.read(fd, MAX_STOP_BYTES)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "replace").strip() or None
 
 
 def should_stop(path: str | None = None) -> bool:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
+import time
 from typing import BinaryIO
 
 from .records import LineSink
@@ -22,6 +24,10 @@ DEFAULT_POLL_INTERVAL = 0.2
 # Small enough that one chunk holds the store's lock for only a few milliseconds, so scrapes
 # stay fast while a large backlog is read.
 CHUNK_BYTES = 256 * 1024
+# On shutdown the rest of the file is read, for at most this long: a file that is still being
+# written faster than it is read, or lines that each use the pattern's whole time limit, must not
+# keep the sidecar from exiting within the pod's grace period.
+DRAIN_SECONDS = 10.0
 
 
 class FileFollower:
@@ -32,12 +38,14 @@ class FileFollower:
         store: MetricStore,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        drain_seconds: float = DRAIN_SECONDS,
     ) -> None:
         self.path = path
         self.sink = sink
         self.store = store  # where bad input (missing file, long lines) is counted
         self.max_line_bytes = max_line_bytes
         self.poll_interval = poll_interval
+        self.drain_seconds = drain_seconds
         self._file: BinaryIO | None = None
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the open file
         self._partial = b""  # an unterminated last line, completed by a later read
@@ -57,8 +65,12 @@ class FileFollower:
             while not stop.is_set():
                 if not self._poll_counting_failures():
                     stop.wait(self.poll_interval)
+            deadline = time.monotonic() + self.drain_seconds
             while self._poll_counting_failures():
-                pass
+                if time.monotonic() > deadline:
+                    log.warning("stopped reading %s after %s s of draining; the rest is not exported",
+                                self.path, self.drain_seconds)
+                    break
         except BaseException as e:  # the thread ends: logged here, not again by threading
             self.failure = e
             log.critical("stopped following %s: %r", self.path, e, exc_info=True)
@@ -94,17 +106,25 @@ class FileFollower:
     # --- file handling --------------------------------------------------------------------------
 
     def _open(self) -> bool:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever.
         try:
-            f = open(self.path, "rb", buffering=0)  # noqa: SIM115 (kept open across polls)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as e:
-            if not self._missing:  # counted once per episode, not once per poll
-                self._missing = True
-                self.store.report_bad(BadInput.MISSING_FILE, f"waiting for {self.path}: {e.strerror}")
-            return False
-        st = os.fstat(f.fileno())
+            return self._absent(BadInput.MISSING_FILE, f"waiting for {self.path}: {e.strerror}")
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or a device never ends (/dev/urandom): never read
+            os.close(fd)
+            return self._absent(BadInput.NOT_A_FILE, f"{self.path} is not a regular file; waiting for one")
+        f = open(fd, "rb", buffering=0)  # noqa: SIM115 (kept open across polls)
         self._file, self._identity, self._missing = f, (st.st_dev, st.st_ino), False
         log.info("following %s", self.path)
         return True
+
+    def _absent(self, kind: BadInput, detail: str) -> bool:
+        if not self._missing:  # counted once per episode, not once per poll
+            self._missing = True
+            self.store.report_bad(kind, detail)
+        return False
 
     def _at_eof(self) -> bool:
         assert self._file is not None

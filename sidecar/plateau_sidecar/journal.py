@@ -9,9 +9,11 @@ restart after that loses reports.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 from collections.abc import Sequence
 
 from .records import LineSink
@@ -20,12 +22,15 @@ log = logging.getLogger("plateau_sidecar")
 
 DEFAULT_MAX_JOURNAL_BYTES = 64 * 1024 * 1024
 READ_CHUNK_BYTES = 1024 * 1024
+DEFAULT_MAX_LINE_BYTES = 1024 * 1024  # a journal line is one record of a push: at most a push body
 
 
 class PushJournal:
-    def __init__(self, path: str, max_bytes: int = DEFAULT_MAX_JOURNAL_BYTES) -> None:
+    def __init__(self, path: str, max_bytes: int = DEFAULT_MAX_JOURNAL_BYTES,
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.max_line_bytes = max_line_bytes
         self.full = False
         self._size = 0
 
@@ -35,22 +40,36 @@ class PushJournal:
         lines = offset = 0  # offset: the end of the last complete line
         rest = b""
         try:
-            with open(self.path, "rb+") as handle:
-                while chunk := handle.read(READ_CHUNK_BYTES):
-                    data = rest + chunk
-                    end = data.rfind(b"\n") + 1
-                    if end:
-                        batch = data[: end - 1].split(b"\n")
-                        sink(batch)
-                        lines += len(batch)
-                    offset += end
-                    rest = data[end:]
-                if rest:
-                    handle.truncate(offset)
+            fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
         except FileNotFoundError:
             return 0
+        with open(fd, "rb+", buffering=0) as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device would never end
+                raise OSError(errno.EINVAL, "the push journal is not a regular file", self.path)
+            # Only what this journal can have written is read (a larger file is left as it is,
+            # and full), and a "line" longer than any push can be ends the replay.
+            eof = False
+            while offset < self.max_bytes and len(rest) <= self.max_line_bytes:
+                chunk = handle.read(READ_CHUNK_BYTES)
+                if not chunk:
+                    eof = True
+                    break
+                data = rest + chunk
+                end = data.rfind(b"\n") + 1
+                if end:
+                    batch = data[: end - 1].split(b"\n")
+                    sink(batch)
+                    lines += len(batch)
+                offset += end
+                rest = data[end:]
+            if eof and rest:
+                handle.truncate(offset)
+            elif not eof:
+                log.warning("the push journal %s is larger than --max-journal-bytes (%d) or holds a line"
+                            " longer than %d bytes: replayed up to byte %d", self.path, self.max_bytes,
+                            self.max_line_bytes, offset)
         self._size = offset
-        self.full = offset >= self.max_bytes
+        self.full = not eof or offset >= self.max_bytes
         return lines
 
     def append(self, records: Sequence[object]) -> None:

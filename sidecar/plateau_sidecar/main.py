@@ -13,7 +13,7 @@ from types import FrameType
 
 from .collector import Exposition, StoreCollector
 from .config import Config, load_config
-from .follow import FileFollower
+from .follow import DRAIN_SECONDS, FileFollower
 from .journal import PushJournal
 from .records import jsonl_sink, pattern_sink
 from .server import SidecarServer
@@ -39,7 +39,7 @@ class Sidecar:
             health=self.dead_readers,
         )
         self.servers = [server(config.metrics_addr, exposition=exposition)]
-        self.journal = PushJournal(config.push_journal, config.max_journal_bytes) \
+        self.journal = PushJournal(config.push_journal, config.max_journal_bytes, config.max_push_bytes) \
             if config.push_addr is not None and config.push_journal else None
         if config.push_addr is not None:
             self.servers.append(server(config.push_addr, push=True, journal=self.journal.append if self.journal else None))
@@ -47,10 +47,11 @@ class Sidecar:
             FileFollower, store=self.store, max_line_bytes=config.max_line_bytes, poll_interval=config.poll_interval
         )
         self.followers: list[FileFollower] = []
+        self._abandon = threading.Event()  # set when a shutdown has drained the files long enough
         if config.metrics_file:
             self.followers.append(follower(config.metrics_file, jsonl_sink(self.store)))
         if config.stdout_file and config.stdout_pattern:
-            self.followers.append(follower(config.stdout_file, pattern_sink(self.store, config.stdout_pattern)))
+            self.followers.append(follower(config.stdout_file, pattern_sink(self.store, config.stdout_pattern, abandon=self._abandon)))
         self.spec = SpecFollower(config.spec_file, self.store) if config.spec_file else None
         self._stop_following = threading.Event()
         self._following: list[threading.Thread] = []
@@ -81,6 +82,10 @@ class Sidecar:
         for server in self.servers:
             if server.push:
                 server.shutdown()  # no more pushes: what is in the store is final
+        deadline = time.monotonic() + DRAIN_SECONDS + 1.0
+        for thread in self._following:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._abandon.set()  # a reader still busy (matching a long backlog) stops after its current line
         for thread in self._following:
             thread.join()
         _wait_for_scrape(self.collector, linger_seconds)
@@ -129,7 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    sidecar.start()
+    try:
+        sidecar.start()
+    except OSError as e:  # e.g. a push journal that cannot be read
+        log.error("cannot start: %s", e)
+        return 1
     while not stop.wait(1.0):  # a timed wait, so signal handlers run promptly
         pass
     sidecar.stop(config.linger_seconds)

@@ -1,14 +1,29 @@
-"""Turning raw input (JSONL lines, log lines, push bodies) into store updates."""
+"""Turning raw input (JSONL lines, log lines, push bodies) into store updates.
+
+The stdout pattern is the user's regex, run on lines the trainer wrote: a pattern with nested
+quantifiers can take exponential time on one crafted line. So it runs on the `regex` package,
+with a time limit per line and with the GIL released (`concurrent=True`), never under the
+store's lock: a line that runs out of time is counted (`pattern_timeout`) and skipped, while
+/metrics, /push and signals go on being served.
+"""
 
 from __future__ import annotations
 
 import json
-import re
+import threading
 from collections.abc import Callable
+
+import regex
 
 from .store import STEP_KEY, BadInput, MetricStore, RecordError, step_of
 
 LineSink = Callable[[list[bytes]], None]
+Pattern = regex.Pattern
+
+MAX_PATTERN_LENGTH = 4096
+MAX_PUSH_RECORDS = 10_000  # the client keeps at most this many unsent reports (client.MAX_PENDING_RECORDS)
+# Per line. A sane pattern matches a line of --max-line-bytes in well under a millisecond.
+MATCH_TIMEOUT_SECONDS = 0.25
 
 
 def jsonl_sink(store: MetricStore) -> LineSink:
@@ -17,27 +32,36 @@ def jsonl_sink(store: MetricStore) -> LineSink:
 
     def ingest(lines: list[bytes]) -> None:
         # One UTF-8 decode for the whole batch: json parses str faster than bytes, line by line.
-        texts = b"\n".join(lines).decode("utf-8", "replace").split("\n")
+        # Parsed before the lock is taken: a scrape waits for the ingest, never for the parse.
+        parsed: list[tuple[int, dict[str, object]] | RecordError] = []
+        for line in b"\n".join(lines).decode("utf-8", "replace").split("\n"):
+            try:
+                record = decode(line)
+                parsed.append((step_of(record), record))
+            except RecordError as e:
+                parsed.append(e)
+            except (ValueError, RecursionError) as e:  # json.JSONDecodeError; nesting too deep
+                if line.strip():  # blank lines are harmless
+                    parsed.append(RecordError(BadInput.MALFORMED_JSON, f"{e}: {line[:80]!r}"))
         with store.lock:
-            for line in texts:
-                try:
-                    record = decode(line)
-                    step = step_of(record)
-                except RecordError as e:
-                    store.count_bad(e.kind, str(e))
-                    continue
-                except (ValueError, RecursionError) as e:  # json.JSONDecodeError; nesting too deep
-                    if line.strip():  # blank lines are harmless
-                        store.count_bad(BadInput.MALFORMED_JSON, f"{e}: {line[:80]!r}")
-                    continue
-                store.add_record(step, record)
+            for item in parsed:
+                if type(item) is tuple:
+                    store.add_record(*item)
+                else:
+                    store.count_bad(item.kind, str(item))
 
     return ingest
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a stdout pattern; it must name a `step` group and at least one metric group."""
-    compiled = re.compile(pattern)
+def compile_pattern(pattern: str) -> Pattern:
+    """Compile a stdout pattern; it must name a `step` group and at least one metric group.
+    Raises ValueError (`regex.error` is one) with the reason."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise ValueError(f"the stdout pattern is longer than {MAX_PATTERN_LENGTH} characters")
+    try:
+        compiled = regex.compile(pattern)
+    except regex.error as e:
+        raise ValueError(f"not a valid regex: {e}") from None
     groups = set(compiled.groupindex)
     if STEP_KEY not in groups:
         raise ValueError(f"the stdout pattern needs a named group (?P<{STEP_KEY}>...)")
@@ -46,16 +70,29 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     return compiled
 
 
-def pattern_sink(store: MetricStore, pattern: re.Pattern[str]) -> LineSink:
-    """Ingest log lines that match `pattern`; other lines are ordinary log output, not errors."""
+def pattern_sink(
+    store: MetricStore, pattern: Pattern, timeout: float = MATCH_TIMEOUT_SECONDS, abandon: threading.Event | None = None
+) -> LineSink:
+    """Ingest log lines that match `pattern`; other lines are ordinary log output, not errors.
+    Every line is matched before the store's lock is taken, each within `timeout` seconds. Once
+    `abandon` is set (a shutdown that has waited long enough), the lines left are dropped."""
 
     def ingest(lines: list[bytes]) -> None:
+        matched: list[dict[str, str | None]] = []
+        for done, line in enumerate(lines):
+            if abandon is not None and abandon.is_set():
+                store.log_once("shutdown", f"log lines left unmatched, {len(lines) - done} in this read")
+                break
+            try:
+                match = pattern.search(line.decode("utf-8", "replace"), timeout=timeout, concurrent=True)
+            except TimeoutError:
+                store.report_bad(BadInput.PATTERN_TIMEOUT, f"the stdout pattern took over {timeout} s on a line;"
+                                 f" skipped: {line[:80]!r}...")
+                continue
+            if match is not None:
+                matched.append(match.groupdict())
         with store.lock:
-            for line in lines:
-                match = pattern.search(line.decode("utf-8", "replace"))
-                if match is None:
-                    continue
-                groups = match.groupdict()
+            for groups in matched:
                 step_text = groups[STEP_KEY]
                 try:
                     step = step_of({STEP_KEY: int(step_text)})  # the bounds of a JSON record's step
@@ -66,6 +103,15 @@ def pattern_sink(store: MetricStore, pattern: re.Pattern[str]) -> LineSink:
                 store.add_strings(step, groups)
 
     return ingest
+
+
+def too_many_records(body: bytes) -> str | None:
+    """Why a push body holds more objects or arrays than a push may, or None. Counted on the bytes,
+    before parsing: a 1 MiB body of `[{},{},...]` parses into some 300,000 dicts (20 MB and more)."""
+    for token in (b"{", b"["):
+        if body.count(token) > MAX_PUSH_RECORDS:
+            return f"more than {MAX_PUSH_RECORDS} records (or '{token.decode()}') in one push"
+    return None
 
 
 def ingest_payload(store: MetricStore, body: bytes, journal: Callable[[list[object]], None] | None = None) -> int:

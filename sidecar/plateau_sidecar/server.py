@@ -3,16 +3,25 @@
 Why not aiohttp: importing it alone takes the process past the sidecar's 40 MB memory budget.
 Threads are fine here: requests are short, and a bound on requests in flight (answered 429
 beyond it) keeps a flood of pushes from growing threads or buffered bodies without limit.
+
+Slow clients: every connection (one request: HTTP/1.0) has a total deadline for its request
+line, headers and body, and for the answer, not a timeout per receive that a client sending a
+byte now and then resets forever. A connection takes a slot (`max_inflight`) only once its
+headers are in, so clients dripping headers cannot keep a scrape out; they are bounded apart
+(`max_connections`, then 429) and cut off at the deadline. What a request may make the server
+read is capped by bytes actually read: the head, then the body its Content-Length allows.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,14 +29,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .collector import Exposition
+from .deadline import MAX_HEAD_BYTES, DeadlineReader, RequestTooLarge, arm, content_length
 from .protocol import HEALTH_PATH, METRICS_PATH, PUSH_PATH
-from .records import ingest_payload
+from .records import ingest_payload, too_many_records
 from .store import BadInput, MetricStore, RecordError
 
 log = logging.getLogger("plateau_sidecar")
 
 DEFAULT_MAX_INFLIGHT = 8
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_REQUEST_SECONDS = 10.0  # the whole request, headers and body, and its answer
+DEFAULT_MAX_CONNECTIONS = 64  # connections open at once per endpoint, most of them still sending headers
 _DISCARD_LIMIT = 16 * 1024 * 1024  # read at most this much of a too-large body, to answer 413
 # Reading a request only to reject it is bounded in time and size: it runs on the accepting thread.
 _REJECT_READ_SECONDS = 0.05
@@ -64,6 +76,8 @@ class SidecarServer(ThreadingHTTPServer):
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         health: Callable[[], str | None] | None = None,
         journal: Callable[[list[object]], None] | None = None,
+        request_seconds: float = DEFAULT_REQUEST_SECONDS,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.store = store
@@ -73,7 +87,10 @@ class SidecarServer(ThreadingHTTPServer):
         self.journal = journal  # where accepted pushes are written before they are answered
         self.max_body_bytes = max_body_bytes
         self.max_inflight = max_inflight
-        self._slots = threading.BoundedSemaphore(max_inflight)
+        self.request_seconds = request_seconds
+        self.max_connections = max_connections
+        self.slots = threading.BoundedSemaphore(max_inflight)  # taken by a handler once its headers are in
+        self._connections = threading.BoundedSemaphore(max_connections)
         super().__init__(address, _Handler)
 
     @property
@@ -90,21 +107,21 @@ class SidecarServer(ThreadingHTTPServer):
 
     def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         # Runs on the accepting thread: reject here, before a handler thread exists.
-        if not self._slots.acquire(blocking=False):
-            self.store.report_bad(BadInput.TOO_MANY_REQUESTS, f"more than {self.max_inflight} requests in flight")
+        if not self._connections.acquire(blocking=False):
+            self.store.report_bad(BadInput.TOO_MANY_REQUESTS, f"more than {self.max_connections} connections open")
             _reject(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._connections.release()
             raise
 
     def process_request_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._connections.release()
 
     def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         # A client that goes away mid-request is routine; anything else is a bug worth a traceback.
@@ -128,9 +145,15 @@ def _reject(request: socket.socket) -> None:
 
 
 def _read_request(request: socket.socket) -> None:
-    """Read up to the end of the request's body, or until the client pauses (a timeout)."""
+    """Read up to the end of the request's body, or until the client pauses or the (total)
+    time is up: a client sending a byte now and then must not hold the accepting thread."""
     data = b""
+    deadline = time.monotonic() + _REJECT_READ_SECONDS
     while len(data) < _REJECT_READ_BYTES:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        request.settimeout(remaining)
         head, blank_line, body = data.partition(b"\r\n\r\n")
         if blank_line:
             length = _CONTENT_LENGTH.search(head)
@@ -147,8 +170,15 @@ def _read_request(request: socket.socket) -> None:
 
 class _Handler(BaseHTTPRequestHandler):
     server: SidecarServer
-    timeout = 10  # seconds a client may stall mid-request before its slot is freed
     server_version = "plateau-sidecar"
+
+    def setup(self) -> None:
+        self.timeout = self.server.request_seconds
+        super().setup()
+        self.deadline = time.monotonic() + self.server.request_seconds
+        self.rfile.close()  # the buffered file over the socket, replaced by one that keeps the deadline
+        self._reader = DeadlineReader(self.connection, self.deadline, MAX_HEAD_BYTES)
+        self.rfile = io.BufferedReader(self._reader)
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -156,15 +186,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _path(self) -> str:
         return self.path.split("?", 1)[0]
 
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str = "application/json") -> None:
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
+        arm(self.connection, self.deadline)  # sendall's timeout bounds the whole answer
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
-    def _send_json(self, status: HTTPStatus, payload: dict[str, object]) -> None:
-        self._send(status, json.dumps(payload).encode())
+    def _send_json(self, status: HTTPStatus, payload: dict[str, object], headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(payload).encode(), headers=headers)
 
     def do_GET(self) -> None:
         self._answer(self._get)
@@ -173,14 +207,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(self._post)
 
     def _answer(self, handle: Callable[[], None]) -> None:
-        """Every request gets an answer: an unexpected failure is a 500, not a closed socket."""
+        """Every request gets an answer: an unexpected failure is a 500, not a closed socket.
+        A request is served in one of the `max_inflight` slots, or answered 429."""
+        if not self.server.slots.acquire(blocking=False):
+            self.server.store.report_bad(BadInput.TOO_MANY_REQUESTS,
+                                         f"more than {self.server.max_inflight} requests in flight")
+            self._discard(content_length(self.headers) or 0)  # so the client reads the answer, not a reset
+            self._send_json(HTTPStatus.TOO_MANY_REQUESTS, {"error": "too many requests in flight, retry later"},
+                            headers={"Retry-After": "1"})
+            return
         try:
             handle()
         except OSError:
-            raise  # the client went away: nobody to answer (handle_error logs it)
+            raise  # the client went away or ran out of time: nobody to answer (handle_error logs it)
         except Exception as e:
             log.exception("%s %s failed", self.command, self._path())
             self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {e!r:.200}"})
+        finally:
+            self.server.slots.release()
 
     def _get(self) -> None:
         path = self._path()
@@ -199,12 +243,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self._path() != PUSH_PATH or not self.server.push:
             self._send_json(HTTPStatus.NOT_FOUND, {"error": f"POST records to {PUSH_PATH}"})
             return
-        try:
-            length = int(self.headers["Content-Length"])
-            if length < 0:
-                raise ValueError(length)  # read(-1) would wait for the client to close
-        except (TypeError, ValueError):
-            self._send_json(HTTPStatus.LENGTH_REQUIRED, {"error": "a valid Content-Length header is required"})
+        length = content_length(self.headers)
+        if length is None:  # read(-1) would read until the client closes, past every limit
+            self._send_json(HTTPStatus.LENGTH_REQUIRED, {
+                "error": "one Content-Length header of decimal digits is required (no Transfer-Encoding)"})
             return
         limit = self.server.max_body_bytes
         if length > limit:
@@ -212,10 +254,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._discard(length)
             self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body exceeds {limit} bytes"})
             return
+        # The buffer may hold the body's start already, and may read ahead one buffer's worth.
+        self._reader.budget = length + io.DEFAULT_BUFFER_SIZE
         try:
             body = self.rfile.read(length)
         except TimeoutError:  # the client stalled mid-body
-            self._send_json(HTTPStatus.REQUEST_TIMEOUT, {"error": f"no complete body within {self.timeout} s"})
+            self._send_json(HTTPStatus.REQUEST_TIMEOUT, {"error": f"no complete request within {self.timeout} s"})
+            return
+        except RequestTooLarge:
+            body = b""
+        if len(body) != length:  # the client closed early: a cut body is not taken in part
+            return
+        crowded = too_many_records(body)
+        if crowded is not None:  # 413, like a body too large: the client sheds reports and retries
+            self.server.store.report_bad(BadInput.PUSH_TOO_LARGE, crowded)
+            self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": crowded})
             return
         try:
             accepted = ingest_payload(self.server.store, body, self.server.journal)
@@ -227,10 +280,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _discard(self, length: int) -> None:
         """Read a rejected body in small pieces, so the client gets the answer, not a reset."""
         remaining = min(length, _DISCARD_LIMIT)
+        self._reader.budget = remaining + io.DEFAULT_BUFFER_SIZE
         while remaining > 0:
             try:
                 chunk = self.rfile.read(min(remaining, 65536))
-            except TimeoutError:  # the client stalled: answer anyway
+            except (TimeoutError, RequestTooLarge):  # the client stalled: answer anyway (if time is left)
                 break
             if not chunk:
                 break

@@ -6,7 +6,10 @@ mid-run reaches the sidecar without a restart; the store then folds every kept r
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import stat
 import threading
 
 from .store import MetricStore
@@ -32,8 +35,7 @@ class SpecFollower:
     def poll(self) -> None:
         """Read the file; an absent, empty or unreadable one leaves the spec as it was."""
         try:
-            with open(self.path, "rb") as handle:
-                data = handle.read(MAX_SPEC_BYTES + 1)
+            data = _read_regular(self.path, MAX_SPEC_BYTES + 1)
         except OSError as exc:
             if not self._unreadable:
                 log.warning("cannot read the metric stop spec %s: %s (the track waits for it)", self.path, exc.strerror)
@@ -45,3 +47,16 @@ class SpecFollower:
         if text:
             with self.store.lock:
                 self.store.set_spec(text)
+
+
+def _read_regular(path: str, limit: int) -> bytes:
+    """Up to `limit` bytes of a regular file. A FIFO (whose open or read would wait for a writer)
+    or a device is refused with an OSError, never read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        with open(fd, "rb", closefd=False) as handle:
+            return handle.read(limit)
+    finally:
+        os.close(fd)

@@ -63,6 +63,8 @@ class BadInput(StrEnum):
     JOURNAL_ERROR = "journal_error"  # a push could not be written to the push journal
     TOO_MANY_REQUESTS = "too_many_requests"  # HTTP 429: the bound on requests in flight
     BAD_SPEC = "bad_spec"  # the metric stop spec handed to the sidecar does not validate
+    PATTERN_TIMEOUT = "pattern_timeout"  # the stdout pattern ran out of time on a line, which was skipped
+    NOT_A_FILE = "not_a_file"  # a followed path is a FIFO, a device or a directory: never read
 
 
 class RecordError(ValueError):
@@ -303,8 +305,8 @@ class MetricStore:
         if self.allowed is not None and name not in self.allowed:
             self.count_bad(BadInput.UNKNOWN_METRIC, f"metric {name!r} is not in {sorted(self.allowed)}")
             return None
-        if not name or len(name) > MAX_METRIC_NAME_LENGTH:
-            self.count_bad(BadInput.BAD_METRIC_NAME, f"metric name {name[:40]!r}... is empty or too long")
+        if not name or len(name) > MAX_METRIC_NAME_LENGTH or not _encodable(name):
+            self.count_bad(BadInput.BAD_METRIC_NAME, f"metric name {name[:40]!r}... is empty, too long or not UTF-8")
             return None
         if len(self._series) >= self.max_metrics:
             self.count_bad(BadInput.TOO_MANY_METRICS, f"metric {name!r} exceeds the limit of {self.max_metrics}")
@@ -322,6 +324,15 @@ class MetricStore:
                 track = TrackView(history.rule.name, self._spec_key, history.track, history.stopped,
                                   history.resumes, history.kept)
             return Snapshot(series=series, bad_input=dict(self._bad), generation=self.generation, track=track)
+
+
+def _encodable(name: str) -> bool:
+    """False for a lone surrogate (JSON's "\\ud800"): it would make every scrape fail to encode."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _view(s: Series) -> SeriesView:

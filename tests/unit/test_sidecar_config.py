@@ -58,3 +58,32 @@ def test_a_bad_setting_exits_2_with_a_message(argv: list[str], capsys: pytest.Ca
 
 def test_ipv6_addresses() -> None:
     assert parse_address("[::]:9464") == ("::", 9464)
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--poll-interval", "nan"], "--poll-interval"),
+        (["--poll-interval", "-1"], "--poll-interval"),
+        (["--max-inflight", "0"], "--max-inflight"),
+        (["--max-line-bytes", "0"], "--max-line-bytes"),
+        (["--linger", "inf"], "--linger"),
+        (["--metrics-addr", ":70000"], "--metrics-addr"),
+        (["--metrics-addr", ":٣"], "--metrics-addr"),  # a digit to str.isdigit(), not to a port
+        (["--metric-names", ",".join(f"m{i}" for i in range(11)), "--max-metrics", "10"], "--metric-names"),
+    ],
+)
+def test_a_bound_out_of_range_exits_2_with_one_line_naming_the_flag(
+    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        load_config(argv, env={})
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0], err
+
+
+def test_a_variable_out_of_range_is_named_with_its_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        load_config([], env={p.ENV_METRICS_ADDR: ":70000"})
+    assert f"--metrics-addr [{p.ENV_METRICS_ADDR}]" in capsys.readouterr().err
