@@ -8,7 +8,6 @@ to the models, mirrored by pydantic validators so both paths reject the same spe
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 from typing import Annotated, Any, Literal, Optional
 
@@ -112,22 +111,22 @@ def at_least(minimum: str, reason: str = "") -> list[Any]:
             AfterValidator(check)]
 
 
-STEP_GROUP = "step"  # the stdout pattern's named group for the step (plateau_sidecar.records)
+STEP_GROUP = "step"  # the stdout pattern's named group for the step (plateau_sidecar.store.STEP_KEY)
 MAX_PATTERN = 1024
 
 
 def _check_pattern(pattern: str) -> str:
-    """What the sidecar's compile_pattern requires, or it exits 2 at pod start."""
+    """What the sidecar requires of the pattern (its own compile_pattern, with its regex
+    engine), or it exits 2 at pod start."""
+    # Imported here: the sidecar's store imports these models.
+    from plateau_sidecar.records import compile_pattern
+
     if len(pattern) > MAX_PATTERN:
         return pattern  # the field's max_length says so, without compiling it first
     try:
-        groups = set(re.compile(pattern).groupindex)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise ValueError(f"not a valid regular expression: {exc}") from None
-    if STEP_GROUP not in groups:
-        raise ValueError(f"needs a named group (?P<{STEP_GROUP}>...) for the step")
-    if not groups - {STEP_GROUP}:
-        raise ValueError("needs at least one named group for a metric, e.g. (?P<val_loss>\\S+)")
+        compile_pattern(pattern)
+    except (ValueError, RecursionError, OverflowError) as exc:
+        raise ValueError(str(exc)) from None
     return pattern
 
 
