@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from plateau.api import TrainingJob
-from plateau.replay import InputError, format_validation_error
+from plateau.errors import InputError
+from plateau.replay import format_validation_error
+from plateau.yamlfile import load_yaml_documents
 
 
 def parse_training_job(doc: object, source: str) -> TrainingJob:
@@ -22,12 +23,7 @@ def parse_training_job(doc: object, source: str) -> TrainingJob:
 
 def load_training_job(path: Path) -> TrainingJob:
     """The single TrainingJob in a YAML file."""
-    try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML: {exc}") from exc
+    docs = [d for d in load_yaml_documents(path) if d is not None]
     jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == "TrainingJob"]
     if len(jobs) != 1:
         raise InputError(f"{path}: expected exactly one TrainingJob, found {len(jobs)}")

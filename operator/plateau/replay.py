@@ -17,18 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
-import yaml
 from pydantic import ValidationError
 
 from plateau.api import StopSpec, TrainingJob
 from plateau.durations import parse_duration
+from plateau.errors import InputError
+from plateau.yamlfile import load_yaml_documents
 from plateau.presets import resolve_metric_rule
 from plateau.history import MetricHistory, metric_stop_spec
 from plateau.rules import CohortView, Decision, GpuWindow, MetricTrack, Observation, decide
-
-
-class InputError(Exception):
-    """Bad input, with a message naming the file, line and column or field."""
 
 
 # --- the stop spec ----------------------------------------------------------------------------
@@ -45,12 +42,10 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
 
 def load_stop_spec(path: Path) -> StopSpec:
     """A StopSpec from a TrainingJob manifest, a document with a `stop:` block, or a bare block."""
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML: {exc}") from exc
+    docs = [d for d in load_yaml_documents(path) if d is not None]
+    if len(docs) > 1:
+        raise InputError(f"{path}: expected one YAML document, found {len(docs)}")
+    doc = docs[0] if docs else None
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a mapping (a TrainingJob or a stop block)")
     try:
