@@ -7,12 +7,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence, TextIO
 
-from rich.console import Console
-from rich.table import Table
-
-from plateau.replay import InputError, load_stop_spec, metric_columns, read_runs, replay, summarise
+from plateau.replay import InputError, RunResult, load_stop_spec, metric_columns, read_runs, replay, summarise
 
 
 def _cmd_crd(args: argparse.Namespace) -> int:
@@ -46,9 +43,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    stop = load_stop_spec(Path(args.spec))
     if args.parallel < 1:
         raise InputError("--parallel must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit {args.limit}: must be at least 1 (the number of runs to replay)")
+    stop = load_stop_spec(Path(args.spec))
     histories = read_runs(
         Path(args.curves),
         metric_columns(stop),
@@ -63,7 +62,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     results = list(replay(histories, stop, parallel=args.parallel))
     if args.json:
         for result in results:
-            print(json.dumps(result.as_json()))
+            sys.stdout.write(json.dumps(result.as_json()) + "\n")
         return 0
     _print_table(results, stop.metric.name if stop.metric else None)
     return 0
@@ -83,28 +82,44 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run(Path(args.manifest), options)
 
 
-def _print_table(results: Sequence, metric: Optional[str]) -> None:
-    console = Console()
-    table = Table(title="plateau replay", show_lines=False)
-    for column in ("run", "stopped", "stop step", "of", "reason", f"best {metric or ''}".strip(), "best step"):
-        table.add_column(column, justify="right" if column not in ("run", "reason") else "left")
+def _table_rows(results: Sequence[RunResult]) -> Iterator[tuple[str, ...]]:
     for r in results:
-        best = "" if r.best_value is None else f"{r.best_value:.4g}"
-        table.add_row(
+        yield (
             r.run,
             "yes" if r.stopped else "no",
             str(r.stop_step),
             str(r.planned),
             r.reason or "",
-            best,
+            "" if r.best_value is None else f"{r.best_value:.4g}",
             "" if r.best_step is None else str(r.best_step),
         )
-    console.print(table)
+
+
+def _print_table(results: Sequence[RunResult], metric: Optional[str], out: TextIO = sys.stdout) -> None:
+    """Plain aligned columns, one line per run, written in one pass: a table of 100,000 runs
+    costs about what their JSON lines cost. (Run names are printed as they are, escaped only
+    where they would break a line.)"""
+    header = ("run", "stopped", "stop step", "of", "reason", f"best {metric or ''}".strip(), "best step")
+    left = (True, False, False, False, True, False, False)
+    rows = [tuple(_printable(c) for c in row) for row in _table_rows(results)]
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if lft else c.rjust(w) for c, w, lft in zip(cells, widths, left)).rstrip()
+
+    out.write(line(header) + "\n" + "  ".join("-" * w for w in widths) + "\n")
+    for start in range(0, len(rows), 4096):
+        out.write("".join(line(row) + "\n" for row in rows[start : start + 4096]))
     totals = summarise(results)
-    console.print(
+    skipped = f" {int(totals['missing'])} rows had no value of {metric} and were skipped." if totals["missing"] else ""
+    out.write(
         f"{totals['stopped']}/{totals['runs']} runs stopped early; "
-        f"{totals['evaluations_saved']:.0%} of the recorded evaluations would not have run."
+        f"{totals['evaluations_saved']:.0%} of the recorded evaluations would not have run.{skipped}\n"
     )
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ import csv
 import gzip
 import io
 import math
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,10 +63,10 @@ def load_stop_spec(path: Path) -> StopSpec:
 # --- the curves -------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     step: int
-    values: dict[str, float]
+    values: dict[str, float]  # an empty cell is missing data: its metric is absent here
     time: Optional[float]
     gpu_util: Optional[float]
 
@@ -78,9 +79,10 @@ class RunHistory:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    # utf-8-sig: a byte-order mark (as spreadsheets write) is not part of the first column's name.
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _number(text: str, where: str, column: str) -> float:
@@ -88,6 +90,24 @@ def _number(text: str, where: str, column: str) -> float:
         return float(text)
     except ValueError:
         raise InputError(f"{where}: column {column!r}: {text!r} is not a number") from None
+
+
+def _finite(text: str, where: str, column: str) -> float:
+    """A time or a utilisation: a measurement, so NaN or infinity is bad input, never a reading."""
+    value = _number(text, where, column)
+    if not math.isfinite(value):
+        raise InputError(f"{where}: column {column!r}: {text!r} is not a finite number")
+    return value
+
+
+def _header_index(path: Path, header: list[str]) -> dict[str, int]:
+    index: dict[str, int] = {}
+    for i, name in enumerate(header):
+        name = name.strip()
+        if name in index:
+            raise InputError(f"{path}:1: column {name!r} appears twice (fields {index[name] + 1} and {i + 1})")
+        index[name] = i
+    return index
 
 
 def read_runs(
@@ -99,48 +119,61 @@ def read_runs(
 ) -> list[RunHistory]:
     """Runs in order of first appearance; rows of a run may be interleaved with others'."""
     runs: dict[str, RunHistory] = {}
+    lineno = 1
     try:
         with _open_text(path) as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
             if header is None:
                 raise InputError(f"{path}: empty file")
-            index = {name.strip(): i for i, name in enumerate(header)}
+            index = _header_index(path, header)
             required = [run_column, step_column, *metrics] + ([cohort_column] if cohort_column else [])
             missing = [c for c in required if c not in index]
             if missing:
                 raise InputError(f"{path}:1: missing column(s) {', '.join(map(repr, missing))}; header has {', '.join(index)}")
-            for lineno, record in enumerate(reader, start=2):
+            width = len(header)
+            step_at, run_at = index[step_column], index[run_column]
+            cohort_at = index[cohort_column] if cohort_column else None
+            metric_at = [(m, index[m]) for m in metrics]
+            time_at, util_at = index.get("time"), index.get("gpu_util")
+            lineno = reader.line_num + 1  # the line a record starts on (a quoted field may span lines)
+            for record in reader:
+                start, lineno = lineno, reader.line_num + 1
                 if not record:
                     continue
-                where = f"{path}:{lineno}"
-                if len(record) != len(header):
-                    raise InputError(f"{where}: expected {len(header)} fields, found {len(record)}")
-                step_f = _number(record[index[step_column]], where, step_column)
-                if not step_f.is_integer() or step_f < 0:
-                    raise InputError(f"{where}: column {step_column!r}: {record[index[step_column]]!r} is not a non-negative whole number")
-                values = {m: _number(record[index[m]], where, m) if record[index[m]] != "" else math.nan for m in metrics}
-                time = _optional(record, index, "time", where)
-                util = _optional(record, index, "gpu_util", where)
-                if util is not None and math.isfinite(util) and not 0 <= util <= 1:
+                where = f"{path}:{start}"
+                if len(record) != width:
+                    raise InputError(f"{where}: expected {width} fields, found {len(record)}")
+                step_text = record[step_at]
+                try:
+                    step = int(step_text)
+                except ValueError:
+                    step_f = _number(step_text, where, step_column)
+                    if not step_f.is_integer():
+                        raise InputError(f"{where}: column {step_column!r}: {step_text!r} is not a non-negative whole number") from None
+                    step = int(step_f)
+                if step < 0:
+                    raise InputError(f"{where}: column {step_column!r}: {step_text!r} is not a non-negative whole number")
+                # An empty cell is a value not recorded: missing data, skipped and counted, never a NaN report.
+                values = {m: _number(record[i], where, m) for m, i in metric_at if record[i] != ""}
+                time = None if time_at is None or record[time_at] == "" else _finite(record[time_at], where, "time")
+                util = None if util_at is None or record[util_at] == "" else _finite(record[util_at], where, "gpu_util")
+                if util is not None and not 0 <= util <= 1:
                     raise InputError(f"{where}: column 'gpu_util': {util} is outside 0..1")
-                name = record[index[run_column]]
+                name = record[run_at]
                 history = runs.get(name)
                 if history is None:
-                    cohort = record[index[cohort_column]] if cohort_column else None
-                    history = runs[name] = RunHistory(name, cohort)
-                history.rows.append(Row(int(step_f), values, time, util))
+                    history = runs[name] = RunHistory(name, None if cohort_at is None else record[cohort_at])
+                history.rows.append(Row(step, values, time, util))
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, csv.Error) as exc:
-        raise InputError(f"{path}: unreadable: {exc}") from exc
+    except (EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: not a readable gzip file: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text: byte 0x{exc.object[exc.start:exc.start + 1].hex()} at or after line {lineno}") from exc
+    except csv.Error as exc:
+        raise InputError(f"{path}:{lineno}: not a CSV record: {exc}") from exc
     return list(runs.values())
-
-
-def _optional(record: list[str], index: dict[str, int], column: str, where: str) -> Optional[float]:
-    if column not in index or record[index[column]] == "":
-        return None
-    return _number(record[index[column]], where, column)
 
 
 # --- replaying one run ------------------------------------------------------------------------
@@ -158,6 +191,8 @@ class RunResult:
     planned: int
     message: str
     resumes: int = 0
+    missing: int = 0  # rows with no value of the metric (an empty cell): skipped
+
 
     def as_json(self) -> dict[str, Any]:
         best = self.best_value if self.best_value is None or math.isfinite(self.best_value) else None
@@ -171,6 +206,7 @@ class RunResult:
             "evaluations": self.evaluations,
             "planned": self.planned,
             "resumes": self.resumes,
+            "missing": self.missing,
         }
 
 
@@ -185,6 +221,7 @@ class RunReplay:
         self.folded = MetricHistory(metric_spec) if metric_spec is not None else None
         self.metric: Optional[MetricTrack] = None
         self.position = 0
+        self.missing = 0  # rows without a value of the metric
         self.decision: Optional[Decision] = None
         self._start_time: Optional[float] = None
         self._idle_window = parse_duration(stop.gpu_idle.for_) if stop.gpu_idle else 0.0
@@ -200,8 +237,11 @@ class RunReplay:
         """Consume the next evaluation (row) and fold it into the metric state."""
         row = self.history.rows[self.position]
         self.position += 1
-        if self.folded is not None and self.rule is not None:
-            self.folded.add(row.step, row.values[self.rule.name])
+        value = row.values.get(self.rule.name) if self.rule is not None else None
+        if self.rule is not None and value is None:
+            self.missing += 1  # not recorded: nothing to fold, and never a NaN report
+        elif self.folded is not None and value is not None:
+            self.folded.add(row.step, value)
             self.metric = self.folded.track
             if self._best_steps and row.step <= self._best_steps[-1]:  # a resume: its purged evaluations go
                 keep = bisect.bisect_left(self._best_steps, row.step)
@@ -253,6 +293,7 @@ class RunReplay:
             best_value=m.best if m else None,
             evaluations=self.position,
             resumes=self.folded.resumes if self.folded else 0,
+            missing=self.missing,
             planned=len(self.history.rows),
             message=d.message if d else "no evaluations",
         )
@@ -309,4 +350,5 @@ def summarise(results: Iterable[RunResult]) -> dict[str, float]:
         "runs": len(items),
         "stopped": sum(r.stopped for r in items),
         "evaluations_saved": 0.0 if not planned else 1 - consumed / planned,
+        "missing": sum(r.missing for r in items),
     }

@@ -43,8 +43,8 @@ def test_replay_cli_json_one_object_per_run(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert rows == [
-        {"run": "a", "stopped": True, "stop_step": 4, "reason": "Plateau", "best_step": 2, "best_value": 0.8, "evaluations": 4, "planned": 4, "resumes": 0},
-        {"run": "b", "stopped": False, "stop_step": 3, "reason": None, "best_step": 3, "best_value": 0.5, "evaluations": 3, "planned": 3, "resumes": 0},
+        {"run": "a", "stopped": True, "stop_step": 4, "reason": "Plateau", "best_step": 2, "best_value": 0.8, "evaluations": 4, "planned": 4, "resumes": 0, "missing": 0},
+        {"run": "b", "stopped": False, "stop_step": 3, "reason": None, "best_step": 3, "best_value": 0.5, "evaluations": 3, "planned": 3, "resumes": 0, "missing": 0},
     ]
 
 
@@ -92,9 +92,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_empty_metric_cell_is_missing_data(tmp_path: Path) -> None:
-    path = write(tmp_path, "c.csv", "run,step,val_loss\na,1,1.0\na,2,\n")
+    path = write(tmp_path, "c.csv", "run,step,val_loss\na,1,1.0\na,2,\na,3,nan\n")
     runs = read_runs(path, ["val_loss"])
-    assert math.isnan(runs[0].rows[1].values["val_loss"])
+    assert "val_loss" not in runs[0].rows[1].values  # not recorded: no value, not a NaN
+    assert math.isnan(runs[0].rows[2].values["val_loss"])  # written NaN: a reported NaN
 
 
 def test_time_column_drives_deadline_and_gpu_idle(tmp_path: Path) -> None:

@@ -1,0 +1,171 @@
+"""Hostile input to the `plateau` command line (issue 15): replay CSVs, manifests and specs,
+`plateau run` options, and what `plateau run --prometheus` reads.
+
+Each case gets a one-line error naming the file, line and field with a non-zero exit, or is
+contained (counted and ignored); never a traceback, a hang, unbounded memory or a stop driven
+by bad data. The commands run as processes, with this checkout's code.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("operator", "sidecar", "."))}
+
+
+def plateau(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "plateau.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV, cwd=cwd)
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], *expected: str) -> str:
+    """The run failed with exit 2 and one stderr line holding every `expected` part."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr and len(lines) == 1, done.stderr[-2000:]
+    for part in expected:
+        assert part in lines[0], lines[0]
+    return lines[0]
+
+
+# --- 1. replay CSVs ----------------------------------------------------------------------------
+
+SPEC = "stop:\n  metric: {name: val_loss, patience: 3}\n  maxDuration: 1h\n"
+GPU_SPEC = "stop:\n  metric: {name: val_loss, patience: 3}\n  gpuIdle: {below: 0.1, for: 2m}\n"
+
+
+def replay(tmp_path: Path, csv: str | bytes, *flags: str, spec: str = SPEC, name: str = "c.csv") -> subprocess.CompletedProcess[str]:
+    (tmp_path / "s.yaml").write_text(spec)
+    path = tmp_path / name
+    path.write_bytes(csv if isinstance(csv, bytes) else csv.encode())
+    return plateau("replay", str(tmp_path / "s.yaml"), str(path), *flags)
+
+
+def runs(done: subprocess.CompletedProcess[str]) -> list[dict]:
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_replay_empty_metric_cells_are_skipped_and_counted_not_a_nan_stop(tmp_path: Path) -> None:
+    csv = "run,step,val_loss\na,1,1.0\na,2,\na,3,0.9\na,4,\na,5,0.8\n"
+    [run] = runs(replay(tmp_path, csv, "--json"))
+    assert (run["stopped"], run["reason"], run["missing"], run["best_value"]) == (False, None, 2, 0.8)
+    table = replay(tmp_path, csv)
+    assert table.returncode == 0 and "2 rows had no value of val_loss and were skipped" in table.stdout
+    # A NaN written as such is a reported NaN: that one does stop.
+    [nan] = runs(replay(tmp_path, "run,step,val_loss\na,1,1.0\na,2,nan\na,3,0.9\n", "--json"))
+    assert nan["reason"] == "NotFinite"
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "Infinity"])
+@pytest.mark.parametrize(("column", "spec"), [("time", SPEC), ("gpu_util", GPU_SPEC)])
+def test_replay_non_finite_time_or_utilisation_is_rejected_with_its_line(tmp_path: Path, value: str, column: str, spec: str) -> None:
+    row = {"time": "60", "gpu_util": "0.5", column: value}
+    csv = f"run,step,val_loss,time,gpu_util\na,1,1.0,0,0.5\na,2,0.9,{row['time']},{row['gpu_util']}\n"
+    one_line_error(replay(tmp_path, csv, "--json", spec=spec), "c.csv:3:", f"column {column!r}", "not a finite number")
+
+
+def test_replay_corrupt_gzip_is_one_line(tmp_path: Path) -> None:
+    good = gzip.compress(("run,step,val_loss\n" + "".join(f"a,{i},{1 / i}\n" for i in range(1, 2000))).encode())
+    corrupt = good[:40] + bytes(b ^ 0x5A for b in good[40:80]) + good[80:]
+    one_line_error(replay(tmp_path, corrupt, name="c.csv.gz"), "c.csv.gz")
+    one_line_error(replay(tmp_path, good[: len(good) // 2], name="c.csv.gz"), "c.csv.gz")  # cut short
+    one_line_error(replay(tmp_path, b"not gzip at all", name="c.csv.gz"), "c.csv.gz")
+
+
+def test_replay_duplicated_column_is_an_error(tmp_path: Path) -> None:
+    one_line_error(replay(tmp_path, "run,step,val_loss,val_loss\na,1,1.0,9.0\n"), "c.csv:1:", "'val_loss' appears twice")
+
+
+@pytest.mark.parametrize("limit", ["-1", "0"])
+def test_replay_limit_below_one_is_rejected(tmp_path: Path, limit: str) -> None:
+    one_line_error(replay(tmp_path, "run,step,val_loss\na,1,1.0\nb,1,1.0\n", "--limit", limit), "--limit")
+
+
+def test_replay_accepts_a_utf8_byte_order_mark(tmp_path: Path) -> None:
+    [run] = runs(replay(tmp_path, b"\xef\xbb\xbfrun,step,val_loss\na,1,1.0\na,2,0.9\n", "--json"))
+    assert run["run"] == "a" and run["evaluations"] == 2
+
+
+def test_replay_error_after_a_multiline_field_names_the_line(tmp_path: Path) -> None:
+    csv = 'run,step,val_loss,notes\na,1,1.0,"one\ntwo\nthree"\na,2,oops,x\n'
+    one_line_error(replay(tmp_path, csv), "c.csv:5:", "'oops' is not a number")
+
+
+def test_replay_non_utf8_csv_is_one_line(tmp_path: Path) -> None:
+    one_line_error(replay(tmp_path, b"run,step,val_loss\na,1,1.0\n\xff\xfe,2,1.0\n"), "c.csv", "not UTF-8")
+
+
+def test_replay_table_of_many_runs_is_plain_and_complete(tmp_path: Path) -> None:
+    csv = "run,step,val_loss\n" + "".join(f"r{i},{s},{1 / s}\n" for s in (1, 2) for i in range(3000))
+    done = replay(tmp_path, csv)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:2] == ["run", "stopped"] and len(lines) == 3000 + 3
+    assert lines[-1].startswith("0/3000 runs stopped early")
+
+
+# --- 2. manifests and specs ------------------------------------------------------------------
+
+def deep_yaml(levels: int) -> str:
+    return "apiVersion: plateau.dev/v1alpha1\nkind: TrainingJob\nmetadata: {name: x}\nspec: " + "[" * levels + "]" * levels + "\n"
+
+
+def laughs() -> str:
+    text = "kind: TrainingJob\na: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for i in range(1, 9):
+        previous = "a" if i == 1 else f"b{i - 1}"
+        text += f"b{i}: &b{i} [" + ", ".join([f"*{previous}"] * 10) + "]\n"
+    return text
+
+
+MANIFESTS = {
+    "latin1": ("kind: TrainingJob\nmetadata: {name: caf\xe9}\n".encode("latin-1"), ("m.yaml:2:", "not UTF-8")),
+    "utf16": ("kind: TrainingJob\nmetadata: {name: x}\n".encode("utf-16"), ("m.yaml:1:1:", "UTF-16")),
+    "utf16-no-bom": ("kind: TrainingJob\n".encode("utf-16-le"), ("m.yaml:1:1:", "UTF-16")),
+    "deep-flow": (deep_yaml(20_000).encode(), ("m.yaml:4:", "nested deeper than")),
+    "deep-block": (("a:\n" + "".join(" " * i + "b:\n" for i in range(1, 300))).encode(), ("m.yaml:", "nested deeper than")),
+    "syntax": (b"kind: TrainingJob\nmetadata:\n  name: x\n  labels: {a: b\nspec: {}\n", ("m.yaml:", ":")),
+    "tab": (b"kind: TrainingJob\nmetadata:\n\tname: x\n", ("m.yaml:3:1:",)),
+    "control-char": (b"kind: TrainingJob\nmetadata: {name: \x07}\n", ("m.yaml:2:", "not allowed")),
+    "billion-laughs": (laughs().encode(), ("m.yaml:", "aliases expand")),
+    "huge": (b"kind: TrainingJob\n# " + b"x" * (5 * 1024 * 1024) + b"\n", ("m.yaml", "larger than")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MANIFESTS))
+@pytest.mark.parametrize("command", ["validate", "replay", "run"])
+def test_bad_manifest_is_one_line_with_file_line_column(tmp_path: Path, case: str, command: str) -> None:
+    data, expected = MANIFESTS[case]
+    path = tmp_path / "m.yaml"
+    path.write_bytes(data)
+    args = {"validate": [str(path)], "replay": [str(path), str(tmp_path / "none.csv")], "run": [str(path)]}[command]
+    line = one_line_error(plateau(command, *args, cwd=tmp_path, timeout=30), *expected)
+    assert "<unicode string>" not in line
+
+
+def test_yaml_syntax_error_is_file_line_column_message(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("kind: TrainingJob\nmetadata:\n  name: x\n bad: indent\n")
+    line = one_line_error(plateau("validate", str(path)))
+    assert line.startswith(f"plateau: error: {path}:4:2: ")
+
+
+@pytest.mark.parametrize("target", ["fifo", "/dev/urandom", "directory"])
+def test_manifest_that_is_no_regular_file_is_refused_at_once(tmp_path: Path, target: str) -> None:
+    if target == "fifo":
+        path = tmp_path / "m.yaml"
+        os.mkfifo(path)
+    elif target == "directory":
+        path = tmp_path
+    else:
+        path = Path(target)
+    one_line_error(plateau("validate", str(path), timeout=20), str(path), "cannot read")
