@@ -169,3 +169,48 @@ def test_manifest_that_is_no_regular_file_is_refused_at_once(tmp_path: Path, tar
     else:
         path = Path(target)
     one_line_error(plateau("validate", str(path), timeout=20), str(path), "cannot read")
+
+
+# --- 3. `plateau run` options ------------------------------------------------------------------
+
+def job_manifest(tmp_path: Path, metrics_path: str | None = None) -> Path:
+    metrics = f", path: {json.dumps(metrics_path)}" if metrics_path else ""
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "apiVersion: plateau.dev/v1alpha1\nkind: TrainingJob\nmetadata: {name: hostile}\nspec:\n"
+        f"  template: {{spec: {{containers: [{{name: t, image: x, command: [{json.dumps(sys.executable)}, -c, 'pass']}}]}}}}\n"
+        f"  metrics: {{source: file, names: [loss]{metrics}}}\n"
+        "  stop: {maxDuration: 1m}\n")
+    return path
+
+
+RUN_OPTIONS = {
+    "interval-nan": (["--interval", "nan"], ("--interval nan",)),
+    "interval-inf": (["--interval", "inf"], ("--interval inf",)),
+    "interval-huge": (["--interval", "1e300"], ("--interval 1e+300",)),
+    "interval-negative": (["--interval", "-1"], ("--interval -1",)),
+    "port-too-high": (["--metrics-port", "70000"], ("--metrics-port 70000", "not a TCP port")),
+    "port-negative": (["--metrics-port", "-5"], ("--metrics-port -5", "not a TCP port")),
+    "prometheus-no-scheme": (["--prometheus", "localhost:9090"], ("--prometheus localhost:9090",)),
+    "status-out-directory": (["--status-out", "{tmp}"], ("--status-out", "a directory")),
+    "status-out-read-only": (["--status-out", "/sys/kernel/status.yaml"], ("--status-out /sys/kernel/status.yaml", "cannot write")),
+    "workdir-read-only": (["--workdir", "/sys/kernel"], ("run directory /sys/kernel", "cannot write")),
+    "workdir-a-file": (["--workdir", "{tmp}/job.yaml"], ("run directory", "job.yaml")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RUN_OPTIONS))
+def test_run_option_from_outside_is_checked_before_the_trainer_starts(tmp_path: Path, case: str) -> None:
+    flags, expected = RUN_OPTIONS[case]
+    manifest = job_manifest(tmp_path)
+    done = plateau("run", str(manifest), *(f.format(tmp=tmp_path) for f in flags), cwd=tmp_path, timeout=30)
+    one_line_error(done, *expected)
+    assert "started the trainer" not in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_run_with_metrics_path_no_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    path = str(tmp_path / "metrics.fifo") if kind == "fifo" else "/dev/urandom"
+    if kind == "fifo":
+        os.mkfifo(path)
+    one_line_error(plateau("run", str(job_manifest(tmp_path, path)), cwd=tmp_path, timeout=30), path, "not a regular file")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from plateau.api import TrainingJob
-from plateau.local.plan import DEFAULT_KILL_AFTER_SECONDS, RunOptions, expand, local_path, plan_run
+from plateau.local.plan import DEFAULT_KILL_AFTER_SECONDS, RunOptions, check_options, expand, local_path, plan_run
 from plateau.replay import InputError
 from plateau_sidecar import protocol as p
 
@@ -121,7 +124,7 @@ def test_a_command_the_api_server_would_refuse_is_refused_before_the_run(contain
 
 
 def test_other_errors(here: Path) -> None:
-    with pytest.raises(InputError, match="--interval must be positive"):
+    with pytest.raises(InputError, match="--interval 0: must be a number of seconds above 0"):
         plan_run(job(), RunOptions(interval=0))
     with pytest.raises(InputError, match="--status-out"):
         plan_run(job(), RunOptions(status_out=here / "no" / "status.yaml"))
@@ -129,3 +132,46 @@ def test_other_errors(here: Path) -> None:
         (here / "log-dir").mkdir()
         metrics = {"source": "stdout", "logFile": "log-dir", "pattern": r"step=(?P<step>\d+) loss=(?P<loss>\S+)"}
         plan_run(job(metrics=metrics), RunOptions(workdir=here / "run"))
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    (RunOptions(interval=math.nan), "--interval nan: must be a number of seconds above 0"),
+    (RunOptions(interval=math.inf), "--interval inf: must be a number of seconds above 0"),
+    (RunOptions(interval=-1), "--interval -1:"),
+    (RunOptions(interval=1e300), "at most 3600"),
+    (RunOptions(metrics_port=70000), "--metrics-port 70000: not a TCP port"),
+    (RunOptions(metrics_port=-1), "--metrics-port -1: not a TCP port"),
+    (RunOptions(prometheus="localhost:9090"), "--prometheus localhost:9090: not an http"),
+    (RunOptions(prometheus="ftp://prometheus"), "not an http"),
+    (RunOptions(prometheus="http://prometheus:99999"), "--prometheus http://prometheus:99999: Port out of range"),
+])
+def test_numbers_and_urls_from_flags_are_checked_before_anything(options: RunOptions, expected: str) -> None:
+    with pytest.raises(InputError, match=re.escape(expected)):
+        check_options(options)
+
+
+def test_a_status_out_that_cannot_be_written_is_refused_before_the_run(here: Path) -> None:
+    (here / "a-dir").mkdir()
+    with pytest.raises(InputError, match="--status-out .*a-dir: cannot read: a directory"):
+        plan_run(job(), RunOptions(status_out=here / "a-dir"))
+    with pytest.raises(InputError, match="--status-out /sys/kernel/status.yaml: cannot write"):
+        plan_run(job(), RunOptions(status_out=Path("/sys/kernel/status.yaml")))  # read-only, even to root
+    kept = here / "old-status.yaml"
+    kept.write_text("kept")
+    plan_run(job(), RunOptions(status_out=kept, workdir=here / "run"))
+    plan_run(job(), RunOptions(status_out=here / "new.yaml", workdir=here / "run"))
+    assert kept.read_text() == "kept" and not (here / "new.yaml").exists()  # tried, not written
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_metrics_path_that_is_no_regular_file_is_refused_without_opening_it(here: Path, kind: str) -> None:
+    path = here / "metrics.fifo" if kind == "fifo" else Path("/dev/urandom")
+    if kind == "fifo":
+        os.mkfifo(path)
+    with pytest.raises(InputError, match="metrics file .*: cannot read: not a regular file"):
+        plan_run(job(metrics={"source": "file", "names": ["val_loss"], "path": str(path)}), RunOptions(workdir=here / "run"))
+
+
+def test_a_read_only_workdir_is_refused_before_the_run() -> None:
+    with pytest.raises(InputError, match="run directory /sys/kernel: cannot write"):
+        plan_run(job(), RunOptions(workdir=Path("/sys/kernel")))

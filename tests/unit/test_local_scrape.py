@@ -4,9 +4,11 @@ selector, and the curve points from a JSONL file."""
 from __future__ import annotations
 
 import math
+import os
+import time
 from pathlib import Path
 
-from plateau.local.metrics import jsonl_points
+from plateau.local.metrics import MAX_LINE_BYTES, bounded_lines, jsonl_points
 from plateau.local.scrape import prometheus_selector
 from plateau.rules import MetricTrack
 from plateau.summaries import SidecarTrack, track_from_series
@@ -35,3 +37,17 @@ def test_jsonl_points_skip_what_the_sidecar_would_reject(tmp_path: Path) -> None
     points = jsonl_points(path, "val_loss")
     assert points[0] == (1, 0.5) and points[1][0] == 3 and math.isnan(points[1][1]) and len(points) == 2
     assert jsonl_points(tmp_path / "missing.jsonl", "val_loss") == []
+
+
+def test_jsonl_points_read_a_bounded_part_of_a_file_and_nothing_of_a_device(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    long_line = '{"step": 0, "val_loss": 9, "pad": "' + "x" * (MAX_LINE_BYTES + 10) + '"}\n'
+    path.write_text(long_line + "".join(f'{{"step": {i}, "val_loss": {1 / i}}}\n' for i in range(1, 2001)))
+    assert [s for s, _ in jsonl_points(path, "val_loss")] == list(range(1, 2001))  # the long line skipped
+    assert len(list(bounded_lines(path, max_bytes=len(long_line) + 10 * 30))) < 20
+    started = time.monotonic()
+    assert jsonl_points(Path("/dev/urandom"), "val_loss") == []
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert jsonl_points(fifo, "val_loss") == []
+    assert time.monotonic() - started < 5

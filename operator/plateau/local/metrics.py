@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from plateau.api import MetricRule
 from plateau.cohort import record_best
@@ -80,14 +82,37 @@ class MetricReader:
         self.track, self.stopped, self.reports, self.resumes = current, read.stopped, read.reports, read.resumes
 
 
+# The curve reads at most this much of a trainer's JSONL file, a line at most MAX_LINE_BYTES
+# (longer ones are skipped, as the sidecar skips them): a file that grows without end, or a
+# device, costs bounded time and memory.
+MAX_CURVE_BYTES = 256 * 1024 * 1024
+MAX_LINE_BYTES = 64 * 1024
+
+
+def bounded_lines(path: Path, max_bytes: int = MAX_CURVE_BYTES) -> Iterator[str]:
+    """The lines of a regular file, within `max_bytes`, each at most MAX_LINE_BYTES; nothing
+    from a FIFO or a device (opening does not wait for a writer)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
+        read = 0
+        while read < max_bytes and (line := file.readline(MAX_LINE_BYTES + 1)):
+            read += len(line)
+            if len(line) > MAX_LINE_BYTES:  # skip an over-long line to its end, then go on
+                while not line.endswith(b"\n") and read < max_bytes and (line := file.readline(MAX_LINE_BYTES)):
+                    read += len(line)
+                continue
+            yield line.decode("utf-8", errors="replace")
+
+
 def jsonl_points(path: Path, metric: str) -> list[tuple[int, float]]:
     """Every report of `metric` in a trainer's JSONL file; lines the sidecar would reject are skipped."""
     points = []
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-    for line in lines:
+    for line in bounded_lines(path):
         try:
             record = json.loads(line)
             step, value = int(record["step"]), float(record[metric])

@@ -7,10 +7,14 @@ pod's /plateau and /etc/plateau mapped into the run directory.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
 import socket
+import stat
+import tempfile
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +31,7 @@ RUNS_DIR = Path("plateau-runs")
 # After SIGTERM, how long the trainer has before SIGKILL when the pod template does not set
 # terminationGracePeriodSeconds (Kubernetes' default, 30 s, is long for a terminal).
 DEFAULT_KILL_AFTER_SECONDS = 5.0
+MAX_INTERVAL_SECONDS = 3600.0  # an evaluation at least every hour, or maxDuration would go unenforced
 CONTAINER = "spec.template.spec.containers[0]"
 
 
@@ -138,8 +143,10 @@ def _container_env(container: Mapping[str, Any], base: Mapping[str, str], notes:
 
 
 def _check_readable(path: Path, what: str) -> None:
-    """A file the run reads must be a readable file, or not exist yet in an existing directory."""
+    """A file the run reads must be a readable regular file (a FIFO would block, a device
+    never end), or not exist yet in an existing directory."""
     if path.exists():
+        _regular(path, what)
         try:
             with path.open("rb"):
                 pass
@@ -147,6 +154,54 @@ def _check_readable(path: Path, what: str) -> None:
             raise InputError(f"{what} {path}: cannot read: {exc.strerror}") from None
     elif not path.parent.is_dir():
         raise InputError(f"{what} {path}: directory {path.parent} does not exist")
+
+
+def _regular(path: Path, what: str) -> None:
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{what} {path}: cannot read: {'a directory' if stat.S_ISDIR(mode) else 'not a regular file'}")
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """A file the run writes at its end is tried now, before anything starts: a regular file
+    opened for appending (not truncated), or created and removed again."""
+    try:
+        if path.exists():
+            _regular(path, what)
+            with path.open("ab"):
+                pass
+        else:
+            with path.open("xb"):
+                pass
+            path.unlink()
+    except OSError as exc:
+        raise InputError(f"{what} {path}: cannot write: {exc.strerror}") from None
+
+
+def _check_directory(path: Path, what: str) -> None:
+    """The run directory must take new files (it may exist, read-only)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise InputError(f"{what} {path}: cannot write: {exc.strerror}") from None
+
+
+def check_options(options: RunOptions) -> None:
+    """The flags' numbers and URLs, before anything else is looked at."""
+    if not (math.isfinite(options.interval) and 0 < options.interval <= MAX_INTERVAL_SECONDS):
+        raise InputError(f"--interval {options.interval:g}: must be a number of seconds above 0 and at most {MAX_INTERVAL_SECONDS:g}")
+    if options.metrics_port is not None and not 1 <= options.metrics_port <= 65535:
+        raise InputError(f"--metrics-port {options.metrics_port}: not a TCP port (1 to 65535)")
+    if options.prometheus is not None:
+        url = urllib.parse.urlsplit(options.prometheus)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise InputError(f"--prometheus {options.prometheus}: not an http:// or https:// URL")
+        try:
+            url.port
+        except ValueError as exc:
+            raise InputError(f"--prometheus {options.prometheus}: {exc}") from None
 
 
 def _run_dir(options: RunOptions, name: str) -> Path:
@@ -164,9 +219,12 @@ def _prepare(path: Path, run_dir: Path, what: str) -> None:
     """A file in the run directory starts fresh: a reused --workdir must not carry an old stop
     request or old reports into this run. A file elsewhere must be readable."""
     if path.is_relative_to(run_dir):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_file():
-            path.unlink()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_file():
+                path.unlink()
+        except OSError as exc:
+            raise InputError(f"{what} {path}: {exc.strerror}") from None
     _check_readable(path, what)
 
 
@@ -210,10 +268,11 @@ def _metric_spec(job: TrainingJob) -> MetricSpec:
 def plan_run(job: TrainingJob, options: RunOptions) -> LocalPlan:
     """Check everything, then create the run directory; nothing is started yet."""
     notes: list[str] = []
-    if options.interval <= 0:
-        raise InputError("--interval must be positive")
-    if options.status_out is not None and not options.status_out.parent.is_dir():
-        raise InputError(f"--status-out {options.status_out}: directory {options.status_out.parent} does not exist")
+    check_options(options)
+    if options.status_out is not None:
+        if not options.status_out.parent.is_dir():
+            raise InputError(f"--status-out {options.status_out}: directory {options.status_out.parent} does not exist")
+        _check_writable(options.status_out, "--status-out")
     container = _trainer_container(job, notes)
     metrics_port = check_port(options.metrics_port, "--metrics-port") if options.metrics_port else free_port()
     run_dir = _run_dir(options, job.metadata.name)
@@ -231,10 +290,7 @@ def plan_run(job: TrainingJob, options: RunOptions) -> LocalPlan:
     trainer_env = {**base, **own, **injected}
     command = _command(container, {**own, **injected}, trainer_env.get("PATH"))
 
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"run directory {run_dir}: {exc.strerror}") from None
+    _check_directory(run_dir, "run directory")
     _prepare(stop_file, run_dir, "stop file")
     _prepare(spec_file, run_dir, "spec file")
     if p.ENV_PUSH_JOURNAL in sidecar:  # a reused --workdir: no pushes of an earlier run

@@ -24,12 +24,13 @@ from rich.console import Console
 
 from plateau.api import Condition, MetricRule, MetricSummary, MetricsSource, Reason, TrainingJobStatus, WouldStop
 from plateau.durations import parse_duration
-from plateau.local.metrics import MetricReader, jsonl_points
+from plateau.local.metrics import MetricReader, bounded_lines, jsonl_points
 from plateau.local.nvml import GpuSampler, UtilisationWindow
 from plateau.local.plan import LocalPlan, RunOptions, plan_run
 from plateau.local.processes import Handshake, Sidecar, Trainer, describe_exit, exit_status
 from plateau.local.progress import Display, Snapshot
 from plateau.local.scrape import MetricSource, PrometheusReader, SidecarScraper
+from plateau.errors import InputError
 from plateau.manifest import load_training_job
 from plateau.presets import resolve_metric_rule
 from plateau.rules import Decision, Observation, decide
@@ -313,7 +314,10 @@ class LocalRun:
         text = yaml.safe_dump(status.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False, width=200)
         written = [self.plan.run_dir / "status.yaml"] + ([self.options.status_out] if self.options.status_out else [])
         for path in written:
-            path.write_text(text)
+            try:
+                path.write_text(text)
+            except OSError as exc:  # --status-out was tried before the run; it may have gone since
+                raise InputError(f"{path}: cannot write the status: {exc.strerror}") from None
         # Imported here: matplotlib takes a second or more to import, and only the end needs it.
         from plateau.local.plot import Marker, plot_curve
 
@@ -382,17 +386,13 @@ def _reported_names(path: Path, lines: int = 100) -> list[str]:
     """The metric names a trainer's JSONL file reports, from its first lines: what curve.png lists when
     the monitored metric is not among them."""
     names: dict[str, None] = {}
-    try:
-        with path.open(errors="replace") as file:
-            for line in itertools.islice(file, lines):
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict):
-                    names.update(dict.fromkeys(key for key in record if key not in NON_METRIC_KEYS))
-    except OSError:
-        return []
+    for line in itertools.islice(bounded_lines(path), lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            names.update(dict.fromkeys(key for key in record if key not in NON_METRIC_KEYS))
     return list(names)
 
 
