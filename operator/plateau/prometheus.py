@@ -20,9 +20,14 @@ T = TypeVar("T")
 
 
 class PrometheusClient:
-    def __init__(self, url: str, timeout: float = 10.0, session: Optional[aiohttp.ClientSession] = None) -> None:
+    """`timeout` bounds each query as a whole (connect, send, every byte of the answer);
+    `max_bytes` bounds the answer's size (None: MAX_ANSWER_BYTES)."""
+
+    def __init__(self, url: str, timeout: float = 10.0, session: Optional[aiohttp.ClientSession] = None,
+                 max_bytes: Optional[int] = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.max_bytes = max_bytes
         self._session = session
 
     async def _client(self) -> aiohttp.ClientSession:
@@ -43,7 +48,7 @@ class PrometheusClient:
         session = await self._client()
         try:
             async with session.post(f"{self.url}/api/v1/query", data=form) as response:
-                raw = await _read_capped(response)
+                raw = await _read_capped(response, self.max_bytes)
                 if response.status >= 500:
                     raise PrometheusError("ServerError", f"HTTP {response.status} from Prometheus")
                 if response.status not in (200, 400, 422):
@@ -60,8 +65,8 @@ class PrometheusClient:
 MAX_ANSWER_BYTES = 256 * 2**20
 
 
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    limit = MAX_ANSWER_BYTES
+async def _read_capped(response: aiohttp.ClientResponse, limit: Optional[int] = None) -> bytes:
+    limit = MAX_ANSWER_BYTES if limit is None else limit
     if response.content_length is not None and response.content_length > limit:
         raise PrometheusError("AnswerTooLarge", f"Prometheus answered {response.content_length} bytes, more than {limit}")
     chunks, size = [], 0

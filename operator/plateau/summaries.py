@@ -25,6 +25,9 @@ TRACK_READ_SERIES = (
     *p.STOPPED_SERIES,
 )
 _COUNTS = {"evaluations", "best_step", "since_improvement", "non_finite", "last_step"}
+# Folded from finite values only: a NaN or an infinity here was never reported (a reported NaN
+# moves the non-finite count instead), so it is missing data, never a value a rule may stop on.
+_FINITE = {"best", "reference", "smoothed", "first"}
 
 
 class SidecarTrack(NamedTuple):
@@ -74,7 +77,8 @@ def _track(values: Mapping[str, float], metric: str, series: Mapping[str, str], 
     for name, field in series.items():
         value = values.get(name)
         if value is not None:
-            fields[field] = _whole(value) if field in _COUNTS else value
+            fields[field] = _whole(value) if field in _COUNTS else (
+                value if field not in _FINITE or math.isfinite(value) else None)
     if fields.get("evaluations") is None:
         return None
     for field in ("since_improvement", "non_finite"):

@@ -9,13 +9,21 @@ by bad data. The commands run as processes, with this checkout's code.
 from __future__ import annotations
 
 import gzip
+import http.server
 import json
+import math
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import yaml
+
+from plateau.api import StopSpec
+from plateau.history import metric_spec_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("operator", "sidecar", "."))}
@@ -214,3 +222,138 @@ def test_run_with_metrics_path_no_regular_file_is_refused_at_once(tmp_path: Path
     if kind == "fifo":
         os.mkfifo(path)
     one_line_error(plateau("run", str(job_manifest(tmp_path, path)), cwd=tmp_path, timeout=30), path, "not a regular file")
+
+
+# --- 4. `plateau run --prometheus` -------------------------------------------------------------
+
+class FakePrometheus(http.server.ThreadingHTTPServer):
+    """Answers every query with `behaviour`: a canned body, or a hostile way of sending one."""
+
+    daemon_threads = True
+
+    def __init__(self, behaviour: str, body: bytes = b"") -> None:
+        super().__init__(("127.0.0.1", 0), _FakeHandler)
+        self.behaviour, self.body, self.queries = behaviour, body, 0
+        self.stopping = threading.Event()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+
+
+class _FakeHandler(http.server.BaseHTTPRequestHandler):
+    server: FakePrometheus
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        fake = self.server
+        fake.queries += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        try:
+            if fake.behaviour == "answer":
+                self.send_header("Content-Length", str(len(fake.body)))
+                self.end_headers()
+                self.wfile.write(fake.body)
+            elif fake.behaviour == "declared-huge":
+                self.send_header("Content-Length", str(10**12))
+                self.end_headers()
+                self.wfile.write(b'{"status": "success", "data": {"resultType": "vector", "result": [')
+            elif fake.behaviour == "endless":  # a body that never ends, as fast as it goes
+                self.end_headers()
+                self.wfile.write(b'{"status": "success", "data": {"resultType": "vector", "result": [')
+                while not fake.stopping.is_set():
+                    self.wfile.write(b" " * 65536)
+            else:  # "drip": one byte every 0.4 s, and "silent": headers, then nothing
+                self.end_headers()
+                self.wfile.flush()
+                while not fake.stopping.wait(0.4):
+                    if fake.behaviour == "drip":
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+        except OSError:
+            pass  # the client gave up: what it should do
+
+
+def vector(*series: tuple[dict[str, str], float]) -> bytes:
+    result = [{"metric": labels, "value": [time.time(), "NaN" if math.isnan(v) else repr(v)]} for labels, v in series]
+    return json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
+
+
+STOP = {"maxDuration": "4s", "gracePeriod": "1s", "metric": {"name": "loss", "target": 0.01, "patience": 1000}}
+SPEC_KEY = float(metric_spec_for(StopSpec.model_validate(STOP)).key)  # what the sidecar folds under
+
+
+def sidecar_series(namespace: str | None, job: str, best: float, non_finite: float = 0.0) -> list[tuple[dict[str, str], float]]:
+    """A sidecar's track of loss, folded under the run's own spec, at report 50."""
+    labels = {"trainingjob": job, "metric": "loss", "instance": "10.0.0.1:9090", "pod": "p"}
+    if namespace is not None:
+        labels["namespace"] = namespace
+    values = {"plateau_metric_reports_total": 50.0, "plateau_track_spec": SPEC_KEY, "plateau_metric_value": best,
+              "plateau_metric_step": 50.0, "plateau_track_evaluations": 50.0, "plateau_track_best": best,
+              "plateau_track_best_step": 50.0, "plateau_track_reference": best, "plateau_track_first": 1.0,
+              "plateau_track_since_improvement": 0.0, "plateau_track_non_finite": non_finite}
+    return [({**labels, "__name__": name}, value) for name, value in values.items()]
+
+
+def run_manifest(tmp_path: Path) -> Path:
+    """A trainer that sleeps through any request; loss with a target; a 4 s deadline."""
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "apiVersion: plateau.dev/v1alpha1\nkind: TrainingJob\nmetadata: {name: mine, namespace: team-a}\nspec:\n"
+        f"  template: {{spec: {{terminationGracePeriodSeconds: 1, containers: [{{name: t, image: x, command: [{json.dumps(sys.executable)}, -c, 'import time; time.sleep(60)']}}]}}}}\n"
+        "  metrics: {source: file, names: [loss], scrapeInterval: 1s}\n"
+        f"  stop: {json.dumps(STOP)}\n")
+    return path
+
+
+def run_through(tmp_path: Path, fake: FakePrometheus) -> tuple[subprocess.CompletedProcess[str], dict, float]:
+    started = time.monotonic()
+    try:
+        done = plateau("run", str(run_manifest(tmp_path)), "--workdir", str(tmp_path / "run"), "--interval", "0.2",
+                       "--prometheus", fake.url, cwd=tmp_path, timeout=60)
+    finally:
+        fake.close()
+    took = time.monotonic() - started
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    status = yaml.safe_load((tmp_path / "run" / "status.yaml").read_text())
+    return done, status, took
+
+
+@pytest.mark.parametrize(("behaviour", "reason"), [
+    ("drip", "Timeout"), ("silent", "Timeout"), ("endless", "AnswerTooLarge"), ("declared-huge", "AnswerTooLarge")])
+def test_a_hostile_prometheus_answer_never_holds_up_max_duration(tmp_path: Path, behaviour: str, reason: str) -> None:
+    done, status, took = run_through(tmp_path, FakePrometheus(behaviour))
+    assert status["reason"] == "DeadlineExceeded", status["message"]
+    assert took < 30, f"plateau run took {took:.0f}s with a {behaviour} Prometheus and a 4 s maxDuration"
+    available = next(c for c in status["conditions"] if c["type"] == "MetricsAvailable")
+    assert (available["status"], available["reason"]) == ("False", reason), available
+
+
+@pytest.mark.parametrize("case", ["another-namespace", "another-job", "nan-best", "inf-best"])
+def test_series_that_are_not_this_jobs_reports_never_stop_it(tmp_path: Path, case: str) -> None:
+    series = {
+        "another-namespace": sidecar_series("team-b", "mine", 0.0001),
+        "another-job": sidecar_series("team-a", "theirs", 0.0001),
+        "nan-best": sidecar_series("team-a", "mine", math.nan),
+        "inf-best": sidecar_series("team-a", "mine", -math.inf),
+    }[case]
+    done, status, _ = run_through(tmp_path, FakePrometheus("answer", vector(*series)))
+    assert status["reason"] == "DeadlineExceeded", status["message"]
+    available = next(c for c in status["conditions"] if c["type"] == "MetricsAvailable")
+    assert available["reason"] == ("NoSeries" if case.startswith("another") else "SeriesFound"), available
+
+
+def test_this_jobs_series_through_prometheus_do_stop_it(tmp_path: Path) -> None:
+    """The control: the same answer, labelled as this job's, reaches the target."""
+    done, status, _ = run_through(tmp_path, FakePrometheus("answer", vector(*sidecar_series("team-a", "mine", 0.0001))))
+    assert status["reason"] == "TargetReached", status["message"]

@@ -122,7 +122,7 @@ class LocalRun:
 
     def _source(self) -> MetricSource:
         if self.options.prometheus:
-            return PrometheusReader(self.options.prometheus, self.plan.name)
+            return PrometheusReader(self.options.prometheus, self.plan.name, self.plan.job.metadata.namespace or "default")
         return SidecarScraper(self.plan.metrics_url, self.plan.name)
 
     # --- one evaluation ------------------------------------------------------------------------
@@ -378,6 +378,8 @@ class LocalRun:
                 trainer.signal(signal.SIGKILL)
                 trainer.reap()
             sidecar.kill()
+            if self.reader is not None:
+                self.reader.source.close()
             if self.sampler is not None:
                 self.sampler.close()
 

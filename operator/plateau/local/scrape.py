@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import http.client
 import urllib.error
-import urllib.parse
 import urllib.request
-from typing import Optional, Protocol
+from collections import defaultdict
+from typing import Any, Optional, Protocol, Sequence
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from plateau.promql import escape_label_value
 from plateau.summaries import TRACK_READ_SERIES, SidecarTrack, track_from_series
 from plateau_sidecar import protocol as p
 
@@ -33,14 +32,15 @@ class SourceError(Exception):
 class MetricSource(Protocol):
     def read(self, metric: str) -> Optional[SidecarTrack]: ...
 
+    def close(self) -> None: ...
 
-def _get(url: str, data: Optional[bytes] = None) -> bytes:
+
+def _get(url: str) -> bytes:
+    """The sidecar's /metrics from 127.0.0.1 (plateau run's own process)."""
     try:
-        with urllib.request.urlopen(url, data=data, timeout=READ_TIMEOUT_SECONDS) as response:
+        with urllib.request.urlopen(url, timeout=READ_TIMEOUT_SECONDS) as response:
             return bytes(response.read())
     except urllib.error.HTTPError as exc:
-        if data is not None and exc.code in (400, 422):  # Prometheus explains a bad query in the body
-            return bytes(exc.read())
         raise SourceError("HttpError", f"HTTP {exc.code} from {url}") from None
     except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, cut short
         raise SourceError("Unreachable", f"cannot reach {url}: {exc!r}") from None
@@ -67,35 +67,64 @@ class SidecarScraper:
             raise SourceError("MalformedResponse", f"{self.url}: not a Prometheus exposition: {exc}") from None
         return track_from_series(values, metric)
 
+    def close(self) -> None:
+        pass
 
-def prometheus_selector(trainingjob: str, metric: str) -> str:
-    """Every sidecar series of one metric of one TrainingJob: one instant query."""
-    return "{" + ", ".join(
-        [
-            f'__name__=~"{"|".join(TRACK_READ_SERIES)}"',
-            f'{p.LABEL_METRIC}="{escape_label_value(metric)}"',
-            f'{p.LABEL_TRAININGJOB}="{escape_label_value(trainingjob)}"',
-        ]
-    ) + "}"
+
+# A local read of Prometheus answers at most this much: one job's series are a few kilobytes.
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
 
 class PrometheusReader:
-    """The same series through Prometheus' HTTP API, as the operator reads them."""
+    """The same series through Prometheus, read with the operator's own client and query: one
+    total deadline per read (connect and every byte), a size cap, and the series selected by
+    the job's labels as the operator selects them (its namespace, its name, the metric). A
+    series with no namespace label at all is taken too: `plateau run`'s own sidecar, scraped
+    outside Kubernetes, has none. Another namespace's or another job's series never count."""
 
-    def __init__(self, url: str, trainingjob: str) -> None:
-        self.url = url.rstrip("/") + "/api/v1/query"
-        self.trainingjob = trainingjob
-
-    def read(self, metric: str) -> Optional[SidecarTrack]:
+    def __init__(self, url: str, trainingjob: str, namespace: str = "default", namespace_label: str = "namespace") -> None:
         # Imported here: plateau.prometheus pulls in aiohttp (half a second), which only
         # --prometheus runs need.
-        from plateau.promql import PrometheusError, parse_vector
+        import asyncio
 
-        form = urllib.parse.urlencode({"query": prometheus_selector(self.trainingjob, metric)}).encode()
+        from plateau.prometheus import PrometheusClient
+        from plateau.promql import SidecarDecoder
+
+        self.url = url.rstrip("/")
+        self.trainingjob = trainingjob
+        self.namespaces = (namespace, "")
+        self.namespace_label = namespace_label
+        self._client = PrometheusClient(self.url, timeout=READ_TIMEOUT_SECONDS, max_bytes=MAX_ANSWER_BYTES)
+        self._decode = SidecarDecoder(namespace_label)
+        self._loop = asyncio.new_event_loop()
+
+    def read(self, metric: str) -> Optional[SidecarTrack]:
+        from plateau.promql import PrometheusError, sidecar_query
+
+        query = sidecar_query(self.namespaces, [metric], self.namespace_label, trainingjobs=[self.trainingjob])
         try:
-            samples = parse_vector(_get(self.url, data=form))
+            answer = self._loop.run_until_complete(self._client.query(query, decode=self._decode))
         except PrometheusError as exc:
             raise SourceError(exc.reason, f"{self.url}: {exc}") from None
-        # Several series of one name (e.g. two scrape jobs) would be ambiguous: take the newest.
-        newest = sorted(samples, key=lambda s: s.timestamp)
-        return track_from_series({s.labels.get("__name__", ""): s.value for s in newest}, metric)
+        return pick_track(answer, self.namespaces, self.trainingjob, metric)
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._client.close())
+        self._loop.close()
+
+
+def pick_track(answer: list[tuple[Any, float]], namespaces: Sequence[str], trainingjob: str, metric: str
+               ) -> Optional[SidecarTrack]:
+    """The track of the reporting replica (most reports) among the series of exactly this job and
+    metric, as the operator assembles it: each (pod, instance) apart, so two scrapes of one
+    sidecar, or two replicas, are never mixed into one track."""
+    series: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    for labels, value in answer:
+        if labels.namespace in namespaces and labels.trainingjob == trainingjob and labels.metric == metric:
+            series[(labels.namespace, labels.pod, labels.instance)][labels.name] = value
+    best: Optional[SidecarTrack] = None
+    for values in series.values():
+        track = track_from_series(values, metric)
+        if track is not None and (best is None or track.reports > best.reports):
+            best = track
+    return best
