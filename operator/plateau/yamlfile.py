@@ -61,6 +61,10 @@ def decode(data: bytes, name: str) -> str:
         raise InputError(f"{name}:{line}:{column}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
 
 
+class _TooBig(yaml.composer.ComposerError):
+    """A bound of this module, not a YAML syntax error."""
+
+
 class _BoundedLoader(yaml.SafeLoader):
     """PyYAML's safe loader with the nesting depth bounded while composing."""
 
@@ -73,7 +77,7 @@ class _BoundedLoader(yaml.SafeLoader):
         try:
             if self._depth > MAX_DEPTH:
                 mark = self.peek_event().start_mark
-                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+                raise _TooBig(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -99,7 +103,7 @@ def _check_expanded(node: yaml.Node) -> None:
         depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
         if size[key] > MAX_NODES or depth[key] > MAX_DEPTH:
             what = f"more than {MAX_NODES} values" if size[key] > MAX_NODES else f"deeper than {MAX_DEPTH} levels"
-            raise yaml.composer.ComposerError(None, None, f"aliases expand this to {what}", current.start_mark)
+            raise _TooBig(None, None, f"aliases expand this to {what}", current.start_mark)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -114,7 +118,8 @@ def _located(exc: yaml.YAMLError, name: str, text: str) -> str:
     """`FILE:LINE:COL: message`, one line, from any PyYAML error."""
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "not valid YAML"
+        problem = exc.problem or exc.context or ""
+        problem = problem if isinstance(exc, _TooBig) else f"not valid YAML: {problem}".rstrip(": ")
         context = f" ({exc.context} at line {exc.context_mark.line + 1})" if exc.problem and exc.context and exc.context_mark else ""
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
         return f"{where}: {problem}{context}"

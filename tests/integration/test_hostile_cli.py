@@ -25,6 +25,8 @@ import yaml
 from plateau.api import StopSpec
 from plateau.history import metric_spec_for
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("operator", "sidecar", "."))}
 
