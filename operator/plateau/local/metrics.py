@@ -85,7 +85,7 @@ class MetricReader:
 # The curve reads at most this much of a trainer's JSONL file, a line at most MAX_LINE_BYTES
 # (longer ones are skipped, as the sidecar skips them): a file that grows without end, or a
 # device, costs bounded time and memory.
-MAX_CURVE_BYTES = 256 * 1024 * 1024
+MAX_CURVE_BYTES = 64 * 1024 * 1024  # about two million reports
 MAX_LINE_BYTES = 64 * 1024
 
 
