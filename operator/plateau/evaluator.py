@@ -10,6 +10,7 @@ write, then Events. Status changes that only move metrics are written at most ev
 from __future__ import annotations
 
 import asyncio
+import math
 import logging
 import time
 from collections import defaultdict
@@ -507,7 +508,8 @@ class Evaluator:
         value = samples[0].value
         previous = self.tracks.previous(ctx)
         reports = ctx.status.metric.sidecar_reports if ctx.status.metric else 0
-        if previous is not None and previous.last == value:
+        # A query's NaN (a 0/0 ratio, say) is no trainer's report of one: missing data, never a stop.
+        if not math.isfinite(value) or (previous is not None and previous.last == value):
             return SidecarTrack(reports, ctx.spec_key, None)  # nothing new
         return SidecarTrack(reports + 1, ctx.spec_key, track(previous, rule, (Evaluation(int(samples[0].timestamp), value),)))
 

@@ -114,3 +114,21 @@ async def test_one_jobs_failing_query_leaves_the_other_jobs_reads_alone() -> Non
     assert ("team-a", "good") in summaries and ("team-a", "bad") not in summaries
     assert contexts[0].query_error == ("QueryFailed", "query processing would load too many samples")
     assert contexts[1].query_error is None
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+async def test_a_query_answering_nan_or_inf_is_missing_data_not_a_report(value: float) -> None:
+    """A custom query's NaN (a 0/0 ratio) was folded as a reported NaN (a NotFinite stop), and
+    counted again each cycle since NaN never equals the last value."""
+
+    class Answers(FakePrometheus):
+        async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None) -> list[Sample]:
+            return [Sample({}, value, 1000.0)]
+
+    e, _, _ = evaluator("confined")
+    e.prometheus = Answers()
+    report = CycleReport()
+    ctx = await e._context(trainingjob("max(val_loss)"), 1000.0, report)
+    assert ctx is not None
+    track = await e._custom_metric(ctx, report)
+    assert track is not None and track.current is None and track.reports == 0
