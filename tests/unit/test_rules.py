@@ -222,3 +222,13 @@ def test_patience_grows_with_the_evaluations_before_the_last_improvement() -> No
     stop = spec(metric=rule.model_dump(by_alias=True, exclude_none=True))
     assert decide(stop, Observation(metric=early)).reason == Reason.PLATEAU
     assert not decide(stop, Observation(metric=late)).stop
+
+
+def test_a_non_finite_value_during_warmup_does_not_count_toward_patience() -> None:
+    """After a warmup that ended on NaN, patience counts from the first evaluation after it."""
+    rule = MetricRule(name="m", patience=2, warmup=2, check_finite=False)
+    m = track(None, rule, [Evaluation(1, 1.0), Evaluation(2, math.nan), Evaluation(3, 2.0)])
+    assert m.since_improvement == 1 and m.non_finite == 1
+    assert not decide(StopSpec(metric=rule), Observation(metric=m)).would_stop
+    after = track(m, rule, [Evaluation(4, math.nan)])  # after warmup, a NaN does count
+    assert after.since_improvement == 2 and decide(StopSpec(metric=rule), Observation(metric=after)).would_stop
