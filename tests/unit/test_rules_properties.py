@@ -42,6 +42,7 @@ def test_no_metric_rule_fires_during_warmup(rule: MetricRule, values: list[float
 
 @example(MetricRule(name="m", patience=1, warmup=2), [1.0, math.nan])  # found by a random run (issue 19)
 @example(MetricRule(name="m", patience=1, warmup=1), [math.inf])
+@example(MetricRule(name="m", patience=1, warmup=2), [1.0, 2.0])  # the warmup's last evaluation is warmup
 @given(metric_rules(), values_with_nan)
 def test_nothing_during_warmup_counts_toward_patience(rule: MetricRule, values: list[float]) -> None:
     """NaN and infinities included: the patience counter starts after the warmup."""
