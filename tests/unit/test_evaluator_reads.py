@@ -1,5 +1,6 @@
 """The evaluator with several pods and several sidecar replicas: the GPU window is the busiest
-pod's, and the track is the replica that reports (the one with the most reports)."""
+pod's, and the track is the replica that reports (the one with the most reports). Also what
+else it reads: a workloadRef's own PromQL, and the watch events that wake the loop."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from benchmarks import operator_support as support
 from plateau import api
 from plateau.config import Settings
 from plateau.evaluator import CycleReport, Evaluator, JobContext, Registry
-from plateau.prometheus import Sample
+from plateau.metrics import PROMETHEUS_ERRORS
+from plateau.prometheus import PrometheusError, Sample
 from plateau.promql import parse_vector
 from plateau.rules import GpuWindow
 from plateau.summaries import SidecarTrack
@@ -136,3 +138,74 @@ async def test_the_report_counter_is_the_reporting_replicas() -> None:
     assert reads == {(NS, NAME): SidecarTrack(40, spec_key, None)}  # nothing new: no track to fold
     assert len(prometheus.queries) == 1 and parts == []  # and no full fetch
     assert pods[(NS, NAME)] == {"resnet-0", "resnet-1"}
+
+
+async def test_gpu_queries_are_counted_and_a_failed_one_makes_every_window_unknown() -> None:
+    prometheus = FakePrometheus([("max_over_time", [gpu("resnet-0", 0.5)]), ("timestamp(", [gpu("resnet-0", NOW - 60)])])
+    evaluator = Evaluator(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+    ctx = context({"gpuIdle": {"below": 0.05, "for": "10m"}})
+    report = CycleReport()
+    await evaluator._fetch_gpu([ctx], {(NS, NAME): {"resnet-0"}}, NOW, report)  # type: ignore[arg-type]
+    assert report.queries == 2
+
+    async def failing(promql: str, **_: Any) -> Any:
+        raise PrometheusError("Timeout", "query timed out")
+
+    prometheus.query = failing  # type: ignore[method-assign]
+    errors = PROMETHEUS_ERRORS.labels(reason="Timeout")
+    before = errors._value.get()
+    windows, error = await evaluator._fetch_gpu([ctx], {(NS, NAME): {"resnet-0"}}, NOW, report)  # type: ignore[arg-type]
+    assert windows == {} and error == ("Timeout", "query timed out")
+    assert errors._value.get() == before + 1 and report.errors == ["query timed out"]
+
+
+# --- a workloadRef's own PromQL ---------------------------------------------------------------------------
+
+
+def custom_context(metric: Optional[dict[str, Any]] = None) -> JobContext:
+    body = {"metadata": {"namespace": NS, "name": NAME, "uid": "u2", "generation": 1},
+            "spec": {"workloadRef": {"apiVersion": "batch/v1", "kind": "Job", "name": "nightly"},
+                     "metrics": {"queries": {"val_loss": 'max(loss{namespace="$namespace", tj="$name"})'}},
+                     "stop": {"metric": {"name": "val_loss", "patience": 3}}}}
+    spec = api.TrainingJobSpec.model_validate(body["spec"])
+    status = {"phase": "Running", **({"metric": metric} if metric else {})}
+    return JobContext(body, spec, spec.stop, api.TrainingJobStatus.model_validate(status))
+
+
+async def test_a_workload_refs_query_is_read_for_its_job_and_each_new_value_is_one_evaluation() -> None:
+    prometheus = FakePrometheus([('max(loss{namespace="team-a", tj="resnet"})', [Sample({}, 0.7, 1234.0)])])
+    evaluator = Evaluator(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+    ctx = custom_context()
+    read = await evaluator._custom_metric(ctx, CycleReport())
+    assert read is not None and read.reports == 1 and read.spec_key == ctx.spec_key
+    assert read.current is not None and (read.current.evaluations, read.current.last, read.current.last_step) == (1, 0.7, 1234)
+    assert prometheus.queries == ['max(loss{namespace="team-a", tj="resnet"})']
+    same = custom_context({"name": "val_loss", "last": 0.7, "sidecarReports": 1})  # the value read last time
+    assert await evaluator._custom_metric(same, CycleReport()) == SidecarTrack(1, ctx.spec_key, None)
+
+
+async def test_a_workload_refs_query_that_is_not_one_series_is_no_read() -> None:
+    two = [Sample({"pod": "a"}, 0.7, 1.0), Sample({"pod": "b"}, 0.8, 1.0)]
+    for samples in ([], two):
+        evaluator = Evaluator(Settings(), Registry(), kube=None,  # type: ignore[arg-type]
+                              prometheus=FakePrometheus([("loss", samples)]))
+        assert await evaluator._custom_metric(custom_context(), CycleReport()) is None
+
+
+# --- the registry wakes the loop for what changes a plan -------------------------------------------------
+
+
+def test_the_registry_wakes_the_loop_for_new_respecified_deleting_and_deleted_jobs_only() -> None:
+    registry = Registry()
+
+    def event(kind: str, generation: int, **meta: Any) -> bool:
+        registry.changed.clear()
+        body = {"metadata": {"namespace": NS, "name": NAME, "generation": generation, **meta}}
+        registry.on_trainingjob({"type": kind, "object": body})
+        return registry.changed.is_set()
+
+    assert event("ADDED", 1)
+    assert not event("MODIFIED", 1)  # our own status write
+    assert event("MODIFIED", 2)  # a spec edit
+    assert event("MODIFIED", 2, deletionTimestamp="2027-01-01T00:00:00Z")
+    assert event("DELETED", 2) and (NS, NAME) not in registry.trainingjobs
