@@ -207,7 +207,7 @@ def copy_tree(into: Path) -> None:
             shutil.copy2(src, into / name)
 
 
-def test_files(module: str, root: Path = ROOT) -> list[str]:
+def mapped_tests(module: str, root: Path = ROOT) -> list[str]:
     files: list[str] = []
     for pattern in TESTS[module]:
         for path in sorted(glob(str(root / pattern))):
@@ -236,7 +236,7 @@ def run_tests(copy: Path, files: list[str], timeout: float) -> tuple[str, float]
 def check_module(copy: Path, module: str, args: argparse.Namespace) -> list[Outcome]:
     path = copy / PACKAGE / f"{module}.py"
     source = path.read_text()  # the copy's: the tree may change while this runs
-    files = test_files(module, copy)
+    files = mapped_tests(module, copy)
     path.write_text(mutate(source, -1))  # unmutated, but unparsed as every mutant is
     result, baseline = run_tests(copy, files, args.timeout * 10)
     if result != "survived":
