@@ -1,5 +1,5 @@
-"""When the evaluator writes a status (_due), when it may skip a job's plan (_steady), and the
-per-job figures it exports."""
+"""When the evaluator writes a status (_due), when it may skip a job's plan (_steady), the
+per-job figures it exports, and what reaches a plan (a new generation's spec) and comes of it."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from prometheus_client import REGISTRY
 
 from plateau import api
 from plateau.config import Settings
-from plateau.evaluator import Evaluator, JobContext, Memory, Registry
+from plateau.evaluator import CycleReport, Evaluator, JobContext, Memory, Registry
 from plateau.status import set_condition
-from plateau.stopflow import WorkloadState, rfc3339_at
+from plateau.stopflow import Resume, Suspend, WorkloadState, rfc3339_at
 from plateau.summaries import SidecarTrack
 
 T0 = 1_800_000_000.0
@@ -153,3 +153,67 @@ def test_jobs_are_counted_by_phase_and_only_running_ones_report_missing_metrics(
     labels = {"namespace": "n", "condition": "MetricsAvailable", "reason": "NoSeries"}
     assert sample("plateau_operator_trainingjob_metrics_missing", trainingjob="a", **labels) == 1
     assert sample("plateau_operator_trainingjob_metrics_missing", trainingjob="c", **labels) is None
+
+
+# --- the plan's inputs and its actions ------------------------------------------------------------------
+
+
+async def test_a_new_generation_is_parsed_again() -> None:
+    """The parsed spec is cached per (uid, generation): an edit must reach the plan."""
+    e = evaluator()
+    first = body()
+    ctx = await e._context(first, T0, CycleReport())
+    assert ctx is not None and ctx.stop.metric is not None and ctx.stop.metric.patience == 3
+    edited = body()
+    edited["metadata"]["generation"] = 2
+    edited["spec"]["stop"]["metric"]["patience"] = 9
+    ctx = await e._context(edited, T0 + 15, CycleReport())
+    assert ctx is not None and ctx.stop.metric is not None and ctx.stop.metric.patience == 9
+    assert ctx.generation == 2 and set(e._specs) == {("u1", 1), ("u1", 2)}
+
+
+def test_a_child_job_resumes_with_the_spec_s_replicas_not_a_kept_size() -> None:
+    """replicasBeforeStop is for workloadRefs scaled to 0; a child Job is ours, sized by the spec."""
+    e = evaluator()
+    b = body({"phase": "Stopped", "reason": "Manual", "observedGeneration": 1, "replicasBeforeStop": 5})
+    b["metadata"]["generation"] = 2
+    b["spec"]["replicas"] = 2
+    spec = api.TrainingJobSpec.model_validate(b["spec"])
+    ctx = JobContext(b, spec, spec.stop, api.TrainingJobStatus.model_validate(b["status"]))
+    ctx.state = WorkloadState(exists=True, suspended=True)
+    plan = e._plan(ctx, {}, None, {}, None, T0, CycleReport())
+    assert plan.status.phase == "Running" and Resume(2) in plan.actions
+
+
+class FakeWorkload:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def suspend(self, kueue_uid: str = "") -> None:
+        self.calls.append("suspend")
+
+    async def resume(self, replicas: int, child: bool, kueue_uid: str = "") -> None:
+        self.calls.append(f"resume {replicas} child={child}")
+
+
+async def test_each_workload_action_is_counted() -> None:
+    e, ctx, _, _ = steady_case()
+    ctx.workload = FakeWorkload()  # type: ignore[assignment]
+    report = CycleReport()
+    for action in (Suspend(), Resume(3)):
+        await e._act(ctx, action, ctx.status, report)
+    assert ctx.workload.calls == ["suspend", "resume 3 child=True"] and report.actions == 2  # type: ignore[attr-defined]
+
+
+async def test_progress_alone_is_not_written_before_the_interval() -> None:
+    e, written = evaluator(), running(runningSeconds=5.0)
+    e.memory["u1"] = Memory(written, written, T0)
+    moved = written.model_copy(update={"running_seconds": 20.0})
+    assert await e._write(body(), moved, T0 + 1, CycleReport())  # not due: no write, and no failure
+
+
+def test_the_registry_keeps_a_body_with_nothing_to_drop_as_it_is() -> None:
+    """No copy per watch event for the usual object (10,000 jobs: the registry is most of the memory)."""
+    registry, b = Registry(), body()
+    registry.on_trainingjob({"type": "ADDED", "object": b})
+    assert registry.trainingjobs[("n", "j")] is b
