@@ -136,3 +136,11 @@ def test_forget_drops_the_memory_of_the_jobs_not_kept() -> None:
     assert set(reads._made) == {"u1"} and set(reads._resumes_told) == {"u1"}
     reads.forget()
     assert reads._made == {} and reads._resumes_told == {}
+
+
+def test_a_resume_in_the_first_read_of_a_job_is_told() -> None:
+    for status in ({}, {"metric": {"name": "accuracy", "resumes": 4}}):  # no metric yet, or another one
+        reads, ctx = TrackReads(), context(status=status)
+        _, update = take(reads, ctx, read(ctx, 5, 0.5, 200, resumes=1))
+        news = reads.news(ctx, ctx.status.model_copy(update=update))
+        assert [n.reason for n in news if isinstance(n, Event)] == ["Resumed"], status
