@@ -32,7 +32,7 @@ class FakeLeases:
         self.spec = {"holderIdentity": identity, "leaseDurationSeconds": duration, "acquireTime": _micro_time(T0),
                      "renewTime": _micro_time(renewed), "leaseTransitions": transitions}
 
-    def read_namespaced_lease(self, name: str, namespace: str) -> client.V1Lease:
+    def read_namespaced_lease(self, name: str, namespace: str, **_options: Any) -> client.V1Lease:
         if self.spec is None:
             raise ApiException(status=404)
         s = self.spec
@@ -42,10 +42,10 @@ class FakeLeases:
                                                       acquire_time=s["acquireTime"], renew_time=s["renewTime"],
                                                       lease_transitions=s["leaseTransitions"]))
 
-    def create_namespaced_lease(self, namespace: str, body: dict[str, Any]) -> None:
+    def create_namespaced_lease(self, namespace: str, body: dict[str, Any], **_options: Any) -> None:
         self.spec = dict(body["spec"])
 
-    def replace_namespaced_lease(self, name: str, namespace: str, body: dict[str, Any]) -> None:
+    def replace_namespaced_lease(self, name: str, namespace: str, body: dict[str, Any], **_options: Any) -> None:
         self.spec = dict(body["spec"])
         self.replaced += 1
 
