@@ -11,7 +11,8 @@ from plateau import api
 from plateau.config import Settings
 from plateau.evaluator import CycleReport, Evaluator, JobContext, Memory, Registry
 from plateau.status import set_condition
-from plateau.stopflow import Resume, Suspend, WorkloadState, rfc3339_at
+from plateau.kube import ApiError
+from plateau.stopflow import Event, Plan, Resume, Suspend, WorkloadState, rfc3339_at
 from plateau.summaries import SidecarTrack
 
 T0 = 1_800_000_000.0
@@ -217,3 +218,31 @@ def test_the_registry_keeps_a_body_with_nothing_to_drop_as_it_is() -> None:
     registry, b = Registry(), body()
     registry.on_trainingjob({"type": "ADDED", "object": b})
     assert registry.trainingjobs[("n", "j")] is b
+
+
+class FailingKube:
+    """Refuses every status write; records the Events posted."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        raise ApiError("patch trainingjobs/status", 500, "etcd timed out")
+
+    async def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append(reason)
+
+
+async def test_no_event_precedes_a_recorded_transition() -> None:
+    """A status write that fails leaves the transition unrecorded: the next cycle plans it again,
+    and its Events are posted then, once, after the write that records it."""
+    kube = FailingKube()
+    e = Evaluator(SETTINGS, Registry(), kube=kube, prometheus=None)  # type: ignore[arg-type]
+    _, ctx, _, _ = steady_case()
+    ctx.workload = FakeWorkload()  # type: ignore[assignment]
+    stopped = running().model_copy(update={"phase": "Stopped", "reason": "Plateau"})
+    report = CycleReport()
+    await e._apply(ctx, Plan(stopped, (Suspend(), Event("Normal", "Stopped", "plateau"))), T0, report)
+    assert ctx.workload.calls == ["suspend"] and kube.events == []  # type: ignore[attr-defined]
+    assert report.writes == 0 and report.errors == ["patch trainingjobs/status: HTTP 500: etcd timed out"]
+    assert "u1" not in e.memory  # nothing recorded: the API's status stands
