@@ -215,3 +215,25 @@ def test_a_history_takes_only_a_resolved_metric_stop_spec() -> None:
         MetricHistory(StopSpec.model_validate({"preset": "balanced", "metric": {"name": "loss"}}))
     with pytest.raises(AssertionError):
         MetricHistory(StopSpec.model_validate({"maxDuration": "1h"}))
+
+
+def test_past_max_evaluations_the_history_forgets_and_a_step_back_is_no_longer_a_resume() -> None:
+    spec = metric_stop_spec(StopSpec.model_validate({"metric": {"name": "loss", "patience": 50}}))
+    assert spec is not None
+    history = MetricHistory.folded(spec, [(s, 10.0 - s) for s in range(1, 5)], max_evaluations=3)
+    assert not history.kept
+    history.add(2, 1.0)  # nothing kept to purge: folded as one more evaluation
+    assert history.resumes == 0 and history.track is not None and history.track.evaluations == 5
+
+
+def test_two_resumes_across_snapshots_fold_as_the_surviving_reports_alone() -> None:
+    """A resume drops the snapshots past its step: a later resume must not start from one of them."""
+    spec = metric_stop_spec(StopSpec.model_validate({"metric": {"name": "loss", "patience": 50, "smoothing": 0.5}}))
+    assert spec is not None
+    first = [(s, 1000.0 - s) for s in range(1, 2 * SNAPSHOT_EVERY + 90)]
+    second = [(s, 5000.0 + s) for s in range(SNAPSHOT_EVERY + 40, 2 * SNAPSHOT_EVERY + 60)]
+    third = [(s, 7.0) for s in range(2 * SNAPSHOT_EVERY + 20, 2 * SNAPSHOT_EVERY + 30)]
+    history = MetricHistory.folded(spec, first + second + third)
+    assert history.resumes == 2
+    surviving = [r for r in first if r[0] < second[0][0]] + [r for r in second if r[0] < third[0][0]] + third
+    assert history.track == MetricHistory.folded(spec, surviving).track
