@@ -144,3 +144,14 @@ def test_a_resume_in_the_first_read_of_a_job_is_told() -> None:
         _, update = take(reads, ctx, read(ctx, 5, 0.5, 200, resumes=1))
         news = reads.news(ctx, ctx.status.model_copy(update=update))
         assert [n.reason for n in news if isinstance(n, Event)] == ["Resumed"], status
+
+
+def test_a_track_without_a_last_value_is_taken_and_remembered() -> None:
+    """A read can carry a track but no value series (a scrape that lost it): still a track."""
+    reads, ctx = TrackReads(), context()
+    bare = SidecarTrack(2, ctx.spec_key, MetricTrack("loss", evaluations=2, best=0.5))
+    track, update = take(reads, ctx, bare)
+    assert track is bare.current and update["metric"].last is None
+    after = context(status={"evaluations": 2})
+    after.status = after.status.model_copy(update={"metric": update["metric"]})
+    assert reads.previous(after) is track
