@@ -1,13 +1,22 @@
-"""The pydantic models reject bad specs with messages that name the field."""
+"""The pydantic models reject bad specs with messages that name the field, and the status
+the operator writes reads back whole."""
 
 from __future__ import annotations
 
+import json
+from enum import Enum
 from pathlib import Path
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import pytest
+from pydantic import BaseModel
 
+from plateau.api import TrainingJobStatus
 from plateau.manifest import load_training_job, parse_training_job
 from plateau.replay import InputError
+from plateau.rules import MetricTrack
+from plateau.status import summary_from_track, track_from_summary
 
 EXAMPLES = sorted(p for p in Path("examples").glob("*.yaml"))
 CONTAINER = {"spec": {"containers": [{"name": "t", "image": "x"}]}}
@@ -90,3 +99,79 @@ def test_load_reports_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     bad.write_text("spec: [unclosed")
     with pytest.raises(InputError, match="not valid YAML"):
         load_training_job(bad)
+
+
+# --- status round trips: what the operator writes, a restarted operator reads back ------------------
+
+
+def _sample(annotation: Any, name: str, seed: int) -> Any:
+    """A value of the field's type that differs from its default (and from other fields')."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, UnionType):
+        return _sample(next(a for a in args if a is not type(None)), name, seed)
+    if origin is list:
+        return [_sample(args[0], name, seed), _sample(args[0], name, seed + 1)]
+    if origin is Literal:
+        return args[-1]
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return list(annotation)[seed % len(annotation) or 1]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        fields = annotation.model_fields.items()
+        return annotation(**{f: _sample(info.annotation, f, seed + i) for i, (f, info) in enumerate(fields)})
+    if annotation is bool:
+        return True
+    if annotation is int:
+        return 7 + seed
+    if annotation is float:
+        return 0.25 + seed
+    if annotation is str:
+        return f"{name}-{seed}"
+    raise AssertionError(f"no sample for {name}: {annotation!r}: teach _sample this type")
+
+
+def _fields(model: BaseModel, prefix: str = "") -> dict[str, Any]:
+    """Every leaf field of a model, by dotted path."""
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            path = f"{prefix}{name}" + (f"[{i}]" if isinstance(value, list) else "")
+            if isinstance(item, BaseModel):
+                out.update(_fields(item, path + "."))
+            else:
+                out[path] = item
+    return out
+
+
+def test_every_status_field_survives_a_write_and_a_read_after_a_restart() -> None:
+    """The status as the operator patches it (by alias, as JSON) and as it reads it back when it
+    starts: every field, of every nested model, comes back. Generated from the model, so a new
+    field cannot be forgotten; a field whose type the sampler does not know fails the test."""
+    status = _sample(TrainingJobStatus, "status", 0)
+    written = json.loads(json.dumps(status.model_dump(by_alias=True, mode="json")))
+    back = TrainingJobStatus.model_validate(written)
+    before, after = _fields(status), _fields(back)
+    assert "metric.bestHistory[0]" not in before and "metric.best_history[0]" in before  # leaves, by path
+    default = _fields(TrainingJobStatus.model_validate({
+        "conditions": [{"type": "t", "status": "True", "reason": "r", "lastTransitionTime": "t"}] * 2,
+        "metric": {"name": "m"}, "wouldStop": {"time": "t", "reason": "Plateau"}}))
+    for path, value in before.items():
+        assert after[path] == value, path
+        assert value != default.get(path), f"{path}: the sample is the default, so the round trip proves nothing"
+    assert back == status
+
+
+def test_the_engine_state_in_status_metric_survives_a_restart() -> None:
+    """status.metric holds the engine's state (MetricTrack): every field but the evaluation
+    count (status.evaluations) comes back through the status."""
+    hints = get_type_hints(MetricTrack)
+    fields = MetricTrack._fields
+    track = MetricTrack(**{f: _sample(hints[f], f, i) for i, f in enumerate(fields)})
+    status = TrainingJobStatus(metric=summary_from_track(track), evaluations=track.evaluations)
+    back = TrainingJobStatus.model_validate(json.loads(json.dumps(status.model_dump(by_alias=True, mode="json"))))
+    again = track_from_summary(back.metric, back.evaluations)
+    assert again is not None
+    for f in fields:
+        assert getattr(again, f) == getattr(track, f), f
+        assert getattr(track, f) != MetricTrack._field_defaults.get(f), f

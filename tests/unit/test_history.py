@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import pytest
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -177,3 +178,62 @@ def test_a_spec_that_does_not_validate_is_counted_and_leaves_no_track() -> None:
         store.set_spec('{"metric": {"name": "m", "patience": -1}}')
     snap = store.snapshot()
     assert snap.track is None and snap.bad_input["bad_spec"] == 1  # type: ignore[index]
+
+
+# --- the metric stop spec the sidecar is handed ---------------------------------------------------------
+
+ANY = {"metric": {"name": "loss", "patience": 3, "target": 0.1, "divergence": 5}, "maxDuration": "1h"}
+
+
+def test_the_metric_decides_alone_under_any_and_only_its_safety_rules_under_all() -> None:
+    """With combine: any, the metric's every rule stops alone; with combine: all and criteria
+    outside the metric, patience and target count only together with those: the sidecar's track
+    says stop only for divergence and non-finite values."""
+    alone = metric_stop_spec(StopSpec.model_validate(ANY))
+    assert alone is not None and alone.metric is not None and alone.max_duration is None
+    assert (alone.metric.patience, alone.metric.target, alone.metric.divergence) == (3, 0.1, 5.0)
+    together = metric_stop_spec(StopSpec.model_validate({**ANY, "combine": "all"}))
+    assert together is not None and together.metric is not None and together.combine == "all"
+    assert (together.metric.patience, together.metric.target, together.metric.divergence) == (None, None, 5.0)
+    only_metric = metric_stop_spec(StopSpec.model_validate({"combine": "all", "metric": ANY["metric"]}))
+    assert only_metric is not None and only_metric.metric is not None and only_metric.metric.patience == 3
+
+
+def test_the_spec_text_and_key_are_a_fixed_wire_format() -> None:
+    """Operator and sidecar images of different versions must agree on the text and its key: the
+    key is a sample value (exact below 2**53), and a sidecar compares it with the operator's."""
+    found = metric_spec_for(StopSpec.model_validate({"metric": {"name": "loss", "patience": 3, "target": 0.1},
+                                                     "maxDuration": "1h"}))
+    assert found is not None
+    assert found.text == ('{"combine":"any","gracePeriod":"60s","metric":{"checkFinite":true,"mode":"min",'
+                          '"name":"loss","patience":3,"target":0.1}}')
+    assert found.key == 148843906000799 and found.key < 2 ** 48
+
+
+def test_a_history_takes_only_a_resolved_metric_stop_spec() -> None:
+    with pytest.raises(AssertionError):
+        MetricHistory(StopSpec.model_validate({"preset": "balanced", "metric": {"name": "loss"}}))
+    with pytest.raises(AssertionError):
+        MetricHistory(StopSpec.model_validate({"maxDuration": "1h"}))
+
+
+def test_past_max_evaluations_the_history_forgets_and_a_step_back_is_no_longer_a_resume() -> None:
+    spec = metric_stop_spec(StopSpec.model_validate({"metric": {"name": "loss", "patience": 50}}))
+    assert spec is not None
+    history = MetricHistory.folded(spec, [(s, 10.0 - s) for s in range(1, 5)], max_evaluations=3)
+    assert not history.kept
+    history.add(2, 1.0)  # nothing kept to purge: folded as one more evaluation
+    assert history.resumes == 0 and history.track is not None and history.track.evaluations == 5
+
+
+def test_two_resumes_across_snapshots_fold_as_the_surviving_reports_alone() -> None:
+    """A resume drops the snapshots past its step: a later resume must not start from one of them."""
+    spec = metric_stop_spec(StopSpec.model_validate({"metric": {"name": "loss", "patience": 50, "smoothing": 0.5}}))
+    assert spec is not None
+    first = [(s, 1000.0 - s) for s in range(1, 2 * SNAPSHOT_EVERY + 90)]
+    second = [(s, 5000.0 + s) for s in range(SNAPSHOT_EVERY + 40, 2 * SNAPSHOT_EVERY + 60)]
+    third = [(s, 7.0) for s in range(2 * SNAPSHOT_EVERY + 20, 2 * SNAPSHOT_EVERY + 30)]
+    history = MetricHistory.folded(spec, first + second + third)
+    assert history.resumes == 2
+    surviving = [r for r in first if r[0] < second[0][0]] + [r for r in second if r[0] < third[0][0]] + third
+    assert history.track == MetricHistory.folded(spec, surviving).track

@@ -222,3 +222,29 @@ def test_patience_grows_with_the_evaluations_before_the_last_improvement() -> No
     stop = spec(metric=rule.model_dump(by_alias=True, exclude_none=True))
     assert decide(stop, Observation(metric=early)).reason == Reason.PLATEAU
     assert not decide(stop, Observation(metric=late)).stop
+
+
+def test_a_non_finite_value_during_warmup_does_not_count_toward_patience() -> None:
+    """After a warmup that ended on NaN, patience counts from the first evaluation after it."""
+    rule = MetricRule(name="m", patience=2, warmup=2, check_finite=False)
+    m = track(None, rule, [Evaluation(1, 1.0), Evaluation(2, math.nan), Evaluation(3, 2.0)])
+    assert m.since_improvement == 1 and m.non_finite == 1
+    assert not decide(StopSpec(metric=rule), Observation(metric=m)).would_stop
+    after = track(m, rule, [Evaluation(4, math.nan)])  # after warmup, a NaN does count
+    assert after.since_improvement == 2 and decide(StopSpec(metric=rule), Observation(metric=after)).would_stop
+
+
+def test_smoothing_is_an_exponential_moving_average_of_the_raw_values() -> None:
+    """smoothed = alpha * smoothed + (1 - alpha) * value, started at the first value."""
+    m = fold(MetricRule(name="l", smoothing=0.75), [1.0, 2.0, 0.0])
+    assert m.smoothed == pytest.approx(0.75 * (0.75 * 1.0 + 0.25 * 2.0) + 0.25 * 0.0)
+    assert m.reference == pytest.approx(0.9375) and m.since_improvement == 0  # 0.9375 < 1.0: improved
+
+
+def test_a_plateau_message_without_min_delta_says_any_amount() -> None:
+    for delta in (None, {"absolute": 0, "relative": 0, "progress": 0}):
+        stop = spec(metric={"name": "l", "patience": 1, **({"minDelta": delta} if delta else {})})
+        rule = stop.metric
+        assert rule is not None
+        d = decide(stop, Observation(metric=fold(rule, [1.0, 2.0])))
+        assert d.reason == Reason.PLATEAU and "has not improved by any amount for 1 evaluations" in d.message

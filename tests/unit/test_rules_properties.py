@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from plateau.api import MetricRule, StopSpec
@@ -38,6 +38,16 @@ def test_no_metric_rule_fires_during_warmup(rule: MetricRule, values: list[float
     values = values[: rule.warmup or 0]
     if values:
         assert not run(rule, values)[0].would_stop
+
+
+@example(MetricRule(name="m", patience=1, warmup=2), [1.0, math.nan])  # found by a random run (issue 19)
+@example(MetricRule(name="m", patience=1, warmup=1), [math.inf])
+@example(MetricRule(name="m", patience=1, warmup=2), [1.0, 2.0])  # the warmup's last evaluation is warmup
+@given(metric_rules(), values_with_nan)
+def test_nothing_during_warmup_counts_toward_patience(rule: MetricRule, values: list[float]) -> None:
+    """NaN and infinities included: the patience counter starts after the warmup."""
+    warmup = values[: rule.warmup or 0]
+    assert track(None, rule, [Evaluation(i + 1, v) for i, v in enumerate(warmup)]).since_improvement == 0
 
 
 @given(metric_rules())
