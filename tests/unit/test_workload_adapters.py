@@ -59,3 +59,59 @@ def test_scaled_kinds_find_their_pods_by_the_selector_their_scale_reports(kind: 
     kube = PodsKube([pod("web-0", app="web"), pod("db-0", app="db")])
     workload = Workload(kube, "ns", "apps/v1", kind, "web")  # type: ignore[arg-type]
     assert asyncio.run(workload.request_stop("GpuIdle")) == 1 and kube.annotated == ["web-0"]
+
+
+class RecordingKube(PodsKube):
+    """Also answers a GET with a kind's own object, and records every write."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        super().__init__([])
+        self.obj = obj
+        self.gets: list[tuple[str, ...]] = []
+        self.writes: list[tuple[Any, ...]] = []
+
+    async def get_object(self, group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        self.gets.append((group, version, plural, namespace, name))
+        return self.obj
+
+    async def patch_object(self, *args: Any) -> None:
+        self.writes.append(("patch", *args))
+
+    async def patch_scale(self, *args: Any) -> None:
+        self.writes.append(("scale", *args))
+
+
+TEMPLATE = {"spec": {"containers": [{"name": "t", "resources": {"limits": {"nvidia.com/gpu": "2"}}}]}}
+
+
+@pytest.mark.parametrize("api_version, kind, obj, running", [
+    ("batch/v1", "Job", {"spec": {"template": TEMPLATE}, "status": {"active": 1, "ready": 1}}, 1),
+    ("jobset.x-k8s.io/v1alpha2", "JobSet", {"spec": {"replicatedJobs": [{"template": {"spec": {"template": TEMPLATE}}}]},
+                                            "status": {"replicatedJobsStatus": [{"active": 1, "ready": 1}]}}, 1),
+    ("kubeflow.org/v1", "PyTorchJob", {"spec": {"pytorchReplicaSpecs": {"Master": {"template": TEMPLATE}}},
+                                       "status": {"replicaStatuses": {"Master": {"active": 1}},
+                                                  "conditions": [{"type": "Running", "status": "True"}]}}, 1),
+])
+def test_each_kind_is_read_from_its_own_object_at_its_own_version(api_version: str, kind: str, obj: dict[str, Any],
+                                                                    running: int) -> None:
+    kube = RecordingKube(obj)
+    state = asyncio.run(Workload(kube, "ns", api_version, kind, "w").observe())  # type: ignore[arg-type]
+    group, version = api_version.split("/")
+    assert kube.gets and kube.gets[0][:2] == (group, version) and kube.gets[0][3:] == ("ns", "w")
+    assert (state.exists, state.running, state.gpus) == (True, running, 2)  # "2" as a string is two GPUs
+
+
+def test_a_scaled_kind_is_stopped_and_resumed_through_scale_only() -> None:
+    kube = RecordingKube({"apiVersion": "apps/v1", "spec": {"template": TEMPLATE}, "status": {"readyReplicas": 2}})
+    workload = Workload(kube, "ns", "apps/v1", "Deployment", "web")  # type: ignore[arg-type]
+    asyncio.run(workload.suspend())
+    asyncio.run(workload.resume(3, child=False))
+    assert kube.writes == [("scale", "apps", "v1", "deployments", "ns", "web", 0), ("scale", "apps", "v1", "deployments", "ns", "web", 3)]
+
+
+def test_a_suspendable_kind_is_suspended_at_its_own_path() -> None:
+    kube = RecordingKube({})
+    asyncio.run(Workload(kube, "ns", "kubeflow.org/v1", "PyTorchJob", "pt").suspend())  # type: ignore[arg-type]
+    asyncio.run(Workload(kube, "ns", "batch/v1", "Job", "j").resume(2, child=True))  # type: ignore[arg-type]
+    assert kube.writes == [("patch", "kubeflow.org", "v1", "pytorchjobs", "ns", "pt", {"spec": {"runPolicy": {"suspend": True}}}),
+                           ("patch", "batch", "v1", "jobs", "ns", "j", {"spec": {"suspend": False, "parallelism": 2}})]

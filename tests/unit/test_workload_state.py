@@ -101,3 +101,12 @@ def test_a_job_kueue_has_not_admitted_waits_queued() -> None:
     queued["spec"]["suspend"] = False
     assert job_state(queued).waiting is None
     assert job_state({"spec": {"suspend": True, "template": TEMPLATE}}).waiting is None  # not Kueue's
+
+
+def test_gpus_per_pod_counts_every_containers_limit_and_nothing_else() -> None:
+    from plateau.workloads import gpus_per_pod
+
+    assert gpus_per_pod({"containers": [{"name": "a"}]}) == 0
+    assert gpus_per_pod({"containers": [{"name": "a", "resources": {"limits": {"nvidia.com/gpu": 1}}},
+                                        {"name": "b", "resources": {"limits": {"nvidia.com/gpu": "2", "cpu": 4}}}]}) == 3
+    assert gpus_per_pod({"containers": [{"name": "a", "resources": {"limits": {"nvidia.com/gpu": "1.5"}}}]}) == 0
