@@ -115,3 +115,28 @@ def test_a_suspendable_kind_is_suspended_at_its_own_path() -> None:
     asyncio.run(Workload(kube, "ns", "batch/v1", "Job", "j").resume(2, child=True))  # type: ignore[arg-type]
     assert kube.writes == [("patch", "kubeflow.org", "v1", "pytorchjobs", "ns", "pt", {"spec": {"runPolicy": {"suspend": True}}}),
                            ("patch", "batch", "v1", "jobs", "ns", "j", {"spec": {"suspend": False, "parallelism": 2}})]
+
+
+def test_a_workload_that_is_not_there_is_observed_missing() -> None:
+    from plateau.kube import NotFound
+
+    class Missing(RecordingKube):
+        async def get_object(self, *args: Any) -> dict[str, Any]:
+            raise NotFound("get jobs", 404, "not found")
+
+    assert asyncio.run(Workload(Missing({}), "ns", "batch/v1", "Job", "gone").observe()).exists is False  # type: ignore[arg-type]
+
+
+def test_kueue_workloads_without_an_active_field_are_active_and_get_deactivated() -> None:
+    """spec.active defaults to true in Kueue's API: a Workload that leaves it out is active."""
+
+    class Kueue(RecordingKube):
+        async def list_objects(self, *args: Any) -> list[dict[str, Any]]:
+            return [{"metadata": {"name": "job-j-1", "ownerReferences": [{"uid": "u1"}]}, "spec": {}},
+                    {"metadata": {"name": "job-other", "ownerReferences": [{"uid": "u2"}]}, "spec": {}}]
+
+    kube = Kueue({})
+    asyncio.run(Workload(kube, "ns", "batch/v1", "Job", "j").suspend(kueue_uid="u1"))  # type: ignore[arg-type]
+    assert kube.writes[0] == ("patch", "kueue.x-k8s.io", "v1beta1", "workloads", "ns", "job-j-1", {"spec": {"active": False}})
+    assert kube.writes[1][:7] == ("patch", "batch", "v1", "jobs", "ns", "j", {"spec": {"suspend": True}})
+    assert len(kube.writes) == 2  # another Job's Workload is left alone

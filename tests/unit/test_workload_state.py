@@ -110,3 +110,29 @@ def test_gpus_per_pod_counts_every_containers_limit_and_nothing_else() -> None:
     assert gpus_per_pod({"containers": [{"name": "a", "resources": {"limits": {"nvidia.com/gpu": 1}}},
                                         {"name": "b", "resources": {"limits": {"nvidia.com/gpu": "2", "cpu": 4}}}]}) == 3
     assert gpus_per_pod({"containers": [{"name": "a", "resources": {"limits": {"nvidia.com/gpu": "1.5"}}}]}) == 0
+
+
+def test_a_short_name_is_its_own_label_value_and_a_long_one_keeps_a_prefix_and_a_hash() -> None:
+    from plateau.workloads import label_value
+
+    assert label_value("resnet-plateau") == "resnet-plateau"
+    long = label_value("x" * 100)
+    assert len(long) <= 63 and long.startswith("x" * 52) and long != label_value("x" * 99)
+
+
+def test_gpus_of_jobsets_and_kubeflow_jobs_count_every_pod_of_every_replica() -> None:
+    jobset = {"spec": {"replicatedJobs": [{"replicas": 2, "template": {"spec": {"parallelism": 3, "template": TEMPLATE}}}]},
+              "status": {"replicatedJobsStatus": [{"active": 2, "ready": 2}]}}
+    assert jobset_state(jobset).gpus == 2 * 3 * 2
+    pytorch = {"spec": {"runPolicy": {"suspend": False, "cleanPodPolicy": "None"},
+                        "pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": TEMPLATE},
+                                                "Worker": {"replicas": 3, "template": TEMPLATE}}},
+               "status": {"replicaStatuses": {"Master": {"active": 1}, "Worker": {"active": 3}},
+                          "conditions": [{"type": "Running", "status": "True"}]}}
+    assert kubeflow_state(pytorch).gpus == (1 + 3) * 2  # runPolicy is no replica spec
+
+
+def test_a_suspended_jobset_is_observed_suspended() -> None:
+    spec = {"suspend": True, "replicatedJobs": [{"replicas": 1, "template": {"spec": {"template": TEMPLATE}}}]}
+    assert jobset_state({"spec": spec, "status": {}}).suspended
+    assert not jobset_state({"spec": {**spec, "suspend": False}, "status": {}}).suspended
