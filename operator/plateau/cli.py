@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence, TextIO
 
-from plateau.replay import InputError, RunResult, load_stop_spec, metric_columns, read_runs, replay, summarise
+from plateau.errors import InputError
+from plateau.replay import RunResult, load_stop_spec, metric_columns, read_runs, replay, summarise
 
 
 def _cmd_crd(args: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ from plateau.metrics import (
 )
 from plateau.presets import resolve_metric_rule
 from plateau.prometheus import PrometheusClient, PrometheusError, Sample
-from plateau.replay import format_validation_error
+from plateau.errors import format_validation_error
 from plateau.rules import CohortView, Evaluation, GpuWindow, MetricTrack, Observation, decide, track
 from plateau.status import (
     GPU_METRICS_AVAILABLE,

@@ -7,8 +7,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from plateau.api import TrainingJob
-from plateau.errors import InputError
-from plateau.replay import format_validation_error
+from plateau.errors import InputError, format_validation_error
 from plateau.yamlfile import load_yaml_documents
 
 

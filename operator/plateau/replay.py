@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from plateau.api import StopSpec, TrainingJob
 from plateau.durations import parse_duration
-from plateau.errors import InputError
+from plateau.errors import InputError, format_validation_error
 from plateau.yamlfile import load_yaml_documents
 from plateau.presets import resolve_metric_rule
 from plateau.history import MetricHistory, metric_stop_spec
@@ -30,15 +30,6 @@ from plateau.rules import CohortView, Decision, GpuWindow, MetricTrack, Observat
 
 
 # --- the stop spec ----------------------------------------------------------------------------
-
-
-def format_validation_error(err: ValidationError, prefix: str = "") -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
-        where = ".".join(p for p in (prefix, loc) if p)
-        lines.append(f"{where or '(root)'}: {e['msg']}")
-    return "; ".join(lines)
 
 
 def load_stop_spec(path: Path) -> StopSpec:

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from plateau.api import TrainingJobStatus
 from plateau.manifest import load_training_job, parse_training_job
-from plateau.replay import InputError
+from plateau.errors import InputError
 from plateau.rules import MetricTrack
 from plateau.status import summary_from_track, track_from_summary
 

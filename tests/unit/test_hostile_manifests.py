@@ -30,7 +30,7 @@ from plateau import podschema, workloads
 from plateau.config import SidecarSettings
 from plateau.crd import build_crd
 from plateau.manifest import parse_training_job
-from plateau.replay import InputError
+from plateau.errors import InputError
 from plateau.workloads import build_job
 from plateau_sidecar import protocol
 from tests.support.apiserver import errors

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Optional
 
 from plateau.api import MetricRule, MetricsSource, StopSpec, TrainingJob
 from plateau.history import MetricSpec, metric_spec_for
-from plateau.replay import InputError
+from plateau.errors import InputError
 from plateau_sidecar import protocol as p
 from plateau_sidecar.protocol import METRICS_PATH, PUSH_PATH
 
