@@ -23,6 +23,8 @@ class SidecarSettings:
 # How spec.metrics.queries run: confined to the TrainingJob's namespace (every selector gets
 # the namespace matcher), refused (the spec is invalid), or as written, with the operator's access.
 CUSTOM_QUERIES = ("confined", "disabled", "unconfined")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")  # json: one object a line, with kopf's `object` reference where it logs one
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Settings:
     sidecar: SidecarSettings = field(default_factory=SidecarSettings)
     prometheus_namespace_label: str = "namespace"  # label Prometheus puts on sidecar series
     custom_queries: str = "confined"  # one of CUSTOM_QUERIES: spec.metrics.queries confined to the job's namespace
+    log_level: str = "info"  # one of LOG_LEVELS
+    log_format: str = "text"  # one of LOG_FORMATS
 
 
 def _env(name: str, default: str) -> str:
@@ -94,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dcgm-namespace-label", default=_env("PLATEAU_DCGM_NAMESPACE_LABEL", g.namespace_label))
     add("--custom-queries", choices=CUSTOM_QUERIES, default=_env("PLATEAU_CUSTOM_QUERIES", d.custom_queries),
         help="spec.metrics.queries: confined to the TrainingJob's namespace, disabled, or unconfined")
+    add("--log-level", choices=LOG_LEVELS, default=_env("PLATEAU_LOG_LEVEL", d.log_level))
+    add("--log-format", choices=LOG_FORMATS, default=_env("PLATEAU_LOG_FORMAT", d.log_format),
+        help="text lines, or one JSON object a line")
     add("--sidecar-image", default=_env("PLATEAU_SIDECAR_IMAGE", s.image))
     add("--sidecar-cpu-request", default=_env("PLATEAU_SIDECAR_CPU_REQUEST", s.cpu_request))
     add("--sidecar-memory-request", default=_env("PLATEAU_SIDECAR_MEMORY_REQUEST", s.memory_request))
@@ -126,6 +133,8 @@ def parse_settings(argv: Optional[Sequence[str]] = None) -> Settings:
         lease_namespace=a.lease_namespace,
         identity=a.identity or f"{os.uname().nodename}-{os.getpid()}",
         custom_queries=a.custom_queries,
+        log_level=a.log_level,
+        log_format=a.log_format,
         dcgm=DcgmConfig(
             profiling_metric=a.dcgm_profiling_metric,
             device_metric=a.dcgm_device_metric,

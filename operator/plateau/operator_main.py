@@ -16,8 +16,7 @@ from plateau.runtime import Runtime, api_client
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     settings = parse_settings(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per watch event is noise
+    configure_logging(settings.log_level, settings.log_format)
     import plateau.handlers  # noqa: F401  (registers the handlers with kopf)
 
     start_http_server(settings.metrics_port)
@@ -30,6 +29,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         memo=kopf.Memo(runtime=runtime),
     )
     return 0
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """The root logger at `level`, writing text lines or (kopf's formatter) one JSON object a line."""
+    if log_format == "json":
+        kopf.configure(debug=level == "debug", log_format=kopf.LogFormat.JSON)
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(level.upper())
+    # One line per watch event is noise, except when debugging.
+    logging.getLogger("kopf.objects").setLevel(logging.NOTSET if level == "debug" else logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -51,10 +51,26 @@ EVERYTHING: dict[str, Any] = {
         "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
                             "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "plateau"}}},
     }]}},
+    "topologySpreadConstraints": [
+        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"},
+        {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+         "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "plateau"}}}],
+    "logLevel": "debug",
+    "logFormat": "json",
+    "extraEnv": [{"name": "SSL_CERT_FILE", "value": "/etc/plateau/ca/ca.crt"},
+                 {"name": "HTTPS_PROXY", "valueFrom": {"secretKeyRef": {"name": "proxy", "key": "url"}}}],
+    "extraVolumes": [{"name": "ca", "configMap": {"name": "prometheus-ca"}}],
+    "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/plateau/ca", "readOnly": True}],
+    "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.0.0.1/32", "fd00::1/128"]},
+                      "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                      "extraEgress": [{"to": [{"ipBlock": {"cidr": "10.1.0.0/16"}}], "ports": [{"port": 8443, "protocol": "TCP"}]}]},
 }
 NAMESPACED = {**EVERYTHING, "watchNamespaces": ["team-a", "team-b"]}
-CONFIGS = {"defaults": {}, "everything": EVERYTHING, "everything-namespaced": NAMESPACED}
-OPTIONAL_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"}
+# OpenShift's restricted-v2: no fixed UID, names of the platform team's choosing, one replica with a budget.
+OPENSHIFT = {**EVERYTHING, "replicas": 1, "podDisruptionBudget": {"enabled": True, "maxUnavailable": "50%"},
+             "podSecurityContext": {"runAsUser": None, "runAsGroup": None}, "fullnameOverride": "ml-stopper"}
+CONFIGS = {"defaults": {}, "everything": EVERYTHING, "everything-namespaced": NAMESPACED, "openshift": OPENSHIFT}
+OPTIONAL_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"}
 
 # Minimal schemas for prometheus-operator's resources (none ships offline): the fields this
 # chart uses, typed, and nothing else, so a typo in a template fails here.
@@ -191,11 +207,37 @@ def test_helm_is_required_not_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path:
     ("metrics.port=80", "/metrics/port"),
     ("terminationGracePeriodSeconds=5", "/terminationGracePeriodSeconds"),
     ("serviceMonitor.enable=true", "/serviceMonitor"),
+    ("nameOverride=Plateau_Ops", "/nameOverride"),
+    ("fullnameOverride=-plateau", "/fullnameOverride"),
+    ("logLevel=verbose", "/logLevel"),
+    ("logFormat=logfmt", "/logFormat"),
+    ("podSecurityContext.runAsUser=root", "/podSecurityContext/runAsUser"),
+    ("podSecurityContext.runAsNonroot=true", "/podSecurityContext"),
+    ("securityContext.readOnlyRootFilesystem=yes", "/securityContext/readOnlyRootFilesystem"),
+    ("securityContext.capabilities.drop=ALL", "/securityContext/capabilities/drop"),
+    ("podDisruptionBudget.enabled=maybe", "/podDisruptionBudget/enabled"),
+    ("podDisruptionBudget.minAvailable=half", "/podDisruptionBudget/minAvailable"),
+    ("topologySpreadConstraints[0].maxSkew=one", "/topologySpreadConstraints/0/maxSkew"),
+    ("extraEnv[0].value=x", "/extraEnv/0"),
+    ("extraVolumes[0].emptyDir=x", "/extraVolumes/0"),
+    ("extraVolumeMounts[0].name=ca", "/extraVolumeMounts/0"),
+    ("networkPolicy.enabled=yes", "/networkPolicy/enabled"),
+    ("networkPolicy.prometheus.port=http", "/networkPolicy/prometheus/port"),
+    ("networkPolicy.apiServer.cidrs[0]=everywhere", "/networkPolicy/apiServer/cidrs/0"),
 ])
 def test_values_schema_rejects_bad_values(bad: str, path: str) -> None:
     for result in (template(extra=["--set", bad]), lint("--set", bad)):
         assert result.returncode != 0, f"{bad} was accepted"
         assert f"'{path}'" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_every_value_is_in_the_install_guides_table() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    table = (REPO / "docs" / "install.md").read_text().split("\n## Values\n", 1)[1].split("\n## ", 1)[0]
+    documented = {name for cell in re.findall(r"^\| (.*?) \|", table, re.M) for name in re.findall(r"`([^`.]+)[^`]*`", cell)}
+    assert set(values) - documented == set()
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert set(schema["properties"]) - {"global"} == set(values)  # Helm passes `global` to every chart
 
 
 def test_schema_durations_are_the_operators() -> None:
@@ -241,6 +283,7 @@ def test_default_values_give_the_operators_defaults(monkeypatch: pytest.MonkeyPa
     assert settings.identity == "plateau-abc"
     assert settings.dcgm == DcgmConfig()
     assert settings.sidecar == SidecarSettings()  # same image and tag as the operator
+    assert (settings.log_level, settings.log_format) == (defaults.log_level, defaults.log_format)
 
 
 def test_everything_reaches_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -256,6 +299,7 @@ def test_everything_reaches_the_operator(monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.namespaces == ("team-a", "team-b") and settings.default_dry_run is True
     assert (settings.dcgm.pod_label, settings.dcgm.namespace_label) == ("exported_pod", "exported_namespace")
     assert settings.sidecar == SidecarSettings("ghcr.io/plateau-dev/plateau:0.2.0", "50m", "48Mi", "1", "1Gi")
+    assert (settings.log_level, settings.log_format) == ("debug", "json")
 
 
 def test_dcgm_label_overrides_win_over_the_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -297,6 +341,103 @@ def test_operator_pod_is_locked_down() -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": Settings().metrics_port, "healthz": Settings().metrics_port + 1}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+
+
+# --- values platform teams expect -----------------------------------------------------------------
+
+
+def pod_spec(values: dict[str, Any]) -> dict[str, Any]:
+    return only(render(values), "Deployment")["spec"]["template"]["spec"]
+
+
+def test_name_overrides_rename_every_resource_and_keep_selectors_matching() -> None:
+    for values, name, label in (({}, "plateau", "plateau"), ({"nameOverride": "stopper"}, "plateau-stopper", "stopper"),
+                                ({"fullnameOverride": "ml-stopper"}, "ml-stopper", "plateau")):
+        docs = render({**EVERYTHING, **values})
+        deployment = only(docs, "Deployment")
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert deployment["metadata"]["name"] == name and pod_labels["app.kubernetes.io/name"] == label
+        assert only(docs, "Service")["metadata"]["name"] == f"{name}-metrics"
+        assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == name
+        for doc in docs:
+            assert doc["metadata"]["name"].startswith(name), doc["kind"]
+        for selector in (deployment["spec"]["selector"]["matchLabels"], only(docs, "Service")["spec"]["selector"],
+                         only(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+                         only(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"],
+                         only(docs, "ServiceMonitor")["spec"]["selector"]["matchLabels"]):
+            assert selector.items() <= pod_labels.items()
+        assert operator_command({**EVERYTHING, **values}).env["PLATEAU_LEASE_NAME"] == name
+
+
+def test_security_contexts_are_overridable_and_a_fixed_uid_removable() -> None:
+    openshift = pod_spec({"podSecurityContext": {"runAsUser": None, "runAsGroup": None}})
+    assert openshift["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert openshift["containers"][0]["securityContext"] == pod_spec({})["containers"][0]["securityContext"]
+    assert "securityContext" not in pod_spec({"podSecurityContext": None})
+    container = pod_spec({"securityContext": {"readOnlyRootFilesystem": False, "runAsUser": 1000}})["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is False and container["securityContext"]["runAsUser"] == 1000
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}  # the rest of the defaults stay
+    assert pod_spec({"podSecurityContext": {"fsGroup": 2000}})["securityContext"]["fsGroup"] == 2000
+
+
+@pytest.mark.parametrize("values, budget", [
+    ({}, None),
+    ({"replicas": 2}, {"minAvailable": 1}),
+    ({"replicas": 3, "podDisruptionBudget": {"minAvailable": "50%"}}, {"minAvailable": "50%"}),
+    ({"replicas": 2, "podDisruptionBudget": {"enabled": False}}, None),
+    ({"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}}, {"maxUnavailable": 1}),
+])
+def test_pod_disruption_budget_for_several_replicas_or_when_asked(values: dict[str, Any], budget: Any) -> None:
+    docs = render(values)
+    found = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    if budget is None:
+        assert found == []
+        return
+    (pdb,) = found
+    assert {k: v for k, v in pdb["spec"].items() if k != "selector"} == budget
+    assert pdb["spec"]["selector"] == only(docs, "Deployment")["spec"]["selector"]
+    kubernetes_validate.validate(pdb, KUBERNETES_VERSIONS[0], strict=True)
+
+
+def test_topology_spread_constraints_select_the_operator_pods_unless_told() -> None:
+    pod = pod_spec(EVERYTHING)
+    own, given = pod["topologySpreadConstraints"]
+    assert own["labelSelector"] == only(render(EVERYTHING), "Deployment")["spec"]["selector"]
+    assert given == EVERYTHING["topologySpreadConstraints"][1]
+    assert "topologySpreadConstraints" not in pod_spec({})
+
+
+def test_extra_env_and_volumes_are_added_to_the_chart_s_own() -> None:
+    pod = pod_spec(EVERYTHING)
+    (container,) = pod["containers"]
+    assert container["env"][-2:] == EVERYTHING["extraEnv"]
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}, *EVERYTHING["extraVolumeMounts"]]
+    assert pod["volumes"][1:] == EVERYTHING["extraVolumes"] and pod["volumes"][0]["name"] == "tmp"
+    defaults = pod_spec({})
+    assert [v["name"] for v in defaults["volumes"]] == ["tmp"]
+    assert defaults["containers"][0]["env"][-1]["name"] == "POD_NAMESPACE"
+
+
+def test_network_policy_allows_dns_the_api_server_prometheus_and_the_metrics_ports() -> None:
+    assert not [d for d in render() if d["kind"] == "NetworkPolicy"]
+    docs = render(EVERYTHING)
+    policy = only(docs, "NetworkPolicy")["spec"]
+    (container,) = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["podSelector"] == only(docs, "Deployment")["spec"]["selector"]
+    (ingress,) = policy["ingress"]
+    assert {p["port"] for p in ingress["ports"]} == {p["name"] for p in container["ports"]}
+    assert ingress["from"] == EVERYTHING["networkPolicy"]["metricsFrom"]
+    dns, api, prometheus, *extra = policy["egress"]
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert api == {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+                   "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}, {"ipBlock": {"cidr": "fd00::1/128"}}]}
+    assert prometheus["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
+    assert prometheus["ports"] == [{"port": 9090, "protocol": "TCP"}]  # prometheus.url's port
+    assert extra == EVERYTHING["networkPolicy"]["extraEgress"]
+    bare = only(render({"networkPolicy": {"enabled": True, "dns": {"enabled": False}}}), "NetworkPolicy")["spec"]
+    assert "from" not in bare["ingress"][0] and "to" not in bare["egress"][0] and len(bare["egress"]) == 2
 
 
 # --- RBAC ------------------------------------------------------------------------------------------

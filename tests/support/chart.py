@@ -72,7 +72,7 @@ def only(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 class OperatorCommand:
     command: list[str]
     args: list[str]
-    env: dict[str, str]  # every variable the chart sets, downward-API fields resolved
+    env: dict[str, str]  # every variable the chart sets, downward-API fields resolved (not Secret or ConfigMap refs)
 
 
 def operator_command(values: Optional[Mapping[str, Any]] = None, *, namespace: str = NAMESPACE,
@@ -85,6 +85,7 @@ def operator_command(values: Optional[Mapping[str, Any]] = None, *, namespace: s
     for var in container.get("env", []):
         if "value" in var:
             env[var["name"]] = var["value"]
-        else:
+        elif "fieldRef" in var["valueFrom"]:
             env[var["name"]] = fields[var["valueFrom"]["fieldRef"]["fieldPath"]]
+        # other references (extraEnv's secretKeyRef and the like) have no value outside a cluster
     return OperatorCommand(container.get("command", []), container.get("args", []), env)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from typing import Iterator
+
 import pytest
 
 from plateau.config import Settings, parse_settings
+from plateau.operator_main import configure_logging
 from plateau.runtime import Runtime
 
 
@@ -66,3 +71,46 @@ async def test_every_client_gets_the_api_timeouts() -> None:
         assert operator.process.ultimate_exiting_timeout == Settings().shutdown_timeout
     finally:
         await runtime.close()
+
+
+def test_log_level_and_format_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PLATEAU_LOG_LEVEL", "PLATEAU_LOG_FORMAT"):
+        monkeypatch.delenv(name, raising=False)
+    assert (parse_settings([]).log_level, parse_settings([]).log_format) == ("info", "text")
+    monkeypatch.setenv("PLATEAU_LOG_FORMAT", "json")
+    settings = parse_settings(["--log-level", "debug"])
+    assert (settings.log_level, settings.log_format) == ("debug", "json")
+    for bad in (["--log-level", "verbose"], ["--log-format", "logfmt"]):
+        with pytest.raises(SystemExit):
+            parse_settings(bad)
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    """The root logger, its handlers and levels restored afterwards."""
+    root, objects = logging.getLogger(), logging.getLogger("kopf.objects")
+    saved = (root.handlers[:], root.level, objects.level)
+    root.handlers[:] = []
+    yield root
+    root.handlers[:], _, _ = saved
+    root.setLevel(saved[1])
+    objects.setLevel(saved[2])
+
+
+def test_json_logs_are_one_object_a_line_at_the_level_asked(root_logger: logging.Logger,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("warning", "json")
+    logging.getLogger("plateau.test").info("hidden")
+    logging.getLogger("plateau.test").warning("stop requested")
+    (line,) = capsys.readouterr().err.splitlines()
+    record = json.loads(line)
+    assert record["message"] == "stop requested" and record["severity"] == "warn"
+    assert root_logger.level == logging.WARNING
+    assert logging.getLogger("kopf.objects").level == logging.WARNING  # never one line per watch event
+
+
+def test_text_logs_keep_their_format(root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("debug", "text")
+    logging.getLogger("plateau.test").debug("cycle")
+    assert capsys.readouterr().err.rstrip().endswith(" DEBUG plateau.test: cycle")
+    assert logging.getLogger("kopf.objects").getEffectiveLevel() == logging.DEBUG  # watch events too, when debugging
