@@ -224,6 +224,7 @@ def test_helm_is_required_not_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path:
     ("networkPolicy.enabled=yes", "/networkPolicy/enabled"),
     ("networkPolicy.prometheus.port=http", "/networkPolicy/prometheus/port"),
     ("networkPolicy.apiServer.cidrs[0]=everywhere", "/networkPolicy/apiServer/cidrs/0"),
+    ("prometheusRule.runbookUrl=wiki", "/prometheusRule/runbookUrl"),
 ])
 def test_values_schema_rejects_bad_values(bad: str, path: str) -> None:
     for result in (template(extra=["--set", bad]), lint("--set", bad)):
@@ -523,7 +524,7 @@ def dashboard(values: dict[str, Any]) -> dict[str, Any]:
 
 def dashboard_exprs() -> list[str]:
     """The dashboard's queries, with Grafana's variables replaced by what Grafana would put there."""
-    grafana = {"$__rate_interval": "5m", "$__range": "7d", "$job": ".+"}
+    grafana = {"$__rate_interval": "5m", "$__range": "7d", "$job": ".+", "$cluster": ".*", "$namespace": ".*"}
     out = []
     for panel in dashboard(EVERYTHING)["panels"]:
         for target in panel["targets"]:
@@ -541,8 +542,49 @@ def test_alerts_and_dashboard_use_only_series_that_exist() -> None:
 
 
 def test_dashboard_shows_what_platform_teams_ask_for() -> None:
-    titles = {p["title"] for p in dashboard(EVERYTHING)["panels"]}
-    assert {"GPU-hours saved", "Stops by reason", "TrainingJobs by phase", "Evaluation cycle latency"} <= titles
+    board = dashboard(EVERYTHING)
+    titles = {p["title"] for p in board["panels"]}
+    assert {"GPU-hours saved", "Stops by reason", "TrainingJobs by phase", "Evaluation cycle latency",
+            "Jobs running without metrics", "Jobs running without metrics, by job"} <= titles
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert {"datasource", "cluster", "job", "namespace"} <= variables.keys()
+    assert variables["cluster"]["allValue"] == ".*"  # "All" matches a Prometheus without a cluster label
+    for panel in board["panels"]:
+        for target in panel["targets"]:
+            assert 'cluster=~"$cluster"' in target["expr"] and 'job=~"$job"' in target["expr"], panel["title"]
+    missing = [t["expr"] for p in board["panels"] if p["title"].startswith("Jobs running without metrics") for t in p["targets"]]
+    assert all("plateau_operator_trainingjob_metrics_missing" in e and 'namespace=~"$namespace"' in e for e in missing)
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+SEVERITIES = {"PlateauOperatorDown": "critical", "PlateauNoLeader": "critical",  # nothing is stopped
+              "PlateauPrometheusUnreachable": "warning", "PlateauPrometheusQueryErrors": "warning",
+              "PlateauKubernetesApiErrors": "warning",  # some rules on hold for every job
+              "PlateauMetricsMissing": "info", "PlateauSidecarDown": "info"}  # one job unwatched
+
+
+def test_alerts_have_runbooks_in_the_troubleshooting_guide_and_severities_by_urgency() -> None:
+    guide = (REPO / "docs" / "troubleshooting.md").read_text()
+    anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+)$", guide, re.M)}
+    base = yaml.safe_load((CHART / "values.yaml").read_text())["prometheusRule"]["runbookUrl"]
+    assert base.endswith("/docs/troubleshooting.md")
+    rules = {r["alert"]: r for r in alert_rules(EVERYTHING)}
+    assert rules.keys() == SEVERITIES.keys()
+    for name, rule in rules.items():
+        page, anchor = rule["annotations"]["runbook_url"].split("#")
+        assert page == base and anchor in anchors, name
+        assert rule["labels"] == {"severity": SEVERITIES[name], **EVERYTHING["prometheusRule"]["alertLabels"]}
+    values = {**EVERYTHING, "prometheusRule": {"enabled": True, "alertLabels": {"severity": "page"},
+                                               "runbookUrl": "https://wiki.example.com/plateau"}}
+    for rule in alert_rules(values):
+        assert rule["labels"] == {"severity": "page"}
+        assert rule["annotations"]["runbook_url"] == f"https://wiki.example.com/plateau#{rule['alert'].lower()}"
 
 
 def promtool(*args: str, cwd: Path) -> None:
