@@ -282,7 +282,8 @@ def test_default_values_give_the_operators_defaults(monkeypatch: pytest.MonkeyPa
     assert settings.metrics_port == defaults.metrics_port
     assert settings.leader_election and settings.lease_name == "plateau" and settings.lease_namespace == NAMESPACE
     assert settings.identity == "plateau-abc"
-    assert settings.dcgm == DcgmConfig()
+    # dcgm-exporter's own chart scrapes with honorLabels: false: the GPU's pod is exported_pod.
+    assert settings.dcgm == DcgmConfig(pod_label="exported_pod", namespace_label="exported_namespace")
     assert settings.sidecar == SidecarSettings()  # same image and tag as the operator
     assert (settings.log_level, settings.log_format) == (defaults.log_level, defaults.log_format)
 
