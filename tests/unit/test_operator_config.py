@@ -102,9 +102,10 @@ def test_json_logs_are_one_object_a_line_at_the_level_asked(root_logger: logging
     configure_logging("warning", "json")
     logging.getLogger("plateau.test").info("hidden")
     logging.getLogger("plateau.test").warning("stop requested")
-    (line,) = capsys.readouterr().err.splitlines()
-    record = json.loads(line)
-    assert record["message"] == "stop requested" and record["severity"] == "warn"
+    logging.getLogger("kopf.objects").error("patch failed", extra={"k8s_ref": {"kind": "TrainingJob", "name": "resnet"}})
+    first, second = map(json.loads, capsys.readouterr().err.splitlines())
+    assert first["message"] == "stop requested" and first["severity"] == "warn" and "timestamp" in first
+    assert second["object"] == {"kind": "TrainingJob", "name": "resnet"}  # kopf's reference to the object
     assert root_logger.level == logging.WARNING
     assert logging.getLogger("kopf.objects").level == logging.WARNING  # never one line per watch event
 
