@@ -235,14 +235,19 @@ def test_healthz_fails_naming_the_file_when_a_reader_thread_of_the_sidecar_dies(
     sidecar.start()
     try:
         url = sidecar.servers[0].url + "/healthz"
-        for _ in range(100):
-            status, body = request("GET", url)
-            if status != 200:
-                break
-            threading.Event().wait(0.05)
-        assert status == 503 and body == f"unhealthy: reader thread died: {path} (SystemExit(3))\n"
+        assert unhealthy(url) == f"unhealthy: reader thread died: {path} (SystemExit(3))\n"
     finally:
         sidecar.stop()
+
+
+def unhealthy(url: str) -> str:
+    """/healthz's body once it answers 503 (polled for up to 5 s; fails if it stays healthy)."""
+    for _ in range(100):
+        status, body = request("GET", url)
+        if status == 503:
+            return body
+        threading.Event().wait(0.05)
+    raise AssertionError(f"{url} still answers {status}")
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death is the point
@@ -261,11 +266,6 @@ def test_healthz_fails_naming_the_spec_file_when_its_reader_dies(tmp_path: Path)
             raise SystemExit(3)
 
         sidecar.spec.poll = dies  # type: ignore[method-assign]  # the next poll ends its thread
-        for _ in range(100):
-            status, body = request("GET", url)
-            if status != 200:
-                break
-            threading.Event().wait(0.05)
-        assert status == 503 and body == f"unhealthy: reader thread died: {spec} (the metric stop spec)\n"
+        assert unhealthy(url) == f"unhealthy: reader thread died: {spec} (the metric stop spec)\n"
     finally:
         sidecar.stop()
