@@ -47,12 +47,13 @@ TESTS: dict[str, tuple[str, ...]] = {
     "summaries": ("tests/unit/test_summaries*.py", "tests/unit/test_local_scrape.py", "tests/unit/test_evaluator*.py",
                   "tests/unit/test_history.py"),
     "workloads": ("tests/unit/test_workload*.py", "tests/unit/test_build_job.py"),
+    "workload_state": ("tests/unit/test_workload_state.py", "tests/unit/test_workload_adapters.py"),
     "cohort": ("tests/unit/test_cohort*.py",),
     "evaluator": ("tests/unit/test_evaluator*.py", "tests/unit/test_operator_bench.py"),
     "trackread": ("tests/unit/test_trackread*.py", "tests/unit/test_evaluator*.py", "tests/unit/test_operator_bench.py"),
     "history": ("tests/unit/test_cohort*.py", "tests/unit/test_history.py"),
 }
-DEFAULT_MODULES = ("rules", "stopflow", "summaries", "workloads", "cohort", "evaluator")
+DEFAULT_MODULES = ("rules", "stopflow", "summaries", "workloads", "workload_state", "cohort", "evaluator")
 
 
 # --- mutants (pure) ------------------------------------------------------------------------------

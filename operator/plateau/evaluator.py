@@ -64,7 +64,8 @@ from plateau.stopflow import (
 from plateau.history import MetricSpec, metric_spec_for
 from plateau.summaries import TRACK_READ_SERIES, SidecarTrack, track_from_series
 from plateau.trackread import TrackReads
-from plateau.workloads import LABEL, Workload, build_job, job_state, label_value, pod_waiting
+from plateau.workload_state import job_state, pod_waiting
+from plateau.workloads import LABEL, Workload, build_job, label_value
 from plateau_sidecar import protocol
 
 log = logging.getLogger("plateau.evaluator")

@@ -22,7 +22,8 @@ from plateau.config import SidecarSettings, Settings, parse_settings
 from plateau.crd import build_crd
 from plateau.durations import DURATION_PATTERN
 from plateau.promql import DcgmConfig
-from plateau.workloads import LABEL, SIDECAR_NAME, build_job
+from plateau.workload_state import SIDECAR_NAME
+from plateau.workloads import LABEL, build_job
 from tests.support import chart
 from tests.support.chart import CHART, NAMESPACE, REPO, helm, only, operator_command, render, template
 from tests.support.prometheus import require_tool

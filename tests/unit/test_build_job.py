@@ -13,7 +13,8 @@ import pytest
 from plateau import api
 from plateau.config import SidecarSettings
 from plateau.history import metric_spec_for
-from plateau.workloads import SCRAPE_INTERVAL_ANNOTATION, SCRAPE_TIMEOUT_ANNOTATION, SIDECAR_NAME, build_job
+from plateau.workload_state import SIDECAR_NAME
+from plateau.workloads import SCRAPE_INTERVAL_ANNOTATION, SCRAPE_TIMEOUT_ANNOTATION, build_job
 from plateau_sidecar import protocol as p
 
 STOP = {"preset": "balanced", "metric": {"name": "val_loss"}}

@@ -1,4 +1,4 @@
-"""What the workload adapters read from the objects real controllers write: which pods run
+"""What plateau.workload_state reads from the objects real controllers write: which pods run
 (Ready), which only exist (pending), and why pods wait, from the pod status the scheduler and
 kubelet write (shapes as the Kubernetes API reference documents them)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from plateau.stopflow import Waiting
-from plateau.workloads import jobset_state, job_state, kubeflow_state, pod_waiting, scaled_state
+from plateau.workload_state import jobset_state, job_state, kubeflow_state, pod_waiting, scaled_state
 
 TEMPLATE = {"spec": {"containers": [{"name": "t", "resources": {"limits": {"nvidia.com/gpu": 2}}}]}}
 
@@ -104,7 +104,7 @@ def test_a_job_kueue_has_not_admitted_waits_queued() -> None:
 
 
 def test_gpus_per_pod_counts_every_containers_limit_and_nothing_else() -> None:
-    from plateau.workloads import gpus_per_pod
+    from plateau.workload_state import gpus_per_pod
 
     assert gpus_per_pod({"containers": [{"name": "a"}]}) == 0
     assert gpus_per_pod({"containers": [{"name": "a", "resources": {"limits": {"nvidia.com/gpu": 1}}},
