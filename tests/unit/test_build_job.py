@@ -122,3 +122,27 @@ def test_the_pods_carry_the_scrape_interval_the_chart_podmonitor_applies() -> No
         assert (annotations[SCRAPE_INTERVAL_ANNOTATION], annotations[SCRAPE_TIMEOUT_ANNOTATION]) == expected, interval
     job, _ = job_for({})
     assert job["spec"]["template"]["metadata"]["annotations"][SCRAPE_INTERVAL_ANNOTATION] == "15s"
+
+
+def test_the_trainer_and_its_sidecar_agree_on_the_metrics_source() -> None:
+    job, spec = job_for({"names": ["val_loss"]})
+    trainer, sidecar = job["spec"]["template"]["spec"]["containers"][0], sidecar_of(job)
+    assert env_of(trainer)[p.ENV_METRICS_FILE] == env_of(sidecar)[p.ENV_METRICS_FILE] == spec.metrics.path
+    stdout, _ = job_for({"source": "stdout", "names": ["val_loss"], "logFile": "/plateau/train.log",
+                         "pattern": r"step=(?P<step>\d+) loss=(?P<val_loss>\S+)"})
+    assert env_of(sidecar_of(stdout))[p.ENV_STDOUT_PATTERN] == r"step=(?P<step>\d+) loss=(?P<val_loss>\S+)"
+
+
+def test_the_sidecar_runs_locked_down() -> None:
+    context = sidecar_of(job_for({"names": ["val_loss"]})[0])["securityContext"]
+    assert context["runAsNonRoot"] is True and context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_two_replicas_are_an_indexed_job_and_a_63_character_name_is_its_own_label() -> None:
+    from plateau.workloads import label_value
+
+    tj = {"apiVersion": "plateau.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "tj", "namespace": "ns", "uid": "u"},
+          "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "trainer", "image": "t"}]}}, "stop": STOP}}
+    assert build_job(tj, api.TrainingJob.model_validate(tj).spec, SidecarSettings())["spec"]["completionMode"] == "Indexed"
+    assert label_value("n" * 63) == "n" * 63 and label_value("n" * 64) != "n" * 64

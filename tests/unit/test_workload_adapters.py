@@ -140,3 +140,14 @@ def test_kueue_workloads_without_an_active_field_are_active_and_get_deactivated(
     assert kube.writes[0] == ("patch", "kueue.x-k8s.io", "v1beta1", "workloads", "ns", "job-j-1", {"spec": {"active": False}})
     assert kube.writes[1][:7] == ("patch", "batch", "v1", "jobs", "ns", "j", {"spec": {"suspend": True}})
     assert len(kube.writes) == 2  # another Job's Workload is left alone
+
+
+def test_a_kueue_queued_job_resumes_through_its_workload_not_by_unsuspending() -> None:
+    class Kueue(RecordingKube):
+        async def list_objects(self, *args: Any) -> list[dict[str, Any]]:
+            return [{"metadata": {"name": "job-j-1", "ownerReferences": [{"uid": "u1"}]}, "spec": {"active": False}}]
+
+    kube = Kueue({})
+    asyncio.run(Workload(kube, "ns", "batch/v1", "Job", "j").resume(2, child=True, kueue_uid="u1"))  # type: ignore[arg-type]
+    assert kube.writes == [("patch", "kueue.x-k8s.io", "v1beta1", "workloads", "ns", "job-j-1", {"spec": {"active": True}}),
+                           ("patch", "batch", "v1", "jobs", "ns", "j", {"spec": {"parallelism": 2}})]  # Kueue unsuspends
