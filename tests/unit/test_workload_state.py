@@ -136,3 +136,17 @@ def test_a_suspended_jobset_is_observed_suspended() -> None:
     spec = {"suspend": True, "replicatedJobs": [{"replicas": 1, "template": {"spec": {"template": TEMPLATE}}}]}
     assert jobset_state({"spec": spec, "status": {}}).suspended
     assert not jobset_state({"spec": {**spec, "suspend": False}, "status": {}}).suspended
+
+
+def test_counts_a_status_leaves_out_are_zero() -> None:
+    """The API leaves zero counts out of a status (omitempty): an absent `active` is no pod."""
+    assert (job_state({"spec": {"template": TEMPLATE}, "status": {}}).active, job_state({"spec": {}}).running) == (0, 0)
+    spec = {"replicatedJobs": [{"replicas": 1, "template": {"spec": {"template": TEMPLATE}}}]}
+    assert jobset_state({"spec": spec, "status": {"replicatedJobsStatus": [{"ready": 0}, {"active": 2}]}}).active == 2
+
+
+def test_only_a_queued_workload_carries_its_uid_for_kueue() -> None:
+    meta = {"uid": "u1"}
+    assert job_state({"metadata": meta, "spec": {}}).kueue_uid == ""
+    queued = {"metadata": {**meta, "labels": {"kueue.x-k8s.io/queue-name": "team-a"}}, "spec": {}}
+    assert job_state(queued).kueue_uid == "u1"
