@@ -69,13 +69,15 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from plateau import api, promql
-from plateau.config import Settings
-from plateau.evaluator import CycleReport, Evaluator, JobContext, OnPart, Registry
-from plateau.heap import FrozenHeap
-from plateau.kube import Kube
-from plateau.prometheus import PrometheusClient, PrometheusError
-from plateau.workloads import LABEL
+from plateau import api
+
+from plateau.prometheus import promql
+from plateau.controller.config import Settings
+from plateau.controller.evaluator import CycleReport, Evaluator, JobContext, OnPart, Registry
+from plateau.controller.heap import FrozenHeap
+from plateau.controller.kube import Kube
+from plateau.prometheus.client import PrometheusClient, PrometheusError
+from plateau.controller.children import LABEL
 from plateau_sidecar import protocol
 
 from benchmarks.operator_support import BASE_REPORTS, job_keys
@@ -248,7 +250,7 @@ async def load_registry(api_client: Any) -> Registry:
 
 
 async def run_worker(args: argparse.Namespace) -> dict[str, Any]:
-    from plateau.runtime import api_client
+    from plateau.controller.runtime import api_client
 
     before = memory_mb()
     client = api_client()  # as the operator builds it: $KUBECONFIG, default pool sizes
@@ -258,7 +260,7 @@ async def run_worker(args: argparse.Namespace) -> dict[str, Any]:
                         status_interval=args.status_interval)
     cls = NaiveEvaluator if args.worker == "naive" else TimedEvaluator
     prometheus = PrometheusClient(settings.prometheus_url, timeout=PROMETHEUS_TIMEOUT)
-    heap = FrozenHeap()  # the operator's GC policy (plateau.runtime installs the same)
+    heap = FrozenHeap()  # the operator's GC policy (plateau.controller.runtime installs the same)
     heap.install()
     evaluator = cls(settings, registry, Kube(client), prometheus, heap=heap)
     if args.memory_in:  # what the batched run wrote: the baseline does not redo its write-all warm-up

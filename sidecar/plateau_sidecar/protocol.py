@@ -45,7 +45,7 @@ STOP_ANNOTATION = "plateau.dev/stop"
 # Prometheus stores, and the sidecar rejects others (bad_step) rather than export a wrong one.
 MAX_STEP = 2**53
 # The pod annotation holding the metric stop spec the sidecar folds the monitored metric under
-# (canonical JSON of `plateau.history.metric_stop_spec`); exposed as DEFAULT_SPEC_FILE.
+# (canonical JSON of `plateau.engine.history.metric_stop_spec`); exposed as DEFAULT_SPEC_FILE.
 SPEC_ANNOTATION = "plateau.dev/metric-spec"
 
 # --- exported series (Prometheus naming: base units, _total for counters) -------------------
@@ -65,7 +65,7 @@ SERIES_MAX_REPORT = "plateau_metric_max_report"
 SERIES_BAD_INPUT = "plateau_sidecar_bad_input_total"  # label: kind
 
 # The monitored metric's track: the engine's state after every report, in order (see
-# plateau.history). The last value and step are SERIES_VALUE and SERIES_STEP.
+# plateau.engine.history). The last value and step are SERIES_VALUE and SERIES_STEP.
 SERIES_TRACK_SPEC = "plateau_track_spec"  # 48-bit key of the spec the track was folded under
 SERIES_TRACK_RESUMES = "plateau_track_resumes_total"  # reports whose step went back
 SERIES_TRACK_KEPT = "plateau_track_kept"  # 0 once too many evaluations to purge on a resume

@@ -13,10 +13,10 @@ import pytest
 from pydantic import BaseModel
 
 from plateau.api import TrainingJobStatus
-from plateau.manifest import load_training_job, parse_training_job
-from plateau.errors import InputError
-from plateau.rules import MetricTrack
-from plateau.status import summary_from_track, track_from_summary
+from plateau.api.manifest import load_training_job, parse_training_job
+from plateau.api.errors import InputError
+from plateau.engine.rules import MetricTrack
+from plateau.engine.status import summary_from_track, track_from_summary
 
 EXAMPLES = sorted(p for p in Path("examples").glob("*.yaml"))
 CONTAINER = {"spec": {"containers": [{"name": "t", "image": "x"}]}}

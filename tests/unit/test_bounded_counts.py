@@ -12,10 +12,10 @@ import time
 import pytest
 from aiohttp import web
 
-from plateau import prometheus
-from plateau.config import Settings
-from plateau.prometheus import PrometheusClient, PrometheusError
-from plateau.summaries import MAX_COUNT, track_from_series
+from plateau.prometheus import client as prometheus
+from plateau.controller.config import Settings
+from plateau.prometheus.client import PrometheusClient, PrometheusError
+from plateau.prometheus.summaries import MAX_COUNT, track_from_series
 from plateau_sidecar import protocol as p
 from tests.unit.test_operator_bench import FakeKube, FakePrometheus, bench, registry_of, support
 

@@ -9,10 +9,10 @@ from typing import Any, Callable
 import pytest
 
 from plateau import api
-from plateau.config import Settings
-from plateau.evaluator import CycleReport, Evaluator, Registry
-from plateau.prometheus import Sample
-from plateau.status import SPEC_VALID
+from plateau.controller.config import Settings
+from plateau.controller.evaluator import CycleReport, Evaluator, Registry
+from plateau.prometheus.client import Sample
+from plateau.engine.status import SPEC_VALID
 
 
 class FakePrometheus:
@@ -90,7 +90,7 @@ async def test_disabled_makes_a_spec_with_queries_invalid() -> None:
 async def test_one_jobs_failing_query_leaves_the_other_jobs_reads_alone() -> None:
     """Prometheus refuses one team's query (say, too many samples): that job alone has no metric
     this cycle, with the error; every other job's read goes on."""
-    from plateau.prometheus import PrometheusError
+    from plateau.prometheus.client import PrometheusError
 
     class OneFails(FakePrometheus):
         async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None) -> list[Sample]:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from plateau.evaluator import Registry, run_forever
+from plateau.controller.evaluator import Registry, run_forever
 
 
 class FakeEvaluator:

@@ -4,10 +4,10 @@ keeps only what the loop reads."""
 from __future__ import annotations
 
 from plateau.api import TrainingJobStatus
-from plateau.config import Settings
-from plateau.evaluator import LAST_APPLIED, Evaluator, Memory, Registry
-from plateau.stopflow import WorkloadState
-from plateau.workloads import LABEL
+from plateau.controller.config import Settings
+from plateau.controller.evaluator import LAST_APPLIED, Evaluator, Memory, Registry
+from plateau.engine.stopflow import WorkloadState
+from plateau.controller.children import LABEL
 
 
 def test_forgets_jobs_that_are_gone_and_old_generations() -> None:

@@ -9,13 +9,13 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from benchmarks import operator_support as support
 from plateau import api
-from plateau.config import Settings
-from plateau.evaluator import CycleReport, Evaluator, JobContext, Registry
-from plateau.metrics import PROMETHEUS_ERRORS
-from plateau.prometheus import PrometheusError, Sample
-from plateau.promql import parse_vector
-from plateau.rules import GpuWindow
-from plateau.summaries import SidecarTrack
+from plateau.controller.config import Settings
+from plateau.controller.evaluator import CycleReport, Evaluator, JobContext, Registry
+from plateau.controller.metrics import PROMETHEUS_ERRORS
+from plateau.prometheus.client import PrometheusError, Sample
+from plateau.prometheus.promql import parse_vector
+from plateau.engine.rules import GpuWindow
+from plateau.prometheus.summaries import SidecarTrack
 from plateau_sidecar import protocol as p
 
 NOW = 1_800_000_000.0

@@ -8,12 +8,12 @@ from typing import Any, Optional
 from prometheus_client import REGISTRY
 
 from plateau import api
-from plateau.config import Settings
-from plateau.evaluator import CycleReport, Evaluator, JobContext, Memory, Registry
-from plateau.status import set_condition
-from plateau.kube import ApiError
-from plateau.stopflow import Event, Plan, Resume, Suspend, WorkloadState, rfc3339_at
-from plateau.summaries import SidecarTrack
+from plateau.controller.config import Settings
+from plateau.controller.evaluator import CycleReport, Evaluator, JobContext, Memory, Registry
+from plateau.engine.status import set_condition
+from plateau.controller.kube import ApiError
+from plateau.engine.stopflow import Event, Plan, Resume, Suspend, WorkloadState, rfc3339_at
+from plateau.prometheus.summaries import SidecarTrack
 
 T0 = 1_800_000_000.0
 SETTINGS = Settings(interval=15.0, status_interval=30.0)

@@ -20,12 +20,13 @@ sys.path.insert(0, str(ROOT))  # "benchmarks" is a folder of the repo, not an in
 
 from benchmarks import operator_bench as bench  # noqa: E402
 from benchmarks import operator_support as support  # noqa: E402
-from plateau import api, promql  # noqa: E402
-from plateau.config import Settings  # noqa: E402
-from plateau.evaluator import FETCH_PARTS, Registry  # noqa: E402
-from plateau.prometheus import PrometheusError, Sample  # noqa: E402
-from plateau.promql import parse_vector  # noqa: E402
-from plateau.summaries import TRACK_READ_SERIES  # noqa: E402
+from plateau import api  # noqa: E402
+from plateau.prometheus import promql  # noqa: E402
+from plateau.controller.config import Settings  # noqa: E402
+from plateau.controller.evaluator import FETCH_PARTS, Registry  # noqa: E402
+from plateau.prometheus.client import PrometheusError, Sample  # noqa: E402
+from plateau.prometheus.promql import parse_vector  # noqa: E402
+from plateau.prometheus.summaries import TRACK_READ_SERIES  # noqa: E402
 from plateau_sidecar import protocol as p  # noqa: E402
 
 SERIES = {series for series, _ in support.FAMILIES}

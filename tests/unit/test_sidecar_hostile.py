@@ -12,7 +12,8 @@ from pathlib import Path
 from plateau_sidecar.collector import Exposition
 from plateau_sidecar.follow import FileFollower
 from plateau_sidecar.journal import PushJournal
-from plateau_sidecar.records import compile_pattern, jsonl_sink, pattern_sink
+from plateau.api.stdout_pattern import compile_pattern
+from plateau_sidecar.records import jsonl_sink, pattern_sink
 from plateau_sidecar.server import SidecarServer
 from plateau_sidecar.store import BadInput, MetricStore
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from plateau.api import StopSpec, TrainingJobStatus
-from plateau.rules import Evaluation, Observation, decide, track
-from plateau.status import summary_from_track
-from plateau.stopflow import (
+from plateau.engine.rules import Evaluation, Observation, decide, track
+from plateau.engine.status import summary_from_track
+from plateau.engine.stopflow import (
     CreateWorkload,
     Event,
     JobState,

@@ -1,6 +1,6 @@
 """`plateau run MANIFEST`: the evaluation loop of one local run, and its final status.
 
-Every interval: read the metric, sample the GPUs, and ask `plateau.rules.decide`, exactly as
+Every interval: read the metric, sample the GPUs, and ask `plateau.engine.rules.decide`, exactly as
 the operator does. A stop is the operator's handshake on local processes: the reason goes into
 the stop file (what `client.should_stop()` reads), the trainer gets gracePeriod to exit, then
 SIGTERM, then SIGKILL. Ctrl-C does the same with a shorter grace period.
@@ -23,18 +23,18 @@ import yaml
 from rich.console import Console
 
 from plateau.api import Condition, MetricRule, MetricSummary, MetricsSource, Reason, TrainingJobStatus, WouldStop
-from plateau.durations import parse_duration
+from plateau.api.durations import parse_duration
 from plateau.local.metrics import MetricReader, bounded_lines, jsonl_points
 from plateau.local.nvml import GpuSampler, UtilisationWindow
 from plateau.local.plan import LocalPlan, RunOptions, plan_run
 from plateau.local.processes import Handshake, Sidecar, Trainer, describe_exit, exit_status
 from plateau.local.progress import Display, Snapshot
 from plateau.local.scrape import MetricSource, PrometheusReader, SidecarScraper
-from plateau.errors import InputError
-from plateau.manifest import load_training_job
-from plateau.presets import resolve_metric_rule
-from plateau.rules import Decision, Observation, decide
-from plateau.status import (
+from plateau.api.errors import InputError
+from plateau.api.manifest import load_training_job
+from plateau.engine.presets import resolve_metric_rule
+from plateau.engine.rules import Decision, Observation, decide
+from plateau.engine.status import (
     GPU_METRICS_AVAILABLE,
     METRICS_AVAILABLE,
     READY,
