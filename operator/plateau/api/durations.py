@@ -26,6 +26,21 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text.strip()))
 
 
+class ParsedDuration(str):
+    """A duration as the user wrote it ("1h30m"), which it stays on the wire, carrying its
+    `seconds`: parsed once, when the spec is validated, so the engine takes numbers."""
+
+    seconds: float
+
+    def __new__(cls, text: str) -> ParsedDuration:
+        duration = super().__new__(cls, text)
+        duration.seconds = parse_duration(text)
+        return duration
+
+    def __getnewargs__(self) -> tuple[str]:  # pickle and copy: rebuilt from the text
+        return (str(self),)
+
+
 def format_duration(seconds: float) -> str:
     """The shortest exact-to-the-second Go-style form, e.g. 5400 -> '1h30m'."""
     total = int(round(max(seconds, 0.0)))

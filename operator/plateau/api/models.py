@@ -9,13 +9,13 @@ to the models, mirrored by pydantic validators so both paths reject the same spe
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from plateau.api import kubenames, podschema
-from plateau.api.durations import DURATION_PATTERN, parse_duration
+from plateau.api.durations import DURATION_PATTERN, ParsedDuration, parse_duration
 from plateau.api.stdout_pattern import STEP_GROUP, compile_pattern
 
 GROUP = "plateau.dev"
@@ -90,12 +90,17 @@ def _check_duration(value: Any) -> Any:
     return value
 
 
-# A Go-style duration; the pattern goes into the CRD, the validator names negative values.
-Duration = Annotated[
-    str,
-    Field(pattern=DURATION_PATTERN, max_length=64),
-    BeforeValidator(_check_duration),
-]
+# A Go-style duration; the pattern goes into the CRD, the validator names negative values,
+# and the value is a ParsedDuration: the text on the wire, its seconds for the engine.
+if TYPE_CHECKING:
+    Duration = ParsedDuration
+else:
+    Duration = Annotated[
+        str,
+        Field(pattern=DURATION_PATTERN, max_length=64),
+        BeforeValidator(_check_duration),
+        AfterValidator(ParsedDuration),
+    ]
 
 
 def at_least(minimum: str, reason: str = "") -> list[Any]:
@@ -103,8 +108,8 @@ def at_least(minimum: str, reason: str = "") -> list[Any]:
     rejects a shorter one, and the same check for the models."""
     message = f"must be at least {minimum}"
 
-    def check(value: str) -> str:
-        if parse_duration(value) < parse_duration(minimum):
+    def check(value: ParsedDuration) -> ParsedDuration:
+        if value.seconds < parse_duration(minimum):
             raise ValueError(f"{message}: {reason}" if reason else message)
         return value
 
@@ -289,6 +294,7 @@ class MetricsSpec(Spec):
     )
     scrape_interval: Annotated[Duration, *at_least("1s")] = Field(
         default="15s",
+        validate_default=True,  # the default, too, becomes a ParsedDuration
         description=(
             "How often Prometheus scrapes the sidecar. The child Job's pods carry it in the "
             "plateau.dev/scrape-interval annotation (with plateau.dev/scrape-timeout), which the "
@@ -619,6 +625,7 @@ class StopSpec(Spec):
     )
     grace_period: Duration = Field(
         default="60s",
+        validate_default=True,  # the default, too, becomes a ParsedDuration
         description=(
             "How long the trainer has to checkpoint and exit after the stop request before the "
             "workload is suspended or scaled to zero."

@@ -21,7 +21,6 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 from pydantic import ValidationError
 
 from plateau.api import StopSpec, TrainingJob
-from plateau.api.durations import parse_duration
 from plateau.api.errors import InputError, format_validation_error
 from plateau.api.yamlfile import load_yaml_documents
 from plateau.engine.presets import resolve_metric_rule
@@ -215,7 +214,7 @@ class RunReplay:
         self.missing = 0  # rows without a value of the metric
         self.decision: Optional[Decision] = None
         self._start_time: Optional[float] = None
-        self._idle_window = parse_duration(stop.gpu_idle.for_) if stop.gpu_idle else 0.0
+        self._idle_window = stop.gpu_idle.for_.seconds if stop.gpu_idle else 0.0
         self._gpu_samples: deque[tuple[float, float]] = deque()
         self._best_steps: list[int] = []  # best-so-far trajectory, for cohort peers
         self._best_values: list[float] = []

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plateau import api
-from plateau.api.durations import format_milliseconds, parse_duration
+from plateau.api.durations import format_milliseconds
 from plateau.controller.workload_state import KUEUE_QUEUE, SIDECAR_NAME
 from plateau.engine.history import metric_spec_for
 from plateau_sidecar import protocol
@@ -104,7 +104,7 @@ def _trainer_env(tj_name: str, spec: api.TrainingJobSpec) -> list[dict[str, str]
 
 def scrape_annotations(metrics: api.MetricsSpec) -> dict[str, str]:
     """The pod annotations that carry spec.metrics.scrapeInterval to the chart's PodMonitor."""
-    interval = round(parse_duration(metrics.scrape_interval) * 1000)
+    interval = round(metrics.scrape_interval.seconds * 1000)
     return {SCRAPE_INTERVAL_ANNOTATION: format_milliseconds(interval),
             SCRAPE_TIMEOUT_ANNOTATION: format_milliseconds(min(interval, SCRAPE_TIMEOUT_MS))}
 

@@ -13,7 +13,6 @@ import math
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
 from plateau.api import Combine, MetricRule, Mode, Reason, StopSpec
-from plateau.api.durations import parse_duration
 from plateau.engine.presets import resolve_metric_rule
 
 MIN = Mode.MIN.value  # a plain str: the fold compares modes per evaluation, enum lookups cost
@@ -300,7 +299,7 @@ def _delta_text(rule: MetricRule, m: MetricTrack) -> str:
 def _budget_outcomes(stop: StopSpec, obs: Observation) -> list[RuleOutcome]:
     out = []
     if stop.max_duration is not None:
-        limit = parse_duration(stop.max_duration)
+        limit = stop.max_duration.seconds
         if obs.elapsed_seconds is None:
             out.append(RuleOutcome(Reason.DEADLINE_EXCEEDED, None, lambda: "running time unknown"))
         else:
@@ -319,7 +318,7 @@ def _gpu_outcome(stop: StopSpec, obs: Observation) -> list[RuleOutcome]:
     rule = stop.gpu_idle
     if rule is None:
         return []
-    window = parse_duration(rule.for_)
+    window = rule.for_.seconds
     gpu = obs.gpu
     if gpu is None or gpu.max_utilisation is None or not math.isfinite(gpu.max_utilisation):
         return [RuleOutcome(Reason.GPU_IDLE, None, lambda: "no GPU utilisation data")]
@@ -365,7 +364,7 @@ def _gpu_hours_saved(stop: StopSpec, obs: Observation) -> Optional[float]:
         bounds.append(max(0.0, stop.max_gpu_hours - obs.gpu_hours))
     if stop.max_duration is not None and obs.elapsed_seconds and obs.gpu_hours is not None:
         rate = obs.gpu_hours / obs.elapsed_seconds
-        bounds.append(max(0.0, (parse_duration(stop.max_duration) - obs.elapsed_seconds) * rate))
+        bounds.append(max(0.0, (stop.max_duration.seconds - obs.elapsed_seconds) * rate))
     return min(bounds) if bounds else None
 
 

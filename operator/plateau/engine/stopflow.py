@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple, Optional, Union
 
 from plateau.api import Phase, Reason, StopSpec, TrainingJobStatus
-from plateau.api.durations import parse_duration
 from plateau.engine.rules import Decision
 from plateau.engine.status import (
     READY,
@@ -255,7 +254,7 @@ def transition(job: JobState, decision: Optional[Decision]) -> Plan:
 
     if phase == STOPPING:
         requested = parse_rfc3339(status.stop_requested_time)
-        grace = parse_duration(job.stop.grace_period)
+        grace = job.stop.grace_period.seconds
         exited = wl.active == 0 or wl.succeeded or wl.failed
         if exited or requested is None or job.now >= requested.timestamp() + grace:
             why = "the trainer exited" if exited else f"gracePeriod {job.stop.grace_period} is over"
@@ -296,7 +295,7 @@ def transition(job: JobState, decision: Optional[Decision]) -> Plan:
         return Plan(status, (Event("Normal", "WouldStop", f"dry run: {decision.reason.value}: {decision.message}"),))
     status = status.model_copy(update=_stop_saving(decision))
     asked = _stopping(job, status, decision.reason.value, decision.message, now)
-    if parse_duration(job.stop.grace_period) > 0:
+    if job.stop.grace_period.seconds > 0:
         return asked
     # No grace period: ask and stop in the same cycle.
     done = _finish(job, asked.status, decision.reason.value, f"{decision.message} (gracePeriod 0s)", now, suspend=True)
