@@ -52,6 +52,7 @@ def test_a_value_that_is_not_a_number_is_dropped_with_one_warning(
         client.report(1, loss=1.0, note="hello")  # type: ignore[arg-type]
         client.report(2, loss=1.0, note="again")  # type: ignore[arg-type]
     assert len(caught) == 1
+    assert caught[0].filename == __file__  # the warning names the caller's line, not the client's
     assert [r.get("note") for r in records(path)] == [None, None]
 
 
