@@ -1,7 +1,8 @@
 """The contract between trainer, sidecar and operator: environment, paths and metric names.
 
 The operator injects these variables into the trainer and sidecar containers; `plateau run`
-sets the same ones for local processes. Nothing here does I/O.
+sets the same ones for local processes. Nothing here does I/O. The trainer-side client
+(client/plateau_client) keeps its own copy of what it reads, and a test pins the two equal.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 ENV_TRAININGJOB = "PLATEAU_TRAININGJOB"  # TrainingJob name, exported as a label
 ENV_NAMESPACE = "PLATEAU_NAMESPACE"
 ENV_METRICS_FILE = "PLATEAU_METRICS_FILE"  # JSONL file the trainer appends to
-ENV_PUSH_URL = "PLATEAU_PUSH_URL"  # trainer-side: where client.report() POSTs
+ENV_PUSH_URL = "PLATEAU_PUSH_URL"  # trainer-side: where plateau_client.report() POSTs
 ENV_PUSH_ADDR = "PLATEAU_PUSH_ADDR"  # sidecar-side: host:port the push endpoint binds
 ENV_METRICS_ADDR = "PLATEAU_METRICS_ADDR"  # sidecar-side: host:port for /metrics
 ENV_STDOUT_FILE = "PLATEAU_STDOUT_FILE"  # a log file the trainer's command already writes
@@ -34,7 +35,7 @@ DEFAULT_PUSH_ADDR = f"127.0.0.1:{DEFAULT_PUSH_PORT}"
 
 # --- HTTP paths the sidecar serves ------------------------------------------------------------
 METRICS_PATH = "/metrics"
-PUSH_PATH = "/push"  # where client.report() POSTs: PLATEAU_PUSH_URL ends with it
+PUSH_PATH = "/push"  # where plateau_client.report() POSTs: PLATEAU_PUSH_URL ends with it
 HEALTH_PATH = "/healthz"
 
 # The pod annotation the operator sets to request a stop; a downward-API volume exposes it

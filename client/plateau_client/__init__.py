@@ -1,15 +1,16 @@
-"""Trainer-side client: report metrics to the sidecar, and see the operator's stop request.
+"""Plateau's trainer-side client: report metrics to the sidecar, and see the operator's stop request.
 
-Standard library only, so any training image can use it. It never raises into the training
-loop because of I/O trouble: metrics are worth less than the run, so a failure warns once
-(per kind of failure) and training goes on.
+Standard library only, so any training image can use it (`plateau_client.integrations` holds
+the framework callbacks, each importing its framework only when imported). It never raises
+into the training loop because of I/O trouble: metrics are worth less than the run, so a
+failure warns once (per kind of failure) and training goes on.
 
-    from plateau_sidecar import client
+    import plateau_client
 
     for epoch in range(epochs):
         ...
-        client.report(step, val_loss=val_loss, accuracy=acc)
-        if client.should_stop():
+        plateau_client.report(step, val_loss=val_loss, accuracy=acc)
+        if plateau_client.should_stop():
             save_checkpoint()
             break
 
@@ -33,7 +34,14 @@ import warnings
 from types import FrameType
 from typing import SupportsFloat
 
-from . import protocol as p
+# The trainer's side of the contract in plateau_sidecar.protocol, which this distribution cannot
+# import (it has no dependencies); tests/unit/test_client.py checks that the two agree.
+ENV_METRICS_FILE = "PLATEAU_METRICS_FILE"
+ENV_PUSH_URL = "PLATEAU_PUSH_URL"
+ENV_STOP_FILE = "PLATEAU_STOP_FILE"
+DEFAULT_METRICS_FILE = "/plateau/metrics.jsonl"
+DEFAULT_STOP_FILE = "/etc/plateau/stop"
+MAX_STEP = 2**53  # steps are whole numbers below this: each is exact as a Prometheus float
 
 PUSH_TIMEOUT_SECONDS = 2.0
 MAX_PENDING_RECORDS = 10_000
@@ -58,11 +66,15 @@ def _describe(value: object) -> str:
         return f"a {type(value).__name__}"
 
 
+_PACKAGE_DIR = os.path.dirname(__file__) + os.sep
+
+
 def _outside() -> int:
-    """The stack level of the first frame outside this module: the training loop's line."""
+    """The stack level of the first frame outside this package (the training loop's line, or the
+    framework's that called a callback)."""
     frame: FrameType | None = sys._getframe(1)
     level = 1
-    while frame is not None and frame.f_code.co_filename == __file__:
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     return level
 
@@ -71,7 +83,7 @@ class Reporter:
     """Sends records to one destination; `report()` is the module-level shortcut."""
 
     def __init__(self, metrics_file: str | None = None, push_url: str | None = None) -> None:
-        self.metrics_file = metrics_file or p.DEFAULT_METRICS_FILE
+        self.metrics_file = metrics_file or DEFAULT_METRICS_FILE
         self.push_url = push_url
         self._pending: list[dict[str, object]] = []
 
@@ -82,7 +94,7 @@ class Reporter:
             whole_step = int(step)
         except Exception:  # TypeError, ValueError (NaN), OverflowError (inf), or a broken __int__
             whole_step = -1
-        if not 0 <= whole_step < p.MAX_STEP:
+        if not 0 <= whole_step < MAX_STEP:
             _warn_once("step", f"step {_describe(step)} is not an integer in [0, 2**53); the report is dropped")
             return
         record: dict[str, object] = {"step": whole_step}
@@ -145,8 +157,8 @@ _reporter: Reporter | None = None
 def _default_reporter() -> Reporter:
     """The reporter for the current environment, rebuilt when the environment changes."""
     global _reporter
-    file, url = os.environ.get(p.ENV_METRICS_FILE) or None, os.environ.get(p.ENV_PUSH_URL) or None
-    if _reporter is None or (_reporter.push_url, _reporter.metrics_file) != (url, file or p.DEFAULT_METRICS_FILE):
+    file, url = os.environ.get(ENV_METRICS_FILE) or None, os.environ.get(ENV_PUSH_URL) or None
+    if _reporter is None or (_reporter.push_url, _reporter.metrics_file) != (url, file or DEFAULT_METRICS_FILE):
         _reporter = Reporter(metrics_file=file, push_url=url)
     return _reporter
 
@@ -161,7 +173,7 @@ def stop_reason(path: str | None = None) -> str | None:
 
     The operator's downward-API volume holds the annotation's value, empty while no stop is
     requested; a missing file (no volume, e.g. a local run) means no request either."""
-    path = path or os.environ.get(p.ENV_STOP_FILE) or p.DEFAULT_STOP_FILE
+    path = path or os.environ.get(ENV_STOP_FILE) or DEFAULT_STOP_FILE
     try:  # never a FIFO (whose open would wait for a writer) or a device, and never more than the bound
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:

@@ -1,4 +1,4 @@
-"""The trainer-side client: report() to a file or the push endpoint, and the stop request."""
+"""The trainer-side client (client/plateau_client): report() to a file or the push endpoint, and the stop request."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plateau_sidecar import client
+import plateau_client as client
 from plateau_sidecar import protocol as p
 from plateau_sidecar.server import SidecarServer
 from plateau_sidecar.store import MetricStore
@@ -52,6 +52,7 @@ def test_a_value_that_is_not_a_number_is_dropped_with_one_warning(
         client.report(1, loss=1.0, note="hello")  # type: ignore[arg-type]
         client.report(2, loss=1.0, note="again")  # type: ignore[arg-type]
     assert len(caught) == 1
+    assert caught[0].filename == __file__  # the warning names the caller's line, not the client's
     assert [r.get("note") for r in records(path)] == [None, None]
 
 
@@ -129,15 +130,18 @@ def test_the_stop_request_is_the_annotation_file(
     assert client.should_stop(str(path)) is (reason is not None)
 
 
-def test_the_client_imports_only_the_standard_library() -> None:
-    code = (
-        "import sys; before = set(sys.modules); import plateau_sidecar.client; "
-        "print('\\n'.join(sorted(set(sys.modules) - before)))"
-    )
+@pytest.mark.parametrize("module", ["plateau_client", "plateau_client.integrations"])
+def test_the_client_imports_only_the_standard_library(module: str) -> None:
+    code = f"import sys; before = set(sys.modules); import {module}; print('\\n'.join(sorted(set(sys.modules) - before)))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    third_party = {m for m in loaded if m.split(".")[0] not in sys.stdlib_module_names | {"plateau_sidecar"}}
-    assert not third_party
-    assert "prometheus_client" not in loaded
+    assert module in loaded
+    assert {m for m in loaded if m.split(".")[0] not in sys.stdlib_module_names | {"plateau_client"}} == set()
+
+
+def test_the_client_and_the_sidecar_agree_on_the_contract() -> None:
+    """The client keeps its own copy of the trainer's side of plateau_sidecar.protocol."""
+    shared = ["ENV_METRICS_FILE", "ENV_PUSH_URL", "ENV_STOP_FILE", "DEFAULT_METRICS_FILE", "DEFAULT_STOP_FILE", "MAX_STEP"]
+    assert {name: getattr(client, name) for name in shared} == {name: getattr(p, name) for name in shared}
 
 
 def test_a_value_too_large_for_a_float_is_dropped_with_one_warning_and_the_rest_reported(
@@ -174,3 +178,37 @@ def test_a_push_url_without_a_scheme_warns_and_never_raises() -> None:
     reporter = client.Reporter(push_url="127.0.0.1/push")
     with pytest.warns(RuntimeWarning, match="cannot push metrics to 127.0.0.1/push"):
         reporter.report(1, loss=1.0)
+
+
+@pytest.mark.parametrize(
+    ("module", "hidden", "needs"),
+    [
+        ("keras", ["keras"], "Keras 3: pip install keras (or the extra plateau-client[keras])"),
+        (
+            "transformers",
+            ["transformers"],
+            "Hugging Face Transformers: pip install transformers accelerate (or the extra plateau-client[transformers])",
+        ),
+        (
+            "lightning",
+            ["lightning", "pytorch_lightning"],
+            "PyTorch Lightning: pip install lightning (or the extra plateau-client[lightning])",
+        ),
+        ("torch", ["torch"], "PyTorch: pip install torch (or the extra plateau-client[torch])"),
+    ],
+)
+def test_a_callback_without_its_framework_says_what_to_install(module: str, hidden: list[str], needs: str) -> None:
+    # None in sys.modules makes `import name` raise ImportError, as on a machine without it.
+    code = f"import sys; sys.modules.update(dict.fromkeys({hidden!r})); import plateau_client.integrations.{module}"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"ImportError: plateau_client.integrations.{module} needs {needs}"
+
+
+def test_a_single_metric_name_is_one_name_not_its_letters() -> None:
+    from plateau_client.integrations import chosen, evaluation
+
+    logged = {"val_loss": 0.5, "l": 1.0, "val_text": "n/a", "loss": 0.7}
+    assert evaluation(logged, chosen("val_loss"), "val") == {"val_loss": 0.5}
+    assert evaluation(logged, chosen(None), "val") == {"val_loss": 0.5}  # text is no number
+    assert evaluation(logged, chosen(["loss", "missing"]), "val") == {"loss": 0.7}
