@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def lint_imports(root: Path, config: Path) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     assert exe, "lint-imports is missing: scripts/bootstrap installs import-linter with the dev extras"
-    env = {**os.environ, "PYTHONPATH": f"{root / 'operator'}{os.pathsep}{root / 'sidecar'}"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(root / d) for d in ("operator", "sidecar", "client"))}
     return subprocess.run([exe, "--config", str(config), "--no-cache"], capture_output=True, text=True,
                           env=env, cwd=root, timeout=120)
 
@@ -27,7 +27,7 @@ def lint_imports(root: Path, config: Path) -> subprocess.CompletedProcess[str]:
 def test_the_layers_in_pyproject_are_kept() -> None:
     result = lint_imports(REPO, REPO / "pyproject.toml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 kept, 0 broken" in result.stdout
+    assert "5 kept, 0 broken" in result.stdout
 
 
 @pytest.mark.parametrize(("module", "line", "contract"), [
@@ -36,11 +36,14 @@ def test_the_layers_in_pyproject_are_kept() -> None:
     ("engine/status.py", "import aiohttp", "engine is pure"),
     ("controller/kube.py", "from plateau.local import runner", "layers point down"),
     ("engine/stopflow.py", "import time", "engine reads no clock"),
+    ("../../client/plateau_client/__init__.py", "import plateau_sidecar", "client stands alone"),
 ])
 def test_a_wrong_way_import_breaks_a_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:
-    """The check can fail: a copy of the tree with one wrong-way import is refused, naming it."""
+    """The check can fail: a copy of the tree with one wrong-way import is refused, naming it.
+    (`module` is relative to operator/plateau.)"""
     shutil.copytree(REPO / "operator", tmp_path / "operator", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "sidecar", tmp_path / "sidecar", ignore=shutil.ignore_patterns("__pycache__"))
+    for tree in ("sidecar", "client"):
+        shutil.copytree(REPO / tree, tmp_path / tree, ignore=shutil.ignore_patterns("__pycache__"))
     target = tmp_path / "operator" / "plateau" / module
     target.write_text(target.read_text() + f"\n{line}  # a wrong-way import\n")
     result = lint_imports(tmp_path, REPO / "pyproject.toml")
