@@ -23,6 +23,8 @@ RUNNING = api.Phase.RUNNING.value
 
 @dataclass
 class CycleReport:
+    """What one cycle did: for the log, the tests and the benchmark."""
+
     jobs: int = 0
     queries: int = 0
     writes: int = 0
@@ -34,6 +36,8 @@ class CycleReport:
 
 @dataclass
 class JobContext:
+    """One job as this cycle sees it: its object, parsed spec, status and workload."""
+
     body: dict[str, Any]
     spec: api.TrainingJobSpec
     stop: api.StopSpec

@@ -12,20 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, NamedTuple, Optional
+from typing import Awaitable, Callable, NamedTuple, Optional
 
 from plateau import api
 from plateau.controller.config import Settings
 from plateau.controller.heap import FrozenHeap
 from plateau.controller.kube import Kube
 from plateau.controller.loop import act, assemble, export, fetch, gather, memory, plan
-from plateau.controller.loop.context import CycleReport, JobContext, Metrics, OnPart
+from plateau.controller.loop.context import CycleReport, JobContext, Key, Metrics, OnPart
 from plateau.controller.loop.memory import Memory
 from plateau.controller.loop.registry import Registry
 from plateau.controller.metrics import clear_job_gauges
 from plateau.controller.trackread import TrackReads
 from plateau.prometheus import promql
 from plateau.prometheus.client import PrometheusClient
+from plateau.prometheus.summaries import SidecarTrack
 
 log = logging.getLogger("plateau.controller.loop")
 
@@ -36,7 +37,8 @@ class Stages(NamedTuple):
 
     fetch_metrics: Callable[[Loop, list[JobContext], CycleReport, OnPart], Awaitable[Metrics]] = fetch.metrics
     query_sidecar: Callable[[Loop, str, CycleReport], Awaitable[assemble.Answer]] = fetch.query_sidecar
-    assemble: Callable[..., dict[Any, Any]] = assemble.tracks
+    assemble: Callable[[assemble.Answer, set[tuple[str, str, str]], Optional[dict[Key, set[str]]]],
+                       dict[Key, SidecarTrack]] = assemble.tracks
     plan_job: plan.PlanJob = plan.job
 
 
