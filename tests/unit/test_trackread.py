@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from plateau import api
-from plateau.controller.evaluator import JobContext
+from plateau.controller.loop.context import JobContext
 from plateau.engine.rules import MetricTrack
 from plateau.engine.stopflow import Event, ShareSpec
 from plateau.prometheus.summaries import SidecarTrack

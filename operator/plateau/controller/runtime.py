@@ -11,11 +11,12 @@ from kubernetes import client, config
 
 from plateau.controller import kube
 from plateau.controller.config import Settings
-from plateau.controller.evaluator import Evaluator, Registry, run_forever
 from plateau.controller.health import Heartbeat
 from plateau.controller.heap import FrozenHeap
 from plateau.controller.kube import Kube
 from plateau.controller.leader import LeaderElector
+from plateau.controller.loop.cycle import Loop, run_forever
+from plateau.controller.loop.registry import Registry
 from plateau.controller.metrics import count_api_error
 from plateau.prometheus.client import PrometheusClient
 
@@ -42,7 +43,7 @@ class Runtime:
         self.prometheus = PrometheusClient(settings.prometheus_url, timeout=settings.prometheus_timeout)
         heap = FrozenHeap()
         heap.install()
-        self.evaluator = Evaluator(settings, self.registry, self.kube, self.prometheus, heap=heap)
+        self.loop = Loop(settings, self.registry, self.kube, self.prometheus, heap=heap)
         self.elector = (
             LeaderElector(api, settings.lease_namespace, settings.lease_name, settings.identity, timeout=timeout,
                           on_error=count_api_error)
@@ -65,7 +66,7 @@ class Runtime:
         operator.process.ultimate_exiting_timeout = self.settings.shutdown_timeout
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
-        tasks = [run_forever(self.evaluator, self.settings.interval, self.is_leader, on_pass=self.heartbeat.beat)]
+        tasks = [run_forever(self.loop, self.settings.interval, self.is_leader, on_pass=self.heartbeat.beat)]
         if self.elector is not None:
             tasks.append(self.elector.run())
         return tasks

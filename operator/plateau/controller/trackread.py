@@ -18,7 +18,7 @@ from plateau.engine.stopflow import Event, ShareSpec
 from plateau.prometheus.summaries import SPEC_PENDING, SidecarTrack, availability
 
 if TYPE_CHECKING:
-    from plateau.controller.evaluator import JobContext
+    from plateau.controller.loop.context import JobContext
 
 
 class TrackReads:

@@ -10,7 +10,10 @@ import pytest
 
 from plateau import api
 from plateau.controller.config import Settings
-from plateau.controller.evaluator import CycleReport, Evaluator, Registry
+from plateau.controller.loop import fetch, gather
+from plateau.controller.loop.context import CycleReport
+from plateau.controller.loop.cycle import Loop
+from plateau.controller.loop.registry import Registry
 from plateau.prometheus.client import Sample
 from plateau.engine.status import SPEC_VALID
 
@@ -31,26 +34,29 @@ def trainingjob(query: str) -> dict[str, Any]:
                      "stop": {"preset": "conservative", "metric": {"name": "val_loss"}}}}
 
 
-def evaluator(custom_queries: str) -> tuple[Evaluator, FakePrometheus, list[api.TrainingJobStatus]]:
-    prometheus = FakePrometheus()
-    written: list[api.TrainingJobStatus] = []
-    e = Evaluator(Settings(custom_queries=custom_queries), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+class RecordingKube:
+    """Records the statuses written."""
 
-    async def write(body: Any, status: api.TrainingJobStatus, *args: Any, **kwargs: Any) -> bool:
-        written.append(status)
-        return True
+    def __init__(self) -> None:
+        self.written: list[api.TrainingJobStatus] = []
 
-    e._write = write  # type: ignore[method-assign]
-    return e, prometheus, written
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.written.append(api.TrainingJobStatus.model_validate(status))
+
+
+def new_loop(custom_queries: str) -> tuple[Loop, FakePrometheus, list[api.TrainingJobStatus]]:
+    prometheus, kube = FakePrometheus(), RecordingKube()
+    loop = Loop(Settings(custom_queries=custom_queries), Registry(), kube=kube, prometheus=prometheus)  # type: ignore[arg-type]
+    return loop, prometheus, kube.written
 
 
 async def read(custom_queries: str, query: str) -> tuple[list[str], list[api.TrainingJobStatus]]:
     """What the operator sends Prometheus for the job's query, and the statuses it writes."""
-    e, prometheus, written = evaluator(custom_queries)
+    loop, prometheus, written = new_loop(custom_queries)
     report = CycleReport()
-    ctx = await e._context(trainingjob(query), 1000.0, report)
+    ctx = await gather.context(loop, trainingjob(query), 1000.0, report)
     if ctx is not None:
-        await e._custom_metric(ctx, report)
+        await fetch.custom_metric(loop, ctx, report)
     return prometheus.queries, written
 
 
@@ -98,18 +104,18 @@ async def test_one_jobs_failing_query_leaves_the_other_jobs_reads_alone() -> Non
                 raise PrometheusError("QueryFailed", "query processing would load too many samples")
             return await super().query(promql, at, decode)
 
-    e, _, _ = evaluator("confined")
-    e.prometheus = OneFails()
+    loop, _, _ = new_loop("confined")
+    loop.prometheus = OneFails()  # type: ignore[assignment]
     report = CycleReport()
     contexts = []
     for name, query in (("bad", "max(bad_loss)"), ("good", "max(good_loss)")):
         body = trainingjob(query)
         body["metadata"].update(name=name, uid=name)
         body["status"] = {"phase": "Running"}
-        ctx = await e._context(body, 1000.0, report)
+        ctx = await gather.context(loop, body, 1000.0, report)
         assert ctx is not None
         contexts.append(ctx)
-    summaries, shared_error, _ = await e._fetch_metrics(contexts, report, lambda jobs, s: None)
+    summaries, shared_error, _ = await fetch.metrics(loop, contexts, report, lambda jobs, s: None)
     assert shared_error is None
     assert ("team-a", "good") in summaries and ("team-a", "bad") not in summaries
     assert contexts[0].query_error == ("QueryFailed", "query processing would load too many samples")
@@ -125,10 +131,10 @@ async def test_a_query_answering_nan_or_inf_is_missing_data_not_a_report(value: 
         async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None) -> list[Sample]:
             return [Sample({}, value, 1000.0)]
 
-    e, _, _ = evaluator("confined")
-    e.prometheus = Answers()
+    loop, _, _ = new_loop("confined")
+    loop.prometheus = Answers()  # type: ignore[assignment]
     report = CycleReport()
-    ctx = await e._context(trainingjob("max(val_loss)"), 1000.0, report)
+    ctx = await gather.context(loop, trainingjob("max(val_loss)"), 1000.0, report)
     assert ctx is not None
-    track = await e._custom_metric(ctx, report)
+    track = await fetch.custom_metric(loop, ctx, report)
     assert track is not None and track.current is None and track.reports == 0

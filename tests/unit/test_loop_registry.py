@@ -1,27 +1,39 @@
-"""The evaluator's memory: it forgets deleted jobs and superseded generations, and its registry
-keeps only what the loop reads."""
+"""The registry keeps only what the loop reads of the watched objects, and wakes the loop for what
+changes a plan."""
 
 from __future__ import annotations
 
-from plateau.api import TrainingJobStatus
-from plateau.controller.config import Settings
-from plateau.controller.evaluator import LAST_APPLIED, Evaluator, Memory, Registry
-from plateau.engine.stopflow import WorkloadState
+from typing import Any
+
 from plateau.controller.children import LABEL
+from plateau.controller.loop.registry import LAST_APPLIED, Registry
+from plateau.engine.stopflow import WorkloadState
+from tests.unit.loop_cases import body
+
+NS, NAME = "team-a", "resnet"
 
 
-def test_forgets_jobs_that_are_gone_and_old_generations() -> None:
+def test_the_registry_keeps_a_body_with_nothing_to_drop_as_it_is() -> None:
+    """No copy per watch event for the usual object (10,000 jobs: the registry is most of the memory)."""
+    registry, b = Registry(), body()
+    registry.on_trainingjob({"type": "ADDED", "object": b})
+    assert registry.trainingjobs[("n", "j")] is b
+
+
+def test_the_registry_wakes_the_loop_for_new_respecified_deleting_and_deleted_jobs_only() -> None:
     registry = Registry()
-    evaluator = Evaluator(Settings(), registry, kube=None, prometheus=None)  # type: ignore[arg-type]
-    registry.on_trainingjob({"type": "ADDED", "object": {"metadata": {"namespace": "n", "name": "a", "uid": "u1", "generation": 2}}})
-    for uid in ("u1", "u2"):
-        evaluator.memory[uid] = Memory(TrainingJobStatus(), TrainingJobStatus(), 0.0)
-    evaluator._specs[("u1", 1)] = "old"
-    evaluator._specs[("u1", 2)] = "current"
-    evaluator._specs[("u2", 1)] = "deleted"
-    evaluator._forget_gone()
-    assert set(evaluator.memory) == {"u1"}
-    assert set(evaluator._specs) == {("u1", 2)}
+
+    def event(kind: str, generation: int, **meta: Any) -> bool:
+        registry.changed.clear()
+        body = {"metadata": {"namespace": NS, "name": NAME, "generation": generation, **meta}}
+        registry.on_trainingjob({"type": kind, "object": body})
+        return registry.changed.is_set()
+
+    assert event("ADDED", 1)
+    assert not event("MODIFIED", 1)  # our own status write
+    assert event("MODIFIED", 2)  # a spec edit
+    assert event("MODIFIED", 2, deletionTimestamp="2027-01-01T00:00:00Z")
+    assert event("DELETED", 2) and (NS, NAME) not in registry.trainingjobs
 
 
 def test_the_registry_drops_managed_fields_and_the_last_applied_copy_without_touching_kopfs_body() -> None:

@@ -1,6 +1,6 @@
-"""The evaluator with several pods and several sidecar replicas: the GPU window is the busiest
-pod's, and the track is the replica that reports (the one with the most reports). Also what
-else it reads: a workloadRef's own PromQL, and the watch events that wake the loop."""
+"""What the loop reads (fetch) and makes of it (assemble), with several pods and several sidecar
+replicas: the GPU window is the busiest pod's, and the track is the replica that reports (the
+one with the most reports). Also a workloadRef's own PromQL."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from typing import Any, Callable, NamedTuple, Optional
 from benchmarks import operator_support as support
 from plateau import api
 from plateau.controller.config import Settings
-from plateau.controller.evaluator import CycleReport, Evaluator, JobContext, Registry
+from plateau.controller.loop import assemble, fetch
+from plateau.controller.loop.context import CycleReport, JobContext
+from plateau.controller.loop.cycle import Loop
+from plateau.controller.loop.registry import Registry
 from plateau.controller.metrics import PROMETHEUS_ERRORS
 from plateau.prometheus.client import PrometheusError, Sample
 from plateau.prometheus.promql import parse_vector
@@ -47,7 +50,7 @@ def test_the_track_is_the_reporting_replicas_whatever_the_order() -> None:
     wanted = {(NS, NAME, support.METRIC)}
     for answer in (busy + quiet, quiet + busy):
         pods: dict[tuple[str, str], set[str]] = {(NS, NAME): set()}
-        reads = Evaluator._assemble(answer, wanted, pods)  # type: ignore[arg-type]
+        reads = assemble.tracks(answer, wanted, pods)  # type: ignore[arg-type]
         read = reads[(NS, NAME)]
         assert read.reports == 40 and read.current is not None
         assert (read.current.evaluations, read.current.last) == (40, 0.25)
@@ -57,12 +60,12 @@ def test_the_track_is_the_reporting_replicas_whatever_the_order() -> None:
 def test_series_of_other_jobs_and_metrics_are_not_read() -> None:
     other_job = [(l._replace(trainingjob="other"), v) for l, v in replica("other-0", 99, 0.1, 7)]
     other_metric = [(l._replace(metric="accuracy"), v) for l, v in replica("resnet-0", 99, 0.1, 7)]
-    reads = Evaluator._assemble(other_job + other_metric + replica("resnet-0", 5, 0.5, 7),  # type: ignore[arg-type]
+    reads = assemble.tracks(other_job + other_metric + replica("resnet-0", 5, 0.5, 7),  # type: ignore[arg-type]
                                 {(NS, NAME, support.METRIC)})
     assert list(reads) == [(NS, NAME)] and reads[(NS, NAME)].reports == 5
 
 
-# --- through the evaluator, with a fake Prometheus -------------------------------------------------------
+# --- through the loop's fetch, with a fake Prometheus -------------------------------------------------------
 
 
 class FakePrometheus:
@@ -99,23 +102,23 @@ async def test_the_gpu_window_is_the_busiest_pods_and_covers_what_every_pod_cove
                gpu("resnet-1", 0.99, namespace="team-b")]  # a pod of the same name elsewhere
     since = [gpu("resnet-0", NOW - 900), gpu("resnet-1", NOW - 300), gpu("resnet-2", NOW - 700)]
     prometheus = FakePrometheus([("max_over_time", highest), ("timestamp(", since)])
-    evaluator = Evaluator(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+    loop = Loop(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
     ctx = context({"gpuIdle": {"below": 0.05, "for": "10m"}})
     pods = {(NS, NAME): {"resnet-0", "resnet-1", "resnet-2"}}
-    windows, error = await evaluator._fetch_gpu([ctx], pods, NOW, CycleReport())  # type: ignore[arg-type]
+    windows, error = await fetch.gpu(loop, [ctx], pods, NOW, CycleReport())  # type: ignore[arg-type]
     assert error is None and windows == {(NS, NAME): GpuWindow(0.85, 300.0)}
     assert len(prometheus.queries) == 2
 
     quiet = {(NS, NAME): {"resnet-0", "resnet-2"}}  # the busy pod gone: now idle
-    windows, _ = await evaluator._fetch_gpu([ctx], quiet, NOW, CycleReport())  # type: ignore[arg-type]
+    windows, _ = await fetch.gpu(loop, [ctx], quiet, NOW, CycleReport())  # type: ignore[arg-type]
     assert windows == {(NS, NAME): GpuWindow(0.02, 700.0)}
 
 
 async def test_a_job_whose_pods_have_no_gpu_series_has_no_window() -> None:
     prometheus = FakePrometheus([("max_over_time", [gpu("other-0", 0.0)]), ("timestamp(", [gpu("other-0", NOW)])])
-    evaluator = Evaluator(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+    loop = Loop(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
     ctx = context({"gpuIdle": {"below": 0.05, "for": "10m"}})
-    windows, error = await evaluator._fetch_gpu([ctx], {(NS, NAME): {"resnet-0"}}, NOW, CycleReport())  # type: ignore[arg-type]
+    windows, error = await fetch.gpu(loop, [ctx], {(NS, NAME): {"resnet-0"}}, NOW, CycleReport())  # type: ignore[arg-type]
     assert windows == {} and error is None  # unknown, never idle
 
 
@@ -132,9 +135,9 @@ async def test_the_report_counter_is_the_reporting_replicas() -> None:
                         "pod": pod, "instance": f"{pod}:9090"}, reports, NOW) for pod, reports in
                 (("resnet-0", 40), ("resnet-1", 3))]
     prometheus = FakePrometheus([("plateau_metric_reports_total\"", counters)])
-    evaluator = Evaluator(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+    loop = Loop(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
     parts: list[Any] = []
-    reads, pods = await evaluator._sidecar_summaries([ctx], CycleReport(), lambda jobs, s: parts.append(s))
+    reads, pods = await fetch.sidecar_tracks(loop, [ctx], CycleReport(), lambda jobs, s: parts.append(s))
     assert reads == {(NS, NAME): SidecarTrack(40, spec_key, None)}  # nothing new: no track to fold
     assert len(prometheus.queries) == 1 and parts == []  # and no full fetch
     assert pods[(NS, NAME)] == {"resnet-0", "resnet-1"}
@@ -142,10 +145,10 @@ async def test_the_report_counter_is_the_reporting_replicas() -> None:
 
 async def test_gpu_queries_are_counted_and_a_failed_one_makes_every_window_unknown() -> None:
     prometheus = FakePrometheus([("max_over_time", [gpu("resnet-0", 0.5)]), ("timestamp(", [gpu("resnet-0", NOW - 60)])])
-    evaluator = Evaluator(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+    loop = Loop(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
     ctx = context({"gpuIdle": {"below": 0.05, "for": "10m"}})
     report = CycleReport()
-    await evaluator._fetch_gpu([ctx], {(NS, NAME): {"resnet-0"}}, NOW, report)  # type: ignore[arg-type]
+    await fetch.gpu(loop, [ctx], {(NS, NAME): {"resnet-0"}}, NOW, report)  # type: ignore[arg-type]
     assert report.queries == 2
 
     async def failing(promql: str, **_: Any) -> Any:
@@ -154,7 +157,7 @@ async def test_gpu_queries_are_counted_and_a_failed_one_makes_every_window_unkno
     prometheus.query = failing  # type: ignore[method-assign]
     errors = PROMETHEUS_ERRORS.labels(reason="Timeout")
     before = errors._value.get()
-    windows, error = await evaluator._fetch_gpu([ctx], {(NS, NAME): {"resnet-0"}}, NOW, report)  # type: ignore[arg-type]
+    windows, error = await fetch.gpu(loop, [ctx], {(NS, NAME): {"resnet-0"}}, NOW, report)  # type: ignore[arg-type]
     assert windows == {} and error == ("Timeout", "query timed out")
     assert errors._value.get() == before + 1 and report.errors == ["query timed out"]
 
@@ -174,38 +177,19 @@ def custom_context(metric: Optional[dict[str, Any]] = None) -> JobContext:
 
 async def test_a_workload_refs_query_is_read_for_its_job_and_each_new_value_is_one_evaluation() -> None:
     prometheus = FakePrometheus([('tj="resnet"', [Sample({}, 0.7, 1234.0)])])
-    evaluator = Evaluator(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+    loop = Loop(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
     ctx = custom_context()
-    read = await evaluator._custom_metric(ctx, CycleReport())
+    read = await fetch.custom_metric(loop, ctx, CycleReport())
     assert read is not None and read.reports == 1 and read.spec_key == ctx.spec_key
     assert read.current is not None and (read.current.evaluations, read.current.last, read.current.last_step) == (1, 0.7, 1234)
     assert len(prometheus.queries) == 1 and 'namespace="team-a"' in prometheus.queries[0]  # $namespace and $name
     same = custom_context({"name": "val_loss", "last": 0.7, "sidecarReports": 1})  # the value read last time
-    assert await evaluator._custom_metric(same, CycleReport()) == SidecarTrack(1, ctx.spec_key, None)
+    assert await fetch.custom_metric(loop, same, CycleReport()) == SidecarTrack(1, ctx.spec_key, None)
 
 
 async def test_a_workload_refs_query_that_is_not_one_series_is_no_read() -> None:
     two = [Sample({"pod": "a"}, 0.7, 1.0), Sample({"pod": "b"}, 0.8, 1.0)]
     for samples in ([], two):
-        evaluator = Evaluator(Settings(), Registry(), kube=None,  # type: ignore[arg-type]
-                              prometheus=FakePrometheus([("loss", samples)]))
-        assert await evaluator._custom_metric(custom_context(), CycleReport()) is None
-
-
-# --- the registry wakes the loop for what changes a plan -------------------------------------------------
-
-
-def test_the_registry_wakes_the_loop_for_new_respecified_deleting_and_deleted_jobs_only() -> None:
-    registry = Registry()
-
-    def event(kind: str, generation: int, **meta: Any) -> bool:
-        registry.changed.clear()
-        body = {"metadata": {"namespace": NS, "name": NAME, "generation": generation, **meta}}
-        registry.on_trainingjob({"type": kind, "object": body})
-        return registry.changed.is_set()
-
-    assert event("ADDED", 1)
-    assert not event("MODIFIED", 1)  # our own status write
-    assert event("MODIFIED", 2)  # a spec edit
-    assert event("MODIFIED", 2, deletionTimestamp="2027-01-01T00:00:00Z")
-    assert event("DELETED", 2) and (NS, NAME) not in registry.trainingjobs
+        loop = Loop(Settings(), Registry(), kube=None,  # type: ignore[arg-type]
+                    prometheus=FakePrometheus([("loss", samples)]))
+        assert await fetch.custom_metric(loop, custom_context(), CycleReport()) is None
