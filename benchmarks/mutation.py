@@ -1,7 +1,7 @@
 """Mutation check: how many small plausible bugs in the engine and the loop do the unit tests catch?
 
     .venv/bin/python -m benchmarks.mutation                                   # every module, 40 mutants each
-    .venv/bin/python -m benchmarks.mutation --module cohort --module stopflow
+    .venv/bin/python -m benchmarks.mutation --module engine/cohort --module engine/stopflow
     .venv/bin/python -m benchmarks.mutation --max-mutants-per-module 0        # every mutant (slow)
 
 Each mutant is one change to one module's syntax tree: a comparison flipped at its boundary
@@ -37,25 +37,27 @@ from typing import Callable, Iterator, Optional
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "operator/plateau"
 # What the copy needs for the unit tests to run as in the source tree.
-COPIED = ("operator", "sidecar", "tests", "benchmarks", "crds", "charts", "examples", "pyproject.toml")
+COPIED = ("operator", "sidecar", "client", "tests", "benchmarks", "crds", "charts", "examples", "pyproject.toml")
 
 # Per module, the unit test files that should catch its bugs (globs, fastest first: -x stops at
 # the first failure). A new test file that follows the naming is picked up.
-TESTS: dict[str, tuple[str, ...]] = {
-    "rules": ("tests/unit/test_rules.py", "tests/unit/test_rules_properties.py"),
-    "stopflow": ("tests/unit/test_stopflow*.py",),
-    "summaries": ("tests/unit/test_summaries*.py", "tests/unit/test_local_scrape.py", "tests/unit/test_loop_*.py",
-                  "tests/unit/test_history.py"),
-    "workloads": ("tests/unit/test_workload*.py", "tests/unit/test_build_job.py"),
-    "workload_state": ("tests/unit/test_workload_state.py", "tests/unit/test_workload_adapters.py"),
-    "cohort": ("tests/unit/test_cohort*.py",),
-    **{f"controller/loop/{stage}": ("tests/unit/test_loop_*.py", "tests/unit/test_operator_bench.py")
-       for stage in ("gather", "fetch", "assemble", "plan", "act", "write", "memory")},
-    "trackread": ("tests/unit/test_trackread*.py", "tests/unit/test_loop_*.py", "tests/unit/test_operator_bench.py"),
-    "history": ("tests/unit/test_cohort*.py", "tests/unit/test_history.py"),
+LOOP_TESTS = ("tests/unit/controller/loop/test_*.py", "tests/unit/benchmarks/test_operator_bench.py")
+TESTS: dict[str, tuple[str, ...]] = {  # keyed by the module's path under operator/plateau, less .py
+    "engine/rules": ("tests/unit/engine/test_rules.py", "tests/unit/engine/test_rules_properties.py"),
+    "engine/stopflow": ("tests/unit/engine/test_stopflow*.py",),
+    "engine/cohort": ("tests/unit/engine/test_cohort*.py",),
+    "engine/history": ("tests/unit/engine/test_cohort*.py", "tests/unit/engine/test_history.py"),
+    "prometheus/summaries": ("tests/unit/prometheus/test_summaries*.py", "tests/unit/local/test_scrape.py", *LOOP_TESTS[:1],
+                             "tests/unit/engine/test_history.py"),
+    "controller/children": ("tests/unit/controller/test_children.py",),
+    "controller/workloads": ("tests/unit/controller/test_workloads.py",),
+    "controller/workload_state": ("tests/unit/controller/test_workload_state.py", "tests/unit/controller/test_workloads.py"),
+    "controller/trackread": ("tests/unit/controller/test_trackread*.py", *LOOP_TESTS),
+    **{f"controller/loop/{stage}": LOOP_TESTS for stage in ("gather", "fetch", "assemble", "plan", "act", "write", "memory")},
 }
-DEFAULT_MODULES = ("rules", "stopflow", "summaries", "workloads", "workload_state", "cohort", "controller/loop/plan",
-                   "controller/loop/assemble", "controller/loop/write")
+DEFAULT_MODULES = ("engine/rules", "engine/stopflow", "prometheus/summaries", "controller/children", "controller/workloads",
+                   "controller/workload_state", "engine/cohort", "controller/loop/plan", "controller/loop/assemble",
+                   "controller/loop/write")
 
 
 # --- mutants (pure) ------------------------------------------------------------------------------

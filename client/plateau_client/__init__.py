@@ -35,7 +35,7 @@ from types import FrameType
 from typing import SupportsFloat
 
 # The trainer's side of the contract in plateau_sidecar.protocol, which this distribution cannot
-# import (it has no dependencies); tests/unit/test_client.py checks that the two agree.
+# import (it has no dependencies); tests/unit/client/test_client.py checks that the two agree.
 ENV_METRICS_FILE = "PLATEAU_METRICS_FILE"
 ENV_PUSH_URL = "PLATEAU_PUSH_URL"
 ENV_STOP_FILE = "PLATEAU_STOP_FILE"

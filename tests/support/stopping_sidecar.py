@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import plateau_client
 from plateau.api import StopSpec
-from plateau.history import MetricHistory, metric_spec_for
+from plateau.engine.history import MetricHistory, metric_spec_for
 from plateau.local.scrape import SidecarScraper
 from plateau_sidecar import protocol as p
 from tests.support.prometheus import SidecarProcess
