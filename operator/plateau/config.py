@@ -13,7 +13,7 @@ from plateau.promql import DcgmConfig
 
 @dataclass(frozen=True)
 class SidecarSettings:
-    image: str = "ghcr.io/plateau-dev/plateau:0.1.0"
+    image: str = "localhost/plateau-sidecar:0.1.0"  # scripts/build-image's tag, and the chart's default
     cpu_request: str = "20m"
     memory_request: str = "64Mi"
     cpu_limit: str = "200m"

@@ -285,7 +285,7 @@ def test_default_values_give_the_operators_defaults(monkeypatch: pytest.MonkeyPa
     assert settings.identity == "plateau-abc"
     # dcgm-exporter's own chart scrapes with honorLabels: false: the GPU's pod is exported_pod.
     assert settings.dcgm == DcgmConfig(pod_label="exported_pod", namespace_label="exported_namespace")
-    assert settings.sidecar == SidecarSettings()  # same image and tag as the operator
+    assert settings.sidecar == SidecarSettings()  # the slim sidecar image, at the operator's tag
     assert (settings.log_level, settings.log_format) == (defaults.log_level, defaults.log_format)
 
 
@@ -301,7 +301,7 @@ def test_everything_reaches_the_operator(monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.liveness_intervals == 4
     assert settings.namespaces == ("team-a", "team-b") and settings.default_dry_run is True
     assert (settings.dcgm.pod_label, settings.dcgm.namespace_label) == ("exported_pod", "exported_namespace")
-    assert settings.sidecar == SidecarSettings("ghcr.io/plateau-dev/plateau:0.2.0", "50m", "48Mi", "1", "1Gi")
+    assert settings.sidecar == SidecarSettings("localhost/plateau-sidecar:0.2.0", "50m", "48Mi", "1", "1Gi")
     assert (settings.log_level, settings.log_format) == ("debug", "json")
 
 
