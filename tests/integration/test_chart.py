@@ -67,9 +67,12 @@ EVERYTHING: dict[str, Any] = {
                       "extraEgress": [{"to": [{"ipBlock": {"cidr": "10.1.0.0/16"}}], "ports": [{"port": 8443, "protocol": "TCP"}]}]},
 }
 NAMESPACED = {**EVERYTHING, "watchNamespaces": ["team-a", "team-b"]}
-# OpenShift's restricted-v2: no fixed UID, names of the platform team's choosing, one replica with a budget.
+# OpenShift's restricted-v2: no fixed UID, names and a registry of the platform team's choosing, one replica with a budget.
 OPENSHIFT = {**EVERYTHING, "replicas": 1, "podDisruptionBudget": {"enabled": True, "maxUnavailable": "50%"},
-             "podSecurityContext": {"runAsUser": None, "runAsGroup": None}, "fullnameOverride": "ml-stopper"}
+             "podSecurityContext": {"runAsUser": None, "runAsGroup": None}, "fullnameOverride": "ml-stopper",
+             "nameOverride": "stopper", "image": {"repository": "registry.example.com/plateau-operator", "pullPolicy": "Always"},
+             "sidecar": {"image": {"repository": "registry.example.com/plateau-sidecar", "tag": "0.1.0-rc1"},
+                         "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}}}
 CONFIGS = {"defaults": {}, "everything": EVERYTHING, "everything-namespaced": NAMESPACED, "openshift": OPENSHIFT}
 OPTIONAL_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"}
 
@@ -204,6 +207,7 @@ def test_helm_is_required_not_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path:
     ("evaluation.interval=15 seconds", "/evaluation/interval"),
     ("watchNamespaces[0]=Team_A", "/watchNamespaces/0"),
     ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+    ("sidecar.image.repository=", "/sidecar/image/repository"),
     ("sidecar.resources.limits.memory=lots", "/sidecar/resources/limits/memory"),
     ("metrics.port=80", "/metrics/port"),
     ("terminationGracePeriodSeconds=5", "/terminationGracePeriodSeconds"),
