@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import re
-import shlex
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from plateau.api import StopSpec
 from plateau.history import metric_spec_for
 from plateau_sidecar import protocol as p
 from tests.support.chart import REPO, only, render, tool
+from tests.support.images import build_plan
 from tests.support.prometheus import SidecarProcess
 
 pytestmark = pytest.mark.integration
@@ -29,19 +29,6 @@ pytestmark = pytest.mark.integration
 DOCKERFILE = REPO / "Dockerfile"
 IMAGES = ("operator", "sidecar", "trainer")
 OPERATOR_ONLY = {"kubernetes", "kopf", "aiohttp"}  # the operator's Kubernetes side: never in the sidecar image
-
-
-def plan() -> dict[str, tuple[str, list[str]]]:
-    """{image: (tag, buildah build argv)} from `scripts/build-image --dry-run`, which builds nothing."""
-    result = subprocess.run([str(REPO / "scripts/build-image"), "--dry-run"], capture_output=True, text=True,
-                            timeout=30, check=True)
-    builds = {}
-    for line in result.stdout.splitlines():
-        if line.startswith("build "):
-            name, _, command = line.removeprefix("build ").partition(": ")
-            argv = shlex.split(command)
-            builds[name] = (argv[argv.index("-t") + 1], argv)
-    return builds
 
 
 def stage(name: str) -> str:
@@ -84,7 +71,7 @@ def test_the_operator_image_installs_the_wheel_without_extras() -> None:
 
 
 def test_the_plan_builds_three_images_from_the_dockerfiles_stages_on_one_pinned_base() -> None:
-    builds = plan()
+    builds = build_plan()
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     assert {name: tag for name, (tag, _) in builds.items()} == {
         name: f"localhost/plateau-{name}:{version}" for name in IMAGES}
@@ -98,7 +85,7 @@ def test_the_plan_builds_three_images_from_the_dockerfiles_stages_on_one_pinned_
 
 
 def test_the_chart_and_every_cluster_example_name_the_images_the_script_builds() -> None:
-    builds = plan()
+    builds = build_plan()
     container = only(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == builds["operator"][0]
     assert {e["name"]: e.get("value") for e in container["env"]}["PLATEAU_SIDECAR_IMAGE"] == builds["sidecar"][0]
@@ -125,7 +112,7 @@ def test_the_chart_and_every_cluster_example_name_the_images_the_script_builds()
 def test_the_install_guide_builds_and_loads_the_images_with_the_script() -> None:
     install = (REPO / "docs/install.md").read_text()
     assert "scripts/build-image --archive" in install
-    for tag, _ in plan().values():
+    for tag, _ in build_plan().values():
         assert tag in install
 
 

@@ -9,7 +9,6 @@ import asyncio
 import os
 import re
 import shlex
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import yaml
 
 from tests.e2e.harness import NAMESPACE, Environment
 from tests.support.apiserver.testing import KUBECTLS, kubectl_binary
+from tests.support.images import build_plan
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "docs" / "install.md"
@@ -69,9 +69,7 @@ async def test_the_install_and_upgrade_crd_steps_wait_until_the_api_serves_train
 
 
 def trainer_image() -> str:
-    plan = subprocess.run([str(REPO / "scripts/build-image"), "--dry-run", "trainer"], capture_output=True, text=True,
-                          timeout=30, check=True).stdout
-    return re.search(r"-t (\S+)", plan).group(1)  # type: ignore[union-attr]
+    return build_plan()["trainer"][0]
 
 
 @pytest.mark.e2e
