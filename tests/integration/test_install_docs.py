@@ -1,7 +1,8 @@
 """docs/install.md's commands, run as written with the real kubectl against the emulated API server:
 the CRD steps of the install and of an upgrade (apply, wait until Established, then until discovery
 serves the kind), and the first stop: apply an example, watch it with `kubectl get tj -w`, describe
-it, with the real operator, sidecar, trainer and Prometheus behind the emulator (tests/e2e/harness.py)."""
+it, with the real operator, sidecar, trainer and Prometheus behind the emulator (tests/e2e/harness.py).
+The other examples the guide says run on the example trainer image end as it says."""
 
 from __future__ import annotations
 
@@ -148,3 +149,18 @@ async def test_the_target_example_pushes_its_reports_and_ends_succeeded(tmp_path
         assert (status["phase"], status["reason"]) == ("Succeeded", "TargetReached"), status
         assert status["metric"]["name"] == "accuracy" and status["metric"]["best"] >= 0.95
         assert "stop requested (TargetReached" in env.kubelet.trainer_log("bert-target")
+
+
+@pytest.mark.e2e
+async def test_the_dry_run_example_reports_where_it_would_stop_and_trains_on(tmp_path: Path) -> None:
+    async with Environment(tmp_path, ["shadow-balanced"], tls=True,
+                           images={trainer_image(): REPO / "examples" / "trainer"}) as env:
+        env.start_operator()
+        code, _, err = await env.kubectl("apply", "-f", str(REPO / "examples" / "dry-run.yaml"))
+        assert code == 0, err
+        await env.wait("status.wouldStop", lambda: env.status("shadow-balanced").get("wouldStop"), timeout=180)
+        await asyncio.sleep(3)  # a dry run acts on nothing: the trainer goes on
+        status = env.status("shadow-balanced")
+        assert status["phase"] == "Running" and status["wouldStop"]["reason"] == "Plateau", status
+        assert "WouldStop" in env.event_reasons("shadow-balanced") and "StopRequested" not in env.event_reasons("shadow-balanced")
+        assert env.kubelet.pods["shadow-balanced"].trainer.poll() is None
