@@ -24,6 +24,7 @@ from plateau.durations import DURATION_PATTERN
 from plateau.promql import DcgmConfig
 from plateau.workload_state import SIDECAR_NAME
 from plateau.workloads import LABEL, build_job
+from plateau_sidecar import protocol
 from tests.support import chart
 from tests.support.chart import CHART, NAMESPACE, REPO, helm, only, operator_command, render, template
 from tests.support.prometheus import require_tool
@@ -506,6 +507,18 @@ def test_pod_monitor_selects_the_injected_sidecars() -> None:
     assert [e["port"] for e in monitor["podMetricsEndpoints"]] == [p["name"] for p in sidecar["ports"]]
     assert monitor["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
     assert only(render(EVERYTHING), "PodMonitor")["spec"]["namespaceSelector"] == {"any": True}
+
+
+def test_pod_monitor_selects_a_sidecar_added_by_hand_as_the_user_guide_shows() -> None:
+    guide = (REPO / "docs" / "user-guide.md").read_text()
+    [snippet] = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", guide, re.S) if "initContainers:" in b]
+    template_ = snippet["spec"]["template"]
+    [sidecar] = template_["spec"]["initContainers"]
+    monitor = only(render(EVERYTHING), "PodMonitor")["spec"]
+    [selector] = monitor["selector"]["matchExpressions"]
+    assert selector["operator"] == "Exists" and selector["key"] in template_["metadata"]["labels"]
+    assert [e["port"] for e in monitor["podMetricsEndpoints"]] == [p["name"] for p in sidecar["ports"]]
+    assert sidecar["ports"][0]["containerPort"] == protocol.DEFAULT_METRICS_PORT
 
 
 def known_series() -> set[str]:
