@@ -77,8 +77,10 @@ class Environment:
 
     def __init__(self, workdir: Path, jobs: list[str], extra_targets: tuple[tuple[str, dict[str, str]], ...] = (),
                  prometheus_url: Optional[Callable[[str], str]] = None, interval: str = "1s", tls: bool = False,
-                 kueue: bool = False, feature_gates: Optional[dict[str, bool]] = None) -> None:
+                 kueue: bool = False, feature_gates: Optional[dict[str, bool]] = None,
+                 images: Optional[dict[str, Path]] = None) -> None:
         self.workdir = workdir
+        self.images = images or {}  # image stand-ins for the kubelet: {image name: the directory it holds}
         self.tls = tls  # HTTPS, for kubectl: it sends credentials only over TLS
         self.with_kueue = kueue  # run the Kueue stand-in (tests.support.kueue) next to the kubelet
         self.feature_gates = feature_gates or {}  # the emulated API server's, e.g. {"SidecarContainers": False} (1.28)
@@ -106,7 +108,8 @@ class Environment:
         await asyncio.to_thread(self.prometheus.start)
         self.stack.callback(self.prometheus.stop)
         self.kubelet = await self.stack.enter_async_context(
-            Kubelet(self.api.url, ADMIN_TOKEN, self.workdir / "pods", self.slots, NAMESPACE, self.api.client_ssl()))
+            Kubelet(self.api.url, ADMIN_TOKEN, self.workdir / "pods", self.slots, NAMESPACE, self.api.client_ssl(),
+                    self.images))
         if self.with_kueue:
             self.api.apply(WORKLOAD_CRD)
             self.kueue = await self.stack.enter_async_context(Kueue(self.api.url, ADMIN_TOKEN, NAMESPACE, self.api.client_ssl()))

@@ -41,6 +41,7 @@ import signal
 import ssl
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,10 +145,13 @@ def _command(container: dict[str, Any]) -> list[str]:
 
 class Kubelet(ControllerLoop):
     def __init__(self, url: str, token: str, workdir: Path, slots: list[PodSlot], namespace: str = "default",
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, images: Mapping[str, Path] | None = None) -> None:
+        """`images`: stand-ins for container images, by image name: the directory whose files the
+        image holds in its WORKDIR. A trainer with such an image runs in a copy of them."""
         super().__init__(url, token, ssl_context)
         self.workdir = workdir
         self.slots = {s.job: s for s in slots}
+        self.images = dict(images or {})
         self.namespace = namespace
         self.pods: dict[str, RunningPod] = {}
         self.pending: set[str] = set()  # Jobs whose pod exists and waits to be scheduled
@@ -281,6 +285,9 @@ class Kubelet(ControllerLoop):
         trainer_c = pod_spec["containers"][0]
         [sidecar_c] = [c for c in pod_spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
         log = root / "trainer.log"
+        if trainer_c.get("image") in self.images:
+            shutil.copytree(self.images[trainer_c["image"]], root, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "checkpoints"))
         # Pods share this host's network here: give each sidecar its own push port too.
         push = next((e["value"] for e in sidecar_c.get("env") or [] if e["name"] == protocol.ENV_PUSH_ADDR), None)
         local = {protocol.ENV_METRICS_ADDR: f"127.0.0.1:{slot.port}", protocol.ENV_PUSH_ADDR: "off"}

@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -254,13 +254,15 @@ class SidecarProcess:
     `flags` are the sidecar's CLI flags (`--metrics-file`, `--stdout-pattern`, ...); the
     addresses, the trainingjob label and the log file are chosen here."""
 
-    def __init__(self, workdir: Path, trainingjob: str, *flags: str, push: bool = False) -> None:
+    def __init__(self, workdir: Path, trainingjob: str, *flags: str, push: bool = False,
+                 launcher: Sequence[str] = ()) -> None:
+        """`launcher`: the command that runs the sidecar; default the venv's `plateau-sidecar`."""
         self.trainingjob = trainingjob
         self.metrics_address = f"127.0.0.1:{free_port()}"
         self.push_address = f"127.0.0.1:{free_port()}" if push else None
         self.log_path = Path(workdir) / f"sidecar-{trainingjob}.log"
-        executable = Path(sys.executable).with_name("plateau-sidecar")
-        argv = [str(executable), "--trainingjob", trainingjob, "--metrics-addr", self.metrics_address]
+        argv = [*(launcher or [str(Path(sys.executable).with_name("plateau-sidecar"))])]
+        argv += ["--trainingjob", trainingjob, "--metrics-addr", self.metrics_address]
         argv += ["--push-addr", self.push_address or "off", "--poll-interval", "0.05", *flags]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)

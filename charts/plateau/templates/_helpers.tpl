@@ -48,8 +48,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{- define "plateau.sidecarImage" -}}
-{{- $repository := default .Values.image.repository .Values.sidecar.image.repository -}}
-{{- printf "%s:%s" $repository (.Values.sidecar.image.tag | default .Values.image.tag | default .Chart.AppVersion) -}}
+{{- printf "%s:%s" .Values.sidecar.image.repository (.Values.sidecar.image.tag | default .Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 
 {{/* The Service (and so the ServiceMonitor's `job` label) of the operator's metrics. */}}
@@ -69,7 +68,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{/*
-Every permission the operator uses: exactly operator/plateau/rbac.py's RULES (tests compare
+Every permission the operator uses: exactly operator/plateau/controller/rbac.py's RULES (tests compare
 the rendered sets). Granted cluster-wide or in each watched namespace.
 */}}
 {{- define "plateau.rules" -}}

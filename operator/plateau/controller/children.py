@@ -30,7 +30,7 @@ SCRAPE_TIMEOUT_MS = 10_000  # Prometheus' default
 class SidecarSettings:
     """The sidecar container the child Job gets; plateau.controller.config fills it from flags."""
 
-    image: str = "ghcr.io/plateau-dev/plateau:0.1.0"
+    image: str = "localhost/plateau-sidecar:0.1.0"  # scripts/build-image's tag, and the chart's default
     cpu_request: str = "20m"
     memory_request: str = "64Mi"
     cpu_limit: str = "200m"

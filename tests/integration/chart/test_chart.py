@@ -25,6 +25,7 @@ from plateau.api.durations import DURATION_PATTERN
 from plateau.prometheus.promql import DcgmConfig
 from plateau.controller.workload_state import SIDECAR_NAME
 from plateau.controller.children import LABEL, build_job
+from plateau_sidecar import protocol
 from tests.support import chart
 from tests.support.chart import CHART, NAMESPACE, REPO, helm, only, operator_command, render, template
 from tests.support.prometheus import require_tool
@@ -68,9 +69,12 @@ EVERYTHING: dict[str, Any] = {
                       "extraEgress": [{"to": [{"ipBlock": {"cidr": "10.1.0.0/16"}}], "ports": [{"port": 8443, "protocol": "TCP"}]}]},
 }
 NAMESPACED = {**EVERYTHING, "watchNamespaces": ["team-a", "team-b"]}
-# OpenShift's restricted-v2: no fixed UID, names of the platform team's choosing, one replica with a budget.
+# OpenShift's restricted-v2: no fixed UID, names and a registry of the platform team's choosing, one replica with a budget.
 OPENSHIFT = {**EVERYTHING, "replicas": 1, "podDisruptionBudget": {"enabled": True, "maxUnavailable": "50%"},
-             "podSecurityContext": {"runAsUser": None, "runAsGroup": None}, "fullnameOverride": "ml-stopper"}
+             "podSecurityContext": {"runAsUser": None, "runAsGroup": None}, "fullnameOverride": "ml-stopper",
+             "nameOverride": "stopper", "image": {"repository": "registry.example.com/plateau-operator", "pullPolicy": "Always"},
+             "sidecar": {"image": {"repository": "registry.example.com/plateau-sidecar", "tag": "0.1.0-rc1"},
+                         "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}}}
 CONFIGS = {"defaults": {}, "everything": EVERYTHING, "everything-namespaced": NAMESPACED, "openshift": OPENSHIFT}
 OPTIONAL_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"}
 
@@ -205,6 +209,7 @@ def test_helm_is_required_not_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path:
     ("evaluation.interval=15 seconds", "/evaluation/interval"),
     ("watchNamespaces[0]=Team_A", "/watchNamespaces/0"),
     ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+    ("sidecar.image.repository=", "/sidecar/image/repository"),
     ("sidecar.resources.limits.memory=lots", "/sidecar/resources/limits/memory"),
     ("metrics.port=80", "/metrics/port"),
     ("terminationGracePeriodSeconds=5", "/terminationGracePeriodSeconds"),
@@ -265,7 +270,7 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
 
 
 def test_the_chart_sets_every_operator_setting() -> None:
-    wanted = set(re.findall(r'_env\("((?:PLATEAU|POD)_[A-Z_]+)"', (REPO / "operator/plateau/config.py").read_text()))
+    wanted = set(re.findall(r'_env\("((?:PLATEAU|POD)_[A-Z_]+)"', (REPO / "operator/plateau/controller/config.py").read_text()))
     assert len(wanted) > 15
     started = operator_command()
     assert started.command == ["plateau-operator"] and not started.args
@@ -286,7 +291,7 @@ def test_default_values_give_the_operators_defaults(monkeypatch: pytest.MonkeyPa
     assert settings.identity == "plateau-abc"
     # dcgm-exporter's own chart scrapes with honorLabels: false: the GPU's pod is exported_pod.
     assert settings.dcgm == DcgmConfig(pod_label="exported_pod", namespace_label="exported_namespace")
-    assert settings.sidecar == SidecarSettings()  # same image and tag as the operator
+    assert settings.sidecar == SidecarSettings()  # the slim sidecar image, at the operator's tag
     assert (settings.log_level, settings.log_format) == (defaults.log_level, defaults.log_format)
 
 
@@ -302,7 +307,7 @@ def test_everything_reaches_the_operator(monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.liveness_intervals == 4
     assert settings.namespaces == ("team-a", "team-b") and settings.default_dry_run is True
     assert (settings.dcgm.pod_label, settings.dcgm.namespace_label) == ("exported_pod", "exported_namespace")
-    assert settings.sidecar == SidecarSettings("ghcr.io/plateau-dev/plateau:0.2.0", "50m", "48Mi", "1", "1Gi")
+    assert settings.sidecar == SidecarSettings("localhost/plateau-sidecar:0.2.0", "50m", "48Mi", "1", "1Gi")
     assert (settings.log_level, settings.log_format) == ("debug", "json")
 
 
@@ -503,6 +508,18 @@ def test_pod_monitor_selects_the_injected_sidecars() -> None:
     assert [e["port"] for e in monitor["podMetricsEndpoints"]] == [p["name"] for p in sidecar["ports"]]
     assert monitor["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
     assert only(render(EVERYTHING), "PodMonitor")["spec"]["namespaceSelector"] == {"any": True}
+
+
+def test_pod_monitor_selects_a_sidecar_added_by_hand_as_the_user_guide_shows() -> None:
+    guide = (REPO / "docs" / "user-guide.md").read_text()
+    [snippet] = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", guide, re.S) if "initContainers:" in b]
+    template_ = snippet["spec"]["template"]
+    [sidecar] = template_["spec"]["initContainers"]
+    monitor = only(render(EVERYTHING), "PodMonitor")["spec"]
+    [selector] = monitor["selector"]["matchExpressions"]
+    assert selector["operator"] == "Exists" and selector["key"] in template_["metadata"]["labels"]
+    assert [e["port"] for e in monitor["podMetricsEndpoints"]] == [p["name"] for p in sidecar["ports"]]
+    assert sidecar["ports"][0]["containerPort"] == protocol.DEFAULT_METRICS_PORT
 
 
 def known_series() -> set[str]:
