@@ -32,7 +32,6 @@ import csv
 import gzip
 import io
 import math
-import sys
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -41,9 +40,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-if __package__ in (None, ""):  # run as a file: make "benchmarks" importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.generate_curves import (
     COLUMNS as BASE_COLUMNS,
