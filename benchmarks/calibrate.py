@@ -98,14 +98,17 @@ def rule_name(values: dict[str, Any]) -> str:
     delta = values.get("min_delta") or {}
     parts = [f"patience={values['patience']}", f"smoothing={values.get('smoothing', 0):g}"]
     parts += [f"minDelta.{k}={v:g}" for k, v in delta.items()]
+    if values.get("patience_growth"):
+        parts.append(f"patienceGrowth={values['patience_growth']:g}")
     return ",".join(parts + [f"warmup={values.get('warmup', 0)}"])
 
 
 def _rule_stops(curve: RunCurve, specs: Sequence[StopSpec]) -> list[int]:
     """Stop epochs of specs that differ only in patience (ascending), through the engine's
     `track` and `decide`. track never reads patience, so one fold serves them all; and a
-    larger patience never fires where a smaller one does not, so only the smallest patience
-    still running is asked at a step (and the next ones when it fires)."""
+    larger patience never fires where a smaller one does not (patienceGrowth included: the
+    effective patience is max(patience, ...)), so only the smallest patience still running
+    is asked at a step (and the next ones when it fires)."""
     rule = specs[0].metric
     assert rule is not None
     stops = [curve.planned] * len(specs)
@@ -134,11 +137,13 @@ def rule_grid(
     smoothings: Sequence[float],
     min_deltas: Sequence[dict[str, float]],
     warmups: Sequence[int],
+    growths: Sequence[float] = (0.0,),
 ) -> Grid:
     """Every combination of Plateau's plateau-rule fields (the fields presets set)."""
     bases = [
-        {"smoothing": s, **({"min_delta": d} if d else {}), **({"warmup": w} if w else {})}
-        for s, d, w in product(smoothings, min_deltas, warmups)
+        {"smoothing": s, **({"min_delta": d} if d else {}), **({"warmup": w} if w else {}),
+         **({"patience_growth": g} if g else {})}
+        for s, d, w, g in product(smoothings, min_deltas, warmups, growths)
     ]
     blocks = [tuple({"patience": p, **b} for p in sorted(patiences)) for b in bases]
     values = tuple(v for block in blocks for v in block)
@@ -155,17 +160,32 @@ def rule_grid(
     return Grid(name, tuple(rule_name(v) for v in values), stops, values)
 
 
-def default_rule_grid() -> Grid:
-    return rule_grid(
-        "plateau-rule",
-        patiences=(4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50),
-        smoothings=(0.0, 0.3, 0.5, 0.6, 0.7, 0.8),
-        min_deltas=(
-            {}, {"relative": 0.001}, {"relative": 0.002}, {"relative": 0.005},
-            {"progress": 0.01}, {"progress": 0.02}, {"progress": 0.03}, {"progress": 0.05},
+PATIENCES = (4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
+
+
+def default_rule_grids() -> list[Grid]:
+    """The plateau rule's fields around today's presets, and patienceGrowth (a patience that
+    grows with the run, for long runs) on a coarser grid of the others."""
+    return [
+        rule_grid(
+            "plateau-rule",
+            patiences=PATIENCES,
+            smoothings=(0.0, 0.3, 0.5, 0.6, 0.7, 0.8),
+            min_deltas=(
+                {}, {"relative": 0.001}, {"relative": 0.002}, {"relative": 0.005},
+                {"progress": 0.01}, {"progress": 0.02}, {"progress": 0.03}, {"progress": 0.05},
+            ),
+            warmups=(0, 5),
         ),
-        warmups=(0, 5),
-    )
+        rule_grid(
+            "plateau-rule-growth",
+            patiences=PATIENCES,
+            smoothings=(0.3, 0.5, 0.7),
+            min_deltas=({}, {"progress": 0.02}, {"progress": 0.03}, {"progress": 0.05}),
+            warmups=(0,),
+            growths=(0.1, 0.2, 0.3),
+        ),
+    ]
 
 
 CANDIDATES: dict[str, list[Grid]] = {preset: [] for preset in CONSTRAINTS}
@@ -181,9 +201,10 @@ def register_candidates(preset: str, grid: Grid) -> None:
     CANDIDATES[preset].append(grid)
 
 
-_DEFAULT = default_rule_grid()
+_DEFAULTS = default_rule_grids()
 for _preset in CONSTRAINTS:
-    register_candidates(_preset, _DEFAULT)
+    for _grid in _DEFAULTS:
+        register_candidates(_preset, _grid)
 
 
 def registered_grids() -> list[Grid]:
@@ -272,6 +293,8 @@ def build_table(curves: Sequence[RunCurve], grids: Sequence[Grid], cache: Path |
 
 def choose(table: Table, rows: np.ndarray, constraint: Constraint, grids: set[str]) -> int | None:
     """The setting (column) of `grids` saving most on `rows` within the constraint; ties: the first."""
+    if not len(rows):
+        return None  # nothing to calibrate on
     regrets = table.regret[rows]
     mean_regret = regrets.mean(axis=0)
     p99 = np.percentile(regrets, 99, axis=0)

@@ -50,7 +50,7 @@ def small() -> list:
 
 def _tiny_grid() -> calibrate.Grid:
     return calibrate.rule_grid("tiny", patiences=(3, 10, 30), smoothings=(0.0, 0.5),
-                               min_deltas=({}, {"progress": 0.03}), warmups=(0,))
+                               min_deltas=({}, {"progress": 0.03}), warmups=(0, 5), growths=(0.0, 0.3))
 
 
 def test_rule_grid_stops_where_plateau_replay_does(small: list, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,3 +186,25 @@ def test_overfit_and_finetune_shapes_on_a_tiny_run(tmp_path: Path) -> None:
     generate_shapes.main(["--tasks", "digits-overfit,digits-finetune", "--runs", "2", "--cohorts", "1",
                           "--out", str(again)])
     assert again.read_bytes() == out.read_bytes()
+
+
+def test_stopping_quality_prints_the_presets_out_of_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks import stopping_quality
+
+    monkeypatch.setattr(calibrate, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(calibrate, "PROCESSES", 1)
+    old, new = tmp_path / "old.csv", tmp_path / "new.csv"
+    old.write_text("\n".join(_subset(CURVES, 2)) + "\n")
+    new.write_text("\n".join(_subset(SHAPES, 2)) + "\n")
+    stopping_quality.main(["--curves", str(old), "--curves", str(new), "--cv", "tasks", "--workers", "1"])
+    out = capsys.readouterr().out
+    assert "PRESETS BY LEAVE-ONE-TASK-OUT CROSS-VALIDATION" in out
+    for preset in calibrate.CONSTRAINTS:
+        assert f"== {preset}:" in out
+    table = out[out.index("== balanced:"):out.index("== aggressive:")]
+    oos = table[table.index("OUT OF SAMPLE"):table.index("IN SAMPLE")]
+    # one row per family present, each with the clairvoyant's figures after the bar
+    assert all(f"  {family} " in oos for family in ("all", "constant-lr", "step", "cosine"))
+    assert all("|" in line for line in oos.splitlines()[2:])
