@@ -183,7 +183,7 @@ def default_rule_grids() -> list[Grid]:
             smoothings=(0.3, 0.5, 0.7),
             min_deltas=({}, {"progress": 0.02}, {"progress": 0.03}, {"progress": 0.05}),
             warmups=(0,),
-            growths=(0.1, 0.2, 0.3),
+            growths=(0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5),
         ),
     ]
 
@@ -412,13 +412,13 @@ def render(report: dict[str, Any]) -> str:
         c = p["constraint"]
         out += ["", f"== {preset}: max mean saved s.t. mean regret <= {c['mean_regret']:g} pt and p99 <="
                     f" Keras patience={c['keras_patience']}'s p99 (on the calibration runs)"]
-        out.append(f"{'held-out task':<20} {'chosen on the other tasks':<58} {'saved':>6} {'regret':>6} {'p99':>6}"
+        out.append(f"{'held-out task':<20} {'chosen on the other tasks':<74} {'saved':>6} {'regret':>6} {'p99':>6}"
                    f" {'>1pt':>6} | {'clairv.':>7}")
         for f in p["folds"]:
             r = f["result"]
             figures = (f"{_pct(r['mean_saved']):>6} {r['mean_regret']:>6.2f} {r['p99_regret']:>6.2f}"
                        f" {_pct(r['share_regret_gt1']):>6}") if r else f"{'-':>6} {'-':>6} {'-':>6} {'-':>6}"
-            out.append(f"{f['held_out']:<20} {f['setting'] or '(none fits)':<58} {figures} |"
+            out.append(f"{f['held_out']:<20} {f['setting'] or '(none fits)':<74} {figures} |"
                        f" {_pct(f['clairvoyant']['mean_saved']):>7}")
         if p["spread"]:
             s, g = p["spread"]["mean_saved"], p["spread"]["mean_regret"]
