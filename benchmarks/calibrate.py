@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import sys
 import time
@@ -37,6 +38,9 @@ from typing import Any
 
 import numpy as np
 
+import plateau.api
+import plateau.presets
+import plateau.rules
 from benchmarks.baselines import keras_early_stopping
 from benchmarks.harness import (
     Family,
@@ -82,16 +86,28 @@ class Grid:
     settings: tuple[str, ...]
     stops: Callable[[Sequence[RunCurve]], np.ndarray]
     values: tuple[dict[str, Any], ...] = ()  # per setting: the stop.metric fields, where it is a rule
+    # Names the code behind `stops`: cached stop epochs are reused only under the same version.
+    # None: never cached (a policy whose code may change under the same setting names).
+    version: str | None = None
 
 
-def policy_grid(name: str, family: Family) -> Grid:
-    """Any per-run policies as a grid (each run replayed once per setting)."""
+def policy_grid(name: str, family: Family, version: str | None = None) -> Grid:
+    """Any per-run policies as a grid (each run replayed once per setting); cached only when
+    given a `version` that changes whenever the policies' code does."""
     names = tuple(n for n, _ in family)
 
     def stops(curves: Sequence[RunCurve]) -> np.ndarray:
         return np.array([[policy(c) for _, policy in family] for c in curves], dtype=np.int64).reshape(len(curves), -1)
 
-    return Grid(name, names, stops)
+    return Grid(name, names, stops, version=version)
+
+
+def _engine_version() -> str:
+    """The source of the engine modules a rule grid's stops depend on."""
+    digest = hashlib.sha256()
+    for module in (plateau.api, plateau.presets, plateau.rules):
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()[:16]
 
 
 def rule_name(values: dict[str, Any]) -> str:
@@ -157,7 +173,7 @@ def rule_grid(
             parts = [_rule_block(job) for job in jobs]
         return np.concatenate(parts, axis=1)
 
-    return Grid(name, tuple(rule_name(v) for v in values), stops, values)
+    return Grid(name, tuple(rule_name(v) for v in values), stops, values, _engine_version())
 
 
 PATIENCES = (4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
@@ -245,13 +261,15 @@ def _per_run(curves: Sequence[RunCurve], stops: np.ndarray) -> tuple[np.ndarray,
 
 def _cached_stops(grid: Grid, curves: Sequence[RunCurve], cache: Path | None) -> np.ndarray:
     """grid.stops(curves), kept on disk under a key of the curves' content and the settings."""
-    if cache is None:
+    if cache is None or grid.version is None:
         return grid.stops(curves)
     digest = hashlib.sha256()
     for c in curves:
         digest.update(f"{c.task}|{c.cohort}|{c.run}|".encode())
         digest.update(np.ascontiguousarray(c.val_loss).tobytes())
-    digest.update("\n".join(grid.settings).encode())
+        if c.lr is not None:
+            digest.update(np.ascontiguousarray(c.lr).tobytes())
+    digest.update("\n".join((grid.version, *grid.settings)).encode())
     path = cache / f"{grid.name}-{digest.hexdigest()[:20]}.npy"
     if path.exists():
         got = np.load(path, allow_pickle=False)

@@ -100,6 +100,21 @@ def test_register_candidates_rejects_unknown_presets_and_repeats(monkeypatch: py
     assert calibrate.registered_grids() == [grid]
 
 
+def test_stop_epochs_are_cached_only_for_versioned_grids(small: list, tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def half(c: object) -> int:
+        calls.append(1)
+        return max(1, c.planned // 2)  # type: ignore[attr-defined]
+
+    for version, expected in ((None, 2), ("v1", 1)):
+        calls.clear()
+        grid = calibrate.policy_grid(f"half-{version}", [("half", half)], version=version)
+        first = calibrate.build_table(small, [grid], tmp_path)
+        second = calibrate.build_table(small, [grid], tmp_path)
+        assert (first.stops == second.stops).all() and len(calls) == expected * len(small)
+
+
 def test_cross_validation_from_one_command_is_reproducible(tmp_path: Path) -> None:
     lines = _subset(CURVES, 3)
     path = tmp_path / "tiny.csv"
@@ -196,8 +211,8 @@ def test_stopping_quality_prints_the_presets_out_of_sample(
     monkeypatch.setattr(calibrate, "CACHE", tmp_path / "cache")
     monkeypatch.setattr(calibrate, "PROCESSES", 1)
     old, new = tmp_path / "old.csv", tmp_path / "new.csv"
-    old.write_text("\n".join(_subset(CURVES, 2)) + "\n")
-    new.write_text("\n".join(_subset(SHAPES, 2)) + "\n")
+    old.write_text("\n".join(_subset(CURVES, 1)) + "\n")
+    new.write_text("\n".join(_subset(SHAPES, 1)) + "\n")
     stopping_quality.main(["--curves", str(old), "--curves", str(new), "--cv", "tasks", "--workers", "1"])
     out = capsys.readouterr().out
     assert "PRESETS BY LEAVE-ONE-TASK-OUT CROSS-VALIDATION" in out
