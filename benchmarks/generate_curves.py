@@ -306,33 +306,83 @@ def _train_targets(task: Task, split: Split, cfg: Config) -> tuple[torch.Tensor,
     return x, y
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How a group is trained and observed, beyond its configs.
+
+    lr_factor     multiplies each run's learning rate, as a function of the epochs done so far
+                  (fractional, sampled at every minibatch): a schedule; None keeps it constant.
+    evals         evaluations per epoch; more than one reports step-level metrics.
+    val_sample    evaluate val_loss on this many random validation examples (fresh each time),
+                  as a trainer reporting a running minibatch metric does; None: the whole set.
+    """
+
+    epochs: int
+    lr_factor: Callable[[float], float] | None = None
+    evals: int = 1
+    val_sample: int | None = None
+
+
 def train_group(task: Task, split: Split, cfgs: Sequence[Config]) -> np.ndarray:
     """Train runs of one cohort that share a shape; returns (runs, epochs, 3) of
-    val_loss, score, train_loss. Shuffling and dropout draw from one generator
-    seeded by the group's first run, so a group's curves are fixed by --seed."""
+    val_loss, score, train_loss."""
+    return fit_group(task, split, cfgs, Plan(task.epochs))[0][..., :3]
+
+
+def fit_group(
+    task: Task, split: Split, cfgs: Sequence[Config], plan: Plan, body: torch.Tensor | None = None
+) -> tuple[np.ndarray, BatchedMLP]:
+    """Train runs that share a shape under `plan`; returns (runs, epochs * evals, 4) of
+    val_loss, score, train_loss, lr (the rate of the last step before each evaluation),
+    and the trained model. `body` (a flat parameter prefix: every layer but the output
+    layer) starts every run from the same pretrained weights; the head keeps its fresh
+    per-run init. Shuffling and dropout draw from one generator seeded by the group's
+    first run, so a group's curves are fixed by --seed."""
     pairs = [_train_targets(task, split, cfg) for cfg in cfgs]
     x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
     model = BatchedMLP(x.shape[2], split.n_out, cfgs)
+    if body is not None:
+        model.flat[:, : body.numel()] = body
+    base_lr = model.lr
     gen = torch.Generator().manual_seed(cfgs[0].seed)
+    # Validation samples draw from their own generator: the same shuffles as a full-set run.
+    val_gen = torch.Generator().manual_seed(cfgs[0].seed + 1)
     rows = torch.arange(len(cfgs)).unsqueeze(1)
-    out = np.full((len(cfgs), task.epochs, 3), math.nan)
-    for epoch in range(task.epochs):
-        total = torch.zeros(len(cfgs))
-        for idx in torch.rand(x.shape[:2], generator=gen).argsort(dim=1).split(cfgs[0].batch_size, dim=1):
+    n_batches = math.ceil(x.shape[1] / cfgs[0].batch_size)
+    if plan.evals > n_batches:
+        raise ValueError(f"{task.name}: {plan.evals} evaluations per epoch but only {n_batches} minibatches")
+    eval_after = {round((k + 1) * n_batches / plan.evals) - 1: k for k in range(plan.evals)}
+    out = np.full((len(cfgs), plan.epochs * plan.evals, 4), math.nan)
+    for epoch in range(plan.epochs):
+        total, seen = torch.zeros(len(cfgs)), 0
+        order = torch.rand(x.shape[:2], generator=gen).argsort(dim=1).split(cfgs[0].batch_size, dim=1)
+        for b, idx in enumerate(order):
+            if plan.lr_factor is not None:
+                model.lr = base_lr * plan.lr_factor(epoch + b / n_batches)
             pred, acts = model.forward(x[rows, idx], gen)
             loss, grad = _loss_and_grad(task, pred, y[rows, idx])
             model.backward(grad, acts)
             model.step()
             total += loss * idx.shape[1]
-        val_pred, _ = model.forward(split.x_val)
-        val_loss, _ = _loss_and_grad(task, val_pred, split.y_val.expand(len(cfgs), *split.y_val.shape))
-        test_pred, _ = model.forward(split.x_test)
-        out[:, epoch] = torch.stack([val_loss, _score(task, test_pred, split.y_test), total / x.shape[1]], 1).numpy()
+            seen += idx.shape[1]
+            if b not in eval_after:
+                continue
+            x_val, y_val = split.x_val, split.y_val
+            if plan.val_sample is not None:
+                pick = torch.randperm(len(x_val), generator=val_gen)[: plan.val_sample]
+                x_val, y_val = x_val[pick], y_val[pick]
+            val_pred, _ = model.forward(x_val)
+            val_loss, _ = _loss_and_grad(task, val_pred, y_val.expand(len(cfgs), *y_val.shape))
+            test_pred, _ = model.forward(split.x_test)
+            score = _score(task, test_pred, split.y_test)
+            at = epoch * plan.evals + eval_after[b]
+            out[:, at] = torch.stack([val_loss, score, total / seen, model.lr.view(-1)], 1).numpy()
+            total, seen = torch.zeros(len(cfgs)), 0
         # NaN weights stay NaN under all these optimizers, so once every run holds one
         # the remaining epochs would all read NaN, as the array is already filled.
         if not torch.isfinite(model.flat).all(dim=1).any():
             break
-    return out
+    return out, model
 
 
 def classify(val_loss: np.ndarray) -> str:

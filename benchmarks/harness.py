@@ -42,6 +42,7 @@ import numpy as np
 DEFAULT_CURVES = Path(__file__).resolve().parent / "data" / "curves.csv.gz"
 REGRET_BUDGET = 0.5  # points; the S@0.5 threshold
 BIG_REGRET = 1.0  # points; "share of runs with regret > 1 point"
+CONSTANT_LR = "constant-lr"  # the family of files without a family column (generate_curves)
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +54,8 @@ class RunCurve:
     val_loss: np.ndarray  # NaN/inf where the run diverged
     score: np.ndarray  # 0-1 (R^2 may be negative); NaN where diverged
     train_loss: np.ndarray
+    family: str = CONSTANT_LR  # the kind of training (generate_shapes' families)
+    lr: np.ndarray | None = None  # learning rate per evaluation, where the file records it
 
     @property
     def planned(self) -> int:
@@ -60,26 +63,31 @@ class RunCurve:
 
 
 def load_curves(path: Path | str = DEFAULT_CURVES, limit: int | None = None) -> list[RunCurve]:
-    """Read a curves CSV (gzip if it ends in .gz); limit keeps the first `limit` runs."""
+    """Read a curves CSV (gzip if it ends in .gz); limit keeps the first `limit` runs.
+
+    Files from generate_curves have no family or lr column: their runs are CONSTANT_LR and
+    carry no lr. Files from generate_shapes have both."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    columns: dict[int, tuple[str, str, list[tuple[int, float, float, float]]]] = {}
+    columns: dict[int, tuple[str, str, str, list[tuple[float, ...]]]] = {}
     with opener(path, "rt", newline="") as fh:
-        for row in csv.DictReader(fh):
+        reader = csv.DictReader(fh)
+        has_lr = "lr" in (reader.fieldnames or ())
+        for row in reader:
             run = int(row["run"])
             if run not in columns:
                 if limit is not None and len(columns) == limit:
                     break  # rows are ordered by run
-                columns[run] = (row["task"], row["cohort"], [])
-            columns[run][2].append(
-                (int(row["step"]), float(row["val_loss"]), float(row["score"]), float(row["train_loss"]))
-            )
+                columns[run] = (row["task"], row["cohort"], row.get("family") or CONSTANT_LR, [])
+            values = (int(row["step"]), float(row["val_loss"]), float(row["score"]), float(row["train_loss"]))
+            columns[run][3].append(values + ((float(row["lr"]),) if has_lr else ()))
     curves = []
-    for run, (task, cohort, rows) in columns.items():
+    for run, (task, cohort, family, rows) in columns.items():
         table = np.array(rows, dtype=float)
         steps = table[:, 0].astype(int)
         if not np.array_equal(steps, np.arange(1, len(steps) + 1)):
             raise ValueError(f"run {run}: steps must be 1..N in order")
-        curves.append(RunCurve(run, task, cohort, steps, table[:, 1], table[:, 2], table[:, 3]))
+        lr = table[:, 4] if has_lr else None
+        curves.append(RunCurve(run, task, cohort, steps, table[:, 1], table[:, 2], table[:, 3], family, lr))
     return curves
 
 

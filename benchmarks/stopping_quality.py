@@ -3,6 +3,10 @@
   .venv/bin/python -m benchmarks.stopping_quality                 # committed curves
   .venv/bin/python -m benchmarks.stopping_quality --curves benchmarks/data/curves-holdout.csv.gz
   .venv/bin/python -m benchmarks.stopping_quality --smoke --json  # first 20 runs, machine-readable
+  .venv/bin/python -m benchmarks.stopping_quality --all-curves --cv tasks   # + presets out of sample
+
+--cv tasks adds the presets chosen by leave-one-task-out cross-validation (benchmarks/calibrate.py)
+with their out-of-sample figures per preset and per task family, the clairvoyant beside them.
 
 Definitions are in benchmarks/harness.py. To add a family, register it before main()
 runs, e.g. from a module that wraps Plateau's rule engine:
@@ -26,7 +30,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make "benchmarks" importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import baselines, plateau_policies
+from benchmarks import baselines, calibrate, plateau_policies
 from benchmarks.harness import (
     DEFAULT_CURVES,
     REGRET_BUDGET,
@@ -168,6 +172,8 @@ def render(report: dict[str, Any], source: str) -> str:
         for fam in report["per_run"]
         for r in fam["settings"]
     ]
+    rows.append([CLAIRVOYANT, c["setting"], _pct(c["mean_saved"]), f"{c['mean_regret']:.2f}",
+                 f"{c['p99_regret']:.2f}", _pct(c["share_regret_gt1"])])
     out += [_table(["family", "setting", "saved", "regret", "p99", ">1pt"], rows), ""]
     out += [
         f"COHORT: S@{b:g} by family (saved = 1 - epochs run / planned over all sweeps; regret = points lost by"
@@ -215,21 +221,30 @@ plateau_policies.register(register_family, register_cohort_family)  # Plateau's 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--curves", type=Path, default=DEFAULT_CURVES)
+    parser.add_argument("--curves", type=Path, action="append", help=f"curves CSV, repeatable (default {DEFAULT_CURVES})")
+    parser.add_argument("--all-curves", action="store_true", help="every committed curves file (calibrate.ALL_CURVES)")
+    parser.add_argument("--cv", choices=("tasks",), help="add the presets' leave-one-task-out calibration")
     parser.add_argument("--json", action="store_true", help="print machine-readable results instead of tables")
     parser.add_argument("--smoke", action="store_true", help=f"only the first {SMOKE_RUNS} runs, for a quick check")
     parser.add_argument("--workers", default="1,4", help="comma-separated parallel-worker counts for the cohort replay")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    curves = load_curves(args.curves, limit=SMOKE_RUNS if args.smoke else None)
+    paths = list(calibrate.ALL_CURVES) if args.all_curves else args.curves or [DEFAULT_CURVES]
+    curves = [c for path in paths for c in load_curves(path, limit=SMOKE_RUNS if args.smoke else None)]
     report = evaluate(curves, [int(w) for w in args.workers.split(",")])
-    report["curves"] = str(args.curves)
+    report["curves"] = " + ".join(map(str, paths))
+    if args.cv:
+        table = calibrate.build_table(curves, calibrate.registered_grids(), calibrate.CACHE)
+        report["calibration"] = calibrate.cross_validate(table, args.cv)
     report["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         json.dump(report, sys.stdout, indent=1)
         print()
     else:
-        print(render(report, str(args.curves)))
+        print(render(report, report["curves"]))
+        if args.cv:
+            print("\nPRESETS BY LEAVE-ONE-TASK-OUT CROSS-VALIDATION (benchmarks/calibrate.py)")
+            print(calibrate.render(report["calibration"]))
         print(f"\n({report['seconds']}s)")
 
 

@@ -113,9 +113,16 @@ def _print_table(results: Sequence[RunResult], metric: Optional[str], out: TextI
         out.write("".join(line(row) + "\n" for row in rows[start : start + 4096]))
     totals = summarise(results)
     skipped = f" {int(totals['missing'])} rows had no value of {metric} and were skipped." if totals["missing"] else ""
+    # Time is what a user pays for: given `time` (and GPUs), say what the spec would have saved.
+    if totals["gpu_hours_saved"] is not None:
+        saved = f" {totals['gpu_hours_saved']:.4g} GPU-hours ({totals['hours_saved']:.4g} hours) would have been saved."
+    elif totals["hours_saved"] is not None:
+        saved = f" {totals['hours_saved']:.4g} hours of training would have been saved (add `gpus` for GPU-hours)."
+    else:
+        saved = ""
     out.write(
         f"{totals['stopped']}/{totals['runs']} runs stopped early; "
-        f"{totals['evaluations_saved']:.0%} of the recorded evaluations would not have run.{skipped}\n"
+        f"{totals['evaluations_saved']:.0%} of the recorded evaluations would not have run.{saved}{skipped}\n"
     )
 
 

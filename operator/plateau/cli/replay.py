@@ -27,6 +27,8 @@ from plateau.engine.presets import resolve_metric_rule
 from plateau.engine.history import MetricHistory, metric_stop_spec
 from plateau.engine.rules import CohortView, Decision, GpuWindow, MetricTrack, Observation, decide
 
+MAX_GPUS = 100_000  # a `gpus` cell above this is a typo, not a cluster
+
 
 # --- the stop spec ----------------------------------------------------------------------------
 
@@ -59,6 +61,7 @@ class Row:
     values: dict[str, float]  # an empty cell is missing data: its metric is absent here
     time: Optional[float]
     gpu_util: Optional[float]
+    gpus: Optional[float] = None  # GPUs the run held at this row (column `gpus`)
 
 
 @dataclass
@@ -125,7 +128,7 @@ def read_runs(
             step_at, run_at = index[step_column], index[run_column]
             cohort_at = index[cohort_column] if cohort_column else None
             metric_at = [(m, index[m]) for m in metrics]
-            time_at, util_at = index.get("time"), index.get("gpu_util")
+            time_at, util_at, gpus_at = index.get("time"), index.get("gpu_util"), index.get("gpus")
             lineno = reader.line_num + 1  # the line a record starts on (a quoted field may span lines)
             for record in reader:
                 start, lineno = lineno, reader.line_num + 1
@@ -150,11 +153,14 @@ def read_runs(
                 util = None if util_at is None or record[util_at] == "" else _finite(record[util_at], where, "gpu_util")
                 if util is not None and not 0 <= util <= 1:
                     raise InputError(f"{where}: column 'gpu_util': {util} is outside 0..1")
+                gpus = None if gpus_at is None or record[gpus_at] == "" else _finite(record[gpus_at], where, "gpus")
+                if gpus is not None and not 0 <= gpus <= MAX_GPUS:
+                    raise InputError(f"{where}: column 'gpus': {gpus:g} is outside 0..{MAX_GPUS}")
                 name = record[run_at]
                 history = runs.get(name)
                 if history is None:
                     history = runs[name] = RunHistory(name, None if cohort_at is None else record[cohort_at])
-                history.rows.append(Row(step, values, time, util))
+                history.rows.append(Row(step, values, time, util, gpus))
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except (EOFError, zlib.error) as exc:
@@ -182,7 +188,8 @@ class RunResult:
     message: str
     resumes: int = 0
     missing: int = 0  # rows with no value of the metric (an empty cell): skipped
-
+    hours_saved: Optional[float] = None  # recorded time after the stop; None without `time`
+    gpu_hours_saved: Optional[float] = None  # the same x GPUs held; None without `gpus`/`gpu_util`
 
     def as_json(self) -> dict[str, Any]:
         best = self.best_value if self.best_value is None or math.isfinite(self.best_value) else None
@@ -197,6 +204,8 @@ class RunResult:
             "planned": self.planned,
             "resumes": self.resumes,
             "missing": self.missing,
+            "hours_saved": self.hours_saved,
+            "gpu_hours_saved": self.gpu_hours_saved,
         }
 
 
@@ -286,7 +295,25 @@ class RunReplay:
             missing=self.missing,
             planned=len(self.history.rows),
             message=d.message if d else "no evaluations",
+            **dict(zip(("hours_saved", "gpu_hours_saved"), time_saved(self.history.rows, self.position))),
         )
+
+
+def time_saved(rows: Sequence[Row], consumed: int) -> tuple[Optional[float], Optional[float]]:
+    """Hours and GPU-hours the recorded rows after the first `consumed` took: what stopping
+    there would have saved. Each interval between two rows is charged to the later row and its
+    GPUs: the `gpus` column, else one GPU when the row has `gpu_util` (one GPU per run, as the
+    budget rules assume). None where a row lacks the time, or the GPUs are not known."""
+    if not rows or any(r.time is None for r in rows):
+        return None, None
+    gpus = [r.gpus if r.gpus is not None else (1.0 if r.gpu_util is not None else None) for r in rows]
+    hours = gpu_hours = 0.0
+    for i in range(max(consumed, 1), len(rows)):
+        # A clock that steps back (a resumed run's restarted timer) charges nothing.
+        span = max(0.0, rows[i].time - rows[i - 1].time) / 3600.0  # type: ignore[operator]
+        hours += span
+        gpu_hours += span * (gpus[i] or 0.0)
+    return hours, None if None in gpus else gpu_hours
 
 
 def replay_run(history: RunHistory, stop: StopSpec) -> RunResult:
@@ -332,13 +359,18 @@ def metric_columns(stop: StopSpec) -> list[str]:
     return [rule.name] if rule else []
 
 
-def summarise(results: Iterable[RunResult]) -> dict[str, float]:
+def summarise(results: Iterable[RunResult]) -> dict[str, Optional[float]]:
+    """Totals; hours_saved and gpu_hours_saved only when every run has them (else None)."""
     items = list(results)
     consumed = sum(r.evaluations for r in items)
     planned = sum(r.planned for r in items)
+    hours = [r.hours_saved for r in items]
+    gpu_hours = [r.gpu_hours_saved for r in items]
     return {
         "runs": len(items),
         "stopped": sum(r.stopped for r in items),
         "evaluations_saved": 0.0 if not planned else 1 - consumed / planned,
         "missing": sum(r.missing for r in items),
+        "hours_saved": sum(h for h in hours if h is not None) if items and None not in hours else None,
+        "gpu_hours_saved": sum(g for g in gpu_hours if g is not None) if items and None not in gpu_hours else None,
     }

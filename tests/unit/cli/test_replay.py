@@ -44,8 +44,10 @@ def test_replay_cli_json_one_object_per_run(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert rows == [
-        {"run": "a", "stopped": True, "stop_step": 4, "reason": "Plateau", "best_step": 2, "best_value": 0.8, "evaluations": 4, "planned": 4, "resumes": 0, "missing": 0},
-        {"run": "b", "stopped": False, "stop_step": 3, "reason": None, "best_step": 3, "best_value": 0.5, "evaluations": 3, "planned": 3, "resumes": 0, "missing": 0},
+        {"run": "a", "stopped": True, "stop_step": 4, "reason": "Plateau", "best_step": 2, "best_value": 0.8, "evaluations": 4, "planned": 4, "resumes": 0, "missing": 0,
+         "hours_saved": 0.0, "gpu_hours_saved": 0.0},
+        {"run": "b", "stopped": False, "stop_step": 3, "reason": None, "best_step": 3, "best_value": 0.5, "evaluations": 3, "planned": 3, "resumes": 0, "missing": 0,
+         "hours_saved": 0.0, "gpu_hours_saved": 0.0},
     ]
 
 
@@ -71,6 +73,8 @@ def test_full_training_job_manifest_is_accepted_as_spec() -> None:
         ("run,step,loss\na,1,1.0\n", "c.csv:1: missing column(s) 'val_loss'"),
         ("run,step,val_loss\na,1\n", "c.csv:2: expected 3 fields, found 2"),
         ("run,step,val_loss,gpu_util\na,1,1.0,7\n", "c.csv:2: column 'gpu_util': 7.0 is outside 0..1"),
+        ("run,step,val_loss,gpus\na,1,1.0,-1\n", "c.csv:2: column 'gpus': -1 is outside 0..100000"),
+        ("run,step,val_loss,gpus\na,1,1.0,inf\n", "c.csv:2: column 'gpus': 'inf' is not a finite number"),
         ("", "c.csv: empty file"),
     ],
 )
@@ -108,6 +112,33 @@ def test_time_column_drives_deadline_and_gpu_idle(tmp_path: Path) -> None:
     # idle from t=180 (step 3); the window is covered once 3 minutes of idle samples exist (t=360)
     assert next(replay(histories, idle)).stop_step == 6
     assert next(replay(histories, deadline)).stop_step == 4
+
+
+def test_gpu_hours_saved_count_the_recorded_time_after_the_stop(tmp_path: Path) -> None:
+    # Run a plateaus from step 2 and stops at step 4 (patience 2) of 7; evaluations every 30
+    # minutes on 4 GPUs, 2 GPUs in the last interval: 1.5 hours and 0.5 x (4 + 4 + 2) GPU-hours.
+    rows = [f"a,{i},{max(1.0 - 0.1 * i, 0.8):g},{1800 * i},{4 if i < 7 else 2}" for i in range(1, 8)]
+    rows += [f"b,{i},{1.0 / i},{1800 * i},4" for i in range(1, 4)]  # improving: never stopped
+    curves = write(tmp_path, "c.csv", "run,step,val_loss,time,gpus\n" + "\n".join(rows) + "\n")
+    spec = write(tmp_path, "s.yaml", "stop:\n  metric: {name: val_loss, patience: 2}\n")
+    a, b = replay(read_runs(curves, ["val_loss"]), load_stop_spec(spec))
+    assert (a.stop_step, a.hours_saved, a.gpu_hours_saved) == (4, 1.5, 0.5 * 4 + 0.5 * 4 + 0.5 * 2)
+    assert (b.stopped, b.hours_saved, b.gpu_hours_saved) == (False, 0.0, 0.0)
+    out = cli("replay", str(spec), str(curves))
+    assert out.returncode == 0, out.stderr
+    assert "5 GPU-hours (1.5 hours) would have been saved" in out.stdout
+    # gpu_util without gpus: one GPU per run; time alone: hours, and GPU-hours unknown.
+    util = write(tmp_path, "u.csv", "run,step,val_loss,time,gpu_util\n" + "".join(
+        f"a,{i},1.0,{3600 * i},0.5\n" for i in range(1, 6)))
+    (run,) = replay(read_runs(util, ["val_loss"]), load_stop_spec(spec))
+    assert (run.stop_step, run.hours_saved, run.gpu_hours_saved) == (3, 2.0, 2.0)
+    bare = write(tmp_path, "t.csv", "run,step,val_loss,time\n" + "".join(f"a,{i},1.0,{3600 * i}\n" for i in range(1, 6)))
+    (run,) = replay(read_runs(bare, ["val_loss"]), load_stop_spec(spec))
+    assert (run.hours_saved, run.gpu_hours_saved) == (2.0, None)
+    assert "2 hours of training would have been saved (add `gpus` for GPU-hours)" in cli(
+        "replay", str(spec), str(bare)).stdout
+    assert "would have been saved" not in cli("replay", str(spec), str(write(tmp_path, "n.csv", CURVES.replace(
+        ",time,gpu_util", ",t,u")))).stdout
 
 
 def test_cohort_replay_in_waves_compares_at_the_same_step(tmp_path: Path) -> None:
