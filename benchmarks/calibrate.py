@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 import plateau.api
-import plateau.presets
-import plateau.rules
+import plateau.engine.presets
+import plateau.engine.rules
 from benchmarks.baselines import keras_early_stopping
 from benchmarks.harness import (
     Family,
@@ -53,7 +53,7 @@ from benchmarks.harness import (
     summarize,
 )
 from plateau.api import StopSpec
-from plateau.rules import Evaluation, MetricTrack, Observation, decide, track
+from plateau.engine.rules import Evaluation, MetricTrack, Observation, decide, track
 
 DATA = Path(__file__).resolve().parent / "data"
 ALL_CURVES = (DATA / "curves.csv.gz", DATA / "curves-holdout.csv.gz", DATA / "curves-shapes.csv.gz")
@@ -105,7 +105,7 @@ def policy_grid(name: str, family: Family, version: str | None = None) -> Grid:
 def _engine_version() -> str:
     """The source of the engine modules a rule grid's stops depend on."""
     digest = hashlib.sha256()
-    for module in (plateau.api, plateau.presets, plateau.rules):
+    for module in (plateau.api.models, plateau.engine.presets, plateau.engine.rules):
         digest.update(inspect.getsource(module).encode())
     return digest.hexdigest()[:16]
 

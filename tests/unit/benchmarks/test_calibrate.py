@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))  # "benchmarks" is a folder of the repo, not an installed package
 
 from benchmarks import calibrate, generate_shapes  # noqa: E402
