@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import math
 from array import array
 from typing import Iterable, NamedTuple, Optional
 
@@ -89,6 +90,7 @@ class MetricHistory:
         self.kept = True  # False once more than max_evaluations were reported: resumes cannot purge
         self._steps = array("q")  # strictly increasing: every resume purges from its step on
         self._values = array("d")
+        self._lrs = array("d")  # NaN where not known
         self._snapshots: list[Optional[MetricTrack]] = [None]  # the track after i * SNAPSHOT_EVERY
 
     @classmethod
@@ -99,18 +101,20 @@ class MetricHistory:
             history.add(step, value)
         return history
 
-    def add(self, step: int, value: float) -> None:
-        """Fold one report; a step that goes back is a resume."""
+    def add(self, step: int, value: float, lr: Optional[float] = None) -> None:
+        """Fold one report (with the learning rate in force, where known); a step that goes back
+        is a resume."""
         steps = self._steps
         if self.kept and steps and step <= steps[-1]:
             self._resume(step)
-        self.track = track(self.track, self.rule, (Evaluation(step, value),))
+        self.track = track(self.track, self.rule, (Evaluation(step, value, lr),))
         if self.kept:
             if len(steps) >= self.max_evaluations:
                 self._forget()
             else:
                 steps.append(step)
                 self._values.append(value)
+                self._lrs.append(math.nan if lr is None else lr)
                 if len(steps) % SNAPSHOT_EVERY == 0:
                     self._snapshots.append(self.track)
         if self.stopped is None and decide(self.spec, Observation(metric=self.track)).would_stop:
@@ -121,14 +125,16 @@ class MetricHistory:
         keep = bisect.bisect_left(self._steps, step)
         del self._steps[keep:]
         del self._values[keep:]
+        del self._lrs[keep:]
         base = keep // SNAPSHOT_EVERY
         del self._snapshots[base + 1:]
         start = base * SNAPSHOT_EVERY
         state = self._snapshots[base]
         if keep > start:
-            state = track(state, self.rule, map(Evaluation, self._steps[start:keep], self._values[start:keep]))
+            state = track(state, self.rule, map(Evaluation, self._steps[start:keep], self._values[start:keep],
+                                                self._lrs[start:keep]))
         self.track = state
 
     def _forget(self) -> None:
         self.kept = False
-        self._steps, self._values, self._snapshots = array("q"), array("d"), [None]
+        self._steps, self._values, self._lrs, self._snapshots = array("q"), array("d"), array("d"), [None]
