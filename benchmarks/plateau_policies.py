@@ -59,7 +59,7 @@ FORECAST_GRID: tuple[tuple[dict[str, Any], float, float, str], ...] = (
     ({}, 0.02, 0.9, "any"),
     ({}, 0.05, 0.9, "any"),
     ({}, 0.05, 0.5, "any"),
-    ({"patience": 12, "smoothing": 0.6, "minDelta": {"progress": 0.03}}, 0.01, 0.9, "any"),  # balanced, or converged
+    ({"patience": 12, "smoothing": 0.6, "minDelta": {"progress": 0.02}}, 0.01, 0.9, "any"),  # near the preset
     ({"patience": 6, "smoothing": 0.6, "minDelta": {"progress": 0.03}}, 0.05, 0.5, "all"),  # a short plateau and converged
 )
 
@@ -70,8 +70,14 @@ def forecast_spec(curve: RunCurve, fields: dict[str, Any], progress: float, conf
     return StopSpec.model_validate({"combine": combine, "metric": {"name": "val_loss", **fields, "forecast": forecast}})
 
 
+def forecast_preset_spec(curve: RunCurve) -> StopSpec:
+    """The `forecast` preset, the run's planned length as its horizon."""
+    return StopSpec.model_validate({"preset": "forecast", "metric": {
+        "name": "val_loss", "forecast": {"horizon": int(curve.planned), "unit": "evaluations"}}})
+
+
 def forecast_family() -> Family:
-    out = []
+    out: list[tuple[str, Policy]] = [("preset=forecast", policy_from_specs(forecast_preset_spec))]
     for fields, progress, confidence, combine in FORECAST_GRID:
         name = ",".join([f"{k}={v}" for k, v in fields.items()]
                         + [f"forecast.minGain.progress={progress:g}", f"confidence={confidence:g}"]

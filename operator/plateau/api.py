@@ -155,6 +155,7 @@ class Preset(str, Enum):
     CONSERVATIVE = "conservative"
     BALANCED = "balanced"
     AGGRESSIVE = "aggressive"
+    FORECAST = "forecast"  # balanced, and the forecast rule: needs metric.forecast.horizon
 
 
 class CohortRuleKind(str, Enum):
@@ -388,6 +389,9 @@ class MinGain(Spec):
         "minGain needs a part above 0: absolute, relative or progress")]})
 
 
+DEFAULT_MIN_GAIN_PROGRESS = 0.02
+
+
 class ForecastUnit(str, Enum):
     STEPS = "steps"
     EVALUATIONS = "evaluations"
@@ -401,7 +405,10 @@ class ForecastRule(Spec):
     horizon: Integer = Field(ge=1, le=2**53, description="The run's planned length, in `unit`: where the forecast looks.")
     unit: ForecastUnit = lax(default=ForecastUnit.STEPS,
                              description="What `horizon` counts: the trainer's steps, or evaluations (reports).")
-    min_gain: MinGain = Field(description="The gain still to come below which the run stops.")
+    min_gain: MinGain = Field(
+        default_factory=lambda: MinGain(progress=DEFAULT_MIN_GAIN_PROGRESS),
+        description=("The gain still to come below which the run stops. Default: 2% of the progress "
+                     "made so far (or the preset's)."))
     confidence: float = Field(
         default=0.9, ge=0.5, le=0.999,
         description=("How sure the forecast must be that the gain is below minGain: the upper "
@@ -696,9 +703,10 @@ class StopSpec(Spec):
     preset: Optional[Preset] = lax(
         default=None,
         description=(
-            "A calibrated plateau policy for `metric` (patience, minDelta, smoothing, warmup) "
-            "for users who do not want to guess; fields set in `metric` override it. See the "
-            "benchmark figures in docs/stop-rules.md."
+            "A calibrated plateau policy for `metric` (patience, minDelta, smoothing, warmup; "
+            "`forecast` adds the forecast rule's minGain and confidence, and needs "
+            "metric.forecast.horizon) for users who do not want to guess; fields set in `metric` "
+            "override it. See the benchmark figures in docs/stop-rules.md."
         ),
     )
     dry_run: Optional[bool] = Field(
@@ -724,6 +732,8 @@ class StopSpec(Spec):
             )
         if (self.cohort or self.preset) and not self.metric:
             raise ValueError("stop.cohort and stop.preset need stop.metric to name the metric")
+        if self.preset == Preset.FORECAST and self.metric is not None and self.metric.forecast is None:
+            raise ValueError("preset forecast needs metric.forecast.horizon: the run's planned length")
         return self
 
     model_config = ConfigDict(
@@ -737,6 +747,10 @@ class StopSpec(Spec):
                 cel(
                     "!(has(self.cohort) || has(self.preset)) || has(self.metric)",
                     "cohort and preset need metric to name the metric",
+                ),
+                cel(
+                    "!has(self.preset) || self.preset != 'forecast' || (has(self.metric) && has(self.metric.forecast))",
+                    "preset forecast needs metric.forecast.horizon: the run's planned length",
                 ),
             ]
         }

@@ -272,3 +272,24 @@ def test_replay_reads_the_lr_column(tmp_path: Path) -> None:
                           "--json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["stop_step"] == 80
+
+
+def test_the_forecast_preset_takes_the_users_horizon_and_gives_the_rest() -> None:
+    from plateau.presets import PRESETS, resolve_metric_rule
+
+    stop = StopSpec.model_validate({"preset": "forecast", "metric": {"name": "l", "forecast": {"horizon": 500}}})
+    rule = resolve_metric_rule(stop)
+    assert rule is not None and rule.forecast is not None and rule.forecast.horizon == 500
+    assert rule.patience == PRESETS["forecast"]["patience"]
+    assert rule.forecast.min_gain.progress == PRESETS["forecast"]["forecast"]["min_gain"]["progress"]
+    own = StopSpec.model_validate({"preset": "forecast", "metric": {"name": "l", "forecast": {
+        "horizon": 500, "minGain": {"absolute": 0.1}, "confidence": 0.95}}})
+    mine = resolve_metric_rule(own)
+    assert mine is not None and mine.forecast is not None
+    assert (mine.forecast.min_gain.absolute, mine.forecast.min_gain.progress, mine.forecast.confidence) == (0.1, 0.0, 0.95)
+    with pytest.raises(ValidationError, match="preset forecast needs metric.forecast.horizon"):
+        StopSpec.model_validate({"preset": "forecast", "metric": {"name": "l"}})
+    # Without a preset a horizon alone is a whole rule: minGain defaults to 2% of the progress.
+    alone = StopSpec.model_validate({"metric": {"name": "l", "forecast": {"horizon": 500}}})
+    assert alone.metric is not None and alone.metric.forecast is not None
+    assert alone.metric.forecast.min_gain.progress == 0.02
