@@ -293,3 +293,17 @@ def test_the_forecast_preset_takes_the_users_horizon_and_gives_the_rest() -> Non
     alone = StopSpec.model_validate({"metric": {"name": "l", "forecast": {"horizon": 500}}})
     assert alone.metric is not None and alone.metric.forecast is not None
     assert alone.metric.forecast.min_gain.progress == 0.02
+
+
+def test_the_forecast_starts_again_at_a_drop_and_holds_before_one() -> None:
+    stop = StopSpec.model_validate({"metric": {"name": "val_loss", "schedule": {"milestones": [50]}, "forecast": {
+        "horizon": 100, "unit": "steps", "minGain": {"progress": 0.03}}}})
+    before = track(None, stop.metric, [Evaluation(i, 0.5 + i**-1.5) for i in range(1, 41)])  # type: ignore[arg-type]
+    held = next(o for o in decide(stop, Observation(metric=before)).outcomes if o.reason == Reason.CONVERGED)
+    assert held.fired is False and "but the learning rate drops at step 50 (scheduled)" in held.message
+    after = track(before, stop.metric, [Evaluation(i, 0.3 + (i - 49.0) ** -1.5) for i in range(50, 55)])  # type: ignore[arg-type]
+    assert after.drop_step == 50 and after.regime_evaluations == 5 and after.since_improvement == 0
+    fresh = next(o for o in decide(stop, Observation(metric=after)).outcomes if o.reason == Reason.CONVERGED)
+    assert fresh.fired is None and "(5 of 8 since the last learning-rate drop)" in fresh.message
+    later = track(after, stop.metric, [Evaluation(i, 0.3 + (i - 49.0) ** -1.5) for i in range(55, 80)])  # type: ignore[arg-type]
+    assert decide(stop, Observation(metric=later)).reason == Reason.CONVERGED  # the new regime has converged
