@@ -53,20 +53,24 @@ def settings_family() -> Family:
 
 
 # The forecast rule's candidates: (metric fields besides the forecast, minGain.progress,
-# confidence, combine). The horizon is each run's planned length in evaluations, as a user states it.
-FORECAST_GRID: tuple[tuple[dict[str, Any], float, float, str], ...] = (
-    ({}, 0.01, 0.9, "any"),
-    ({}, 0.02, 0.9, "any"),
-    ({}, 0.05, 0.9, "any"),
-    ({}, 0.05, 0.5, "any"),
-    ({"patience": 12, "smoothing": 0.6, "minDelta": {"progress": 0.02}}, 0.01, 0.9, "any"),  # near the preset
-    ({"patience": 6, "smoothing": 0.6, "minDelta": {"progress": 0.03}}, 0.05, 0.5, "all"),  # a short plateau and converged
+# confidence, minEvaluations, combine). The horizon is each run's planned length in
+# evaluations, as a user states it.
+BALANCED_RULE = {"patience": 12, "smoothing": 0.6, "minDelta": {"progress": 0.03}}
+FORECAST_GRID: tuple[tuple[dict[str, Any], float, float, int, str], ...] = (
+    ({}, 0.02, 0.9, 8, "any"),
+    ({}, 0.05, 0.9, 8, "any"),
+    ({}, 0.05, 0.7, 15, "any"),
+    ({}, 0.05, 0.5, 8, "any"),
+    (BALANCED_RULE, 0.02, 0.9, 8, "any"),  # balanced, or converged (the preset has 0.01)
+    ({"patience": 8, "smoothing": 0.6, "minDelta": {"progress": 0.03}}, 0.05, 0.7, 8, "all"),  # a plateau and converged
+    ({"patience": 6, "smoothing": 0.6, "minDelta": {"progress": 0.03}}, 0.03, 0.5, 8, "all"),
 )
 
 
-def forecast_spec(curve: RunCurve, fields: dict[str, Any], progress: float, confidence: float, combine: str) -> StopSpec:
+def forecast_spec(curve: RunCurve, fields: dict[str, Any], progress: float, confidence: float, min_evaluations: int,
+                  combine: str) -> StopSpec:
     forecast = {"horizon": int(curve.planned), "unit": "evaluations", "minGain": {"progress": progress},
-                "confidence": confidence}
+                "confidence": confidence, "minEvaluations": min_evaluations}
     return StopSpec.model_validate({"combine": combine, "metric": {"name": "val_loss", **fields, "forecast": forecast}})
 
 
@@ -78,12 +82,12 @@ def forecast_preset_spec(curve: RunCurve) -> StopSpec:
 
 def forecast_family() -> Family:
     out: list[tuple[str, Policy]] = [("preset=forecast", policy_from_specs(forecast_preset_spec))]
-    for fields, progress, confidence, combine in FORECAST_GRID:
+    for setting in FORECAST_GRID:
+        fields, progress, confidence, min_evaluations, combine = setting
         name = ",".join([f"{k}={v}" for k, v in fields.items()]
-                        + [f"forecast.minGain.progress={progress:g}", f"confidence={confidence:g}"]
-                        + ([f"combine={combine}"] if combine != "any" else []))
-        out.append((name, policy_from_specs(
-            lambda curve, f=fields, p=progress, c=confidence, k=combine: forecast_spec(curve, f, p, c, k))))
+                        + [f"forecast.minGain.progress={progress:g}", f"confidence={confidence:g}",
+                           f"minEvaluations={min_evaluations}"] + ([f"combine={combine}"] if combine != "any" else []))
+        out.append((name, policy_from_specs(lambda curve, s=setting: forecast_spec(curve, *s))))
     return out
 
 
