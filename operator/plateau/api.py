@@ -432,7 +432,8 @@ class Schedule(Spec):
         default=None, min_length=1, max_length=128,
         description=("The metric the trainer reports its learning rate as (e.g. lr): a halving or a "
                      "restart counts as a drop, and drops at a steady interval predict the next. "
-                     "Read in `plateau replay` and the benchmark; the sidecar does not forward it yet."))
+                     "The rate in force at an evaluation is the last one reported before it (or "
+                     "earlier in the same record)."))
     hold: OptionalInteger = Field(
         default=None, ge=1, le=2**53,
         description=("Hold only this many steps before a drop; unset: hold whenever a drop is still to "

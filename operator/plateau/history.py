@@ -83,6 +83,8 @@ class MetricHistory:
         assert spec.metric is not None and spec.preset is None, "a metric_stop_spec"
         self.spec = spec
         self.rule = spec.metric
+        # The metric whose last report is the learning rate in force (schedule.learningRate).
+        self.lr_name = spec.metric.schedule.learning_rate if spec.metric.schedule is not None else None
         self.max_evaluations = max_evaluations
         self.track: Optional[MetricTrack] = None
         self.stopped: Optional[MetricTrack] = None
@@ -94,11 +96,12 @@ class MetricHistory:
         self._snapshots: list[Optional[MetricTrack]] = [None]  # the track after i * SNAPSHOT_EVERY
 
     @classmethod
-    def folded(cls, spec: StopSpec, reports: Iterable[tuple[int, float]],
+    def folded(cls, spec: StopSpec, reports: Iterable[tuple[int, float] | tuple[int, float, Optional[float]]],
                max_evaluations: int = MAX_EVALUATIONS) -> MetricHistory:
+        """A history of (step, value) reports, or (step, value, learning rate in force)."""
         history = cls(spec, max_evaluations)
-        for step, value in reports:
-            history.add(step, value)
+        for report in reports:
+            history.add(*report)
         return history
 
     def add(self, step: int, value: float, lr: Optional[float] = None) -> None:

@@ -307,3 +307,25 @@ def test_the_forecast_starts_again_at_a_drop_and_holds_before_one() -> None:
     assert fresh.fired is None and "(5 of 8 since the last learning-rate drop)" in fresh.message
     later = track(after, stop.metric, [Evaluation(i, 0.3 + (i - 49.0) ** -1.5) for i in range(55, 80)])  # type: ignore[arg-type]
     assert decide(stop, Observation(metric=later)).reason == Reason.CONVERGED  # the new regime has converged
+
+
+def test_the_sidecar_folds_the_learning_rate_in_force_live_and_when_a_spec_arrives_late() -> None:
+    from plateau.history import metric_spec_for
+    from plateau_sidecar.store import MetricStore
+
+    aware = StopSpec.model_validate({"metric": {"name": "loss", "patience": 5, "schedule": {"learningRate": "lr"}}})
+    text = metric_spec_for(aware).text  # type: ignore[union-attr]
+    rows = improving_then_flat(100)
+    expected = MetricHistory.folded(metric_stop_spec(aware), rows)  # type: ignore[arg-type]
+    assert expected.stopped is not None and expected.stopped.last_step == 80
+    live, late = MetricStore("tj"), MetricStore("tj")
+    with live.lock, late.lock:
+        live.set_spec(text)
+        for step, loss, lr in rows:
+            for store in (live, late):
+                store.add_record(step, {"lr": lr, "loss": loss})  # the lr in force, reported first
+        late.set_spec(text)  # refolds the kept reports, each with the lr in force at its step
+    for store in (live, late):
+        view = store.snapshot().track
+        assert view is not None and view.current == expected.track and view.stopped == expected.stopped
+        assert view.current.drop_step == 60 and view.current.drop_gap == 20
