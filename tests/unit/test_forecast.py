@@ -329,3 +329,30 @@ def test_the_sidecar_folds_the_learning_rate_in_force_live_and_when_a_spec_arriv
         view = store.snapshot().track
         assert view is not None and view.current == expected.track and view.stopped == expected.stopped
         assert view.current.drop_step == 60 and view.current.drop_gap == 20
+
+
+STOP_SCHEMA_CASES = [
+    ({"metric": {"name": "l", "forecast": {"horizon": 10, "minGain": {"progress": 0.02}}}}, []),
+    ({"metric": {"name": "l", "forecast": {"horizon": 10, "minGain": {}}}},
+     ["minGain needs a part above 0: absolute, relative or progress"]),
+    ({"metric": {"name": "l", "schedule": {"milestones": [10, 20]}}}, []),
+    ({"metric": {"name": "l", "schedule": {"milestones": [20, 10]}}}, ["schedule.milestones must be strictly increasing"]),
+    ({"metric": {"name": "l", "schedule": {"hold": 5}}}, ["schedule needs milestones, period or learningRate"]),
+    ({"preset": "forecast", "metric": {"name": "l"}}, ["preset forecast needs metric.forecast.horizon: the run's planned length"]),
+    ({"preset": "forecast", "metric": {"name": "l", "forecast": {"horizon": 10}}}, []),
+]
+
+
+@pytest.mark.parametrize(("stop", "errors"), STOP_SCHEMA_CASES)
+def test_the_api_server_checks_what_the_models_check(stop: dict, errors: list[str]) -> None:
+    """The CRD's CEL rules (run by the emulator's CEL evaluator) refuse what the models refuse."""
+    from plateau.crd import build_crd
+    from tests.support.apiserver import cel
+
+    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["stop"]
+    assert [e.detail for e in cel.validate(stop, None, False, schema, "spec.stop")] == errors
+    if errors:
+        with pytest.raises(ValidationError, match=re.escape(errors[0])):
+            StopSpec.model_validate(stop)
+    else:
+        StopSpec.model_validate(stop)
