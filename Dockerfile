@@ -17,7 +17,7 @@ FROM ${BASE}
 COPY --from=builder /dist/ /tmp/dist/
 # Binary wheels only: the image has no compilers and needs none.
 RUN python3 -m venv /opt/plateau \
- && /opt/plateau/bin/pip install --no-cache-dir --only-binary=:all: /tmp/dist/plateau-*.whl \
+ && /opt/plateau/bin/pip install --no-cache-dir --only-binary=:all: /tmp/dist/plateau_operator-*.whl \
  && /opt/plateau/bin/pip uninstall --yes --quiet pip setuptools \
  && rm -rf /tmp/dist
 ENV PATH=/opt/plateau/bin:$PATH \

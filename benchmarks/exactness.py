@@ -32,10 +32,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.harness import RunCurve, load_curves
 from plateau.api import StopSpec
-from plateau.history import metric_spec_for
-from plateau.replay import Row, RunHistory, RunReplay
-from plateau.rules import Decision, Observation, decide
-from plateau.summaries import TRACK_READ_SERIES, track_from_series
+from plateau.engine.history import metric_spec_for
+from plateau.cli.replay import Row, RunHistory, RunReplay
+from plateau.engine.rules import Decision, Observation, decide
+from plateau.prometheus.summaries import TRACK_READ_SERIES, track_from_series
 from plateau_sidecar.collector import Exposition
 from plateau_sidecar.store import MetricStore
 

@@ -44,16 +44,18 @@ COPIED = ("operator", "sidecar", "tests", "benchmarks", "crds", "charts", "examp
 TESTS: dict[str, tuple[str, ...]] = {
     "rules": ("tests/unit/test_rules.py", "tests/unit/test_rules_properties.py"),
     "stopflow": ("tests/unit/test_stopflow*.py",),
-    "summaries": ("tests/unit/test_summaries*.py", "tests/unit/test_local_scrape.py", "tests/unit/test_evaluator*.py",
+    "summaries": ("tests/unit/test_summaries*.py", "tests/unit/test_local_scrape.py", "tests/unit/test_loop_*.py",
                   "tests/unit/test_history.py"),
     "workloads": ("tests/unit/test_workload*.py", "tests/unit/test_build_job.py"),
     "workload_state": ("tests/unit/test_workload_state.py", "tests/unit/test_workload_adapters.py"),
     "cohort": ("tests/unit/test_cohort*.py",),
-    "evaluator": ("tests/unit/test_evaluator*.py", "tests/unit/test_operator_bench.py"),
-    "trackread": ("tests/unit/test_trackread*.py", "tests/unit/test_evaluator*.py", "tests/unit/test_operator_bench.py"),
+    **{f"controller/loop/{stage}": ("tests/unit/test_loop_*.py", "tests/unit/test_operator_bench.py")
+       for stage in ("gather", "fetch", "assemble", "plan", "act", "write", "memory")},
+    "trackread": ("tests/unit/test_trackread*.py", "tests/unit/test_loop_*.py", "tests/unit/test_operator_bench.py"),
     "history": ("tests/unit/test_cohort*.py", "tests/unit/test_history.py"),
 }
-DEFAULT_MODULES = ("rules", "stopflow", "summaries", "workloads", "workload_state", "cohort", "evaluator")
+DEFAULT_MODULES = ("rules", "stopflow", "summaries", "workloads", "workload_state", "cohort", "controller/loop/plan",
+                   "controller/loop/assemble", "controller/loop/write")
 
 
 # --- mutants (pure) ------------------------------------------------------------------------------

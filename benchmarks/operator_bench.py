@@ -13,11 +13,11 @@ For each number of jobs N, three processes hold the world the operator sees:
   cycle, so the operator's second query fetches every series);
 - the API emulation (tests/support/apiserver) holding N TrainingJobs in phase Running, each with
   its child Job marked active.
-The evaluator then runs in a worker process of its own, so the resident memory reported (VmRSS
+The loop then runs in a worker process of its own, so the resident memory reported (VmRSS
 and its peak VmHWM, from /proc/self/status) is the operator's and nobody else's: its Registry is
-fed from one list of the emulator's objects (what kopf's watch would deliver), and
-`Evaluator.cycle()` runs a warm-up cycle (it writes every job's status: the operator had never
-written them) and then `--cycles` measured cycles, `--pause` seconds apart so that every cycle
+fed from one list of the emulator's objects (what kopf's watch would deliver), and its
+`cycle()` (plateau.controller.loop.cycle) runs a warm-up cycle (it writes every job's status: the
+operator had never written them) and then `--cycles` measured cycles, `--pause` seconds apart so that every cycle
 sees new reports. The measured cycles run with status_interval 3600 s (`--status-interval`), so
 they measure evaluation, not the API server's write throughput: the emulator validates a status
 write's CEL rules in Python (tens of ms each), so a cycle with writes measures mostly the emulator;
@@ -25,7 +25,7 @@ the warm-up cycle shows that cost. The batched collector is the operator's own c
 the operator reads every job's report counter, then the series it folds of the jobs whose
 counter moved, in concurrent parts by name (1 + FETCH_PARTS queries; FETCH_PARTS alone after a
 cycle where most jobs had news), and plans each part's jobs as it arrives. The baseline is
-`NaiveEvaluator` below, which fetches every series with one query per job (concurrently, at the
+`NaiveLoop` below, which fetches every series with one query per job (concurrently, at the
 operator's API concurrency) and feeds them to the same assembly and engine.
 The baseline starts from the memory the batched run ended with (`--no-handover` to change that),
 so its warm-up does not rewrite every status.
@@ -69,13 +69,19 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from plateau import api, promql
-from plateau.config import Settings
-from plateau.evaluator import CycleReport, Evaluator, JobContext, OnPart, Registry
-from plateau.heap import FrozenHeap
-from plateau.kube import Kube
-from plateau.prometheus import PrometheusClient, PrometheusError
-from plateau.workloads import LABEL
+from plateau import api
+
+from plateau.prometheus import promql
+from plateau.controller.config import Settings
+from plateau.controller.loop import assemble, fetch
+from plateau.controller.loop import cycle as loop_cycle
+from plateau.controller.loop.context import CycleReport, JobContext, Metrics, OnPart
+from plateau.controller.loop.cycle import Loop
+from plateau.controller.loop.registry import Registry
+from plateau.controller.heap import FrozenHeap
+from plateau.controller.kube import Kube
+from plateau.prometheus.client import PrometheusClient, PrometheusError
+from plateau.controller.children import LABEL
 from plateau_sidecar import protocol
 
 from benchmarks.operator_support import BASE_REPORTS, FORECAST, job_keys
@@ -108,8 +114,9 @@ class GcTimer:
             self.full += info.get("generation") == 2
 
 
-class TimedEvaluator(Evaluator):
-    """The operator's Evaluator, unchanged, with the phases of each cycle timed.
+class TimedLoop:
+    """The operator's loop, unchanged, with the phases of each cycle timed through its seams
+    (the loop's Stages and its sidecar decoder).
 
     prepare: contexts and workload states; query: PromQL over HTTP and decoding; parse: the
     decoding alone (JSON body -> labels and values); assemble: series -> per-job summaries;
@@ -118,14 +125,14 @@ class TimedEvaluator(Evaluator):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        self.loop = Loop(*args, **kwargs)
         self.marks: dict[str, float] = {}
         self.samples = 0
         self.query_seconds = 0.0
         self.parse_seconds = 0.0
         self.assemble_seconds = 0.0
         self.plan_seconds = 0.0
-        decode = self._sidecar_answer
+        decode = self.loop.decode_sidecar
 
         def timed(raw: bytes) -> list[tuple[Any, float]]:
             began = time.perf_counter()
@@ -134,13 +141,15 @@ class TimedEvaluator(Evaluator):
             finally:
                 self.parse_seconds += time.perf_counter() - began
 
-        self._sidecar_answer = timed  # type: ignore[assignment]
+        self.loop.decode_sidecar = timed  # type: ignore[assignment]
+        self.loop.stages = self.loop.stages._replace(
+            fetch_metrics=self._fetch_metrics, query_sidecar=self._query_sidecar, assemble=self._assemble)
 
     async def cycle(self) -> CycleReport:
         self.marks = {"start": time.perf_counter()}
         self.samples, self.query_seconds, self.parse_seconds, self.assemble_seconds = 0, 0.0, 0.0, 0.0
         self.plan_seconds = 0.0
-        report = await super().cycle()
+        report = await loop_cycle.cycle(self.loop)
         self.marks["end"] = time.perf_counter()
         return report
 
@@ -150,22 +159,22 @@ class TimedEvaluator(Evaluator):
                 "query": self.query_seconds, "parse": self.parse_seconds, "assemble": self.assemble_seconds,
                 "plan": self.plan_seconds, "evaluate": m["end"] - m["fetched"]}
 
-    async def _query_sidecar(self, promql_text: str, report: CycleReport) -> list[tuple[Any, float]]:
+    async def _query_sidecar(self, loop: Loop, promql_text: str, report: CycleReport) -> list[tuple[Any, float]]:
         began = time.perf_counter()
-        answer = await super()._query_sidecar(promql_text, report)
+        answer = await fetch.query_sidecar(loop, promql_text, report)
         self.query_seconds += time.perf_counter() - began
         self.samples += len(answer)
         return answer
 
-    def _assemble(self, answer: list[tuple[Any, float]], wanted: set[tuple[str, str, str]],  # type: ignore[override]
+    def _assemble(self, answer: list[tuple[Any, float]], wanted: set[tuple[str, str, str]],
                   pods: Optional[dict[tuple[str, str], set[str]]] = None) -> Any:
         began = time.perf_counter()
         try:
-            return super()._assemble(answer, wanted, pods)
+            return assemble.tracks(answer, wanted, pods)
         finally:
             self.assemble_seconds += time.perf_counter() - began
 
-    async def _fetch_metrics(self, contexts: list[JobContext], report: CycleReport, on_part: OnPart) -> Any:
+    async def _fetch_metrics(self, loop: Loop, jobs: list[JobContext], report: CycleReport, on_part: OnPart) -> Metrics:
         self.marks["fetch"] = time.perf_counter()
 
         def timed(jobs: list[JobContext], summaries: dict[tuple[str, str], Any]) -> None:
@@ -176,13 +185,13 @@ class TimedEvaluator(Evaluator):
                 self.plan_seconds += time.perf_counter() - began
 
         try:
-            return await self._collect(contexts, report, timed)
+            return await self._collect(loop, jobs, report, timed)
         finally:
             self.marks["fetched"] = time.perf_counter()
 
-    async def _collect(self, contexts: list[JobContext], report: CycleReport, on_part: OnPart) -> Any:
-        """Plateau's own batched fetch (Evaluator._fetch_metrics), unchanged."""
-        return await super()._fetch_metrics(contexts, report, on_part)
+    async def _collect(self, loop: Loop, jobs: list[JobContext], report: CycleReport, on_part: OnPart) -> Metrics:
+        """Plateau's own batched fetch (plateau.controller.loop.fetch.metrics), unchanged."""
+        return await fetch.metrics(loop, jobs, report, on_part)
 
 
 def naive_query(namespace: str, name: str) -> str:
@@ -191,7 +200,7 @@ def naive_query(namespace: str, name: str) -> str:
             f'namespace="{promql.escape_label_value(namespace)}"}}')
 
 
-class NaiveEvaluator(TimedEvaluator):
+class NaiveLoop(TimedLoop):
     """BASELINE, not Plateau's code: the sidecar series fetched with one PromQL query per job.
 
     This is what per-object timers (one query each) amount to. The queries run concurrently,
@@ -199,31 +208,31 @@ class NaiveEvaluator(TimedEvaluator):
     through the operator's own assembly, so only the querying differs from the batched cycle.
     """
 
-    async def _collect(self, contexts: list[JobContext], report: CycleReport, on_part: OnPart) -> Any:
-        watched = [c for c in contexts if c.status.phase == api.Phase.RUNNING.value and c.rule]
+    async def _collect(self, loop: Loop, jobs: list[JobContext], report: CycleReport, on_part: OnPart) -> Metrics:
+        watched = [c for c in jobs if c.status.phase == api.Phase.RUNNING.value and c.rule]
         if not watched:
-            return {}, None, defaultdict(set)
-        limit = asyncio.Semaphore(self.settings.concurrency)
+            return Metrics({}, None, defaultdict(set))
+        limit = asyncio.Semaphore(loop.settings.concurrency)
 
         async def one(ctx: JobContext) -> list[tuple[Any, float]]:
             async with limit:
-                return await self._query_sidecar(naive_query(*ctx.key), report)
+                return await loop.stages.query_sidecar(loop, naive_query(*ctx.key), report)
 
         try:
             results = await asyncio.gather(*(one(c) for c in watched))
         except PrometheusError as exc:
             report.errors.append(str(exc))
-            return {}, (exc.reason, str(exc)), defaultdict(set)
+            return Metrics({}, (exc.reason, str(exc)), defaultdict(set))
         wanted = {(c.key[0], c.key[1], c.rule.name) for c in watched}  # type: ignore[union-attr]
         answer = [s for samples in results for s in samples]
         pods: dict[tuple[str, str], set[str]] = defaultdict(set)
         for labels, _ in answer:
             if labels.pod:
                 pods[(labels.namespace, labels.trainingjob)].add(labels.pod)
-        return self._assemble(answer, wanted), None, pods
+        return Metrics(loop.stages.assemble(answer, wanted), None, pods)
 
 
-# --- the worker: one evaluator in its own process ------------------------------------------------
+# --- the worker: one loop in its own process ------------------------------------------------
 
 
 def memory_mb() -> dict[str, float]:
@@ -248,7 +257,7 @@ async def load_registry(api_client: Any) -> Registry:
 
 
 async def run_worker(args: argparse.Namespace) -> dict[str, Any]:
-    from plateau.runtime import api_client
+    from plateau.controller.runtime import api_client
 
     before = memory_mb()
     client = api_client()  # as the operator builds it: $KUBECONFIG, default pool sizes
@@ -256,13 +265,13 @@ async def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     loaded = memory_mb()
     settings = Settings(prometheus_url=args.prometheus_url, leader_election=False,
                         status_interval=args.status_interval)
-    cls = NaiveEvaluator if args.worker == "naive" else TimedEvaluator
+    cls = NaiveLoop if args.worker == "naive" else TimedLoop
     prometheus = PrometheusClient(settings.prometheus_url, timeout=PROMETHEUS_TIMEOUT)
-    heap = FrozenHeap()  # the operator's GC policy (plateau.runtime installs the same)
+    heap = FrozenHeap()  # the operator's GC policy (plateau.controller.runtime installs the same)
     heap.install()
-    evaluator = cls(settings, registry, Kube(client), prometheus, heap=heap)
+    timed = cls(settings, registry, Kube(client), prometheus, heap=heap)
     if args.memory_in:  # what the batched run wrote: the baseline does not redo its write-all warm-up
-        evaluator.memory = pickle.loads(Path(args.memory_in).read_bytes())
+        timed.loop.memory = pickle.loads(Path(args.memory_in).read_bytes())
     cycles = []
     profiler = cProfile.Profile() if args.profile else None
     gc_timer = GcTimer()
@@ -271,11 +280,11 @@ async def run_worker(args: argparse.Namespace) -> dict[str, Any]:
             profiler.enable()
         gc_before, full_before = gc_timer.seconds, gc_timer.full
         wall, cpu = time.perf_counter(), time.process_time()
-        report = await evaluator.cycle()
+        report = await timed.cycle()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        cycles.append({"wall": wall, "cpu": cpu, **evaluator.phases(), "gc": gc_timer.seconds - gc_before,
+        cycles.append({"wall": wall, "cpu": cpu, **timed.phases(), "gc": gc_timer.seconds - gc_before,
                        "gc_full": gc_timer.full - full_before, "queries": report.queries,
-                       "writes": report.writes, "jobs": report.jobs, "samples": evaluator.samples,
+                       "writes": report.writes, "jobs": report.jobs, "samples": timed.samples,
                        "memory": memory_mb(),
                        "errors": len(report.errors), "error": report.errors[0] if report.errors else ""})
         if i < args.cycles:
@@ -290,8 +299,8 @@ async def run_worker(args: argparse.Namespace) -> dict[str, Any]:
         profile_text = out.getvalue()
     await prometheus.close()
     if args.memory_out:
-        Path(args.memory_out).write_bytes(pickle.dumps(evaluator.memory))
-    with_metric = sum(1 for m in evaluator.memory.values() if m.status.metric is not None)
+        Path(args.memory_out).write_bytes(pickle.dumps(timed.loop.memory))
+    with_metric = sum(1 for m in timed.loop.memory.values() if m.status.metric is not None)
     memory_end = memory_mb()
     # The heap policy's periodic full collection (every heap.full_every s), which the measured
     # cycles do not include: timed here, once.
@@ -557,7 +566,7 @@ def fold_cost(evaluations: int = 2000) -> dict[str, float]:
     """Microseconds a new evaluation costs the fold (rules.track), without and with a forecast rule:
     what the sidecar (and `plateau replay`, `plateau run`'s sidecar) pays per report. The fit is
     redone only when an evaluation arrives, so this is its whole cost; the operator reads the fit."""
-    from plateau.rules import Evaluation, track
+    from plateau.engine.rules import Evaluation, track
 
     out = {}
     for label, spec in (("plain", {}), ("forecast", {"forecast": dict(FORECAST, horizon=10 * evaluations)})):
@@ -731,7 +740,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small run: 50 and 200 jobs, 3 cycles, 3 latency repeats")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--workdir", help="keep logs and Prometheus data here (default: a temp dir)")
-    # internal: one evaluator in this process
+    # internal: one loop in this process
     parser.add_argument("--worker", choices=("batched", "naive"), help=argparse.SUPPRESS)
     parser.add_argument("--kubeconfig", help=argparse.SUPPRESS)
     parser.add_argument("--prometheus-url", help=argparse.SUPPRESS)
@@ -775,7 +784,7 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"{Settings().concurrency}; Prometheus client timeout {PROMETHEUS_TIMEOUT:g}s (operator default "
           f"{Settings().prometheus_timeout:g}s); baseline starts from the batched run's memory: {args.handover}")
     print()
-    print("Evaluation cycle (Evaluator.cycle) - the operator in its own process; RSS/peak = its VmRSS/VmHWM after the run")
+    print("Evaluation cycle (plateau.controller.loop.cycle) - the operator in its own process; RSS/peak = its VmRSS/VmHWM after the run")
     print(table(HEADERS, scale_rows(results)))
     print()
     print("Where a measured cycle's time goes (medians of the cycles without status writes): prepare = contexts and "

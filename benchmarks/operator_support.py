@@ -39,7 +39,7 @@ from plateau_sidecar import protocol as p
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = "val_loss"
 TARGET = 0.5  # latency jobs: stop (TargetReached) once val_loss <= 0.5
-LABEL = "plateau.dev/trainingjob"  # plateau.workloads.LABEL (kept literal: no operator import here)
+LABEL = "plateau.dev/trainingjob"  # plateau.controller.children.LABEL (kept literal: no operator import here)
 SCALE_NAMESPACES = 4
 LATENCY_NAMESPACE = "bench-latency"
 
@@ -61,7 +61,7 @@ def pod_name(name: str) -> str:
 # --- the synthetic exporter ----------------------------------------------------------------
 
 # The track fields a real sidecar exports of a job without smoothing and without a learning-rate
-# drop seen; those of a forecast rule (plateau.forecast's fit) come only with one.
+# drop seen; those of a forecast rule (plateau.engine.forecast's fit) come only with one.
 FORECAST_FIELDS = ("forecast_level", "forecast_level_sd", "forecast_gain", "forecast_gain_sd")
 _UNEXPORTED = {"smoothed", "drop_step", "drop_gap", *FORECAST_FIELDS}
 
@@ -115,7 +115,7 @@ class Shard:
         self.spec_key = spec_key_of(trainingjob("", "", latency, forecast))
 
     def _values(self, i: int, key: tuple[str, str], reports: int, now: float) -> tuple[float, ...]:
-        """value, step, reports, spec key, resumes, kept, then the track (plateau.rules.track's
+        """value, step, reports, spec key, resumes, kept, then the track (plateau.engine.rules.track's
         fold of these reports): evaluations, best, best_step, reference, first, since, non_finite,
         regime evaluations, and with a forecast its fit: the curve heads for 0.2 by its horizon,
         far more gain than minGain, so no scale job converges."""
@@ -255,7 +255,7 @@ def trainingjob(namespace: str, name: str, latency: bool, forecast: bool = False
 def spec_key_of(body: dict[str, Any]) -> int:
     """The key of the metric stop spec a sidecar of this job folds under."""
     from plateau.api import StopSpec
-    from plateau.history import metric_spec_for
+    from plateau.engine.history import metric_spec_for
 
     found = metric_spec_for(StopSpec.model_validate(body["spec"]["stop"]))
     assert found is not None

@@ -1,6 +1,6 @@
 """Plateau's own stop specs as benchmark policies, replayed through the real engine.
 
-Each policy feeds a run's val_loss, one evaluation per epoch, to `plateau.replay` — the
+Each policy feeds a run's val_loss, one evaluation per epoch, to `plateau.cli.replay` — the
 same `rules.track` and `rules.decide` the operator uses — and returns the epoch it stopped
 at. Plateau rows use keep-best semantics: a stopped run keeps its best checkpoint.
 """
@@ -12,9 +12,9 @@ from typing import Any, Callable, Optional
 
 from benchmarks.harness import CohortFamily, Family, Policy, RunCurve
 from plateau.api import StopSpec
-from plateau.presets import resolve_metric_rule
-from plateau.replay import Row, RunHistory, replay_run
-from plateau.rules import CohortView, Evaluation, MetricTrack, Observation, decide, track
+from plateau.engine.presets import resolve_metric_rule
+from plateau.cli.replay import Row, RunHistory, replay_run
+from plateau.engine.rules import CohortView, Evaluation, MetricTrack, Observation, decide, track
 
 
 def policy_from_spec(stop: StopSpec | dict[str, Any]) -> Policy:

@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks.harness import RunCurve, clairvoyant_stop, load_curves, summarize
 from plateau.api import StopSpec
-from plateau.replay import Row, RunHistory, replay_run
+from plateau.cli.replay import Row, RunHistory, replay_run
 
 DEFAULT_SHAPES = Path(__file__).resolve().parent / "data" / "curves-shapes.csv.gz"
 SPECS: dict[str, dict[str, Any]] = {

@@ -34,7 +34,7 @@ from typing import NamedTuple
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from plateau.api import StopSpec
-from plateau.history import metric_spec_for
+from plateau.engine.history import metric_spec_for
 from plateau_sidecar import protocol as p
 from plateau_sidecar.collector import Exposition, StoreCollector
 from plateau_sidecar.follow import FileFollower
@@ -311,7 +311,7 @@ def main() -> int:
     bare = idle_rss_mb("pass")
     with_client = idle_rss_mb("import prometheus_client")
     with_aiohttp = idle_rss_mb("import aiohttp.web, prometheus_client")
-    with_engine = idle_rss_mb("import prometheus_client, plateau.history")
+    with_engine = idle_rss_mb("import prometheus_client, plateau.engine.history")
 
     at_least, below = f">= {INGEST_TARGET:,}", f"< {RENDER_TARGET_MS:g}"
     naive_render = f"{render.pop('naive')} (labelled Gauges)"

@@ -1,7 +1,7 @@
 """A tiny real trainer for Plateau's tests and demos: a one-hidden-layer MLP in numpy, on a
 dataset that ships inside scikit-learn (no download), on CPU in seconds.
 
-It reports `val_loss` and `accuracy` once per epoch through `plateau_sidecar.client` (to the
+It reports `val_loss` and `accuracy` once per epoch through `plateau_client` (to the
 JSONL file or the push URL the environment names), prints the same numbers as a log line
 for the stdout route, and honours the operator's stop request by checkpointing and exiting 0.
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.datasets import load_breast_cancer, load_digits
 
-from plateau_sidecar import client
+import plateau_client
 
 DATASETS = {"digits": load_digits, "breast_cancer": load_breast_cancer}
 DIVERGE_LR_FACTOR = 300.0
@@ -157,12 +157,12 @@ def train(args: argparse.Namespace) -> int:
             model.sgd_step(x_train[batch], y_train[batch], lr)
             step += 1
         val_loss, accuracy = model.evaluate(x_val, y_val)
-        client.report(step, val_loss=val_loss, accuracy=accuracy)
+        plateau_client.report(step, val_loss=val_loss, accuracy=accuracy)
         print(f"epoch={epoch} step={step} val_loss={val_loss:.6f} accuracy={accuracy:.6f}", flush=True)
         meta = {"epoch": epoch, "step": step, "val_loss": val_loss, "accuracy": accuracy, "stopped_by": None}
         if epoch == back_to and resume_at:
             saved = (copy.deepcopy(model), step, rng.bit_generator.state)
-        reason = client.stop_reason()
+        reason = plateau_client.stop_reason()
         if reason is not None and not args.ignore_stop:
             meta["stopped_by"] = reason
             save_checkpoint(args.checkpoint_dir, model, meta)

@@ -1,1 +1,1 @@
-"""Plateau's sidecar and trainer-side client."""
+"""Plateau's sidecar: the trainer's metrics, exported for Prometheus."""

@@ -10,10 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
+from plateau.api.stdout_pattern import Pattern, compile_pattern
+
 from . import protocol as p
 from .follow import DEFAULT_MAX_LINE_BYTES, DEFAULT_POLL_INTERVAL
 from .journal import DEFAULT_MAX_JOURNAL_BYTES
-from .records import Pattern, compile_pattern
 from .server import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLIGHT
 from .store import DEFAULT_MAX_METRICS, MAX_METRIC_NAME_LENGTH
 

@@ -1,7 +1,8 @@
 """The contract between trainer, sidecar and operator: environment, paths and metric names.
 
 The operator injects these variables into the trainer and sidecar containers; `plateau run`
-sets the same ones for local processes. Nothing here does I/O.
+sets the same ones for local processes. Nothing here does I/O. The trainer-side client
+(client/plateau_client) keeps its own copy of what it reads, and a test pins the two equal.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 ENV_TRAININGJOB = "PLATEAU_TRAININGJOB"  # TrainingJob name, exported as a label
 ENV_NAMESPACE = "PLATEAU_NAMESPACE"
 ENV_METRICS_FILE = "PLATEAU_METRICS_FILE"  # JSONL file the trainer appends to
-ENV_PUSH_URL = "PLATEAU_PUSH_URL"  # trainer-side: where client.report() POSTs
+ENV_PUSH_URL = "PLATEAU_PUSH_URL"  # trainer-side: where plateau_client.report() POSTs
 ENV_PUSH_ADDR = "PLATEAU_PUSH_ADDR"  # sidecar-side: host:port the push endpoint binds
 ENV_METRICS_ADDR = "PLATEAU_METRICS_ADDR"  # sidecar-side: host:port for /metrics
 ENV_STDOUT_FILE = "PLATEAU_STDOUT_FILE"  # a log file the trainer's command already writes
@@ -34,7 +35,7 @@ DEFAULT_PUSH_ADDR = f"127.0.0.1:{DEFAULT_PUSH_PORT}"
 
 # --- HTTP paths the sidecar serves ------------------------------------------------------------
 METRICS_PATH = "/metrics"
-PUSH_PATH = "/push"  # where client.report() POSTs: PLATEAU_PUSH_URL ends with it
+PUSH_PATH = "/push"  # where plateau_client.report() POSTs: PLATEAU_PUSH_URL ends with it
 HEALTH_PATH = "/healthz"
 
 # The pod annotation the operator sets to request a stop; a downward-API volume exposes it
@@ -45,7 +46,7 @@ STOP_ANNOTATION = "plateau.dev/stop"
 # Prometheus stores, and the sidecar rejects others (bad_step) rather than export a wrong one.
 MAX_STEP = 2**53
 # The pod annotation holding the metric stop spec the sidecar folds the monitored metric under
-# (canonical JSON of `plateau.history.metric_stop_spec`); exposed as DEFAULT_SPEC_FILE.
+# (canonical JSON of `plateau.engine.history.metric_stop_spec`); exposed as DEFAULT_SPEC_FILE.
 SPEC_ANNOTATION = "plateau.dev/metric-spec"
 
 # --- exported series (Prometheus naming: base units, _total for counters) -------------------
@@ -65,12 +66,12 @@ SERIES_MAX_REPORT = "plateau_metric_max_report"
 SERIES_BAD_INPUT = "plateau_sidecar_bad_input_total"  # label: kind
 
 # The monitored metric's track: the engine's state after every report, in order (see
-# plateau.history). The last value and step are SERIES_VALUE and SERIES_STEP.
+# plateau.engine.history). The last value and step are SERIES_VALUE and SERIES_STEP.
 SERIES_TRACK_SPEC = "plateau_track_spec"  # 48-bit key of the spec the track was folded under
 SERIES_TRACK_RESUMES = "plateau_track_resumes_total"  # reports whose step went back
 SERIES_TRACK_KEPT = "plateau_track_kept"  # 0 once too many evaluations to purge on a resume
 TRACK_FIELDS = ("evaluations", "best", "best_step", "reference", "smoothed", "first", "since_improvement", "non_finite",
-                # the forecast rule's fit (plateau.forecast), absent without one; its sketch stays here
+                # the forecast rule's fit (plateau.engine.forecast), absent without one; its sketch stays here
                 "regime_evaluations", "forecast_level", "forecast_level_sd", "forecast_gain", "forecast_gain_sd",
                 # learning-rate drops seen (schedule), so the operator holds patience as the fold did
                 "drop_step", "drop_gap")

@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 import regex
 
+from plateau.api.stdout_pattern import Pattern, compile_pattern
+
 from .store import STEP_KEY, BadInput, MetricStore, RecordError, step_of
 
 LineSink = Callable[[list[bytes]], None]
-Pattern = regex.Pattern
 
-MAX_PATTERN_LENGTH = 4096
 MAX_PUSH_RECORDS = 10_000  # the client keeps at most this many unsent reports (client.MAX_PENDING_RECORDS)
 # Per line. A sane pattern matches a line of --max-line-bytes in well under a millisecond.
 MATCH_TIMEOUT_SECONDS = 0.25
@@ -51,23 +51,6 @@ def jsonl_sink(store: MetricStore) -> LineSink:
                     store.count_bad(item.kind, str(item))
 
     return ingest
-
-
-def compile_pattern(pattern: str) -> Pattern:
-    """Compile a stdout pattern; it must name a `step` group and at least one metric group.
-    Raises ValueError (`regex.error` is one) with the reason."""
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        raise ValueError(f"the stdout pattern is longer than {MAX_PATTERN_LENGTH} characters")
-    try:
-        compiled = regex.compile(pattern)
-    except regex.error as e:
-        raise ValueError(f"not a valid regex: {e}") from None
-    groups = set(compiled.groupindex)
-    if STEP_KEY not in groups:
-        raise ValueError(f"the stdout pattern needs a named group (?P<{STEP_KEY}>...)")
-    if not groups - {STEP_KEY}:
-        raise ValueError("the stdout pattern needs at least one named group for a metric")
-    return compiled
 
 
 def pattern_sink(

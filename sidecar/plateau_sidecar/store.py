@@ -5,7 +5,7 @@ Prometheus samples the sidecar once per scrape, so anything reported between two
 would otherwise be invisible. The aggregates (report count, last value and step, running
 min/max with their step and report number) are for dashboards and alerts. The sidecar is the
 one place that sees every report, so it folds the monitored metric there
-(`plateau.history`), with the metric stop spec the operator hands it, and exports the track:
+(`plateau.engine.history`), with the metric stop spec the operator hands it, and exports the track:
 whatever the ratio of reports to scrapes, the operator reads the engine's state after exactly
 the sequence the trainer reported. Each metric's reports are also kept (bounded), so a new spec
 folds the same sequence again.
@@ -27,8 +27,8 @@ from array import array
 from typing import NamedTuple
 
 from plateau.api import StopSpec
-from plateau.history import MAX_EVALUATIONS, MetricHistory, spec_key
-from plateau.rules import MetricTrack
+from plateau.engine.history import MAX_EVALUATIONS, MetricHistory, spec_key
+from plateau.engine.rules import MetricTrack
 
 from .protocol import MAX_STEP
 
@@ -279,7 +279,7 @@ class MetricStore:
 
     def set_spec(self, text: str) -> None:
         """Fold the monitored metric under a new metric stop spec (canonical JSON, as
-        `plateau.history.spec_text` writes it), over every report it has had so far."""
+        `plateau.engine.history.spec_text` writes it), over every report it has had so far."""
         if text == self.spec_text:
             return
         self.spec_text = text

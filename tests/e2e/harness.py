@@ -16,8 +16,8 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from plateau import rbac
-from plateau.workloads import label_value
+from plateau.controller import rbac
+from plateau.controller.children import label_value
 from tests.support.apiserver import ApiServer
 from tests.support.apiserver.server import ADMIN_TOKEN
 from tests.support.kubelet import Kubelet, PodSlot

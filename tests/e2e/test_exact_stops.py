@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from plateau.api import StopSpec
-from plateau.history import metric_spec_for
-from plateau.replay import Row, RunHistory, RunResult, replay_run
-from plateau.workloads import SHARED_VOLUME
+from plateau.engine.history import metric_spec_for
+from plateau.cli.replay import Row, RunHistory, RunResult, replay_run
+from plateau.controller.children import SHARED_VOLUME
 from plateau_sidecar.protocol import SPEC_ANNOTATION
 from tests.e2e.harness import NAMESPACE, Environment, training_job, trainer
 

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from plateau.workloads import label_value
+from plateau.controller.children import label_value
 from tests.e2e.harness import NAMESPACE, Environment, operator_port, trainer, training_job
 from tests.support.prometheus import free_port
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from plateau.workloads import SHARED_VOLUME
+from plateau.controller.children import SHARED_VOLUME
 from tests.e2e.harness import Environment, existing_job, training_job, trainer
 from tests.support.dcgm import DcgmExporter
 

@@ -15,15 +15,16 @@ import prometheus_client
 import pytest
 import yaml
 
-import plateau.metrics
-from plateau import rbac
+import plateau.controller.metrics
+from plateau.controller import rbac
 from plateau.api import TrainingJobSpec
-from plateau.config import SidecarSettings, Settings, parse_settings
-from plateau.crd import build_crd
-from plateau.durations import DURATION_PATTERN
-from plateau.promql import DcgmConfig
-from plateau.workload_state import SIDECAR_NAME
-from plateau.workloads import LABEL, build_job
+from plateau.controller.children import SidecarSettings
+from plateau.controller.config import Settings, parse_settings
+from plateau.cli.crd import build_crd
+from plateau.api.durations import DURATION_PATTERN
+from plateau.prometheus.promql import DcgmConfig
+from plateau.controller.workload_state import SIDECAR_NAME
+from plateau.controller.children import LABEL, build_job
 from tests.support import chart
 from tests.support.chart import CHART, NAMESPACE, REPO, helm, only, operator_command, render, template
 from tests.support.prometheus import require_tool
@@ -505,10 +506,10 @@ def test_pod_monitor_selects_the_injected_sidecars() -> None:
 
 
 def known_series() -> set[str]:
-    """The series names plateau.metrics exposes, and Prometheus's `up`."""
+    """The series names plateau.controller.metrics exposes, and Prometheus's `up`."""
     names = {"up"}
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    for value in vars(plateau.metrics).values():
+    for value in vars(plateau.controller.metrics).values():
         if isinstance(value, prometheus_client.metrics.MetricWrapperBase):
             names |= {value._name + s for s in suffixes[value._type]}
     return names
@@ -540,7 +541,7 @@ def dashboard_exprs() -> list[str]:
 def test_alerts_and_dashboard_use_only_series_that_exist() -> None:
     exprs = [r["expr"] for r in alert_rules(EVERYTHING)] + dashboard_exprs()
     used = {name for expr in exprs for name in re.findall(r"\b(plateau_\w+|up)\b", expr)}
-    assert used - known_series() == set(), "series the operator does not export (add them to plateau.metrics)"
+    assert used - known_series() == set(), "series the operator does not export (add them to plateau.controller.metrics)"
 
 
 def test_dashboard_shows_what_platform_teams_ask_for() -> None:

@@ -33,4 +33,4 @@ def test_image_installs_the_wheel_without_extras() -> None:
     assert {"plateau-operator", "plateau-sidecar"} <= project["scripts"].keys()
     assert yaml.safe_load((REPO / "charts/plateau/Chart.yaml").read_text())["appVersion"] == project["version"]
     installs = re.findall(r"pip install [^\n]*", DOCKERFILE.read_text())
-    assert installs and all("plateau-*.whl" in line and "[" not in line for line in installs)
+    assert installs and all("plateau_operator-*.whl" in line and "[" not in line for line in installs)

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from plateau.api import StopSpec
-from plateau.history import metric_spec_for
+from plateau.engine.history import metric_spec_for
 
 pytestmark = pytest.mark.integration
 

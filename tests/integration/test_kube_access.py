@@ -1,4 +1,4 @@
-"""The operator's Kubernetes calls (plateau.kube) against the emulated API server.
+"""The operator's Kubernetes calls (plateau.controller.kube) against the emulated API server.
 
 The typed models of the `kubernetes` client reject objects that servers hold and serve (a
 quantity given as an int, `nvidia.com/gpu: 1`), so calls whose answer the operator does not
@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from plateau.kube import FIELD_MANAGER, ApiError, Kube, NotFound
-from plateau.leader import LeaderElector
-from plateau.runtime import api_client
+from plateau.controller.kube import FIELD_MANAGER, ApiError, Kube, NotFound
+from plateau.controller.leader import LeaderElector
+from plateau.controller.metrics import count_api_error
+from plateau.controller.runtime import api_client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,7 +33,7 @@ GPU_POD = {
 
 @pytest.fixture
 def kube(kubeconfig: str) -> Kube:
-    return Kube(api_client(kubeconfig), timeout=(2.0, 0.5))  # the client as the operator builds it
+    return Kube(api_client(kubeconfig), timeout=(2.0, 0.5), on_error=count_api_error)  # as the operator builds it
 
 
 def api_errors(verb: str, code: str) -> float:
@@ -73,8 +74,8 @@ DEPLOYMENT = {
 async def test_a_scaled_workload_stops_and_resumes_under_the_charts_rules_without_writing_it(apiserver, tmp_path) -> None:
     """Only /scale is written: the operator may not patch Deployments (that would let it rewrite
     their pod templates), and the size to resume to comes from the TrainingJob's status."""
-    from plateau import rbac
-    from plateau.workloads import Workload
+    from plateau.controller import rbac
+    from plateau.controller.workloads import Workload
 
     apiserver.apply(DEPLOYMENT)
     apiserver.grant("system:serviceaccount:plateau-system:plateau", rbac.RULES)

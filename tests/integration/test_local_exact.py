@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from plateau.api import StopSpec
-from plateau.replay import Row, RunHistory, RunResult, replay_run
+from plateau.cli.replay import Row, RunHistory, RunResult, replay_run
 from tests.integration.test_local_run import manifest, run, trainer_command
 
 pytestmark = pytest.mark.integration

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from plateau.api import StopSpec
-from plateau.history import MetricHistory, metric_spec_for
+from plateau.engine.history import MetricHistory, metric_spec_for
 from plateau.local.metrics import MetricReader
 from plateau.local.plan import free_port
 from plateau.local.processes import Sidecar
 from plateau.local.scrape import SidecarScraper, SourceError
-from plateau.replay import Row, RunHistory, replay_run
-from plateau.rules import Observation, decide
+from plateau.cli.replay import Row, RunHistory, replay_run
+from plateau.engine.rules import Observation, decide
 from plateau_sidecar import protocol as p
 from plateau_sidecar.protocol import METRICS_PATH
 

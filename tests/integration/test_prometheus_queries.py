@@ -10,8 +10,8 @@ from typing import Any, Callable
 import pytest
 from aiohttp import web
 
-from plateau import promql
-from plateau.prometheus import PrometheusClient, PrometheusError
+from plateau.prometheus import promql
+from plateau.prometheus.client import PrometheusClient, PrometheusError
 from tests.support.exposition import ExpositionServer
 from tests.support.prometheus import PrometheusServer, free_port
 

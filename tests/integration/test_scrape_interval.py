@@ -9,8 +9,8 @@ import time
 from typing import Any, Optional
 
 from plateau import api
-from plateau.config import SidecarSettings
-from plateau.workloads import build_job
+from plateau.controller.children import SidecarSettings
+from plateau.controller.children import build_job
 from tests.support.chart import render
 from tests.support.exposition import ExpositionServer
 from tests.support.prometheus import PrometheusServer

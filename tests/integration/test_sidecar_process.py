@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from plateau.api import StopSpec
-from plateau.history import metric_spec_for
+from plateau.engine.history import metric_spec_for
 from plateau_sidecar import protocol as p
 from tests.support.prometheus import PrometheusServer, SidecarProcess, check_metrics, require_tool
 

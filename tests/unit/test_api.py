@@ -4,6 +4,7 @@ the operator writes reads back whole."""
 from __future__ import annotations
 
 import json
+import pickle
 from enum import Enum
 from pathlib import Path
 from types import UnionType
@@ -12,11 +13,11 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import pytest
 from pydantic import BaseModel
 
-from plateau.api import TrainingJobStatus
-from plateau.manifest import load_training_job, parse_training_job
-from plateau.errors import InputError
-from plateau.rules import FOLD_ONLY, MetricTrack
-from plateau.status import summary_from_track, track_from_summary
+from plateau.api import TrainingJobSpec, TrainingJobStatus
+from plateau.api.manifest import load_training_job, parse_training_job
+from plateau.api.errors import InputError
+from plateau.engine.rules import FOLD_ONLY, MetricTrack
+from plateau.engine.status import summary_from_track, track_from_summary
 
 EXAMPLES = sorted(p for p in Path("examples").glob("*.yaml"))
 CONTAINER = {"spec": {"containers": [{"name": "t", "image": "x"}]}}
@@ -175,3 +176,21 @@ def test_the_engine_state_in_status_metric_survives_a_restart() -> None:
     for f in fields:
         assert getattr(again, f) == getattr(track, f), f
         assert getattr(track, f) != MetricTrack._field_defaults.get(f), f
+
+
+def test_durations_are_parsed_once_at_validation_and_stay_text_on_the_wire() -> None:
+    """The engine reads `.seconds`; dumps, the spec's hash and the CRD see the user's text."""
+    spec = TrainingJobSpec.model_validate({
+        "template": {"spec": {"containers": [{"name": "t", "image": "i"}]}},
+        "metrics": {"scrapeInterval": "1m30s"},
+        "stop": {"maxDuration": "1h30m", "gpuIdle": {"below": 0.1, "for": "10m"}},
+    })
+    stop = spec.stop
+    assert (stop.max_duration.seconds, stop.gpu_idle.for_.seconds, stop.grace_period.seconds,
+            spec.metrics.scrape_interval.seconds) == (5400.0, 600.0, 60.0, 90.0)
+    dumped = spec.model_dump(by_alias=True, mode="json")
+    assert dumped["stop"]["maxDuration"] == "1h30m" and type(dumped["stop"]["maxDuration"]) is str
+    assert dumped["stop"]["gracePeriod"] == "60s" and dumped["metrics"]["scrapeInterval"] == "1m30s"
+    assert json.loads(spec.model_dump_json(by_alias=True))["stop"]["gpuIdle"]["for"] == "10m"
+    again = pickle.loads(pickle.dumps(stop))
+    assert again == stop and again.max_duration.seconds == 5400.0

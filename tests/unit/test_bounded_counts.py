@@ -12,10 +12,10 @@ import time
 import pytest
 from aiohttp import web
 
-from plateau import prometheus
-from plateau.config import Settings
-from plateau.prometheus import PrometheusClient, PrometheusError
-from plateau.summaries import MAX_COUNT, track_from_series
+from plateau.prometheus import client as prometheus
+from plateau.controller.config import Settings
+from plateau.prometheus.client import PrometheusClient, PrometheusError
+from plateau.prometheus.summaries import MAX_COUNT, track_from_series
 from plateau_sidecar import protocol as p
 from tests.unit.test_operator_bench import FakeKube, FakePrometheus, bench, registry_of, support
 
@@ -54,10 +54,10 @@ async def test_an_operator_cycle_over_a_huge_report_counter_ends_at_once(count: 
         for s in prometheus.samples]
     kube = FakeKube()
     settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600)
-    evaluator = bench.TimedEvaluator(settings, registry_of(keys), kube, prometheus,  # type: ignore[arg-type]
+    timed = bench.TimedLoop(settings, registry_of(keys), kube, prometheus,  # type: ignore[arg-type]
                                      clock=lambda: 1.7e9 + 60)
     started = time.perf_counter()
-    report = await evaluator.cycle()
+    report = await timed.cycle()
     assert time.perf_counter() - started < 5 and not report.errors
     status = kube.statuses[keys[0]]
     available = next(c for c in status["conditions"] if c["type"] == "MetricsAvailable")

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from plateau import api
-from plateau.config import SidecarSettings
-from plateau.history import metric_spec_for
-from plateau.workload_state import SIDECAR_NAME
-from plateau.workloads import SCRAPE_INTERVAL_ANNOTATION, SCRAPE_TIMEOUT_ANNOTATION, build_job
+from plateau.controller.children import SidecarSettings
+from plateau.engine.history import metric_spec_for
+from plateau.controller.workload_state import SIDECAR_NAME
+from plateau.controller.children import SCRAPE_INTERVAL_ANNOTATION, SCRAPE_TIMEOUT_ANNOTATION, build_job
 from plateau_sidecar import protocol as p
 
 STOP = {"preset": "balanced", "metric": {"name": "val_loss"}}
@@ -140,7 +140,7 @@ def test_the_sidecar_runs_locked_down() -> None:
 
 
 def test_two_replicas_are_an_indexed_job_and_a_63_character_name_is_its_own_label() -> None:
-    from plateau.workloads import label_value
+    from plateau.controller.children import label_value
 
     tj = {"apiVersion": "plateau.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "tj", "namespace": "ns", "uid": "u"},
           "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "trainer", "image": "t"}]}}, "stop": STOP}}

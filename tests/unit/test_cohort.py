@@ -4,8 +4,8 @@ step, and the label selector that picks the peers."""
 from __future__ import annotations
 
 from plateau.api import MetricSummary, StopSpec
-from plateau.cohort import MAX_POINTS, best_at, record_best, selector_matches
-from plateau.history import MetricHistory, metric_stop_spec
+from plateau.engine.cohort import MAX_POINTS, best_at, record_best, selector_matches
+from plateau.engine.history import MetricHistory, metric_stop_spec
 
 
 def test_a_resume_drops_the_bests_its_purged_evaluations_set() -> None:

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plateau import cli
-from plateau.confine import check_template, confine
+from plateau.cli import main as cli
+from plateau.api.confine import check_template, confine
 
 NS = "team-a"
 

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from plateau.crd import CRD_PATHS, build_crd, render_crd
+from plateau.cli.crd import CRD_PATHS, build_crd, render_crd
 
 FORBIDDEN = {"$ref", "anyOf", "oneOf", "allOf", "const", "title", "$defs", "additionalProperties:true"}
 
@@ -85,8 +85,8 @@ def test_the_pod_template_has_kubernetes_schema_and_preserves_only_quantities_an
 
 def test_the_committed_pod_template_schema_is_kubernetes_own() -> None:
     """podtemplate.schema.json is what `plateau crd` makes from kubernetes-validate's definitions."""
-    from plateau import podschema
-    from plateau.crd import render_pod_template_schema
+    from plateau.api import podschema
+    from plateau.cli.crd import render_pod_template_schema
 
     assert podschema.SCHEMA_FILE.read_text() == render_pod_template_schema(), "stale: run `plateau crd`"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from plateau import api
-from plateau.cli import main
-from plateau.docs import REFERENCE_PATH, render_reference
+from plateau.cli.main import main
+from plateau.cli.docs import REFERENCE_PATH, render_reference
 
 MODELS = (api.TrainingJobSpec, api.WorkloadRef, api.MetricsSpec, api.StopSpec, api.MetricRule, api.MinDelta,
           api.GpuIdleRule, api.CohortRule, api.LabelSelector, api.TrainingJobStatus, api.Condition,

@@ -1,4 +1,4 @@
-"""The forecast rule: the ensemble fit (plateau.forecast), its place in the engine's fold and
+"""The forecast rule: the ensemble fit (plateau.engine.forecast), its place in the engine's fold and
 decision, its status message, replay, and schedule-aware patience."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from plateau import forecast as fc
+from plateau.engine import forecast as fc
 from plateau.api import Reason, StopSpec
-from plateau.history import MetricHistory, metric_stop_spec
-from plateau.rules import Evaluation, Observation, decide, track
+from plateau.engine.history import MetricHistory, metric_stop_spec
+from plateau.engine.rules import Evaluation, Observation, decide, track
 
 Z90 = fc.normal_quantile(0.9)
 
@@ -275,7 +275,7 @@ def test_replay_reads_the_lr_column(tmp_path: Path) -> None:
 
 
 def test_the_forecast_preset_takes_the_users_horizon_and_gives_the_rest() -> None:
-    from plateau.presets import PRESETS, resolve_metric_rule
+    from plateau.engine.presets import PRESETS, resolve_metric_rule
 
     stop = StopSpec.model_validate({"preset": "forecast", "metric": {"name": "l", "forecast": {"horizon": 500}}})
     rule = resolve_metric_rule(stop)
@@ -310,7 +310,7 @@ def test_the_forecast_starts_again_at_a_drop_and_holds_before_one() -> None:
 
 
 def test_the_sidecar_folds_the_learning_rate_in_force_live_and_when_a_spec_arrives_late() -> None:
-    from plateau.history import metric_spec_for
+    from plateau.engine.history import metric_spec_for
     from plateau_sidecar.store import MetricStore
 
     aware = StopSpec.model_validate({"metric": {"name": "loss", "patience": 5, "schedule": {"learningRate": "lr"}}})
@@ -346,7 +346,7 @@ STOP_SCHEMA_CASES = [
 @pytest.mark.parametrize(("stop", "errors"), STOP_SCHEMA_CASES)
 def test_the_api_server_checks_what_the_models_check(stop: dict, errors: list[str]) -> None:
     """The CRD's CEL rules (run by the emulator's CEL evaluator) refuse what the models refuse."""
-    from plateau.crd import build_crd
+    from plateau.cli.crd import build_crd
     from tests.support.apiserver import cel
 
     schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["stop"]

@@ -1,4 +1,4 @@
-"""plateau.health: /healthz is 200 while the loop beats, 503 once the last beat is stale, and silent."""
+"""plateau.controller.health: /healthz is 200 while the loop beats, 503 once the last beat is stale, and silent."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from plateau.health import Heartbeat, serve
+from plateau.controller.health import Heartbeat, serve
 from tests.support.prometheus import free_port
 
 

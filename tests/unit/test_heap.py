@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from plateau.heap import FrozenHeap
+from plateau.controller.heap import FrozenHeap
 
 
 class Node:

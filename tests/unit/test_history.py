@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from plateau.api import StopSpec
-from plateau.history import SNAPSHOT_EVERY, MetricHistory, metric_spec_for, metric_stop_spec
-from plateau.replay import Row, RunHistory, RunReplay
-from plateau.rules import Decision, Evaluation, MetricTrack, Observation, decide, track
-from plateau.summaries import TRACK_READ_SERIES, track_from_series
+from plateau.engine.history import SNAPSHOT_EVERY, MetricHistory, metric_spec_for, metric_stop_spec
+from plateau.cli.replay import Row, RunHistory, RunReplay
+from plateau.engine.rules import Decision, Evaluation, MetricTrack, Observation, decide, track
+from plateau.prometheus.summaries import TRACK_READ_SERIES, track_from_series
 from plateau_sidecar.collector import Exposition
 from plateau_sidecar.store import MetricStore
 

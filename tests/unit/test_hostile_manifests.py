@@ -26,12 +26,14 @@ from typing import Any
 
 import pytest
 
-from plateau import podschema, workloads
-from plateau.config import SidecarSettings
-from plateau.crd import build_crd
-from plateau.manifest import parse_training_job
-from plateau.errors import InputError
-from plateau.workloads import build_job
+from plateau.api import podschema
+
+from plateau.controller import children
+from plateau.controller.children import SidecarSettings
+from plateau.cli.crd import build_crd
+from plateau.api.manifest import parse_training_job
+from plateau.api.errors import InputError
+from plateau.controller.children import build_job
 from plateau_sidecar import protocol
 from tests.support.apiserver import errors
 from tests.support.apiserver.cluster import Cluster
@@ -307,8 +309,8 @@ def test_the_operator_builds_a_job_the_server_accepts_for_each_accepted_manifest
 
 
 def test_the_names_the_template_leaves_free_are_the_ones_the_child_job_takes() -> None:
-    assert podschema.SIDECAR_CONTAINER == workloads.SIDECAR_NAME
-    assert podschema.PLATEAU_VOLUMES == (workloads.SHARED_VOLUME, workloads.STOP_VOLUME)
+    assert podschema.SIDECAR_CONTAINER == children.SIDECAR_NAME
+    assert podschema.PLATEAU_VOLUMES == (children.SHARED_VOLUME, children.STOP_VOLUME)
     assert podschema.TRAINER_MOUNT_PATHS == (protocol.DEFAULT_SHARED_DIR, protocol.DEFAULT_STOP_DIR)
 
 
@@ -325,7 +327,7 @@ def test_the_suite_covers_each_class_both_ways() -> None:
 ], ids=["string", "inf-integer", "nan", "string-boolean"])
 def test_plateau_validate_names_the_field_in_one_line(tmp_path: Any, capsys: pytest.CaptureFixture[str],
                                                       text: str, field: str) -> None:
-    from plateau.cli import main
+    from plateau.cli.main import main
 
     path = tmp_path / "tj.yaml"
     path.write_text("apiVersion: plateau.dev/v1alpha1\nkind: TrainingJob\nmetadata: {name: trial}\nspec:\n"

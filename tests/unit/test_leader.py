@@ -8,7 +8,7 @@ from typing import Any, Optional
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from plateau.leader import LeaderElector, _micro_time
+from plateau.controller.leader import LeaderElector, _micro_time
 
 T0 = 1_800_000_000.0
 

@@ -8,7 +8,7 @@ import pynvml
 import pytest
 
 from plateau.local.nvml import GpuSampler, UtilisationWindow, select_devices
-from plateau.rules import GpuWindow
+from plateau.engine.rules import GpuWindow
 
 UUIDS = ["GPU-aaaa-1111", "GPU-bbbb-2222", "GPU-bbbc-3333"]
 

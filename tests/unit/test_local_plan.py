@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from plateau.api import TrainingJob
 from plateau.local.plan import DEFAULT_KILL_AFTER_SECONDS, RunOptions, check_options, expand, local_path, plan_run
-from plateau.errors import InputError
+from plateau.api.errors import InputError
 from plateau_sidecar import protocol as p
 
 

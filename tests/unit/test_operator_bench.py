@@ -20,13 +20,15 @@ sys.path.insert(0, str(ROOT))  # "benchmarks" is a folder of the repo, not an in
 
 from benchmarks import operator_bench as bench  # noqa: E402
 from benchmarks import operator_support as support  # noqa: E402
-from plateau import api, promql  # noqa: E402
-from plateau.config import Settings  # noqa: E402
-from plateau.evaluator import FETCH_PARTS, Registry  # noqa: E402
-from plateau.prometheus import PrometheusError, Sample  # noqa: E402
-from plateau.promql import parse_vector  # noqa: E402
-from plateau.rules import Observation, decide  # noqa: E402
-from plateau.summaries import TRACK_READ_SERIES, track_from_series  # noqa: E402
+from plateau import api  # noqa: E402
+from plateau.prometheus import promql  # noqa: E402
+from plateau.controller.config import Settings  # noqa: E402
+from plateau.controller.loop.fetch import FETCH_PARTS  # noqa: E402
+from plateau.controller.loop.registry import Registry  # noqa: E402
+from plateau.prometheus.client import PrometheusError, Sample  # noqa: E402
+from plateau.prometheus.promql import parse_vector  # noqa: E402
+from plateau.engine.rules import Observation, decide  # noqa: E402
+from plateau.prometheus.summaries import TRACK_READ_SERIES, track_from_series  # noqa: E402
 from plateau_sidecar import protocol as p  # noqa: E402
 
 SERIES = {series for series, _ in support.families(forecast=False)}
@@ -168,20 +170,20 @@ async def test_batched_needs_one_query_and_naive_one_per_job(n: int) -> None:
     exposition = support.Shard(keys, latency=False).render()
     settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600)
     results = {}
-    for cls in (bench.TimedEvaluator, bench.NaiveEvaluator):
+    for cls in (bench.TimedLoop, bench.NaiveLoop):
         prometheus, kube = FakePrometheus(exposition), FakeKube()
-        evaluator = cls(settings, registry_of(keys), kube, prometheus, clock=lambda: 1.7e9 + 60)  # type: ignore[arg-type]
+        timed = cls(settings, registry_of(keys), kube, prometheus, clock=lambda: 1.7e9 + 60)  # type: ignore[arg-type]
         cycles, writes = [], []
         for _ in range(3):
-            report = await evaluator.cycle()
+            report = await timed.cycle()
             assert not report.errors and report.jobs == n
-            cycles += [report.queries, evaluator.samples]
+            cycles += [report.queries, timed.samples]
             writes.append(report.writes)
         assert writes == [n, 0, 0]
-        assert set(evaluator.phases()) == {"prepare", "fetch", "query", "parse", "assemble", "plan", "evaluate"}
+        assert set(timed.phases()) == {"prepare", "fetch", "query", "parse", "assemble", "plan", "evaluate"}
         results[cls] = (*cycles, kube.statuses)
-    *batched, batched_status = results[bench.TimedEvaluator]
-    *naive, naive_status = results[bench.NaiveEvaluator]
+    *batched, batched_status = results[bench.TimedLoop]
+    *naive, naive_status = results[bench.NaiveLoop]
     # Batched: every job's counter, then the series the fold reads of the jobs whose counter
     # moved (all, at first). Since all had news, the second cycle skips the counters and
     # fetches every job's series; the answers did not change, so the third reads the counters only.
@@ -200,21 +202,21 @@ async def test_only_the_jobs_whose_counter_moved_are_fetched_in_full() -> None:
     shard = support.Shard(keys, latency=False, report_every=3)  # a third of the jobs report per scrape
     prometheus = FakePrometheus(shard.render())
     settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600)
-    evaluator = bench.TimedEvaluator(settings, registry_of(keys), FakeKube(), prometheus,  # type: ignore[arg-type]
+    timed = bench.TimedLoop(settings, registry_of(keys), FakeKube(), prometheus,  # type: ignore[arg-type]
                                      clock=lambda: 1.7e9 + 60)
-    await evaluator.cycle()
-    await evaluator.cycle()  # every job had news at the first read: this one fetches all, and finds none
-    before = {uid: m.status.metric.sidecar_reports for uid, m in evaluator.memory.items()}  # type: ignore[union-attr]
-    evaluations = {uid: m.status.evaluations for uid, m in evaluator.memory.items()}
+    await timed.cycle()
+    await timed.cycle()  # every job had news at the first read: this one fetches all, and finds none
+    before = {uid: m.status.metric.sidecar_reports for uid, m in timed.loop.memory.items()}  # type: ignore[union-attr]
+    evaluations = {uid: m.status.evaluations for uid, m in timed.loop.memory.items()}
     prometheus.samples = FakePrometheus(shard.render()).samples  # the next scrape
-    report = await evaluator.cycle()
+    report = await timed.cycle()
 
-    after = {uid: m.status.metric.sidecar_reports for uid, m in evaluator.memory.items()}  # type: ignore[union-attr]
+    after = {uid: m.status.metric.sidecar_reports for uid, m in timed.loop.memory.items()}  # type: ignore[union-attr]
     moved = {uid for uid in after if after[uid] != before[uid]}
     assert len(moved) == 2 and all(after[uid] == before[uid] + 1 for uid in moved)
-    assert all(m.status.evaluations == evaluations[uid] + (uid in moved) for uid, m in evaluator.memory.items())
+    assert all(m.status.evaluations == evaluations[uid] + (uid in moved) for uid, m in timed.loop.memory.items())
     assert report.queries == 1 + FETCH_PARTS and not report.errors
-    assert evaluator.samples == len(keys) + len(moved) * len(FETCHED)
+    assert timed.samples == len(keys) + len(moved) * len(FETCHED)
     fetched = []  # per job, the part queries that select it: its name and its part
     for query in prometheus.queries[-FETCH_PARTS:]:
         patterns = [re.sub(r"\\(.)", r"\1", value) for label, _, value in MATCHER.findall(query) if label == "trainingjob"]
@@ -223,7 +225,7 @@ async def test_only_the_jobs_whose_counter_moved_are_fetched_in_full() -> None:
     assert sorted(fetched) == sorted(moved)  # the part queries named exactly the jobs that moved, each once
 
 
-class Recorder(bench.TimedEvaluator):
+class Recorder(bench.TimedLoop):
     """Records each cycle's pods and plans; `counters_always` keeps the counter query on."""
 
     counters_always = False
@@ -232,17 +234,20 @@ class Recorder(bench.TimedEvaluator):
         super().__init__(*args, **kwargs)
         self.pods: list[dict[tuple[str, str], set[str]]] = []
         self.planned: list[str] = []
+        plan_job = self.loop.stages.plan_job
 
-    async def _fetch_metrics(self, *args: Any) -> Any:
+        def recorded(planner: Any, ctx: Any, reads: Any) -> Any:
+            self.planned.append(ctx.key[1])
+            return plan_job(planner, ctx, reads)
+
+        self.loop.stages = self.loop.stages._replace(plan_job=recorded)
+
+    async def _fetch_metrics(self, loop: Any, *args: Any) -> Any:
         if self.counters_always:
-            self._fetch_all = False
-        result = await super()._fetch_metrics(*args)
-        self.pods.append({key: set(pods) for key, pods in result[2].items() if pods})
+            loop.fetch_all = False
+        result = await super()._fetch_metrics(loop, *args)
+        self.pods.append({key: set(pods) for key, pods in result.pods.items() if pods})
         return result
-
-    def _plan(self, ctx: Any, *args: Any) -> Any:
-        self.planned.append(ctx.key[1])
-        return super()._plan(ctx, *args)
 
 
 async def test_after_a_cycle_where_most_jobs_had_news_the_counter_query_is_skipped_with_the_same_outcome() -> None:
@@ -253,15 +258,15 @@ async def test_after_a_cycle_where_most_jobs_had_news_the_counter_query_is_skipp
     for counters_always in (False, True):
         shard.scrapes = 0
         prometheus = FakePrometheus(shard.render())
-        evaluator = Recorder(settings, registry_of(keys), FakeKube(), prometheus, clock=lambda: 1.7e9 + 60)  # type: ignore[arg-type]
-        evaluator.counters_always = counters_always
+        timed = Recorder(settings, registry_of(keys), FakeKube(), prometheus, clock=lambda: 1.7e9 + 60)  # type: ignore[arg-type]
+        timed.counters_always = counters_always
         queries = []
         for _ in range(3):
-            report = await evaluator.cycle()
+            report = await timed.cycle()
             assert not report.errors
             queries.append(report.queries)
             prometheus.samples = FakePrometheus(shard.render()).samples  # the next scrape
-        runs.append((queries, evaluator.pods, {uid: m.status for uid, m in evaluator.memory.items()}))
+        runs.append((queries, timed.pods, {uid: m.status for uid, m in timed.loop.memory.items()}))
     (skipping, pods, statuses), (always, pods_always, statuses_always) = runs
     assert skipping == [1 + FETCH_PARTS, FETCH_PARTS, FETCH_PARTS] and always == [1 + FETCH_PARTS] * 3
     assert statuses == statuses_always  # the same folds, and the same pods for the GPU query
@@ -283,14 +288,14 @@ async def test_a_failed_part_costs_only_its_jobs_their_metric_and_each_job_is_pl
 
     prometheus = PartDown(support.Shard(keys, latency=False).render())
     settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600)
-    evaluator = Recorder(settings, registry_of(keys), FakeKube(), prometheus, clock=lambda: 1.7e9 + 60)  # type: ignore[arg-type]
-    report = await evaluator.cycle()
+    timed = Recorder(settings, registry_of(keys), FakeKube(), prometheus, clock=lambda: 1.7e9 + 60)  # type: ignore[arg-type]
+    report = await timed.cycle()
     await asyncio.sleep(0.05)  # a part still running after the cycle would plan its jobs now
-    assert sorted(evaluator.planned) == sorted(name for _, name in keys)  # once each
+    assert sorted(timed.planned) == sorted(name for _, name in keys)  # once each
     assert report.errors == ["the query timed out"]
     down = {name for _, name in keys if re.fullmatch(promql.name_parts(FETCH_PARTS)[0], name)}
     assert 0 < len(down) < len(keys)
-    for uid, memory in evaluator.memory.items():
+    for uid, memory in timed.loop.memory.items():
         name = keys[int(uid.removeprefix("uid-"))][1]
         available = next(c for c in memory.status.conditions if c.type == "MetricsAvailable")
         if name in down:
@@ -302,17 +307,18 @@ async def test_a_failed_part_costs_only_its_jobs_their_metric_and_each_job_is_pl
 async def test_plans_made_as_the_parts_arrive_are_carried_out_when_the_cycle_fails_after_them() -> None:
     keys = support.job_keys(5)
 
-    class GpuQueryBroken(Recorder):
-        async def _fetch_gpu(self, *args: Any) -> Any:
+    class BrokenAfterTheMetrics(Recorder):
+        async def _fetch_metrics(self, *args: Any) -> Any:
+            await super()._fetch_metrics(*args)
             raise RuntimeError("a bug after the metrics")
 
     settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600)
     kube = FakeKube()
-    evaluator = GpuQueryBroken(settings, registry_of(keys), kube, FakePrometheus(support.Shard(keys, latency=False).render()),  # type: ignore[arg-type]
+    timed = BrokenAfterTheMetrics(settings, registry_of(keys), kube, FakePrometheus(support.Shard(keys, latency=False).render()),  # type: ignore[arg-type]
                                clock=lambda: 1.7e9 + 60)
     with pytest.raises(RuntimeError):
-        await evaluator.cycle()
-    assert sorted(evaluator.planned) == sorted(name for _, name in keys)
+        await timed.cycle()
+    assert sorted(timed.planned) == sorted(name for _, name in keys)
     assert sorted(kube.statuses) == sorted(keys)  # every early plan's status write went out
     assert all(s["metric"]["sidecarReports"] == support.BASE_REPORTS + 1 for s in kube.statuses.values())
 
@@ -349,9 +355,9 @@ async def test_a_stop_goes_out_before_the_cycles_status_writes() -> None:
     # One request at a time: the order of the calls is the order the API server sees.
     settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600, concurrency=1)
     kube = Ordered()
-    evaluator = bench.TimedEvaluator(settings, registry_of(keys, latency=True), kube,  # type: ignore[arg-type]
+    timed = bench.TimedLoop(settings, registry_of(keys, latency=True), kube,  # type: ignore[arg-type]
                                      FakePrometheus(exporter.shards[0].render()), clock=lambda: 1.7e9 + 60)
-    report = await evaluator.cycle()
+    report = await timed.cycle()
     assert not report.errors and report.writes == len(keys)  # first sight: every status is written
     # The stopping job is planned in the second part, after the first part's jobs, whose writes
     # are due as well. Its stop request and suspension (gracePeriod 0s, no pods) still go first,
@@ -372,20 +378,20 @@ async def test_jobs_with_nothing_new_are_not_replanned_until_a_budget_comes_with
     now = [1.7e9 + 60]
     settings = Settings(prometheus_url="http://unused", leader_election=False, status_interval=3600, interval=15)
     kube = FakeKube()
-    evaluator = bench.TimedEvaluator(settings, registry, kube, prometheus, clock=lambda: now[0])  # type: ignore[arg-type]
-    first = await evaluator.cycle()
+    timed = bench.TimedLoop(settings, registry, kube, prometheus, clock=lambda: now[0])  # type: ignore[arg-type]
+    first = await timed.cycle()
     assert (first.steady, first.writes) == (0, 4)
     now[0] += 15
-    second = await evaluator.cycle()  # the same answers: nothing moved anywhere
+    second = await timed.cycle()  # the same answers: nothing moved anywhere
     assert (second.steady, second.writes, second.actions) == (4, 0, 0)
 
-    reports = {uid: m.status.metric.sidecar_reports for uid, m in evaluator.memory.items()}  # type: ignore[union-attr]
+    reports = {uid: m.status.metric.sidecar_reports for uid, m in timed.loop.memory.items()}  # type: ignore[union-attr]
     prometheus.samples = FakePrometheus(shard.render()).samples  # one job reported
     now[0] += 15
-    third = await evaluator.cycle()
+    third = await timed.cycle()
     assert third.steady == 3
     running = {uid: (m.status.metric.sidecar_reports != reports[uid], m.status.running_seconds)  # type: ignore[union-attr]
-               for uid, m in evaluator.memory.items()}
+               for uid, m in timed.loop.memory.items()}
     # The moved job was planned, and the cycle it skipped is accounted: 60 s before the first
     # cycle, then 2 x 15 s. The others still stand at their last plan.
     assert sorted(running.values()) == [(False, 60.0)] * 3 + [(True, 90.0)]
@@ -393,12 +399,12 @@ async def test_jobs_with_nothing_new_are_not_replanned_until_a_budget_comes_with
     # The deadline job: planned again once maxDuration (600 s) is within 2 intervals.
     deadline_uid = deadline["metadata"]["uid"]
     now[0] = 1.7e9 + 570
-    near = await evaluator.cycle()
-    assert near.steady == 3 and evaluator.memory[deadline_uid].status.running_seconds == 570
+    near = await timed.cycle()
+    assert near.steady == 3 and timed.loop.memory[deadline_uid].status.running_seconds == 570
     now[0] = 1.7e9 + 600
-    due = await evaluator.cycle()
-    assert not due.errors and evaluator.memory[deadline_uid].status.phase == "Stopped"
-    assert evaluator.memory[deadline_uid].status.reason == "DeadlineExceeded"
+    due = await timed.cycle()
+    assert not due.errors and timed.loop.memory[deadline_uid].status.phase == "Stopped"
+    assert timed.loop.memory[deadline_uid].status.reason == "DeadlineExceeded"
     assert kube.patches == [("jobs", keys[0][1], {"spec": {"suspend": True}})]
     assert kube.events == ["StopRequested", "Stopped"]
 

@@ -8,9 +8,9 @@ from typing import Iterator
 
 import pytest
 
-from plateau.config import Settings, parse_settings
-from plateau.operator_main import configure_logging
-from plateau.runtime import Runtime
+from plateau.controller.config import Settings, parse_settings
+from plateau.controller.main import configure_logging
+from plateau.controller.runtime import Runtime
 
 
 def test_prometheus_timeout_defaults_to_ten_seconds(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from plateau.podschema import MAX_ERRORS, template_errors
+from plateau.api.podschema import MAX_ERRORS, template_errors
 
 
 def template(**container: Any) -> dict[str, Any]:

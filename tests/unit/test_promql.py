@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from plateau.promql import DcgmConfig, gpu_max_query, gpu_since_query
+from plateau.prometheus.promql import DcgmConfig, gpu_max_query, gpu_since_query
 
 DEFAULT = DcgmConfig()
 EXPORTED = DcgmConfig(pod_label="exported_pod", namespace_label="exported_namespace", mig_label="GPU_I_PROFILE")

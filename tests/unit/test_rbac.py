@@ -1,4 +1,4 @@
-"""plateau.rbac grants every API call the operator makes, found by driving the real code paths
+"""plateau.controller.rbac grants every API call the operator makes, found by driving the real code paths
 against recording fakes of the Kubernetes client (the chart renders exactly these rules)."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-import plateau.handlers  # noqa: F401  (registers the watches with kopf's default registry)
-from plateau import rbac
-from plateau.kube import Kube
-from plateau.leader import LeaderElector
-from plateau.workloads import KINDS, Workload
+import plateau.controller.handlers  # noqa: F401  (registers the watches with kopf's default registry)
+from plateau.controller import rbac
+from plateau.controller.kube import Kube
+from plateau.controller.leader import LeaderElector
+from plateau.controller.workloads import KINDS, Workload
 
 Grant = tuple[str, str, str]  # (apiGroup, resource, verb)
 VERBS = {"get": "get", "read": "get", "list": "list", "create": "create", "patch": "patch", "replace": "update"}

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from plateau.api import StopSpec
-from plateau.errors import InputError
-from plateau.replay import load_stop_spec, read_runs, replay
+from plateau.api.errors import InputError
+from plateau.cli.replay import load_stop_spec, read_runs, replay
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from plateau.api import MetricRule, Reason, StopSpec
-from plateau.rules import (
+from plateau.engine.rules import (
     CohortView,
     Evaluation,
     GpuWindow,
@@ -203,7 +203,7 @@ def test_percentile_matches_linear_interpolation() -> None:
 
 
 def test_preset_fills_unset_fields_and_user_fields_win() -> None:
-    from plateau.presets import PRESETS, resolve_metric_rule
+    from plateau.engine.presets import PRESETS, resolve_metric_rule
 
     stop = spec(preset="balanced", metric={"name": "val_loss", "patience": 99})
     rule = resolve_metric_rule(stop)
@@ -213,7 +213,7 @@ def test_preset_fills_unset_fields_and_user_fields_win() -> None:
 
 
 def test_patience_grows_with_the_evaluations_before_the_last_improvement() -> None:
-    from plateau.rules import effective_patience
+    from plateau.engine.rules import effective_patience
 
     rule = MetricRule(name="l", patience=3, patience_growth=0.5)
     early = fold(rule, [1.0, 0.5, 0.6, 0.6, 0.6])  # improved at evaluation 2: patience stays 3

@@ -12,7 +12,8 @@ from pathlib import Path
 from plateau_sidecar.collector import Exposition
 from plateau_sidecar.follow import FileFollower
 from plateau_sidecar.journal import PushJournal
-from plateau_sidecar.records import compile_pattern, jsonl_sink, pattern_sink
+from plateau.api.stdout_pattern import compile_pattern
+from plateau_sidecar.records import jsonl_sink, pattern_sink
 from plateau_sidecar.server import SidecarServer
 from plateau_sidecar.store import BadInput, MetricStore
 
@@ -189,7 +190,7 @@ def test_headers_larger_than_the_bound_are_not_read_on() -> None:
 def test_the_client_never_blocks_on_a_fifo_stop_file_or_metrics_file(tmp_path: Path) -> None:
     import warnings
 
-    from plateau_sidecar import client
+    import plateau_client as client
 
     stop, metrics = tmp_path / "stop", tmp_path / "metrics.jsonl"
     os.mkfifo(stop)
@@ -210,7 +211,7 @@ def test_the_client_never_blocks_on_a_fifo_stop_file_or_metrics_file(tmp_path: P
 def test_a_push_the_sidecar_finds_too_large_sheds_the_oldest_reports() -> None:
     import warnings
 
-    from plateau_sidecar import client
+    import plateau_client as client
 
     store = MetricStore("tj")
     server = SidecarServer(("127.0.0.1", 0), store, push=True, max_body_bytes=2000)

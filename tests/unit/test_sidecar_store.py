@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from plateau_sidecar.records import compile_pattern, ingest_payload, jsonl_sink, pattern_sink
+from plateau.api.stdout_pattern import compile_pattern
+from plateau_sidecar.records import ingest_payload, jsonl_sink, pattern_sink
 from plateau_sidecar.store import BadInput, MetricStore, RecordError
 
 

@@ -6,8 +6,8 @@ import json
 import math
 
 from plateau.api import MetricRule, Phase, Reason, TrainingJobStatus
-from plateau.rules import Evaluation, track
-from plateau.status import (
+from plateau.engine.rules import Evaluation, track
+from plateau.engine.status import (
     METRICS_AVAILABLE,
     condition,
     final_phase,

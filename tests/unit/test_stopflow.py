@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from plateau.api import StopSpec, TrainingJobStatus
-from plateau.rules import Evaluation, Observation, decide, track
-from plateau.status import summary_from_track
-from plateau.stopflow import (
+from plateau.engine.rules import Evaluation, Observation, decide, track
+from plateau.engine.status import summary_from_track
+from plateau.engine.stopflow import (
     CreateWorkload,
     Event,
     JobState,
@@ -214,7 +214,7 @@ def test_accounting_counts_only_running_time() -> None:
 
 
 def test_zero_grace_period_asks_and_stops_in_one_cycle() -> None:
-    stop = STOP.model_copy(update={"grace_period": "0s"})
+    stop = StopSpec.model_validate({"metric": {"name": "l", "patience": 2}, "gracePeriod": "0s", "maxGpuHours": 10})
     rule = stop.metric
     assert rule is not None
     d = decide(stop, Observation(metric=track(None, rule, [Evaluation(i, v) for i, v in enumerate([1.0, 0.5, 0.6, 0.7])])))

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from plateau.api import TrainingJobStatus, WouldStop
-from plateau.rules import Evaluation, Observation, decide, track
-from plateau.status import set_condition
-from plateau.stopflow import CreateWorkload, Event, JobState, RequestStop, Resume, Suspend, WorkloadState
-from plateau.stopflow import account, rfc3339_at, transition
+from plateau.engine.rules import Evaluation, Observation, decide, track
+from plateau.engine.status import set_condition
+from plateau.engine.stopflow import CreateWorkload, Event, JobState, RequestStop, Resume, Suspend, WorkloadState
+from plateau.engine.stopflow import account, rfc3339_at, transition
 from tests.unit.test_stopflow import STOP, T0, kinds
 from tests.unit.test_stopflow import plateaued as plateau_decision
 

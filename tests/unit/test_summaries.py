@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from plateau.rules import MetricTrack
-from plateau.summaries import NO_SERIES, SERIES_FOUND, SPEC_PENDING, SidecarTrack, availability, track_from_series
+from plateau.engine.rules import MetricTrack
+from plateau.prometheus.summaries import NO_SERIES, SERIES_FOUND, SPEC_PENDING, SidecarTrack, availability, track_from_series
 from plateau_sidecar import protocol as p
 
 READ = {p.SERIES_REPORTS: 9.0, p.SERIES_VALUE: 0.4, p.SERIES_STEP: 900.0, p.SERIES_TRACK_SPEC: 7.0,

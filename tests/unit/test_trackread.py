@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from plateau import api
-from plateau.evaluator import JobContext
-from plateau.rules import MetricTrack
-from plateau.stopflow import Event, ShareSpec
-from plateau.summaries import SidecarTrack
-from plateau.trackread import TrackReads
-from plateau.workloads import Workload
+from plateau.controller.loop.context import JobContext
+from plateau.engine.rules import MetricTrack
+from plateau.engine.stopflow import Event, ShareSpec
+from plateau.prometheus.summaries import SidecarTrack
+from plateau.controller.trackread import TrackReads
+from plateau.controller.workloads import Workload
 
 NOW = "2027-01-01T00:00:00Z"
 STOP = {"metric": {"name": "loss", "patience": 3}}

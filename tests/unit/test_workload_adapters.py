@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from plateau.workloads import Workload
+from plateau.controller.workloads import Workload
 from plateau_sidecar import protocol
 
 # The label each controller sets on the pods it creates.
@@ -118,7 +118,7 @@ def test_a_suspendable_kind_is_suspended_at_its_own_path() -> None:
 
 
 def test_a_workload_that_is_not_there_is_observed_missing() -> None:
-    from plateau.kube import NotFound
+    from plateau.controller.kube import NotFound
 
     class Missing(RecordingKube):
         async def get_object(self, *args: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""What plateau.workload_state reads from the objects real controllers write: which pods run
+"""What plateau.controller.workload_state reads from the objects real controllers write: which pods run
 (Ready), which only exist (pending), and why pods wait, from the pod status the scheduler and
 kubelet write (shapes as the Kubernetes API reference documents them)."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from plateau.stopflow import Waiting
-from plateau.workload_state import jobset_state, job_state, kubeflow_state, pod_waiting, scaled_state
+from plateau.engine.stopflow import Waiting
+from plateau.controller.workload_state import jobset_state, job_state, kubeflow_state, pod_waiting, scaled_state
 
 TEMPLATE = {"spec": {"containers": [{"name": "t", "resources": {"limits": {"nvidia.com/gpu": 2}}}]}}
 
@@ -104,7 +104,7 @@ def test_a_job_kueue_has_not_admitted_waits_queued() -> None:
 
 
 def test_gpus_per_pod_counts_every_containers_limit_and_nothing_else() -> None:
-    from plateau.workload_state import gpus_per_pod
+    from plateau.controller.workload_state import gpus_per_pod
 
     assert gpus_per_pod({"containers": [{"name": "a"}]}) == 0
     assert gpus_per_pod({"containers": [{"name": "a", "resources": {"limits": {"nvidia.com/gpu": 1}}},
@@ -113,7 +113,7 @@ def test_gpus_per_pod_counts_every_containers_limit_and_nothing_else() -> None:
 
 
 def test_a_short_name_is_its_own_label_value_and_a_long_one_keeps_a_prefix_and_a_hash() -> None:
-    from plateau.workloads import label_value
+    from plateau.controller.children import label_value
 
     assert label_value("resnet-plateau") == "resnet-plateau"
     long = label_value("x" * 100)

@@ -1,4 +1,4 @@
-"""plateau.yamlfile: what a user's YAML file may be, and the one line it gets otherwise."""
+"""plateau.api.yamlfile: what a user's YAML file may be, and the one line it gets otherwise."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from plateau.errors import InputError
-from plateau.yamlfile import MAX_DEPTH, load_yaml_documents
+from plateau.api.errors import InputError
+from plateau.api.yamlfile import MAX_DEPTH, load_yaml_documents
 
 
 def load(tmp_path: Path, data: bytes) -> list:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from plateau.api import MetricRule
-from plateau.cohort import record_best
+from plateau.engine.cohort import record_best
 from plateau.local.scrape import MetricSource, SourceError
-from plateau.rules import MetricTrack
-from plateau.summaries import SidecarTrack, availability
+from plateau.engine.rules import MetricTrack
+from plateau.prometheus.summaries import SidecarTrack, availability
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections import deque
 from types import ModuleType
 from typing import Any, Optional, Sequence
 
-from plateau.rules import GpuWindow
+from plateau.engine.rules import GpuWindow
 
 
 def select_devices(cuda_visible_devices: Optional[str], uuids: Sequence[str]) -> list[Optional[int]]:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from plateau.api import MetricRule, MetricsSource, StopSpec, TrainingJob
-from plateau.history import MetricSpec, metric_spec_for
-from plateau.errors import InputError
+from plateau.engine.history import MetricSpec, metric_spec_for
+from plateau.api.errors import InputError
 from plateau_sidecar import protocol as p
 from plateau_sidecar.protocol import METRICS_PATH, PUSH_PATH
 
@@ -115,7 +115,7 @@ def _trainer_container(job: TrainingJob, notes: list[str]) -> dict[str, Any]:
 
 
 def _command(container: Mapping[str, Any], env: Mapping[str, str], path_var: Optional[str]) -> list[str]:
-    # lists of strings: the TrainingJob's pod template schema (plateau.podschema) saw to that
+    # lists of strings: the TrainingJob's pod template schema (plateau.api.podschema) saw to that
     command, args = container.get("command"), container.get("args") or []
     if not command:
         raise InputError(f"{CONTAINER}.command: not set; locally there is no image entrypoint to fall back on")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Protocol
 
-from plateau.errors import InputError
+from plateau.api.errors import InputError
 from plateau_sidecar.protocol import HEALTH_PATH, METRICS_PATH
 
 SIDECAR_START_SECONDS = 15.0

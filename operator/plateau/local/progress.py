@@ -17,8 +17,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from plateau.durations import format_duration
-from plateau.rules import MetricTrack
+from plateau.api.durations import format_duration
+from plateau.engine.rules import MetricTrack
 
 PLAIN_EVERY_SECONDS = 10.0
 BAR_WIDTH = 30

@@ -1,6 +1,6 @@
 """`plateau run MANIFEST`: the evaluation loop of one local run, and its final status.
 
-Every interval: read the metric, sample the GPUs, and ask `plateau.rules.decide`, exactly as
+Every interval: read the metric, sample the GPUs, and ask `plateau.engine.rules.decide`, exactly as
 the operator does. A stop is the operator's handshake on local processes: the reason goes into
 the stop file (what `client.should_stop()` reads), the trainer gets gracePeriod to exit, then
 SIGTERM, then SIGKILL. Ctrl-C does the same with a shorter grace period.
@@ -23,18 +23,17 @@ import yaml
 from rich.console import Console
 
 from plateau.api import Condition, MetricRule, MetricSummary, MetricsSource, Reason, TrainingJobStatus, WouldStop
-from plateau.durations import parse_duration
 from plateau.local.metrics import MetricReader, bounded_lines, jsonl_points
 from plateau.local.nvml import GpuSampler, UtilisationWindow
 from plateau.local.plan import LocalPlan, RunOptions, plan_run
 from plateau.local.processes import Handshake, Sidecar, Trainer, describe_exit, exit_status
 from plateau.local.progress import Display, Snapshot
 from plateau.local.scrape import MetricSource, PrometheusReader, SidecarScraper
-from plateau.errors import InputError
-from plateau.manifest import load_training_job
-from plateau.presets import resolve_metric_rule
-from plateau.rules import Decision, Observation, decide
-from plateau.status import (
+from plateau.api.errors import InputError
+from plateau.api.manifest import load_training_job
+from plateau.engine.presets import resolve_metric_rule
+from plateau.engine.rules import Decision, Observation, decide
+from plateau.engine.status import (
     GPU_METRICS_AVAILABLE,
     METRICS_AVAILABLE,
     READY,
@@ -111,7 +110,7 @@ class LocalRun:
     def __post_init__(self) -> None:
         stop = self.plan.job.spec.stop
         if stop.gpu_idle is not None:
-            self.window = UtilisationWindow(parse_duration(stop.gpu_idle.for_))
+            self.window = UtilisationWindow(stop.gpu_idle.for_.seconds)
         self.rule = resolve_metric_rule(stop)
         # Without a metric rule, the first exported metric is still read and plotted; it takes
         # no part in decisions.
@@ -163,7 +162,7 @@ class LocalRun:
             name=self.plan.name,
             phase=phase,
             elapsed=elapsed,
-            max_duration=parse_duration(stop.max_duration) if stop.max_duration else None,
+            max_duration=stop.max_duration.seconds if stop.max_duration else None,
             gpu_hours=self.gpu_hours(elapsed),
             max_gpu_hours=stop.max_gpu_hours,
             gpus=self.gpus,
@@ -190,7 +189,7 @@ class LocalRun:
     def loop(self, trainer: Trainer, display: Display, received: list[int]) -> int:
         """Until the trainer has exited; returns its exit code."""
         stop = self.plan.job.spec.stop
-        grace = parse_duration(stop.grace_period)
+        grace = stop.grace_period.seconds
         next_evaluation = 0.0
         handled = 0
         while trainer.poll() is None:
@@ -344,7 +343,7 @@ class LocalRun:
         plan = self.plan
         for note in plan.notes:
             self.console.print(f"plateau: note: {note}", markup=False, highlight=False, soft_wrap=True)
-        scrape_interval = parse_duration(plan.job.spec.metrics.scrape_interval)
+        scrape_interval = plan.job.spec.metrics.scrape_interval.seconds
         linger = 2 * scrape_interval if self.options.prometheus else SIDECAR_LINGER_SECONDS
         sidecar = Sidecar(plan.sidecar_env, plan.metrics_url, plan.run_dir / "sidecar.log", linger)
         trainer: Optional[Trainer] = None

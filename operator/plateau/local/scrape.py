@@ -15,7 +15,7 @@ from typing import Any, Optional, Protocol, Sequence
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from plateau.summaries import TRACK_READ_SERIES, SidecarTrack, track_from_series
+from plateau.prometheus.summaries import TRACK_READ_SERIES, SidecarTrack, track_from_series
 from plateau_sidecar import protocol as p
 
 READ_TIMEOUT_SECONDS = 2.0
@@ -83,12 +83,12 @@ class PrometheusReader:
     outside Kubernetes, has none. Another namespace's or another job's series never count."""
 
     def __init__(self, url: str, trainingjob: str, namespace: str = "default", namespace_label: str = "namespace") -> None:
-        # Imported here: plateau.prometheus pulls in aiohttp (half a second), which only
+        # Imported here: plateau.prometheus.client pulls in aiohttp (half a second), which only
         # --prometheus runs need.
         import asyncio
 
-        from plateau.prometheus import PrometheusClient
-        from plateau.promql import SidecarDecoder
+        from plateau.prometheus.client import PrometheusClient
+        from plateau.prometheus.promql import SidecarDecoder
 
         self.url = url.rstrip("/")
         self.trainingjob = trainingjob
@@ -99,7 +99,7 @@ class PrometheusReader:
         self._loop = asyncio.new_event_loop()
 
     def read(self, metric: str) -> Optional[SidecarTrack]:
-        from plateau.promql import PrometheusError, sidecar_query
+        from plateau.prometheus.promql import PrometheusError, sidecar_query
 
         query = sidecar_query(self.namespaces, [metric], self.namespace_label, trainingjobs=[self.trainingjob])
         try:

@@ -1,0 +1,1 @@
+"""The `plateau` command line: run, validate, replay, crd, docs."""

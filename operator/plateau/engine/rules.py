@@ -1,0 +1,557 @@
+"""The stop-rule engine: a pure function from a stop spec and an observation to a decision.
+
+No I/O, no clock, no Kubernetes. The operator, `plateau run`, `plateau replay` and the
+benchmark all call `track` (fold new evaluations into a compact metric state, which the
+operator keeps in status so a restart loses nothing) and `decide`.
+
+Missing data is never a reason to stop: a rule without the data it needs is "unknown".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, NamedTuple, Optional, Sequence
+
+from plateau.api import Combine, ForecastRule, ForecastUnit, MetricRule, Mode, Reason, Schedule, StopSpec
+from plateau.engine import forecast as fc
+from plateau.engine.presets import resolve_metric_rule
+
+MIN = Mode.MIN.value  # a plain str: the fold compares modes per evaluation, enum lookups cost
+ALL = Combine.ALL.value
+
+# Safety stops end a broken run whatever `combine` says.
+SAFETY_REASONS = (Reason.NOT_FINITE, Reason.DIVERGED)
+# When several rules fire at once, the reported reason is the first of these.
+REASON_PRIORITY = (
+    Reason.NOT_FINITE,
+    Reason.DIVERGED,
+    Reason.TARGET_REACHED,
+    Reason.BUDGET_EXHAUSTED,
+    Reason.DEADLINE_EXCEEDED,
+    Reason.GPU_IDLE,
+    Reason.COHORT_UNDERPERFORMING,
+    Reason.CONVERGED,
+    Reason.PLATEAU,
+)
+
+
+# --- observations -----------------------------------------------------------------------------
+# The engine's values are immutable NamedTuples, not frozen dataclasses: the operator builds
+# tens of thousands a second, and a frozen dataclass costs several times as much to build.
+
+
+class Evaluation(NamedTuple):
+    """One report of the metric by the trainer, exactly as it was reported."""
+
+    step: int
+    value: float
+    lr: Optional[float] = None  # the learning rate in force, where the trainer reports it
+
+
+class MetricTrack(NamedTuple):
+    """Everything the rules need to know about a metric's history, in O(1) space."""
+
+    name: str
+    evaluations: int = 0
+    last: Optional[float] = None
+    last_step: Optional[int] = None
+    best: Optional[float] = None  # best finite raw value: the restore-best checkpoint
+    best_step: Optional[int] = None
+    reference: Optional[float] = None  # (smoothed) value improvements are measured against
+    smoothed: Optional[float] = None
+    first: Optional[float] = None  # first finite value: where minDelta.progress counts from
+    since_improvement: int = 0  # the patience counter
+    non_finite: int = 0
+    # The forecast (rules with `forecast`): the curve's bounded sketch since the last learning-rate
+    # drop, where that regime began (in the forecast's unit), and the fit, redone only when new
+    # finite evaluations arrive. The sidecar exports the fit; the sketch stays where it is folded.
+    sketch: tuple[float, ...] = ()
+    origin: float = 0.0
+    regime_evaluations: int = 0  # finite evaluations since the last drop
+    forecast_level: Optional[float] = None
+    forecast_level_sd: Optional[float] = None
+    forecast_gain: Optional[float] = None
+    forecast_gain_sd: Optional[float] = None
+    # Learning-rate drops (rules with `schedule`): the LR the last drop set, its step, and the
+    # steps between the last two drops (the observed pattern that predicts the next).
+    lr_base: Optional[float] = None
+    drop_step: Optional[int] = None
+    drop_gap: Optional[int] = None
+
+
+# State only the fold needs (the sidecar, replay, the benchmark fold; the operator reads the rest):
+# neither exported by the sidecar nor kept in status.
+FOLD_ONLY = ("sketch", "origin", "lr_base")
+
+
+class GpuWindow(NamedTuple):
+    """GPU utilisation over the gpuIdle window: the highest sample and how much of it has data."""
+
+    max_utilisation: Optional[float]
+    covered_seconds: float
+
+
+class CohortView(NamedTuple):
+    """Peers' best values so far, taken at the step this run has reached."""
+
+    step: int
+    peer_values: tuple[float, ...]
+
+
+class Observation(NamedTuple):
+    metric: Optional[MetricTrack] = None
+    elapsed_seconds: Optional[float] = None  # accumulated running time
+    gpu_hours: Optional[float] = None
+    gpu: Optional[GpuWindow] = None
+    cohort: Optional[CohortView] = None
+
+
+# --- decisions --------------------------------------------------------------------------------
+
+
+class RuleOutcome(NamedTuple):
+    """One rule's verdict: fired True/False, or None when its data is missing.
+
+    The message is written when read: the operator decides for thousands of jobs a cycle and
+    reads the messages of the few that stop, and formatting them all would cost more than
+    the rules themselves.
+    """
+
+    reason: Reason
+    fired: Optional[bool]
+    explain: Callable[[], str]
+
+    @property
+    def message(self) -> str:
+        return self.explain()
+
+
+class Decision(NamedTuple):
+    stop: bool  # act now (rules say stop, and this is not a dry run)
+    would_stop: bool  # the rules say stop; in a dry run this is reported, not acted on
+    reason: Optional[Reason]
+    message: str
+    outcomes: tuple[RuleOutcome, ...] = ()
+    gpu_hours_saved: Optional[float] = None
+    step: Optional[int] = None  # the metric's last step in the observation: where the decision was made
+
+    @property
+    def success(self) -> bool:
+        return self.reason == Reason.TARGET_REACHED
+
+    @property
+    def unknown(self) -> tuple[Reason, ...]:
+        return tuple(o.reason for o in self.outcomes if o.fired is None)
+
+
+# --- the metric fold --------------------------------------------------------------------------
+
+
+def _better(a: float, b: float, mode: str) -> bool:
+    return a < b if mode == MIN else a > b
+
+
+def _progress(first: Optional[float], towards: float, mode: str) -> float:
+    """How far the metric has come from its first value (0 if it went the wrong way)."""
+    if first is None:
+        return 0.0
+    return max(0.0, first - towards if mode == MIN else towards - first)
+
+
+def min_delta(rule: MetricRule, reference: float, first: Optional[float]) -> float:
+    """The improvement on `reference` that counts: the largest of minDelta's parts."""
+    d = rule.min_delta
+    if d is None:
+        return 0.0
+    return max(d.absolute, d.relative * abs(reference), d.progress * _progress(first, reference, rule.mode))
+
+
+def _improved(value: float, reference: Optional[float], first: Optional[float], rule: MetricRule) -> bool:
+    if reference is None:
+        return True
+    delta = min_delta(rule, reference, first)
+    if rule.mode == MIN:
+        return value < reference - delta
+    return value > reference + delta
+
+
+def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[Evaluation]) -> MetricTrack:
+    """Fold new evaluations into the metric state (Keras semantics for patience and minDelta).
+
+    The operator folds every job's new evaluations each cycle, so the loop works on locals and
+    builds one MetricTrack at the end.
+    """
+    s = state or MetricTrack(name=rule.name)
+    count, last, last_step, best, best_step = s.evaluations, s.last, s.last_step, s.best, s.best_step
+    reference, smoothed, since, non_finite = s.reference, s.smoothed, s.since_improvement, s.non_finite
+    first = s.first
+    alpha = rule.smoothing or 0.0
+    warmup = rule.warmup or 0
+    mode = rule.mode
+    schedule, ahead = rule.schedule, rule.forecast
+    sketch, origin, regime, lr_base, drop_step, drop_gap = (s.sketch, s.origin, s.regime_evaluations, s.lr_base,
+                                                            s.drop_step, s.drop_gap)
+    by_steps = ahead is not None and ahead.unit == ForecastUnit.STEPS
+    refit = False
+    for ev in evaluations:
+        if schedule is not None:
+            dropped, lr_base = _dropped(schedule, last_step, ev, lr_base)
+            if dropped:
+                # A new regime: patience and the forecast start again from it.
+                if drop_step is not None:
+                    drop_gap = ev.step - drop_step
+                drop_step = ev.step
+                since, reference, smoothed, sketch, regime, refit = 0, None, None, (), 0, ahead is not None
+                origin = float(last_step if by_steps else count) if last_step is not None else 0.0
+        count += 1
+        value = ev.value
+        last, last_step = value, ev.step
+        if not math.isfinite(value):
+            # A non-finite value is never an improvement.
+            non_finite += 1
+            since += count > warmup
+            continue
+        if first is None:
+            first = value
+        if ahead is not None:
+            regime += 1
+            sketch = fc.sketch(sketch, regime, float(ev.step if by_steps else count), value)
+            refit = True
+        if best is None or _better(value, best, mode):
+            best, best_step = value, ev.step
+        smoothed = value if smoothed is None else alpha * smoothed + (1 - alpha) * value
+        if count <= warmup:
+            # Track the reference during warmup, but patience only starts counting after it.
+            if reference is None or _better(smoothed, reference, mode):
+                reference = smoothed
+            since = 0
+        elif _improved(smoothed, reference, first, rule):
+            since = 0
+            reference = smoothed
+        else:
+            since += 1
+        if not alpha:
+            smoothed = None
+    fit = _forecast(ahead, sketch, origin, mode) if refit else (
+        s.forecast_level, s.forecast_level_sd, s.forecast_gain, s.forecast_gain_sd)
+    return MetricTrack(
+        name=s.name,
+        evaluations=count,
+        last=last,
+        last_step=last_step,
+        best=best,
+        best_step=best_step,
+        reference=reference,
+        smoothed=smoothed,
+        first=first,
+        since_improvement=since,
+        non_finite=non_finite,
+        sketch=sketch,
+        origin=origin,
+        regime_evaluations=regime,
+        forecast_level=fit[0],
+        forecast_level_sd=fit[1],
+        forecast_gain=fit[2],
+        forecast_gain_sd=fit[3],
+        lr_base=lr_base,
+        drop_step=drop_step,
+        drop_gap=drop_gap,
+    )
+
+
+def _dropped(schedule: Schedule, before: Optional[int], ev: Evaluation, lr_base: Optional[float]
+             ) -> tuple[bool, Optional[float]]:
+    """Whether the learning rate dropped (or restarted) between the step `before` and this
+    evaluation, and the LR the next drop is measured against."""
+    if before is not None and ev.step > before:
+        if schedule.milestones is not None and any(before < m <= ev.step for m in schedule.milestones):
+            return True, lr_base
+        if schedule.period is not None and ev.step // schedule.period > before // schedule.period:
+            return True, lr_base
+    lr = ev.lr
+    if schedule.learning_rate is None or lr is None or not math.isfinite(lr) or lr <= 0:
+        return False, lr_base
+    if lr_base is None:
+        return False, lr
+    # Halved since the last drop (a step down, or far down a cosine), or restarted (doubled).
+    return (True, lr) if lr <= lr_base / 2 or lr >= lr_base * 2 else (False, lr_base)
+
+
+_NO_FIT = (None, None, None, None)
+
+
+def _forecast(rule: Optional[ForecastRule], sketch: tuple[float, ...], origin: float, mode: str) -> tuple[Optional[float], ...]:
+    assert rule is not None
+    f = fc.fit(sketch[1::3], sketch[2::3], float(rule.horizon), origin, mode == MIN)
+    return _NO_FIT if f is None else tuple(f)
+
+
+# --- the rules --------------------------------------------------------------------------------
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def _best_text(m: MetricTrack) -> str:
+    return f"best {_fmt(m.best)} at step {m.best_step}" if m.best is not None else "no finite value yet"
+
+
+def _metric_outcomes(rule: MetricRule, m: Optional[MetricTrack]) -> list[RuleOutcome]:
+    wanted: list[Reason] = []
+    if rule.check_finite:
+        wanted.append(Reason.NOT_FINITE)
+    if rule.divergence is not None:
+        wanted.append(Reason.DIVERGED)
+    if rule.target is not None:
+        wanted.append(Reason.TARGET_REACHED)
+    if rule.patience is not None:
+        wanted.append(Reason.PLATEAU)
+    if rule.forecast is not None:
+        wanted.append(Reason.CONVERGED)
+    if m is None or m.evaluations == 0:
+        return [RuleOutcome(r, None, lambda: f"no evaluations of {rule.name} yet") for r in wanted]
+    warmup = rule.warmup or 0
+    if m.evaluations <= warmup:
+        evaluations = m.evaluations
+        return [RuleOutcome(r, False, lambda: f"{rule.name}: warming up ({evaluations}/{warmup} evaluations)")
+                for r in wanted]
+    return [_METRIC_RULES[reason](rule, m) for reason in wanted]
+
+
+def _not_finite(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
+    return RuleOutcome(Reason.NOT_FINITE, m.non_finite > 0, lambda: (
+        f"{rule.name} was not finite in {m.non_finite} of {m.evaluations} evaluations"
+        f" (last {_fmt(m.last)} at step {m.last_step}); {_best_text(m)}"))
+
+
+def _diverged(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
+    assert rule.divergence is not None
+    fired = m.last is not None and math.isfinite(m.last) and _better(rule.divergence, m.last, rule.mode)
+    side = "above" if rule.mode == MIN else "below"
+    return RuleOutcome(Reason.DIVERGED, fired, lambda: (
+        f"{rule.name} {_fmt(m.last)} at step {m.last_step} is {side} the divergence threshold"
+        f" {_fmt(rule.divergence)}; {_best_text(m)}" if fired else f"{rule.name} within the divergence threshold"))
+
+
+def _target_reached(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
+    assert rule.target is not None
+    fired = m.best is not None and not _better(rule.target, m.best, rule.mode)
+    return RuleOutcome(Reason.TARGET_REACHED, fired, lambda: (
+        f"{rule.name} reached the target {_fmt(rule.target)}: {_best_text(m)}" if fired
+        else f"{rule.name} has not reached the target {_fmt(rule.target)}; {_best_text(m)}"))
+
+
+def _plateau(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
+    fired = m.since_improvement >= effective_patience(rule, m)
+    drop = _drop_ahead(rule, m) if fired else None
+    if drop is not None:
+        return RuleOutcome(Reason.PLATEAU, False, lambda: (
+            f"{rule.name} has not improved for {m.since_improvement} evaluations, but {drop}"))
+    return RuleOutcome(Reason.PLATEAU, fired, lambda: (
+        f"{rule.name} has not improved by {_delta_text(rule, m)} for {m.since_improvement} evaluations;"
+        f" {_best_text(m)}"))
+
+
+def _drop_ahead(rule: MetricRule, m: MetricTrack) -> Optional[str]:
+    """Why a plateau is no evidence now: the learning rate drops soon (None when it does not)."""
+    schedule, step = rule.schedule, m.last_step
+    if schedule is None or step is None:
+        return None
+    due: list[tuple[int, str]] = []
+    if schedule.milestones is not None:
+        due += [(n, "scheduled") for n in schedule.milestones if n > step][:1]
+    if schedule.period is not None:
+        due.append(((step // schedule.period + 1) * schedule.period, "scheduled"))
+    if schedule.learning_rate is not None and m.drop_step is not None and m.drop_gap:
+        expected = m.drop_step + m.drop_gap
+        if expected > step:
+            due.append((expected, f"expected every {m.drop_gap:,} steps"))
+    if not due:
+        return None
+    at, why = min(due)
+    ahead = rule.forecast
+    end = ahead.horizon if ahead is not None and ahead.unit == ForecastUnit.STEPS else None
+    if (end is not None and at > end) or (schedule.hold is not None and at - step > schedule.hold):
+        return None
+    return f"the learning rate drops at step {at:,} ({why}): a plateau before a drop is not the end"
+
+
+def _converged(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
+    ahead = rule.forecast
+    assert ahead is not None
+    unit = "step" if ahead.unit == ForecastUnit.STEPS else "evaluation"
+    if m.regime_evaluations < ahead.min_evaluations or m.forecast_gain is None or m.forecast_gain_sd is None:
+        reached = m.last_step is not None and (m.last_step if unit == "step" else m.evaluations) >= ahead.horizon
+        return RuleOutcome(Reason.CONVERGED, None, lambda: (
+            f"{rule.name}: the horizon {unit} {ahead.horizon:,} is reached, nothing left to forecast" if reached else
+            f"{rule.name}: too few evaluations to forecast ({m.regime_evaluations} of {ahead.min_evaluations}"
+            f"{' since the last learning-rate drop' if m.drop_step is not None else ''})"))
+    upper = m.forecast_gain + fc.normal_quantile(ahead.confidence) * m.forecast_gain_sd
+    wanted = min_gain(rule, m)
+    fired = upper < wanted
+    drop = _drop_ahead(rule, m) if fired else None
+    at = m.last_step if unit == "step" else m.evaluations
+    saves = 1.0 - (at or 0) / ahead.horizon
+
+    def explain() -> str:
+        text = (f"{rule.name} expected to reach {_fmt(m.forecast_level)} ± {m.forecast_level_sd:.2g} by {unit}"
+                f" {ahead.horizon:,}: a gain of {_fmt(m.forecast_gain)} (at most {_fmt(upper)} at"
+                f" {ahead.confidence:.0%} confidence) {'<' if fired else '>='} minGain {_fmt(wanted)}")
+        if drop is not None:
+            return f"{text}, but {drop}"
+        return f"{text}; stopping saves {saves:.0%} of the run" if fired else text
+
+    return RuleOutcome(Reason.CONVERGED, fired and drop is None, explain)
+
+
+def min_gain(rule: MetricRule, m: MetricTrack) -> float:
+    """The gain still to come that is worth the rest of the run: the largest of minGain's parts."""
+    assert rule.forecast is not None
+    g = rule.forecast.min_gain
+    current = m.reference if m.reference is not None else m.best
+    if current is None:
+        return g.absolute
+    return max(g.absolute, g.relative * abs(current), g.progress * _progress(m.first, current, rule.mode))
+
+
+_METRIC_RULES: dict[Reason, Callable[[MetricRule, MetricTrack], RuleOutcome]] = {
+    Reason.NOT_FINITE: _not_finite,
+    Reason.DIVERGED: _diverged,
+    Reason.TARGET_REACHED: _target_reached,
+    Reason.PLATEAU: _plateau,
+    Reason.CONVERGED: _converged,
+}
+
+
+def effective_patience(rule: MetricRule, m: MetricTrack) -> int:
+    """`patience`, grown to patienceGrowth x the evaluations seen at the last improvement."""
+    assert rule.patience is not None
+    if not rule.patience_growth:
+        return rule.patience
+    improved_at = m.evaluations - m.since_improvement
+    return max(rule.patience, math.ceil(rule.patience_growth * improved_at))
+
+
+def _delta_text(rule: MetricRule, m: MetricTrack) -> str:
+    d = rule.min_delta
+    if d is None or (d.absolute == 0 and d.relative == 0 and d.progress == 0):
+        return "any amount"
+    parts = ([f"{d.absolute:g}"] if d.absolute else []) + ([f"{d.relative:.2%}"] if d.relative else [])
+    if d.progress:
+        text = f"{d.progress:.2%} of its progress"
+        if m.reference is not None and m.first is not None:
+            text += f" ({d.progress * _progress(m.first, m.reference, rule.mode):.4g})"
+        parts.append(text)
+    return " or ".join(parts)
+
+
+def _budget_outcomes(stop: StopSpec, obs: Observation) -> list[RuleOutcome]:
+    out = []
+    if stop.max_duration is not None:
+        limit = stop.max_duration.seconds
+        if obs.elapsed_seconds is None:
+            out.append(RuleOutcome(Reason.DEADLINE_EXCEEDED, None, lambda: "running time unknown"))
+        else:
+            fired = obs.elapsed_seconds >= limit
+            out.append(RuleOutcome(Reason.DEADLINE_EXCEEDED, fired, lambda: f"ran {obs.elapsed_seconds:.0f}s of maxDuration {stop.max_duration}"))
+    if stop.max_gpu_hours is not None:
+        if obs.gpu_hours is None:
+            out.append(RuleOutcome(Reason.BUDGET_EXHAUSTED, None, lambda: "GPU-hours used unknown"))
+        else:
+            fired = obs.gpu_hours >= stop.max_gpu_hours
+            out.append(RuleOutcome(Reason.BUDGET_EXHAUSTED, fired, lambda: f"used {obs.gpu_hours:.3g} of maxGpuHours {stop.max_gpu_hours:g}"))
+    return out
+
+
+def _gpu_outcome(stop: StopSpec, obs: Observation) -> list[RuleOutcome]:
+    rule = stop.gpu_idle
+    if rule is None:
+        return []
+    window = rule.for_.seconds
+    gpu = obs.gpu
+    if gpu is None or gpu.max_utilisation is None or not math.isfinite(gpu.max_utilisation):
+        return [RuleOutcome(Reason.GPU_IDLE, None, lambda: "no GPU utilisation data")]
+    if gpu.covered_seconds < window:
+        return [RuleOutcome(Reason.GPU_IDLE, None, lambda: f"GPU utilisation known for {gpu.covered_seconds:.0f}s of the {rule.for_} window")]
+    fired = gpu.max_utilisation < rule.below
+    return [RuleOutcome(Reason.GPU_IDLE, fired, lambda: f"GPU utilisation at most {gpu.max_utilisation:.1%} over the last {rule.for_} (idle below {rule.below:.0%})")]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 100] (numpy's default method)."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _cohort_outcome(stop: StopSpec, rule_metric: MetricRule, obs: Observation) -> list[RuleOutcome]:
+    rule = stop.cohort
+    if rule is None:
+        return []
+    m, view = obs.metric, obs.cohort
+    if m is None or m.best is None or view is None:
+        return [RuleOutcome(Reason.COHORT_UNDERPERFORMING, None, lambda: "no cohort comparison available yet")]
+    peers = [v for v in view.peer_values if math.isfinite(v)]
+    if view.step < rule.start_step:
+        return [RuleOutcome(Reason.COHORT_UNDERPERFORMING, False, lambda: f"step {view.step} is before startStep {rule.start_step}")]
+    if len(peers) < rule.min_jobs:
+        return [RuleOutcome(Reason.COHORT_UNDERPERFORMING, None, lambda: f"{len(peers)} peers reached step {view.step}; minJobs is {rule.min_jobs}")]
+    keep = 50.0 if rule.rule == "median" else rule.percentile
+    q = keep if rule_metric.mode == MIN else 100.0 - keep
+    threshold = percentile(peers, q)
+    fired = _better(threshold, m.best, rule_metric.mode)
+    label = "median" if rule.rule == "median" else f"top-{keep:g}% threshold"
+    return [RuleOutcome(Reason.COHORT_UNDERPERFORMING, fired, lambda: f"{rule_metric.name} best {_fmt(m.best)} vs cohort {label} {_fmt(threshold)} of {len(peers)} peers at step {view.step}")]
+
+
+def _gpu_hours_saved(stop: StopSpec, obs: Observation) -> Optional[float]:
+    """What stopping now saves, where a budget or deadline bounds the run's length."""
+    bounds = []
+    if stop.max_gpu_hours is not None and obs.gpu_hours is not None:
+        bounds.append(max(0.0, stop.max_gpu_hours - obs.gpu_hours))
+    if stop.max_duration is not None and obs.elapsed_seconds and obs.gpu_hours is not None:
+        rate = obs.gpu_hours / obs.elapsed_seconds
+        bounds.append(max(0.0, (stop.max_duration.seconds - obs.elapsed_seconds) * rate))
+    return min(bounds) if bounds else None
+
+
+def evaluate(stop: StopSpec, obs: Observation) -> list[RuleOutcome]:
+    """Every configured rule's outcome, in no particular order."""
+    outcomes = _budget_outcomes(stop, obs) + _gpu_outcome(stop, obs)
+    metric_rule = resolve_metric_rule(stop)
+    if metric_rule is not None:
+        outcomes += _metric_outcomes(metric_rule, obs.metric)
+        outcomes += _cohort_outcome(stop, metric_rule, obs)
+    return outcomes
+
+
+def decide(stop: StopSpec, obs: Observation) -> Decision:
+    """Stop or go on, with the reason and the evidence."""
+    outcomes = evaluate(stop, obs)
+    fired = [o for o in outcomes if o.fired]
+    safety = [o for o in fired if o.reason in SAFETY_REASONS]
+    if stop.combine == ALL:
+        criteria = [o for o in outcomes if o.reason not in SAFETY_REASONS]
+        all_fired = bool(criteria) and all(o.fired for o in criteria)
+        firing = safety or (criteria if all_fired else [])
+    else:
+        firing = fired
+    if not firing:
+        unknown = [o.message for o in outcomes if o.fired is None]
+        message = "going on" + (f" (unknown: {'; '.join(unknown)})" if unknown else "")
+        return Decision(False, False, None, message, tuple(outcomes))
+    firing.sort(key=lambda o: REASON_PRIORITY.index(o.reason))
+    primary = firing[0]
+    message = "; and ".join(o.message for o in firing) if stop.combine == ALL else primary.message
+    return Decision(
+        stop=not stop.dry_run,
+        would_stop=True,
+        reason=primary.reason,
+        message=message,
+        outcomes=tuple(outcomes),
+        gpu_hours_saved=_gpu_hours_saved(stop, obs),
+        step=obs.metric.last_step if obs.metric else None,
+    )

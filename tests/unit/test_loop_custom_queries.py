@@ -1,0 +1,140 @@
+"""A TrainingJob's own PromQL (spec.metrics.queries) in the operator: confined to its namespace
+by default, refused or run as written as the chart's customQueries says, and a query that does
+not parse is a SpecValid=False condition naming the field."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+from plateau import api
+from plateau.controller.config import Settings
+from plateau.controller.loop import fetch, gather
+from plateau.controller.loop.context import CycleReport
+from plateau.controller.loop.cycle import Loop
+from plateau.controller.loop.registry import Registry
+from plateau.prometheus.client import Sample
+from plateau.engine.status import SPEC_VALID
+
+
+class FakePrometheus:
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None) -> list[Sample]:
+        self.queries.append(promql)
+        return [Sample({}, 0.5, 1000.0)]
+
+
+def trainingjob(query: str) -> dict[str, Any]:
+    return {"metadata": {"namespace": "team-a", "name": "guard", "uid": "u1", "generation": 1},
+            "spec": {"workloadRef": {"apiVersion": "batch/v1", "kind": "Job", "name": "nightly"},
+                     "metrics": {"queries": {"val_loss": query}},
+                     "stop": {"preset": "conservative", "metric": {"name": "val_loss"}}}}
+
+
+class RecordingKube:
+    """Records the statuses written."""
+
+    def __init__(self) -> None:
+        self.written: list[api.TrainingJobStatus] = []
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.written.append(api.TrainingJobStatus.model_validate(status))
+
+
+def new_loop(custom_queries: str) -> tuple[Loop, FakePrometheus, list[api.TrainingJobStatus]]:
+    prometheus, kube = FakePrometheus(), RecordingKube()
+    loop = Loop(Settings(custom_queries=custom_queries), Registry(), kube=kube, prometheus=prometheus)  # type: ignore[arg-type]
+    return loop, prometheus, kube.written
+
+
+async def read(custom_queries: str, query: str) -> tuple[list[str], list[api.TrainingJobStatus]]:
+    """What the operator sends Prometheus for the job's query, and the statuses it writes."""
+    loop, prometheus, written = new_loop(custom_queries)
+    report = CycleReport()
+    ctx = await gather.context(loop, trainingjob(query), 1000.0, report)
+    if ctx is not None:
+        await fetch.custom_metric(loop, ctx, report)
+    return prometheus.queries, written
+
+
+ESCAPING = 'max(my_loss{namespace=~".*"}) or max(other_loss{namespace="team-b", job="$name"})'
+
+
+async def test_by_default_every_selector_is_confined_to_the_jobs_namespace() -> None:
+    queries, written = await read("confined", ESCAPING)
+    assert queries == ['max (my_loss{namespace=~".*", namespace="team-a"})'
+                       ' or max (other_loss{namespace="team-b", job="guard", namespace="team-a"})']
+    assert written == []
+
+
+async def test_unconfined_runs_the_query_as_written() -> None:
+    queries, _ = await read("unconfined", ESCAPING)
+    assert queries == ['max(my_loss{namespace=~".*"}) or max(other_loss{namespace="team-b", job="guard"})']
+
+
+@pytest.mark.parametrize("custom_queries", ["confined", "unconfined", "disabled"])
+async def test_a_query_that_does_not_parse_makes_the_spec_invalid_naming_the_field(custom_queries: str) -> None:
+    queries, written = await read(custom_queries, "max(my_loss{namespace=")
+    assert queries == []
+    [condition] = [c for c in written[-1].conditions if c.type == SPEC_VALID]
+    assert (condition.status, condition.reason) == ("False", "InvalidSpec")
+    assert condition.message.startswith("spec.metrics.queries.val_loss: ") and "not valid PromQL" in condition.message
+
+
+async def test_disabled_makes_a_spec_with_queries_invalid() -> None:
+    queries, written = await read("disabled", "max(my_loss)")
+    assert queries == []
+    [condition] = [c for c in written[-1].conditions if c.type == SPEC_VALID]
+    assert (condition.status, condition.reason) == ("False", "InvalidSpec")
+    assert condition.message == ("spec.metrics.queries: custom queries are disabled in this installation "
+                                 "(Helm value customQueries)")
+
+
+async def test_one_jobs_failing_query_leaves_the_other_jobs_reads_alone() -> None:
+    """Prometheus refuses one team's query (say, too many samples): that job alone has no metric
+    this cycle, with the error; every other job's read goes on."""
+    from plateau.prometheus.client import PrometheusError
+
+    class OneFails(FakePrometheus):
+        async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None) -> list[Sample]:
+            if "bad_loss" in promql:
+                raise PrometheusError("QueryFailed", "query processing would load too many samples")
+            return await super().query(promql, at, decode)
+
+    loop, _, _ = new_loop("confined")
+    loop.prometheus = OneFails()  # type: ignore[assignment]
+    report = CycleReport()
+    contexts = []
+    for name, query in (("bad", "max(bad_loss)"), ("good", "max(good_loss)")):
+        body = trainingjob(query)
+        body["metadata"].update(name=name, uid=name)
+        body["status"] = {"phase": "Running"}
+        ctx = await gather.context(loop, body, 1000.0, report)
+        assert ctx is not None
+        contexts.append(ctx)
+    summaries, shared_error, _ = await fetch.metrics(loop, contexts, report, lambda jobs, s: None)
+    assert shared_error is None
+    assert ("team-a", "good") in summaries and ("team-a", "bad") not in summaries
+    assert contexts[0].query_error == ("QueryFailed", "query processing would load too many samples")
+    assert contexts[1].query_error is None
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+async def test_a_query_answering_nan_or_inf_is_missing_data_not_a_report(value: float) -> None:
+    """A custom query's NaN (a 0/0 ratio) was folded as a reported NaN (a NotFinite stop), and
+    counted again each cycle since NaN never equals the last value."""
+
+    class Answers(FakePrometheus):
+        async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None) -> list[Sample]:
+            return [Sample({}, value, 1000.0)]
+
+    loop, _, _ = new_loop("confined")
+    loop.prometheus = Answers()  # type: ignore[assignment]
+    report = CycleReport()
+    ctx = await gather.context(loop, trainingjob("max(val_loss)"), 1000.0, report)
+    assert ctx is not None
+    track = await fetch.custom_metric(loop, ctx, report)
+    assert track is not None and track.current is None and track.reports == 0

@@ -1,0 +1,75 @@
+"""When the loop may skip a job's plan (plan.steady), and what reaches a plan and comes of it."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from plateau import api
+from plateau.controller.loop import plan
+from plateau.controller.loop.context import JobContext
+from plateau.controller.loop.memory import Memory
+from plateau.controller.loop.plan import Reads
+from plateau.engine.status import set_condition
+from plateau.engine.stopflow import Resume, WorkloadState, rfc3339_at
+from plateau.prometheus.summaries import SidecarTrack
+from tests.unit.loop_cases import RUNS, SETTINGS, T0, body, new_loop, planner, steady_case
+
+
+def steady(ctx: JobContext, memory: Memory, tracks: dict[tuple[str, str], SidecarTrack],
+           error: Optional[tuple[str, str]], now: float) -> bool:
+    return plan.steady(ctx, memory, Reads(tracks, error), now, SETTINGS)
+
+
+def test_a_job_with_nothing_new_is_steady() -> None:
+    ctx, memory, summaries = steady_case()
+    assert steady(ctx, memory, summaries, None, T0 + 10)
+
+
+def test_a_job_is_not_steady_once_anything_its_plan_reads_moved() -> None:
+    ctx, memory, summaries = steady_case()
+    assert not steady(ctx, memory, summaries, None, T0 + 30)  # a progress write is due
+    assert not steady(ctx, memory, {("n", "j"): SidecarTrack(8, ctx.spec_key, None)}, None, T0 + 10)  # a report
+    assert not steady(ctx, memory, {}, None, T0 + 10)  # no read
+    assert not steady(ctx, memory, summaries, ("Timeout", "t"), T0 + 10)
+    ctx.state = WorkloadState(exists=True, active=0)
+    assert not steady(ctx, memory, summaries, None, T0 + 10)  # the workload changed
+    ctx.state = RUNS
+    memory.steady = None
+    assert not steady(ctx, memory, summaries, None, T0 + 10)  # the last plan asked for something
+
+
+def test_a_job_is_not_steady_when_its_metrics_are_unavailable_or_it_is_not_running() -> None:
+    ctx, memory, summaries = steady_case()
+    memory.status = memory.status.model_copy(update={"conditions": set_condition(
+        memory.status.conditions, "MetricsAvailable", "False", "NoSeries", "", rfc3339_at(T0), 1)})
+    assert not steady(ctx, memory, summaries, None, T0 + 10)
+    ctx, memory, summaries = steady_case(phase="Stopping")
+    assert not steady(ctx, memory, summaries, None, T0 + 10)
+
+
+def test_gpu_idle_and_cohort_jobs_are_never_steady() -> None:
+    """Their inputs (GPU samples, peers' values) move without a report."""
+    extras: tuple[dict[str, Any], ...] = ({"gpuIdle": {"below": 0.05, "for": "10m"}},
+                                          {"cohort": {"selector": {"matchLabels": {"a": "b"}}, "percentile": 50}})
+    for extra in extras:
+        ctx, memory, summaries = steady_case({"metric": {"name": "loss", "patience": 3}, **extra})
+        assert not steady(ctx, memory, summaries, None, T0 + 10)
+
+
+def test_a_job_near_its_budget_is_not_steady() -> None:
+    ctx, memory, summaries = steady_case({"metric": {"name": "loss"}, "maxDuration": "1h"}, runningSeconds=3000.0)
+    assert steady(ctx, memory, summaries, None, T0 + 10)  # 3010 s used, 30 s margin: 3040 < 3600
+    ctx, memory, summaries = steady_case({"metric": {"name": "loss"}, "maxDuration": "1h"}, runningSeconds=3560.0)
+    assert not steady(ctx, memory, summaries, None, T0 + 10)  # 3600 within reach
+
+
+def test_a_child_job_resumes_with_the_spec_s_replicas_not_a_kept_size() -> None:
+    """replicasBeforeStop is for workloadRefs scaled to 0; a child Job is ours, sized by the spec."""
+    b = body({"phase": "Stopped", "reason": "Manual", "observedGeneration": 1, "replicasBeforeStop": 5})
+    b["metadata"]["generation"] = 2
+    b["spec"]["replicas"] = 2
+    spec = api.TrainingJobSpec.model_validate(b["spec"])
+    ctx = JobContext(b, spec, spec.stop, api.TrainingJobStatus.model_validate(b["status"]))
+    ctx.state = WorkloadState(exists=True, suspended=True)
+    made = plan.job(planner(new_loop(), T0), ctx, Reads({}))
+    assert made.status.phase == "Running" and Resume(2) in made.actions
