@@ -61,8 +61,8 @@ FORECAST_GRID: tuple[tuple[dict[str, Any], float, float, int, str], ...] = (
     ({}, 0.05, 0.9, 8, "any"),
     ({}, 0.05, 0.7, 15, "any"),
     ({}, 0.05, 0.5, 8, "any"),
-    (BALANCED_RULE, 0.02, 0.9, 8, "any"),  # balanced, or converged (the preset has 0.01)
-    ({"patience": 8, "smoothing": 0.6, "minDelta": {"progress": 0.03}}, 0.05, 0.7, 8, "all"),  # a plateau and converged
+    (BALANCED_RULE, 0.02, 0.9, 8, "any"),  # balanced, or converged
+    # (patience 8 with 0.05, 0.7, 8 and `combine: all` is the `forecast` preset, listed first)
     ({"patience": 6, "smoothing": 0.6, "minDelta": {"progress": 0.03}}, 0.03, 0.5, 8, "all"),
 )
 

@@ -340,6 +340,8 @@ STOP_SCHEMA_CASES = [
     ({"metric": {"name": "l", "schedule": {"hold": 5}}}, ["schedule needs milestones, period or learningRate"]),
     ({"preset": "forecast", "metric": {"name": "l"}}, ["preset forecast needs metric.forecast.horizon: the run's planned length"]),
     ({"preset": "forecast", "metric": {"name": "l", "forecast": {"horizon": 10}}}, []),
+    ({"metric": {"name": "l", "forecast": {"horizon": 10, "confirmsPlateau": True}}},
+     ["forecast.confirmsPlateau needs patience: it confirms a plateau"]),
 ]
 
 
@@ -356,3 +358,26 @@ def test_the_api_server_checks_what_the_models_check(stop: dict, errors: list[st
             StopSpec.model_validate(stop)
     else:
         StopSpec.model_validate(stop)
+
+
+def test_a_forecast_that_confirms_plateaus_stops_nothing_alone_and_holds_an_unconfirmed_plateau() -> None:
+    def confirming(**forecast: object) -> StopSpec:
+        return StopSpec.model_validate({"metric": {"name": "val_loss", "patience": 5, "minDelta": {"absolute": 0.1},
+                                                   "forecast": {"horizon": 100, "unit": "evaluations",
+                                                                "minGain": {"progress": 0.03}, "confirmsPlateau": True,
+                                                                **forecast}}})
+
+    stop = confirming()
+    converged = track(None, stop.metric, curve(40))  # type: ignore[arg-type]
+    decision = decide(stop, Observation(metric=converged))
+    assert decision.would_stop and decision.reason == Reason.PLATEAU  # tiny steps, and nothing ahead
+    assert Reason.CONVERGED not in {o.reason for o in decision.outcomes}  # the forecast is no rule of its own
+    assert "evaluations; best" in decision.message and "expected to reach" in decision.message
+    # A straight line down by 0.01 an evaluation: a plateau under minDelta 0.1, but 0.6 still to come.
+    line = track(None, stop.metric, [Evaluation(i, 2.0 - 0.01 * i) for i in range(1, 41)])  # type: ignore[arg-type]
+    plateau = next(o for o in decide(stop, Observation(metric=line)).outcomes if o.reason == Reason.PLATEAU)
+    assert line.since_improvement >= 5 and plateau.fired is False and ">= minGain" in plateau.message
+    unknown = confirming(minEvaluations=50)  # the forecast has no answer yet: the plateau waits
+    assert decide(unknown, Observation(metric=track(None, unknown.metric, curve(40)))).would_stop is False  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="forecast.confirmsPlateau needs patience"):
+        StopSpec.model_validate({"metric": {"name": "l", "forecast": {"horizon": 10, "confirmsPlateau": True}}})

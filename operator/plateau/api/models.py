@@ -419,6 +419,10 @@ class ForecastRule(Spec):
     min_evaluations: Integer = Field(
         default=8, ge=5, le=100000,
         description="Evaluations (since the last learning-rate drop) before the forecast may fire.")
+    confirms_plateau: bool = Field(
+        default=False,
+        description=("true: the forecast stops nothing by itself; a plateau (patience) stops the run only "
+                     "when the forecast also says less than minGain is to come. Needs patience."))
 
 
 class Schedule(Spec):
@@ -523,6 +527,12 @@ class MetricRule(Spec):
         default=None, description="The learning-rate schedule: no plateau stop right before a drop.")
 
     @model_validator(mode="after")
+    def _confirmed_plateau(self) -> "MetricRule":
+        if self.forecast is not None and self.forecast.confirms_plateau and self.patience is None:
+            raise ValueError("forecast.confirmsPlateau needs patience: it confirms a plateau")
+        return self
+
+    @model_validator(mode="after")
     def _target_consistent_with_mode(self) -> "MetricRule":
         if self.target is not None and self.divergence is not None:
             better = self.target < self.divergence if self.mode == "min" else self.target > self.divergence
@@ -540,7 +550,13 @@ class MetricRule(Spec):
                     ": self.target > self.divergence)",
                     "target must be better than divergence for the mode: below it in mode min, above it in mode max",
                     ".target",
-                )
+                ),
+                cel(
+                    "!has(self.forecast) || !has(self.forecast.confirmsPlateau) || !self.forecast.confirmsPlateau"
+                    " || has(self.patience)",
+                    "forecast.confirmsPlateau needs patience: it confirms a plateau",
+                    ".forecast",
+                ),
             ]
         }
     )

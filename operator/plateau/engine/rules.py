@@ -307,7 +307,7 @@ def _metric_outcomes(rule: MetricRule, m: Optional[MetricTrack]) -> list[RuleOut
         wanted.append(Reason.TARGET_REACHED)
     if rule.patience is not None:
         wanted.append(Reason.PLATEAU)
-    if rule.forecast is not None:
+    if rule.forecast is not None and not rule.forecast.confirms_plateau:
         wanted.append(Reason.CONVERGED)
     if m is None or m.evaluations == 0:
         return [RuleOutcome(r, None, lambda: f"no evaluations of {rule.name} yet") for r in wanted]
@@ -348,6 +348,12 @@ def _plateau(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
     if drop is not None:
         return RuleOutcome(Reason.PLATEAU, False, lambda: (
             f"{rule.name} has not improved for {m.since_improvement} evaluations, but {drop}"))
+    if fired and rule.forecast is not None and rule.forecast.confirms_plateau:
+        # The forecast must agree: unknown holds the stop back, as it would under combine: all.
+        forecast = _converged(rule, m)
+        return RuleOutcome(Reason.PLATEAU, forecast.fired, lambda: (
+            f"{rule.name} has not improved by {_delta_text(rule, m)} for {m.since_improvement} evaluations;"
+            f" {_best_text(m)}; {forecast.message}"))
     return RuleOutcome(Reason.PLATEAU, fired, lambda: (
         f"{rule.name} has not improved by {_delta_text(rule, m)} for {m.since_improvement} evaluations;"
         f" {_best_text(m)}"))
