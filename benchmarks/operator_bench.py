@@ -84,7 +84,7 @@ from plateau.prometheus.client import PrometheusClient, PrometheusError
 from plateau.controller.children import LABEL
 from plateau_sidecar import protocol
 
-from benchmarks.operator_support import BASE_REPORTS, job_keys
+from benchmarks.operator_support import BASE_REPORTS, FORECAST, job_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -414,20 +414,21 @@ def run_worker_process(kind: str, kubeconfig: str, prometheus_url: str, cycles: 
     return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
 
-def scale_run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Batched, then naive, against one world of N jobs."""
+def scale_run(n: int, args: argparse.Namespace, workdir: Path, forecast: bool = False) -> dict[str, Any]:
+    """Batched, then naive, against one world of N jobs (with forecast rules, if `forecast`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     kubeconfig = str(workdir / "kubeconfig")
-    result: dict[str, Any] = {"jobs": n}
+    result: dict[str, Any] = {"jobs": n, "forecast": forecast}
+    scenario = ["--forecast"] if forecast else []
     with ExitStack() as stack:
         began = time.perf_counter()
         exporter = Child([PYTHON, "-m", "benchmarks.operator_support", "exporter", "--jobs", str(n),
-                          "--shard-size", str(args.shard_size), "--report-every", str(args.report_every)],
+                          "--shard-size", str(args.shard_size), "--report-every", str(args.report_every), *scenario],
                          workdir / "exporter.log")
         stack.callback(exporter.stop)
         shards = int(exporter.line.split("shards=")[1])
         emulator = Child([PYTHON, "-m", "benchmarks.operator_support", "emulator", "--jobs", str(n),
-                          "--kubeconfig-out", kubeconfig], workdir / "emulator.log")
+                          "--kubeconfig-out", kubeconfig, *scenario], workdir / "emulator.log")
         stack.callback(emulator.stop)
         prometheus = start_prometheus(workdir, exporter.url, shards, f"{args.scrape_interval:g}s")
         stack.callback(prometheus.stop)
@@ -439,7 +440,8 @@ def scale_run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]
                 continue
             cycles = args.cycles if kind == "batched" else min(args.cycles, args.naive_cycles)
             profile = args.profile is not None and n == args.profile and kind == "batched"
-            print(f"  N={n}: {kind} worker, 1 warm-up + {cycles} cycles ...", file=sys.stderr, flush=True)
+            print(f"  N={n}{' (forecast)' if forecast else ''}: {kind} worker, 1 warm-up + {cycles} cycles ...",
+                  file=sys.stderr, flush=True)
             memory = str(workdir / "memory.pickle")
             handover = {"memory_out": memory} if kind == "batched" else {"memory_in": memory} if args.handover else {}
             result[kind] = run_worker_process(kind, kubeconfig, prometheus.url, cycles, args.pause,
@@ -557,7 +559,43 @@ def _workers(results: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], st
     for r in results:
         for kind, label in (("batched", "Plateau, batched"), ("naive", "BASELINE, 1 query/job")):
             if r.get(kind):
-                yield r, label, r[kind]
+                yield r, label + (" + forecast" if r.get("forecast") else ""), r[kind]
+
+
+def fold_cost(evaluations: int = 2000) -> dict[str, float]:
+    """Microseconds a new evaluation costs the fold (rules.track), without and with a forecast rule:
+    what the sidecar (and `plateau replay`, `plateau run`'s sidecar) pays per report. The fit is
+    redone only when an evaluation arrives, so this is its whole cost; the operator reads the fit."""
+    from plateau.engine.rules import Evaluation, track
+
+    out = {}
+    for label, spec in (("plain", {}), ("forecast", {"forecast": dict(FORECAST, horizon=10 * evaluations)})):
+        rule = api.MetricRule.model_validate({"name": "val_loss", "patience": 100000, **spec})
+        state = None
+        began = time.perf_counter()
+        for i in range(1, evaluations + 1):
+            state = track(state, rule, (Evaluation(i, 0.2 + 1.0 / (1.0 + 0.01 * i)),))
+        out[label] = (time.perf_counter() - began) / evaluations * 1e6
+    return out
+
+
+def forecast_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    """Per job and cycle, the batched operator without and with forecast rules, from one run."""
+    rows = []
+    for r in results:
+        w = r.get("batched")
+        if not w:
+            continue
+        steady = [c for c in _steady(w) if c["writes"] == 0] or _steady(w)
+        n = max(1, r["jobs"])
+        wall, cpu = _median([c["wall"] for c in steady]), _median([c["cpu"] for c in steady])
+        rows.append([f"{r['jobs']:,}", "forecast" if r.get("forecast") else "no forecast (baseline)",
+                     f"{wall:.3f}", f"{wall / n * 1e6:.0f}", f"{cpu / n * 1e6:.0f}",
+                     f"{_median([c['samples'] for c in steady]):.0f}"])
+    return rows
+
+
+FORECAST_HEADERS = ["jobs", "scenario", "cycle s", "wall us/job/cycle", "CPU us/job/cycle", "samples"]
 
 
 def scale_rows(results: list[dict[str, Any]]) -> list[list[str]]:
@@ -677,6 +715,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--cycles", type=int, default=5, help="measured cycles after the warm-up cycle")
     parser.add_argument("--naive-cycles", type=int, default=3, help="at most this many measured cycles for the baseline")
     parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip the baseline")
+    parser.add_argument("--forecast", action="store_true",
+                        help="also run every N with forecast rules, and print the cost per job beside the plain run")
     parser.add_argument("--pause", type=float, default=2.0, help="seconds between cycles (new scrapes land)")
     parser.add_argument("--scrape-interval", type=float, default=2.0, help="Prometheus scrape interval, seconds")
     parser.add_argument("--report-every", type=int, default=1,
@@ -727,6 +767,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         for n in sizes:
             print(f"N={n}: starting exporter, emulator and Prometheus ...", file=sys.stderr, flush=True)
             results.append(scale_run(n, args, root / f"jobs-{n}"))
+            if args.forecast:
+                print(f"N={n}: the same with forecast rules ...", file=sys.stderr, flush=True)
+                results.append(scale_run(n, args, root / f"jobs-{n}-forecast", forecast=True))
         lat = None
         if args.latency:
             print("decision latency: starting the real plateau-operator ...", file=sys.stderr, flush=True)
@@ -766,6 +809,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                       f"full GC every {w['full_gc_every_s']:.0f}s takes {w['full_gc_s']:.2f}s; errors {errors}"
                       + (f" (first: {next(c['error'] for c in w['cycles'] if c['error'])[:160]})" if errors else ""))
     print()
+    if args.forecast:
+        fold = fold_cost()
+        print("Forecast rule (stop.metric.forecast): the batched operator per job and cycle, each N measured without "
+              "and with forecast rules in this run (the operator reads the fit the sidecar exports: 4 more series a "
+              "job, one more rule to decide)")
+        print(table(FORECAST_HEADERS, forecast_rows(results)))
+        print(f"The fold, per new evaluation (in the sidecar, or replay): {fold['plain']:.1f} us without, "
+              f"{fold['forecast']:.1f} us with the forecast's refit; re-fitted only when an evaluation arrives")
+        print()
     print("Goals (batched): cycle < 2 s and RSS < 400 MB at 10,000 jobs")
     for line in goals(results):
         print("  " + line)

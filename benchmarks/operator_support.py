@@ -60,16 +60,28 @@ def pod_name(name: str) -> str:
 
 # --- the synthetic exporter ----------------------------------------------------------------
 
-FAMILIES = (  # (series, type): what a real sidecar exports of a job without smoothing, whose
-    # rules have not said stop (the stopped track's series appear only once they do)
-    (p.SERIES_VALUE, "gauge"),
-    (p.SERIES_STEP, "gauge"),
-    (p.SERIES_REPORTS, "counter"),
-    (p.SERIES_TRACK_SPEC, "gauge"),
-    (p.SERIES_TRACK_RESUMES, "counter"),
-    (p.SERIES_TRACK_KEPT, "gauge"),
-    *((name, "gauge") for name in p.TRACK_SERIES if name != "plateau_track_smoothed"),
-)
+# The track fields a real sidecar exports of a job without smoothing and without a learning-rate
+# drop seen; those of a forecast rule (plateau.engine.forecast's fit) come only with one.
+FORECAST_FIELDS = ("forecast_level", "forecast_level_sd", "forecast_gain", "forecast_gain_sd")
+_UNEXPORTED = {"smoothed", "drop_step", "drop_gap", *FORECAST_FIELDS}
+
+
+def families(forecast: bool) -> tuple[tuple[str, str], ...]:
+    """(series, type): what a real sidecar exports of a job whose rules have not said stop (the
+    stopped track's series appear only once they do), in the order of `Shard._values`."""
+    track = [f"plateau_track_{f}" for f in p.TRACK_FIELDS if f not in _UNEXPORTED]
+    return (
+        (p.SERIES_VALUE, "gauge"),
+        (p.SERIES_STEP, "gauge"),
+        (p.SERIES_REPORTS, "counter"),
+        (p.SERIES_TRACK_SPEC, "gauge"),
+        (p.SERIES_TRACK_RESUMES, "counter"),
+        (p.SERIES_TRACK_KEPT, "gauge"),
+        *((name, "gauge") for name in track),
+        *((f"plateau_track_{f}", "gauge") for f in (FORECAST_FIELDS if forecast else ())),
+    )
+
+
 BASE_REPORTS = 10  # reports already made before the first scrape: the jobs have some history
 STEPS_PER_REPORT = 100
 
@@ -82,9 +94,11 @@ def loss(reports: int, offset: float = 0.0) -> float:
 class Shard:
     """One scrape target: the series of a slice of the jobs."""
 
-    def __init__(self, keys: list[tuple[str, str]], latency: bool, report_every: int = 1) -> None:
+    def __init__(self, keys: list[tuple[str, str]], latency: bool, report_every: int = 1, forecast: bool = False) -> None:
         self.keys = keys
         self.latency = latency
+        self.forecast = forecast
+        self.families = families(forecast)
         self.report_every = max(1, report_every)  # scrapes between two reports of a job (staggered)
         self.scrapes = 0
         self.armed: set[tuple[str, str]] = set()
@@ -95,26 +109,29 @@ class Shard:
                 f'namespace="{ns}",pod="{pod_name(name)}"}} '
                 for ns, name in keys
             ]
-            for series, _ in FAMILIES
+            for series, _ in self.families
         ]
         self._offsets = [(i % 97) * 1e-4 for i in range(len(keys))]
-        self.spec_key = spec_key_of(trainingjob("", "", latency))
+        self.spec_key = spec_key_of(trainingjob("", "", latency, forecast))
 
     def _values(self, i: int, key: tuple[str, str], reports: int, now: float) -> tuple[float, ...]:
         """value, step, reports, spec key, resumes, kept, then the track (plateau.engine.rules.track's
-        fold of these reports): evaluations, best, best_step, reference, first, since, non_finite."""
+        fold of these reports): evaluations, best, best_step, reference, first, since, non_finite,
+        regime evaluations, and with a forecast its fit: the curve heads for 0.2 by its horizon,
+        far more gain than minGain, so no scale job converges."""
         step = reports * STEPS_PER_REPORT
         head = (step, reports, self.spec_key, 0, 1, reports)
         if not self.latency:  # every report improves
             value = loss(reports, self._offsets[i])
-            return value, *head, value, step, value, loss(1, self._offsets[i]), 0, 0
+            fit = (0.2, 0.01, value - 0.2, 0.01) if self.forecast else ()
+            return value, *head, value, step, value, loss(1, self._offsets[i]), 0, 0, reports if self.forecast else 0, *fit
         crossed = self.crossed.get(key)
         if crossed is None and key in self.armed:
             crossed = self.crossed[key] = (now, reports)
         if crossed is None:  # flat at 1.0: no improvement, never the target
-            return 1.0, *head, 1.0, STEPS_PER_REPORT, 1.0, 1.0, reports - 1, 0
+            return 1.0, *head, 1.0, STEPS_PER_REPORT, 1.0, 1.0, reports - 1, 0, 0
         at = crossed[1]
-        return 0.4, *head, 0.4, at * STEPS_PER_REPORT, 0.4, 1.0, reports - at, 0
+        return 0.4, *head, 0.4, at * STEPS_PER_REPORT, 0.4, 1.0, reports - at, 0, 0
 
     def render(self) -> bytes:
         now = time.time()
@@ -123,7 +140,7 @@ class Shard:
         rows = [self._values(i, key, BASE_REPORTS + (self.scrapes + i % every) // every, now)
                 for i, key in enumerate(self.keys)]
         out: list[str] = []
-        for f, (series, kind) in enumerate(FAMILIES):
+        for f, (series, kind) in enumerate(self.families):
             out.append(f"# TYPE {series} {kind}\n")
             prefixes = self._prefixes[f]
             out.extend(f"{prefixes[i]}{row[f]}\n" for i, row in enumerate(rows))
@@ -131,8 +148,10 @@ class Shard:
 
 
 class Exporter:
-    def __init__(self, keys: list[tuple[str, str]], shard_size: int, latency: bool, report_every: int = 1) -> None:
-        self.shards = [Shard(keys[i:i + shard_size], latency, report_every) for i in range(0, len(keys), shard_size)]
+    def __init__(self, keys: list[tuple[str, str]], shard_size: int, latency: bool, report_every: int = 1,
+                 forecast: bool = False) -> None:
+        self.shards = [Shard(keys[i:i + shard_size], latency, report_every, forecast)
+                       for i in range(0, len(keys), shard_size)]
         self._where = {key: shard for shard in self.shards for key in shard.keys}
         self.lock = threading.Lock()
 
@@ -191,7 +210,7 @@ class Exporter:
 
 
 def serve_exporter(args: argparse.Namespace) -> None:
-    exporter = Exporter(job_keys(args.jobs, args.latency), args.shard_size, args.latency, args.report_every)
+    exporter = Exporter(job_keys(args.jobs, args.latency), args.shard_size, args.latency, args.report_every, args.forecast)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), exporter.handler())
     server.daemon_threads = True
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
@@ -206,10 +225,16 @@ def _rfc3339(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def trainingjob(namespace: str, name: str, latency: bool) -> dict[str, Any]:
+# The forecast scenario's rule: the job's planned length, and the gain worth going on for.
+FORECAST = {"horizon": 10**9, "unit": "steps", "minGain": {"progress": 0.02}, "confidence": 0.9}
+
+
+def trainingjob(namespace: str, name: str, latency: bool, forecast: bool = False) -> dict[str, Any]:
     rule: dict[str, Any] = {"name": METRIC, "mode": "min", "patience": 100000}
     if latency:
         rule["target"] = TARGET
+    if forecast:
+        rule["forecast"] = FORECAST
     return {
         "apiVersion": "plateau.dev/v1alpha1",
         "kind": "TrainingJob",
@@ -289,7 +314,7 @@ def _stamp(template: dict[str, Any], namespace: str, name: str, **fields: Any) -
     return obj
 
 
-def seed(api: Any, keys: list[tuple[str, str]], latency: bool) -> None:
+def seed(api: Any, keys: list[tuple[str, str]], latency: bool, forecast: bool = False) -> None:
     """N TrainingJobs in phase Running and their active child Jobs, into the emulator's store."""
     cluster = api.cluster
     tj_rt = api.resource_for("plateau.dev/v1alpha1", "TrainingJob")
@@ -300,7 +325,7 @@ def seed(api: Any, keys: list[tuple[str, str]], latency: bool) -> None:
     tj_template = job_template = None
     for ns, name in keys:
         if tj_template is None:  # the first of each kind goes through create and the status subresource
-            created = cluster.create(tj_rt, ns, trainingjob(ns, name, latency))
+            created = cluster.create(tj_rt, ns, trainingjob(ns, name, latency, forecast))
             cluster.update(tj_rt, ns, name, {**created, "status": running_status(name, started)}, subresource="status")
             tj_template = cluster.store.get(tj_rt.key, ns, name)
             job = cluster.create(job_rt, ns, child_job(tj_template))
@@ -326,7 +351,7 @@ async def serve_emulator_async(args: argparse.Namespace) -> None:
     async with ApiServer(rbac=False, tls=False, gc_delay=args.gc_delay, history=args.history) as api:
         api.apply((ROOT / "crds" / "trainingjob.yaml").read_text())
         began = time.perf_counter()
-        seed(api, job_keys(args.jobs, args.latency), args.latency)
+        seed(api, job_keys(args.jobs, args.latency), args.latency, args.forecast)
         api.log.clear()
         api.write_kubeconfig(args.kubeconfig_out)
         print(f"ready {api.url} seeded={args.jobs} in {time.perf_counter() - began:.1f}s", flush=True)
@@ -356,10 +381,12 @@ def main() -> None:
     e.add_argument("--shard-size", type=int, default=500)
     e.add_argument("--latency", action="store_true")
     e.add_argument("--report-every", type=int, default=1, help="scrapes between two reports of a job")
+    e.add_argument("--forecast", action="store_true", help="jobs with a forecast rule: export its fit")
     a = sub.add_parser("emulator")
     a.add_argument("--jobs", type=int, required=True)
     a.add_argument("--kubeconfig-out", required=True)
     a.add_argument("--latency", action="store_true")
+    a.add_argument("--forecast", action="store_true", help="TrainingJobs with a forecast rule")
     a.add_argument("--gc-delay", type=float, default=30.0)
     a.add_argument("--history", type=int, default=30_000)
     a.add_argument("--keep-log", action="store_true", help="keep the request log (for timestamps of writes)")

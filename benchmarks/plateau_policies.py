@@ -19,10 +19,15 @@ from plateau.engine.rules import CohortView, Evaluation, MetricTrack, Observatio
 
 def policy_from_spec(stop: StopSpec | dict[str, Any]) -> Policy:
     spec = stop if isinstance(stop, StopSpec) else StopSpec.model_validate(stop)
+    return policy_from_specs(lambda curve: spec)
+
+
+def policy_from_specs(spec_for: Callable[[RunCurve], StopSpec]) -> Policy:
+    """A policy whose spec depends on the run: a forecast's horizon is the run's planned length."""
 
     def policy(curve: RunCurve) -> int:
         rows = [Row(int(s), {"val_loss": float(v)}, None, None) for s, v in zip(curve.steps, curve.val_loss)]
-        result = replay_run(RunHistory(str(curve.run), curve.cohort, rows), spec)
+        result = replay_run(RunHistory(str(curve.run), curve.cohort, rows), spec_for(curve))
         return int(result.stop_step or curve.planned)
 
     return policy
@@ -44,6 +49,45 @@ def settings_family() -> Family:
             name = f"patience={patience},smoothing={smoothing:g},minDelta.progress={progress:g}"
         out.append((name, policy_from_spec({"metric": {"name": "val_loss", "patience": patience, "smoothing": smoothing,
                                                        "minDelta": {"relative": rel, "progress": progress}}})))
+    return out
+
+
+# The forecast rule's candidates: (metric fields besides the forecast, minGain.progress,
+# confidence, minEvaluations, combine). The horizon is each run's planned length in
+# evaluations, as a user states it.
+BALANCED_RULE = {"patience": 12, "smoothing": 0.6, "minDelta": {"progress": 0.03}}
+FORECAST_GRID: tuple[tuple[dict[str, Any], float, float, int, str], ...] = (
+    ({}, 0.02, 0.9, 8, "any"),
+    ({}, 0.05, 0.9, 8, "any"),
+    ({}, 0.05, 0.7, 15, "any"),
+    ({}, 0.05, 0.5, 8, "any"),
+    (BALANCED_RULE, 0.02, 0.9, 8, "any"),  # balanced, or converged
+    # (patience 8 with 0.05, 0.7, 8 and `combine: all` is the `forecast` preset, listed first)
+    ({"patience": 6, "smoothing": 0.6, "minDelta": {"progress": 0.03}}, 0.03, 0.5, 8, "all"),
+)
+
+
+def forecast_spec(curve: RunCurve, fields: dict[str, Any], progress: float, confidence: float, min_evaluations: int,
+                  combine: str) -> StopSpec:
+    forecast = {"horizon": int(curve.planned), "unit": "evaluations", "minGain": {"progress": progress},
+                "confidence": confidence, "minEvaluations": min_evaluations}
+    return StopSpec.model_validate({"combine": combine, "metric": {"name": "val_loss", **fields, "forecast": forecast}})
+
+
+def forecast_preset_spec(curve: RunCurve) -> StopSpec:
+    """The `forecast` preset, the run's planned length as its horizon."""
+    return StopSpec.model_validate({"preset": "forecast", "metric": {
+        "name": "val_loss", "forecast": {"horizon": int(curve.planned), "unit": "evaluations"}}})
+
+
+def forecast_family() -> Family:
+    out: list[tuple[str, Policy]] = [("preset=forecast", policy_from_specs(forecast_preset_spec))]
+    for setting in FORECAST_GRID:
+        fields, progress, confidence, min_evaluations, combine = setting
+        name = ",".join([f"{k}={v}" for k, v in fields.items()]
+                        + [f"forecast.minGain.progress={progress:g}", f"confidence={confidence:g}",
+                           f"minEvaluations={min_evaluations}"] + ([f"combine={combine}"] if combine != "any" else []))
+        out.append((name, policy_from_specs(lambda curve, s=setting: forecast_spec(curve, *s))))
     return out
 
 
@@ -98,4 +142,5 @@ def register(register_family: Callable[[str, Family], None],
              register_cohort_family: Callable[[str, CohortFamily], None]) -> None:
     register_family("plateau-presets", preset_family())
     register_family("plateau-settings", settings_family())
+    register_family("plateau-forecast", forecast_family())
     register_cohort_family("plateau-cohort-median", cohort_family())

@@ -70,7 +70,11 @@ SERIES_BAD_INPUT = "plateau_sidecar_bad_input_total"  # label: kind
 SERIES_TRACK_SPEC = "plateau_track_spec"  # 48-bit key of the spec the track was folded under
 SERIES_TRACK_RESUMES = "plateau_track_resumes_total"  # reports whose step went back
 SERIES_TRACK_KEPT = "plateau_track_kept"  # 0 once too many evaluations to purge on a resume
-TRACK_FIELDS = ("evaluations", "best", "best_step", "reference", "smoothed", "first", "since_improvement", "non_finite")
+TRACK_FIELDS = ("evaluations", "best", "best_step", "reference", "smoothed", "first", "since_improvement", "non_finite",
+                # the forecast rule's fit (plateau.engine.forecast), absent without one; its sketch stays here
+                "regime_evaluations", "forecast_level", "forecast_level_sd", "forecast_gain", "forecast_gain_sd",
+                # learning-rate drops seen (schedule), so the operator holds patience as the fold did
+                "drop_step", "drop_gap")
 # The track at the first report at which the metric's rules said stop; absent until then.
 STOPPED_FIELDS = ("last", "last_step", *TRACK_FIELDS)
 TRACK_SERIES = {f"plateau_track_{f}": f for f in TRACK_FIELDS}

@@ -16,6 +16,7 @@ Ingest is the hot path (tens of thousands of records a second), so it uses attri
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import threading
@@ -246,7 +247,9 @@ class MetricStore:
         self._keep(name, step, value)
         history = self.history
         if history is not None and history.rule.name == name:
-            history.add(step, value)
+            # The learning rate in force: its last report (schedule.learningRate), if any.
+            lr = self._series.get(history.lr_name) if history.lr_name else None
+            history.add(step, value, lr.value if lr is not None else None)
         if value - value != 0.0:  # NaN or ±inf: counted, but never a min or max
             series.nonfinite += 1
             self.log_once("non_finite", f"metric {name!r} reported {value} at step {step}")
@@ -297,9 +300,19 @@ class MetricStore:
             self.log_once("history_lost", f"the reports of {name!r} were not all kept: no track under the new spec")
             return
         steps, values = self._reports.get(name, ((), ()))
-        self.history = MetricHistory.folded(spec, zip(steps, values))
+        self.history = MetricHistory.folded(spec, zip(steps, values, self._lr_at(spec, steps)))
         self._spec_key = spec_key(text)
         log.info("folding %s under spec %x (%d reports so far)", name, self._spec_key, len(steps))
+
+    def _lr_at(self, spec: StopSpec, steps: Iterable[int]) -> list[float | None]:
+        """The learning rate in force at each step (its last kept report at or before it), for
+        a spec whose schedule names one; None where unknown."""
+        lr_name = spec.metric.schedule.learning_rate if spec.metric and spec.metric.schedule else None
+        kept = self._reports.get(lr_name) if lr_name else None
+        if kept is None:
+            return [None for _ in steps]
+        lr_steps, lr_values = kept
+        return [lr_values[i - 1] if (i := bisect.bisect_right(lr_steps, step)) else None for step in steps]
 
     def _new_series(self, name: str) -> Series | None:
         if self.allowed is not None and name not in self.allowed:

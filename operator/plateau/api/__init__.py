@@ -17,6 +17,8 @@ from plateau.api.models import (
     CohortRuleKind,
     Combine,
     Condition,
+    ForecastRule,
+    ForecastUnit,
     GpuIdleRule,
     LabelSelector,
     LabelSelectorRequirement,
@@ -25,6 +27,7 @@ from plateau.api.models import (
     MetricsSpec,
     MetricSummary,
     MinDelta,
+    MinGain,
     Mode,
     Model,
     ObjectMeta,
@@ -32,6 +35,7 @@ from plateau.api.models import (
     PodTemplate,
     Preset,
     Reason,
+    Schedule,
     StopSpec,
     TrainingJob,
     TrainingJobSpec,
@@ -42,8 +46,8 @@ from plateau.api.models import (
 
 __all__ = [
     "API_VERSION", "CATEGORIES", "CEL", "GROUP", "KIND", "NAME_RULES", "PLURAL", "SHORT_NAMES", "SINGULAR",
-    "VERSION", "CohortRule", "CohortRuleKind", "Combine", "Condition", "GpuIdleRule", "LabelSelector",
-    "LabelSelectorRequirement", "MetricRule", "MetricsSource", "MetricsSpec", "MetricSummary", "MinDelta", "Mode",
-    "Model", "ObjectMeta", "Phase", "PodTemplate", "Preset", "Reason", "StopSpec", "TrainingJob",
+    "VERSION", "CohortRule", "CohortRuleKind", "Combine", "Condition", "ForecastRule", "ForecastUnit", "GpuIdleRule", "LabelSelector",
+    "LabelSelectorRequirement", "MetricRule", "MetricsSource", "MetricsSpec", "MetricSummary", "MinDelta", "MinGain", "Mode",
+    "Model", "ObjectMeta", "Phase", "PodTemplate", "Preset", "Reason", "Schedule", "StopSpec", "TrainingJob",
     "TrainingJobSpec", "TrainingJobStatus", "WorkloadRef", "WouldStop",
 ]

@@ -157,6 +157,7 @@ class Preset(str, Enum):
     CONSERVATIVE = "conservative"
     BALANCED = "balanced"
     AGGRESSIVE = "aggressive"
+    FORECAST = "forecast"  # balanced, and the forecast rule: needs metric.forecast.horizon
 
 
 class CohortRuleKind(str, Enum):
@@ -183,6 +184,7 @@ class Reason(str, Enum):
     """Why a job stopped (or would stop). Machine-readable; shown in `kubectl get tj`."""
 
     PLATEAU = "Plateau"
+    CONVERGED = "Converged"  # the forecast rule: little gain left within the horizon
     TARGET_REACHED = "TargetReached"
     DIVERGED = "Diverged"
     NOT_FINITE = "NotFinite"
@@ -367,6 +369,100 @@ class MinDelta(Spec):
     )
 
 
+class MinGain(Spec):
+    """The least improvement still to come that is worth the rest of the run. Parts may be
+    combined: the largest counts."""
+
+    absolute: float = Field(default=0.0, ge=0, description="In the metric's own units.")
+    relative: float = Field(default=0.0, ge=0, le=1,
+                            description="A fraction of the metric's current value's magnitude (0.01 = 1%).")
+    progress: float = Field(
+        default=0.0, ge=0, le=1,
+        description="A fraction of the progress made so far, from the first value to the current one (0.02 = 2%).")
+
+    @model_validator(mode="after")
+    def _some_part(self) -> "MinGain":
+        if not (self.absolute > 0 or self.relative > 0 or self.progress > 0):
+            raise ValueError("minGain needs a part above 0: absolute, relative or progress")
+        return self
+
+    model_config = ConfigDict(json_schema_extra={CEL: [cel(
+        "(has(self.absolute) && self.absolute > 0.0) || (has(self.relative) && self.relative > 0.0)"
+        " || (has(self.progress) && self.progress > 0.0)",
+        "minGain needs a part above 0: absolute, relative or progress")]})
+
+
+DEFAULT_MIN_GAIN_PROGRESS = 0.02
+
+
+class ForecastUnit(str, Enum):
+    STEPS = "steps"
+    EVALUATIONS = "evaluations"
+
+
+class ForecastRule(Spec):
+    """Stop (reason Converged) when the improvement forecast from the curve so far to the end of
+    the planned run is below minGain with the given confidence. The curve is extrapolated by an
+    ensemble of learning-curve families (power law, exponential, logarithmic) fitted robustly."""
+
+    horizon: Integer = Field(ge=1, le=2**53, description="The run's planned length, in `unit`: where the forecast looks.")
+    unit: ForecastUnit = lax(default=ForecastUnit.STEPS,
+                             description="What `horizon` counts: the trainer's steps, or evaluations (reports).")
+    min_gain: MinGain = Field(
+        default_factory=lambda: MinGain(progress=DEFAULT_MIN_GAIN_PROGRESS),
+        description=("The gain still to come below which the run stops. Default: 2% of the progress "
+                     "made so far (or the preset's)."))
+    confidence: float = Field(
+        default=0.9, ge=0.5, le=0.999,
+        description=("How sure the forecast must be that the gain is below minGain: the upper "
+                     "bound of the gain at this one-sided confidence is compared."))
+    min_evaluations: Integer = Field(
+        default=8, ge=5, le=100000,
+        description="Evaluations (since the last learning-rate drop) before the forecast may fire.")
+    confirms_plateau: bool = Field(
+        default=False,
+        description=("true: the forecast stops nothing by itself; a plateau (patience) stops the run only "
+                     "when the forecast also says less than minGain is to come. Needs patience."))
+
+
+class Schedule(Spec):
+    """The learning-rate schedule, so that a plateau before a drop is not taken as the end: patience
+    and the forecast hold before a known drop, and start again from it."""
+
+    milestones: Optional[list[Annotated[int, Field(ge=1, le=2**53), BeforeValidator(_integral)]]] = Field(
+        default=None, min_length=1, max_length=64, json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Steps at which the learning rate drops (a step schedule), in increasing order.")
+    period: OptionalInteger = Field(
+        default=None, ge=1, le=2**53,
+        description="The learning rate drops or restarts every `period` steps (periodic decay, warm restarts).")
+    learning_rate: Optional[str] = Field(
+        default=None, min_length=1, max_length=128,
+        description=("The metric the trainer reports its learning rate as (e.g. lr): a halving or a "
+                     "restart counts as a drop, and drops at a steady interval predict the next. "
+                     "The rate in force at an evaluation is the last one reported before it (or "
+                     "earlier in the same record)."))
+    hold: OptionalInteger = Field(
+        default=None, ge=1, le=2**53,
+        description=("Hold only this many steps before a drop; unset: hold whenever a drop is still to "
+                     "come (within the forecast's horizon)."))
+
+    @model_validator(mode="after")
+    def _known(self) -> "Schedule":
+        if self.milestones is None and self.period is None and self.learning_rate is None:
+            raise ValueError("schedule needs milestones, period or learningRate")
+        if self.milestones is not None and any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
+            raise ValueError("schedule.milestones must be strictly increasing")
+        return self
+
+    model_config = ConfigDict(json_schema_extra={CEL: [
+        cel("has(self.milestones) || has(self.period) || has(self.learningRate)",
+            "schedule needs milestones, period or learningRate"),
+        # Sorted here, and unique as a list of type set: strictly increasing.
+        cel("!has(self.milestones) || self.milestones.isSorted()",
+            "schedule.milestones must be strictly increasing", ".milestones"),
+    ]})
+
+
 class MetricRule(Spec):
     """Rules on one training metric. Evaluations are counted as reports from the trainer."""
 
@@ -425,6 +521,16 @@ class MetricRule(Spec):
     check_finite: bool = Field(
         default=True, description="Stop (reason NotFinite) when the metric is NaN or infinite."
     )
+    forecast: Optional[ForecastRule] = Field(
+        default=None, description="Stop when little improvement is forecast before the run's planned end.")
+    schedule: Optional[Schedule] = Field(
+        default=None, description="The learning-rate schedule: no plateau stop right before a drop.")
+
+    @model_validator(mode="after")
+    def _confirmed_plateau(self) -> "MetricRule":
+        if self.forecast is not None and self.forecast.confirms_plateau and self.patience is None:
+            raise ValueError("forecast.confirmsPlateau needs patience: it confirms a plateau")
+        return self
 
     @model_validator(mode="after")
     def _target_consistent_with_mode(self) -> "MetricRule":
@@ -444,7 +550,13 @@ class MetricRule(Spec):
                     ": self.target > self.divergence)",
                     "target must be better than divergence for the mode: below it in mode min, above it in mode max",
                     ".target",
-                )
+                ),
+                cel(
+                    "!has(self.forecast) || !has(self.forecast.confirmsPlateau) || !self.forecast.confirmsPlateau"
+                    " || has(self.patience)",
+                    "forecast.confirmsPlateau needs patience: it confirms a plateau",
+                    ".forecast",
+                ),
             ]
         }
     )
@@ -611,9 +723,10 @@ class StopSpec(Spec):
     preset: Optional[Preset] = lax(
         default=None,
         description=(
-            "A calibrated plateau policy for `metric` (patience, minDelta, smoothing, warmup) "
-            "for users who do not want to guess; fields set in `metric` override it. See the "
-            "benchmark figures in docs/stop-rules.md."
+            "A calibrated plateau policy for `metric` (patience, minDelta, smoothing, warmup; "
+            "`forecast` adds the forecast rule's minGain and confidence, and needs "
+            "metric.forecast.horizon) for users who do not want to guess; fields set in `metric` "
+            "override it. See the benchmark figures in docs/stop-rules.md."
         ),
     )
     dry_run: Optional[bool] = Field(
@@ -640,6 +753,8 @@ class StopSpec(Spec):
             )
         if (self.cohort or self.preset) and not self.metric:
             raise ValueError("stop.cohort and stop.preset need stop.metric to name the metric")
+        if self.preset == Preset.FORECAST and self.metric is not None and self.metric.forecast is None:
+            raise ValueError("preset forecast needs metric.forecast.horizon: the run's planned length")
         return self
 
     model_config = ConfigDict(
@@ -653,6 +768,10 @@ class StopSpec(Spec):
                 cel(
                     "!(has(self.cohort) || has(self.preset)) || has(self.metric)",
                     "cohort and preset need metric to name the metric",
+                ),
+                cel(
+                    "!has(self.preset) || self.preset != 'forecast' || (has(self.metric) && has(self.metric.forecast))",
+                    "preset forecast needs metric.forecast.horizon: the run's planned length",
                 ),
             ]
         }
@@ -738,6 +857,15 @@ class MetricSummary(Model):
         default=0, description="Evaluations since the last improvement: the patience counter."
     )
     non_finite: int = Field(default=0, description="NaN or infinite values seen.")
+    regime_evaluations: int = Field(
+        default=0, description="Finite values since the last learning-rate drop (with a forecast rule).")
+    forecast_level: Optional[float] = Field(default=None, description="The forecast value at the horizon.")
+    forecast_level_sd: Optional[float] = Field(default=None, description="Its standard deviation.")
+    forecast_gain: Optional[float] = Field(
+        default=None, description="The forecast improvement from now to the horizon (positive: better).")
+    forecast_gain_sd: Optional[float] = Field(default=None, description="Its standard deviation.")
+    drop_step: Optional[int] = Field(default=None, description="Step of the last learning-rate drop seen.")
+    drop_gap: Optional[int] = Field(default=None, description="Steps between the last two learning-rate drops.")
     resumes: int = Field(
         default=0, description="Reports whose step went back (resumes from a checkpoint); their purged evaluations left the track."
     )

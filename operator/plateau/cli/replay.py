@@ -240,7 +240,8 @@ class RunReplay:
         if self.rule is not None and value is None:
             self.missing += 1  # not recorded: nothing to fold, and never a NaN report
         elif self.folded is not None and value is not None:
-            self.folded.add(row.step, value)
+            lr_name = self.rule.schedule.learning_rate if self.rule.schedule is not None else None
+            self.folded.add(row.step, value, row.values.get(lr_name) if lr_name else None)
             self.metric = self.folded.track
             if self._best_steps and row.step <= self._best_steps[-1]:  # a resume: its purged evaluations go
                 keep = bisect.bisect_left(self._best_steps, row.step)
@@ -356,7 +357,10 @@ def replay(
 
 def metric_columns(stop: StopSpec) -> list[str]:
     rule = stop.metric
-    return [rule.name] if rule else []
+    if rule is None:
+        return []
+    lr = rule.schedule.learning_rate if rule.schedule is not None else None
+    return [rule.name] + ([lr] if lr and lr != rule.name else [])
 
 
 def summarise(results: Iterable[RunResult]) -> dict[str, Optional[float]]:

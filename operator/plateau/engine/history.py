@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import math
 from array import array
 from typing import Iterable, NamedTuple, Optional
 
@@ -82,6 +83,8 @@ class MetricHistory:
         assert spec.metric is not None and spec.preset is None, "a metric_stop_spec"
         self.spec = spec
         self.rule = spec.metric
+        # The metric whose last report is the learning rate in force (schedule.learningRate).
+        self.lr_name = spec.metric.schedule.learning_rate if spec.metric.schedule is not None else None
         self.max_evaluations = max_evaluations
         self.track: Optional[MetricTrack] = None
         self.stopped: Optional[MetricTrack] = None
@@ -89,28 +92,32 @@ class MetricHistory:
         self.kept = True  # False once more than max_evaluations were reported: resumes cannot purge
         self._steps = array("q")  # strictly increasing: every resume purges from its step on
         self._values = array("d")
+        self._lrs = array("d")  # NaN where not known
         self._snapshots: list[Optional[MetricTrack]] = [None]  # the track after i * SNAPSHOT_EVERY
 
     @classmethod
-    def folded(cls, spec: StopSpec, reports: Iterable[tuple[int, float]],
+    def folded(cls, spec: StopSpec, reports: Iterable[tuple[int, float] | tuple[int, float, Optional[float]]],
                max_evaluations: int = MAX_EVALUATIONS) -> MetricHistory:
+        """A history of (step, value) reports, or (step, value, learning rate in force)."""
         history = cls(spec, max_evaluations)
-        for step, value in reports:
-            history.add(step, value)
+        for report in reports:
+            history.add(*report)
         return history
 
-    def add(self, step: int, value: float) -> None:
-        """Fold one report; a step that goes back is a resume."""
+    def add(self, step: int, value: float, lr: Optional[float] = None) -> None:
+        """Fold one report (with the learning rate in force, where known); a step that goes back
+        is a resume."""
         steps = self._steps
         if self.kept and steps and step <= steps[-1]:
             self._resume(step)
-        self.track = track(self.track, self.rule, (Evaluation(step, value),))
+        self.track = track(self.track, self.rule, (Evaluation(step, value, lr),))
         if self.kept:
             if len(steps) >= self.max_evaluations:
                 self._forget()
             else:
                 steps.append(step)
                 self._values.append(value)
+                self._lrs.append(math.nan if lr is None else lr)
                 if len(steps) % SNAPSHOT_EVERY == 0:
                     self._snapshots.append(self.track)
         if self.stopped is None and decide(self.spec, Observation(metric=self.track)).would_stop:
@@ -121,14 +128,16 @@ class MetricHistory:
         keep = bisect.bisect_left(self._steps, step)
         del self._steps[keep:]
         del self._values[keep:]
+        del self._lrs[keep:]
         base = keep // SNAPSHOT_EVERY
         del self._snapshots[base + 1:]
         start = base * SNAPSHOT_EVERY
         state = self._snapshots[base]
         if keep > start:
-            state = track(state, self.rule, map(Evaluation, self._steps[start:keep], self._values[start:keep]))
+            state = track(state, self.rule, map(Evaluation, self._steps[start:keep], self._values[start:keep],
+                                                self._lrs[start:keep]))
         self.track = state
 
     def _forget(self) -> None:
         self.kept = False
-        self._steps, self._values, self._snapshots = array("q"), array("d"), [None]
+        self._steps, self._values, self._lrs, self._snapshots = array("q"), array("d"), array("d"), [None]

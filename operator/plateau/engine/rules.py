@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
-from plateau.api import Combine, MetricRule, Mode, Reason, StopSpec
+from plateau.api import Combine, ForecastRule, ForecastUnit, MetricRule, Mode, Reason, Schedule, StopSpec
+from plateau.engine import forecast as fc
 from plateau.engine.presets import resolve_metric_rule
 
 MIN = Mode.MIN.value  # a plain str: the fold compares modes per evaluation, enum lookups cost
@@ -29,6 +30,7 @@ REASON_PRIORITY = (
     Reason.DEADLINE_EXCEEDED,
     Reason.GPU_IDLE,
     Reason.COHORT_UNDERPERFORMING,
+    Reason.CONVERGED,
     Reason.PLATEAU,
 )
 
@@ -43,6 +45,7 @@ class Evaluation(NamedTuple):
 
     step: int
     value: float
+    lr: Optional[float] = None  # the learning rate in force, where the trainer reports it
 
 
 class MetricTrack(NamedTuple):
@@ -59,6 +62,26 @@ class MetricTrack(NamedTuple):
     first: Optional[float] = None  # first finite value: where minDelta.progress counts from
     since_improvement: int = 0  # the patience counter
     non_finite: int = 0
+    # The forecast (rules with `forecast`): the curve's bounded sketch since the last learning-rate
+    # drop, where that regime began (in the forecast's unit), and the fit, redone only when new
+    # finite evaluations arrive. The sidecar exports the fit; the sketch stays where it is folded.
+    sketch: tuple[float, ...] = ()
+    origin: float = 0.0
+    regime_evaluations: int = 0  # finite evaluations since the last drop
+    forecast_level: Optional[float] = None
+    forecast_level_sd: Optional[float] = None
+    forecast_gain: Optional[float] = None
+    forecast_gain_sd: Optional[float] = None
+    # Learning-rate drops (rules with `schedule`): the LR the last drop set, its step, and the
+    # steps between the last two drops (the observed pattern that predicts the next).
+    lr_base: Optional[float] = None
+    drop_step: Optional[int] = None
+    drop_gap: Optional[int] = None
+
+
+# State only the fold needs (the sidecar, replay, the benchmark fold; the operator reads the rest):
+# neither exported by the sidecar nor kept in status.
+FOLD_ONLY = ("sketch", "origin", "lr_base")
 
 
 class GpuWindow(NamedTuple):
@@ -165,7 +188,21 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
     alpha = rule.smoothing or 0.0
     warmup = rule.warmup or 0
     mode = rule.mode
+    schedule, ahead = rule.schedule, rule.forecast
+    sketch, origin, regime, lr_base, drop_step, drop_gap = (s.sketch, s.origin, s.regime_evaluations, s.lr_base,
+                                                            s.drop_step, s.drop_gap)
+    by_steps = ahead is not None and ahead.unit == ForecastUnit.STEPS
+    refit = False
     for ev in evaluations:
+        if schedule is not None:
+            dropped, lr_base = _dropped(schedule, last_step, ev, lr_base)
+            if dropped:
+                # A new regime: patience and the forecast start again from it.
+                if drop_step is not None:
+                    drop_gap = ev.step - drop_step
+                drop_step = ev.step
+                since, reference, smoothed, sketch, regime, refit = 0, None, None, (), 0, ahead is not None
+                origin = float(last_step if by_steps else count) if last_step is not None else 0.0
         count += 1
         value = ev.value
         last, last_step = value, ev.step
@@ -176,6 +213,10 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
             continue
         if first is None:
             first = value
+        if ahead is not None:
+            regime += 1
+            sketch = fc.sketch(sketch, regime, float(ev.step if by_steps else count), value)
+            refit = True
         if best is None or _better(value, best, mode):
             best, best_step = value, ev.step
         smoothed = value if smoothed is None else alpha * smoothed + (1 - alpha) * value
@@ -191,6 +232,8 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
             since += 1
         if not alpha:
             smoothed = None
+    fit = _forecast(ahead, sketch, origin, mode) if refit else (
+        s.forecast_level, s.forecast_level_sd, s.forecast_gain, s.forecast_gain_sd)
     return MetricTrack(
         name=s.name,
         evaluations=count,
@@ -203,7 +246,44 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
         first=first,
         since_improvement=since,
         non_finite=non_finite,
+        sketch=sketch,
+        origin=origin,
+        regime_evaluations=regime,
+        forecast_level=fit[0],
+        forecast_level_sd=fit[1],
+        forecast_gain=fit[2],
+        forecast_gain_sd=fit[3],
+        lr_base=lr_base,
+        drop_step=drop_step,
+        drop_gap=drop_gap,
     )
+
+
+def _dropped(schedule: Schedule, before: Optional[int], ev: Evaluation, lr_base: Optional[float]
+             ) -> tuple[bool, Optional[float]]:
+    """Whether the learning rate dropped (or restarted) between the step `before` and this
+    evaluation, and the LR the next drop is measured against."""
+    if before is not None and ev.step > before:
+        if schedule.milestones is not None and any(before < m <= ev.step for m in schedule.milestones):
+            return True, lr_base
+        if schedule.period is not None and ev.step // schedule.period > before // schedule.period:
+            return True, lr_base
+    lr = ev.lr
+    if schedule.learning_rate is None or lr is None or not math.isfinite(lr) or lr <= 0:
+        return False, lr_base
+    if lr_base is None:
+        return False, lr
+    # Halved since the last drop (a step down, or far down a cosine), or restarted (doubled).
+    return (True, lr) if lr <= lr_base / 2 or lr >= lr_base * 2 else (False, lr_base)
+
+
+_NO_FIT = (None, None, None, None)
+
+
+def _forecast(rule: Optional[ForecastRule], sketch: tuple[float, ...], origin: float, mode: str) -> tuple[Optional[float], ...]:
+    assert rule is not None
+    f = fc.fit(sketch[1::3], sketch[2::3], float(rule.horizon), origin, mode == MIN)
+    return _NO_FIT if f is None else tuple(f)
 
 
 # --- the rules --------------------------------------------------------------------------------
@@ -227,6 +307,8 @@ def _metric_outcomes(rule: MetricRule, m: Optional[MetricTrack]) -> list[RuleOut
         wanted.append(Reason.TARGET_REACHED)
     if rule.patience is not None:
         wanted.append(Reason.PLATEAU)
+    if rule.forecast is not None and not rule.forecast.confirms_plateau:
+        wanted.append(Reason.CONVERGED)
     if m is None or m.evaluations == 0:
         return [RuleOutcome(r, None, lambda: f"no evaluations of {rule.name} yet") for r in wanted]
     warmup = rule.warmup or 0
@@ -261,9 +343,82 @@ def _target_reached(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
 
 
 def _plateau(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
-    return RuleOutcome(Reason.PLATEAU, m.since_improvement >= effective_patience(rule, m), lambda: (
+    fired = m.since_improvement >= effective_patience(rule, m)
+    drop = _drop_ahead(rule, m) if fired else None
+    if drop is not None:
+        return RuleOutcome(Reason.PLATEAU, False, lambda: (
+            f"{rule.name} has not improved for {m.since_improvement} evaluations, but {drop}"))
+    if fired and rule.forecast is not None and rule.forecast.confirms_plateau:
+        # The forecast must agree: unknown holds the stop back, as it would under combine: all.
+        forecast = _converged(rule, m)
+        return RuleOutcome(Reason.PLATEAU, forecast.fired, lambda: (
+            f"{rule.name} has not improved by {_delta_text(rule, m)} for {m.since_improvement} evaluations;"
+            f" {_best_text(m)}; {forecast.message}"))
+    return RuleOutcome(Reason.PLATEAU, fired, lambda: (
         f"{rule.name} has not improved by {_delta_text(rule, m)} for {m.since_improvement} evaluations;"
         f" {_best_text(m)}"))
+
+
+def _drop_ahead(rule: MetricRule, m: MetricTrack) -> Optional[str]:
+    """Why a plateau is no evidence now: the learning rate drops soon (None when it does not)."""
+    schedule, step = rule.schedule, m.last_step
+    if schedule is None or step is None:
+        return None
+    due: list[tuple[int, str]] = []
+    if schedule.milestones is not None:
+        due += [(n, "scheduled") for n in schedule.milestones if n > step][:1]
+    if schedule.period is not None:
+        due.append(((step // schedule.period + 1) * schedule.period, "scheduled"))
+    if schedule.learning_rate is not None and m.drop_step is not None and m.drop_gap:
+        expected = m.drop_step + m.drop_gap
+        if expected > step:
+            due.append((expected, f"expected every {m.drop_gap:,} steps"))
+    if not due:
+        return None
+    at, why = min(due)
+    ahead = rule.forecast
+    end = ahead.horizon if ahead is not None and ahead.unit == ForecastUnit.STEPS else None
+    if (end is not None and at > end) or (schedule.hold is not None and at - step > schedule.hold):
+        return None
+    return f"the learning rate drops at step {at:,} ({why}): a plateau before a drop is not the end"
+
+
+def _converged(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
+    ahead = rule.forecast
+    assert ahead is not None
+    unit = "step" if ahead.unit == ForecastUnit.STEPS else "evaluation"
+    if m.regime_evaluations < ahead.min_evaluations or m.forecast_gain is None or m.forecast_gain_sd is None:
+        reached = m.last_step is not None and (m.last_step if unit == "step" else m.evaluations) >= ahead.horizon
+        return RuleOutcome(Reason.CONVERGED, None, lambda: (
+            f"{rule.name}: the horizon {unit} {ahead.horizon:,} is reached, nothing left to forecast" if reached else
+            f"{rule.name}: too few evaluations to forecast ({m.regime_evaluations} of {ahead.min_evaluations}"
+            f"{' since the last learning-rate drop' if m.drop_step is not None else ''})"))
+    upper = m.forecast_gain + fc.normal_quantile(ahead.confidence) * m.forecast_gain_sd
+    wanted = min_gain(rule, m)
+    fired = upper < wanted
+    drop = _drop_ahead(rule, m) if fired else None
+    at = m.last_step if unit == "step" else m.evaluations
+    saves = 1.0 - (at or 0) / ahead.horizon
+
+    def explain() -> str:
+        text = (f"{rule.name} expected to reach {_fmt(m.forecast_level)} ± {m.forecast_level_sd:.2g} by {unit}"
+                f" {ahead.horizon:,}: a gain of {_fmt(m.forecast_gain)} (at most {_fmt(upper)} at"
+                f" {ahead.confidence:.0%} confidence) {'<' if fired else '>='} minGain {_fmt(wanted)}")
+        if drop is not None:
+            return f"{text}, but {drop}"
+        return f"{text}; stopping saves {saves:.0%} of the run" if fired else text
+
+    return RuleOutcome(Reason.CONVERGED, fired and drop is None, explain)
+
+
+def min_gain(rule: MetricRule, m: MetricTrack) -> float:
+    """The gain still to come that is worth the rest of the run: the largest of minGain's parts."""
+    assert rule.forecast is not None
+    g = rule.forecast.min_gain
+    current = m.reference if m.reference is not None else m.best
+    if current is None:
+        return g.absolute
+    return max(g.absolute, g.relative * abs(current), g.progress * _progress(m.first, current, rule.mode))
 
 
 _METRIC_RULES: dict[Reason, Callable[[MetricRule, MetricTrack], RuleOutcome]] = {
@@ -271,6 +426,7 @@ _METRIC_RULES: dict[Reason, Callable[[MetricRule, MetricTrack], RuleOutcome]] = 
     Reason.DIVERGED: _diverged,
     Reason.TARGET_REACHED: _target_reached,
     Reason.PLATEAU: _plateau,
+    Reason.CONVERGED: _converged,
 }
 
 

@@ -99,6 +99,13 @@ def summary_from_track(track: MetricTrack, sidecar_reports: int = 0, spec_key: O
         first=track.first,
         since_improvement=track.since_improvement,
         non_finite=track.non_finite,
+        regime_evaluations=track.regime_evaluations,
+        forecast_level=track.forecast_level,
+        forecast_level_sd=track.forecast_level_sd,
+        forecast_gain=track.forecast_gain,
+        forecast_gain_sd=track.forecast_gain_sd,
+        drop_step=track.drop_step,
+        drop_gap=track.drop_gap,
         resumes=resumes,
         sidecar_reports=sidecar_reports,
         spec_key=spec_key,
@@ -123,6 +130,13 @@ def track_from_summary(summary: Optional[MetricSummary], evaluations: int) -> Op
         first=summary.first,
         since_improvement=summary.since_improvement,
         non_finite=summary.non_finite,
+        regime_evaluations=summary.regime_evaluations,
+        forecast_level=summary.forecast_level,
+        forecast_level_sd=summary.forecast_level_sd,
+        forecast_gain=summary.forecast_gain,
+        forecast_gain_sd=summary.forecast_gain_sd,
+        drop_step=summary.drop_step,
+        drop_gap=summary.drop_gap,
     )
 
 

@@ -24,10 +24,12 @@ TRACK_READ_SERIES = (
     *p.TRACK_SERIES,
     *p.STOPPED_SERIES,
 )
-_COUNTS = {"evaluations", "best_step", "since_improvement", "non_finite", "last_step"}
+_COUNTS = {"evaluations", "best_step", "since_improvement", "non_finite", "last_step", "regime_evaluations", "drop_step",
+           "drop_gap"}
 # Folded from finite values only: a NaN or an infinity here was never reported (a reported NaN
 # moves the non-finite count instead), so it is missing data, never a value a rule may stop on.
-_FINITE = {"best", "reference", "smoothed", "first"}
+_FINITE = {"best", "reference", "smoothed", "first", "forecast_level", "forecast_level_sd", "forecast_gain",
+           "forecast_gain_sd"}
 
 
 class SidecarTrack(NamedTuple):
@@ -81,7 +83,7 @@ def _track(values: Mapping[str, float], metric: str, series: Mapping[str, str], 
                 value if field not in _FINITE or math.isfinite(value) else None)
     if fields.get("evaluations") is None:
         return None
-    for field in ("since_improvement", "non_finite"):
+    for field in ("since_improvement", "non_finite", "regime_evaluations"):
         if fields.get(field) is None:
             fields[field] = 0
     return MetricTrack(name=metric, **fields)  # type: ignore[arg-type]

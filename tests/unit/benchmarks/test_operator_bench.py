@@ -27,10 +27,11 @@ from plateau.controller.loop.fetch import FETCH_PARTS  # noqa: E402
 from plateau.controller.loop.registry import Registry  # noqa: E402
 from plateau.prometheus.client import PrometheusError, Sample  # noqa: E402
 from plateau.prometheus.promql import parse_vector  # noqa: E402
-from plateau.prometheus.summaries import TRACK_READ_SERIES  # noqa: E402
+from plateau.engine.rules import Observation, decide  # noqa: E402
+from plateau.prometheus.summaries import TRACK_READ_SERIES, track_from_series  # noqa: E402
 from plateau_sidecar import protocol as p  # noqa: E402
 
-SERIES = {series for series, _ in support.FAMILIES}
+SERIES = {series for series, _ in support.families(forecast=False)}
 FETCHED = [s for s in TRACK_READ_SERIES if s in SERIES]  # what the operator reads that the exporter has
 
 
@@ -60,6 +61,19 @@ def test_exporter_serves_every_sidecar_series_and_they_advance() -> None:
         assert second[(ns, name, "plateau_track_best")] == second[(ns, name, p.SERIES_VALUE)]
         assert second[(ns, name, "plateau_track_evaluations")] == second[reports]
         assert second[(ns, name, "plateau_track_since_improvement")] == 0  # every report improves
+
+
+def test_the_forecast_scenario_exports_a_fit_the_engine_reads_and_goes_on_with() -> None:
+    keys = support.job_keys(3)
+    served = parse(support.Shard(keys, latency=False, forecast=True).render())
+    stop = api.StopSpec.model_validate(support.trainingjob("", "", latency=False, forecast=True)["spec"]["stop"])
+    for key in keys:
+        read = track_from_series({series: v for (ns, name, series), v in served.items() if (ns, name) == key}, support.METRIC)
+        assert read is not None and read.current is not None and read.spec_key == support.spec_key_of(
+            support.trainingjob("", "", latency=False, forecast=True))
+        assert read.current.forecast_gain is not None and read.current.forecast_gain > 0
+        converged = next(o for o in decide(stop, Observation(metric=read.current)).outcomes if o.reason == api.Reason.CONVERGED)
+        assert converged.fired is False  # far more gain ahead than minGain: no scale job stops
 
 
 def test_exporter_crosses_the_target_at_the_first_scrape_after_arming() -> None:
