@@ -1,7 +1,7 @@
 # Plateau's three images, one stage each, from the project's two wheels (plateau-operator, plateau-client):
 #   operator  plateau-operator, the default (the last stage): the Kopf operator and its Kubernetes client
 #   sidecar   plateau-sidecar only: the wheel without its dependencies, plus the sidecar's own
-#             (pydantic, prometheus-client, regex): no Kubernetes client, kopf or aiohttp
+#             (pydantic, prometheus-client, regex, numpy for the forecast): no Kubernetes client, kopf or aiohttp
 #   trainer   examples/trainer/ (numpy and scikit-learn, CPU only) with the standard-library client
 #
 #   scripts/build-image                    # all three with buildah, on a Debian base made with mmdebstrap
@@ -29,7 +29,7 @@ COPY --from=wheel /dist/ /tmp/dist/
 # ranges (tests/integration/test_images.py keeps both true). Binary wheels only: no compilers.
 RUN python3 -m venv /opt/plateau \
  && /opt/plateau/bin/pip install --no-cache-dir --only-binary=:all: \
-      "prometheus-client>=0.20" "pydantic>=2.7,<3" "regex>=2024.4" \
+      "prometheus-client>=0.20" "pydantic>=2.7,<3" "regex>=2024.4" "numpy>=1.26" \
  && /opt/plateau/bin/pip install --no-cache-dir --no-deps /tmp/dist/${SIDECAR_WHEEL} \
  && /opt/plateau/bin/pip uninstall --yes --quiet pip setuptools \
  && rm -rf /tmp/dist

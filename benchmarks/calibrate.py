@@ -10,6 +10,8 @@ runs only:
   conservative  mean regret <= 0.25 points, p99 regret <= Keras EarlyStopping(patience=10)'s
   balanced      mean regret <= 0.5 points,  p99 regret <= Keras EarlyStopping(patience=10)'s
   aggressive    mean regret <= 1.0 point,   p99 regret <= Keras EarlyStopping(patience=5)'s
+  forecast      as balanced, chosen from the forecast rule's candidates (plateau_policies.FORECAST_GRID;
+                the user states the run's planned length, its horizon)
 
 (Keras with min_delta=0, on the same calibration runs.) With --folds tasks each task in turn
 is held out: the preset is calibrated on every other task's runs and scored on the held-out
@@ -39,8 +41,10 @@ from typing import Any
 import numpy as np
 
 import plateau.api
+import plateau.engine.forecast
 import plateau.engine.presets
 import plateau.engine.rules
+from benchmarks import plateau_policies
 from benchmarks.baselines import keras_early_stopping
 from benchmarks.harness import (
     Family,
@@ -72,7 +76,9 @@ CONSTRAINTS: dict[str, Constraint] = {
     "conservative": Constraint(0.25, 10),
     "balanced": Constraint(0.5, 10),
     "aggressive": Constraint(1.0, 5),
+    "forecast": Constraint(0.5, 10),
 }
+RULE_PRESETS = ("conservative", "balanced", "aggressive")  # need no horizon: chosen from the rule grids
 
 
 # --- candidate grids ----------------------------------------------------------------------
@@ -105,7 +111,7 @@ def policy_grid(name: str, family: Family, version: str | None = None) -> Grid:
 def _engine_version() -> str:
     """The source of the engine modules a rule grid's stops depend on."""
     digest = hashlib.sha256()
-    for module in (plateau.api.models, plateau.engine.presets, plateau.engine.rules):
+    for module in (plateau.api.models, plateau.engine.presets, plateau.engine.rules, plateau.engine.forecast):
         digest.update(inspect.getsource(module).encode())
     return digest.hexdigest()[:16]
 
@@ -217,10 +223,18 @@ def register_candidates(preset: str, grid: Grid) -> None:
     CANDIDATES[preset].append(grid)
 
 
+def forecast_grid() -> Grid:
+    """The forecast rule's candidates, replayed through the engine (cached under the engine's
+    and the candidates' source)."""
+    source = hashlib.sha256(inspect.getsource(plateau_policies).encode()).hexdigest()[:16]
+    return policy_grid("plateau-forecast", plateau_policies.forecast_family(), version=f"{_engine_version()}:{source}")
+
+
 _DEFAULTS = default_rule_grids()
-for _preset in CONSTRAINTS:
+for _preset in RULE_PRESETS:
     for _grid in _DEFAULTS:
         register_candidates(_preset, _grid)
+register_candidates("forecast", forecast_grid())
 
 
 def registered_grids() -> list[Grid]:

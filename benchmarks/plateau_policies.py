@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 from benchmarks.harness import CohortFamily, Family, Policy, RunCurve
 from plateau.api import StopSpec
-from plateau.engine.presets import resolve_metric_rule
+from plateau.engine.presets import PRESETS, resolve_metric_rule
 from plateau.cli.replay import Row, RunHistory, replay_run
 from plateau.engine.rules import CohortView, Evaluation, MetricTrack, Observation, decide, track
 
@@ -53,24 +53,30 @@ def settings_family() -> Family:
 
 
 # The forecast rule's candidates: (metric fields besides the forecast, minGain.progress,
-# confidence, minEvaluations, combine). The horizon is each run's planned length in
-# evaluations, as a user states it.
-BALANCED_RULE = {"patience": 12, "smoothing": 0.6, "minDelta": {"progress": 0.03}}
+# confidence, minEvaluations, how it joins the plateau). The horizon is each run's planned
+# length in evaluations, as a user states it. "confirm": the plateau stops only when the
+# forecast agrees (confirmsPlateau); "any"/"all": the spec's combine of the two rules.
+BALANCED_RULE = PRESETS["balanced"]
 FORECAST_GRID: tuple[tuple[dict[str, Any], float, float, int, str], ...] = (
     ({}, 0.02, 0.9, 8, "any"),
     ({}, 0.05, 0.9, 8, "any"),
     ({}, 0.05, 0.7, 15, "any"),
     ({}, 0.05, 0.5, 8, "any"),
     (BALANCED_RULE, 0.02, 0.9, 8, "any"),  # balanced, or converged
-    # (patience 8 with 0.05, 0.7, 8 and `combine: all` is the `forecast` preset, listed first)
     ({"patience": 6, "smoothing": 0.6, "minDelta": {"progress": 0.03}}, 0.03, 0.5, 8, "all"),
+    # (patience 8, smoothing 0.6, progress 0.03 confirmed at 0.05, 0.7 is the `forecast` preset, listed first)
+    ({"patience": 6, "smoothing": 0.6, "minDelta": {"progress": 0.03}}, 0.05, 0.7, 8, "confirm"),
+    ({"patience": 5, "smoothing": 0.5, "minDelta": {"progress": 0.05}}, 0.05, 0.7, 8, "confirm"),
+    (BALANCED_RULE, 0.05, 0.7, 8, "confirm"),
+    (BALANCED_RULE, 0.03, 0.5, 8, "confirm"),
 )
 
 
 def forecast_spec(curve: RunCurve, fields: dict[str, Any], progress: float, confidence: float, min_evaluations: int,
-                  combine: str) -> StopSpec:
+                  joined: str) -> StopSpec:
     forecast = {"horizon": int(curve.planned), "unit": "evaluations", "minGain": {"progress": progress},
-                "confidence": confidence, "minEvaluations": min_evaluations}
+                "confidence": confidence, "minEvaluations": min_evaluations, "confirmsPlateau": joined == "confirm"}
+    combine = "any" if joined == "confirm" else joined
     return StopSpec.model_validate({"combine": combine, "metric": {"name": "val_loss", **fields, "forecast": forecast}})
 
 
@@ -83,10 +89,11 @@ def forecast_preset_spec(curve: RunCurve) -> StopSpec:
 def forecast_family() -> Family:
     out: list[tuple[str, Policy]] = [("preset=forecast", policy_from_specs(forecast_preset_spec))]
     for setting in FORECAST_GRID:
-        fields, progress, confidence, min_evaluations, combine = setting
+        fields, progress, confidence, min_evaluations, joined = setting
         name = ",".join([f"{k}={v}" for k, v in fields.items()]
                         + [f"forecast.minGain.progress={progress:g}", f"confidence={confidence:g}",
-                           f"minEvaluations={min_evaluations}"] + ([f"combine={combine}"] if combine != "any" else []))
+                           f"minEvaluations={min_evaluations}"]
+                        + ([] if joined == "any" else ["confirmsPlateau" if joined == "confirm" else f"combine={joined}"]))
         out.append((name, policy_from_specs(lambda curve, s=setting: forecast_spec(curve, *s))))
     return out
 

@@ -34,6 +34,13 @@ DATASETS = {"digits": load_digits, "breast_cancer": load_breast_cancer}
 DIVERGE_LR_FACTOR = 300.0
 
 
+def _steps(text: str) -> tuple[int, ...]:
+    steps = tuple(int(s) for s in text.split(",") if s.strip())
+    if any(s < 1 for s in steps) or list(steps) != sorted(set(steps)):
+        raise argparse.ArgumentTypeError(f"{text!r}: steps must be positive and increasing")
+    return steps
+
+
 def _resume_epochs(text: str) -> tuple[int, int]:
     at, _, back_to = text.partition(":")
     if not (at.isdigit() and back_to.isdigit() and 0 < int(back_to) < int(at)):
@@ -50,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sleep", type=float, default=0.0, help="seconds to sleep after each epoch")
+    ap.add_argument("--lr-milestones", type=_steps, default=(),
+                    help="a step schedule: the learning rate drops tenfold at these steps (e.g. 2200,4400);"
+                         " the trainer then reports it as the metric lr")
     ap.add_argument("--diverge-at-epoch", type=int, help="multiply the learning rate by 300 at this epoch (1-based)")
     ap.add_argument("--nan-at-epoch", type=int, help="poison the weights with NaN at this epoch (1-based)")
     ap.add_argument("--crash-at-epoch", type=int, help="raise an exception at this epoch (1-based)")
@@ -156,8 +166,11 @@ def train(args: argparse.Namespace) -> int:
             batch = order[start : start + args.batch_size]
             model.sgd_step(x_train[batch], y_train[batch], lr)
             step += 1
+            if step in args.lr_milestones:
+                lr *= 0.1
         val_loss, accuracy = model.evaluate(x_val, y_val)
-        plateau_client.report(step, val_loss=val_loss, accuracy=accuracy)
+        schedule = {"lr": lr} if args.lr_milestones else {}
+        plateau_client.report(step, val_loss=val_loss, accuracy=accuracy, **schedule)
         print(f"epoch={epoch} step={step} val_loss={val_loss:.6f} accuracy={accuracy:.6f}", flush=True)
         meta = {"epoch": epoch, "step": step, "val_loss": val_loss, "accuracy": accuracy, "stopped_by": None}
         if epoch == back_to and resume_at:
