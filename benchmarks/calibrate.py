@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 import plateau.api
+import plateau.engine.curvefit
 import plateau.engine.forecast
 import plateau.engine.presets
 import plateau.engine.rules
@@ -111,7 +112,8 @@ def policy_grid(name: str, family: Family, version: str | None = None) -> Grid:
 def _engine_version() -> str:
     """The source of the engine modules a rule grid's stops depend on."""
     digest = hashlib.sha256()
-    for module in (plateau.api.models, plateau.engine.presets, plateau.engine.rules, plateau.engine.forecast):
+    for module in (plateau.api.models, plateau.engine.presets, plateau.engine.rules, plateau.engine.forecast,
+                   plateau.engine.curvefit):
         digest.update(inspect.getsource(module).encode())
     return digest.hexdigest()[:16]
 

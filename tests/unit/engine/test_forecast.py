@@ -381,3 +381,24 @@ def test_a_forecast_that_confirms_plateaus_stops_nothing_alone_and_holds_an_unco
     assert decide(unknown, Observation(metric=track(None, unknown.metric, curve(40)))).would_stop is False  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="forecast.confirmsPlateau needs patience"):
         StopSpec.model_validate({"metric": {"name": "l", "forecast": {"horizon": 10, "confirmsPlateau": True}}})
+
+
+NUMPY_ON_DEMAND = """
+import sys
+from plateau.api import StopSpec
+from plateau.engine.history import MetricHistory, metric_stop_spec
+import plateau_sidecar.main
+spec = {"metric": {"name": "loss", "patience": 3}}
+if sys.argv[1] == "forecast":
+    spec["metric"]["forecast"] = {"horizon": 100, "unit": "evaluations"}
+MetricHistory.folded(metric_stop_spec(StopSpec.model_validate(spec)), [(i, 1.0 / i) for i in range(1, 30)])
+print("numpy" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("spec", "loaded"), [("plateau", "False"), ("forecast", "True")])
+def test_numpy_is_loaded_only_by_a_spec_that_forecasts(spec: str, loaded: str) -> None:
+    """Every trainer pod's sidecar imports the engine: numpy's 15 MB wait for the first fit."""
+    out = subprocess.run([sys.executable, "-c", NUMPY_ON_DEMAND, spec], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == loaded
