@@ -10,6 +10,7 @@ from plateau.controller.loop.context import JobContext
 from plateau.controller.loop.memory import Memory
 from plateau.controller.loop.plan import Reads
 from plateau.engine.status import set_condition
+from plateau.engine.rules import GpuWindow, MetricTrack
 from plateau.engine.stopflow import Resume, WorkloadState, rfc3339_at
 from plateau.prometheus.summaries import SidecarTrack
 from tests.unit.controller.loop.cases import RUNS, SETTINGS, T0, body, new_loop, planner, steady_case
@@ -73,3 +74,45 @@ def test_a_child_job_resumes_with_the_spec_s_replicas_not_a_kept_size() -> None:
     ctx.state = WorkloadState(exists=True, suspended=True)
     made = plan.job(planner(new_loop(), T0), ctx, Reads({}))
     assert made.status.phase == "Running" and Resume(2) in made.actions
+
+
+def context(stop: dict[str, Any], name: str = "j", namespace: str = "n") -> JobContext:
+    b = body(name=name)
+    b["metadata"]["namespace"] = namespace
+    b["spec"]["stop"] = stop
+    spec = api.TrainingJobSpec.model_validate(b["spec"])
+    return JobContext(b, spec, spec.stop, api.TrainingJobStatus())
+
+
+def test_the_gpu_condition_names_a_prometheus_failure_an_absent_series_or_the_covered_window() -> None:
+    ctx = context({"gpuIdle": {"below": 0.05, "for": "10m"}})
+    now = rfc3339_at(T0)
+    cases = [(("Timeout", "prometheus took too long"), None, "False", "Timeout", "prometheus took too long"),
+             (None, None, "False", "NoDcgmSeries", "no dcgm-exporter series for the job's pods: GPU idle is unknown"),
+             (None, GpuWindow(0.5, 600.0), "True", "SeriesFound", "utilisation known for 600s")]
+    for error, window, state, reason, message in cases:
+        update: dict[str, Any] = {}
+        plan.gpu_condition(ctx, update, window, error, now, 1)
+        [condition] = [c for c in update["conditions"] if c.type == "GpuMetricsAvailable"]
+        assert (condition.status, condition.reason, condition.message) == (state, reason, message)
+    untouched: dict[str, Any] = {}
+    plan.gpu_condition(context({"maxDuration": "1h"}), untouched, None, ("Timeout", "x"), now, 1)
+    assert untouched == {}  # no gpuIdle rule: no condition
+
+
+def test_the_cohort_is_the_selected_peers_of_the_namespace_at_the_job_s_step() -> None:
+    stop = {"metric": {"name": "loss"}, "cohort": {"selector": {"matchLabels": {"sweep": "s"}}, "rule": "median"}}
+    ctx = context(stop, name="me")
+
+    def peer(name: str, best: float, namespace: str = "n", sweep: str = "s") -> dict[str, Any]:
+        b = body(name=name, uid=name, status={"metric": {"name": "loss", "best": best, "bestStep": 5, "last": best,
+                                                         "lastStep": 10, "bestHistory": [[5, best]]}})
+        b["metadata"].update(namespace=namespace, labels={"sweep": sweep})
+        return b
+
+    peers = {("n", "me"): peer("me", 0.1), ("n", "a"): peer("a", 0.5), ("n", "b"): peer("b", 0.7),
+             ("other", "c"): peer("c", 0.2, namespace="other"), ("n", "d"): peer("d", 0.3, sweep="t")}
+    track = MetricTrack("loss", evaluations=3, last=0.4, last_step=10, best=0.4, best_step=10)
+    view = plan.cohort_view(ctx, track, peers, {})
+    assert view is not None and view.step == 10 and sorted(view.peer_values) == [0.5, 0.7]
+    assert plan.cohort_view(ctx, None, peers, {}) is None
