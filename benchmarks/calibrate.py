@@ -42,6 +42,7 @@ import numpy as np
 
 import plateau.api
 import plateau.engine.curvefit
+import plateau.engine.fold
 import plateau.engine.forecast
 import plateau.engine.presets
 import plateau.engine.rules
@@ -58,7 +59,8 @@ from benchmarks.harness import (
     summarize,
 )
 from plateau.api import StopSpec
-from plateau.engine.rules import Evaluation, MetricTrack, Observation, decide, track
+from plateau.engine.fold import Evaluation, MetricTrack, track
+from plateau.engine.rules import Observation, decide
 
 DATA = Path(__file__).resolve().parent / "data"
 ALL_CURVES = (DATA / "curves.csv.gz", DATA / "curves-holdout.csv.gz", DATA / "curves-shapes.csv.gz")
@@ -112,8 +114,8 @@ def policy_grid(name: str, family: Family, version: str | None = None) -> Grid:
 def _engine_version() -> str:
     """The source of the engine modules a rule grid's stops depend on."""
     digest = hashlib.sha256()
-    for module in (plateau.api.models, plateau.engine.presets, plateau.engine.rules, plateau.engine.forecast,
-                   plateau.engine.curvefit):
+    for module in (plateau.api.models, plateau.engine.presets, plateau.engine.fold, plateau.engine.rules,
+                   plateau.engine.forecast, plateau.engine.curvefit):
         digest.update(inspect.getsource(module).encode())
     return digest.hexdigest()[:16]
 

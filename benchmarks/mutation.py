@@ -44,6 +44,8 @@ COPIED = ("operator", "sidecar", "client", "tests", "benchmarks", "crds", "chart
 LOOP_TESTS = ("tests/unit/controller/loop/test_*.py", "tests/unit/benchmarks/test_operator_bench.py")
 TESTS: dict[str, tuple[str, ...]] = {  # keyed by the module's path under operator/plateau, less .py
     "engine/rules": ("tests/unit/engine/test_rules.py", "tests/unit/engine/test_rules_properties.py"),
+    "engine/fold": ("tests/unit/engine/test_rules.py", "tests/unit/engine/test_rules_properties.py",
+                    "tests/unit/engine/test_forecast.py"),
     "engine/stopflow": ("tests/unit/engine/test_stopflow*.py",),
     "engine/cohort": ("tests/unit/engine/test_cohort*.py",),
     "engine/history": ("tests/unit/engine/test_cohort*.py", "tests/unit/engine/test_history.py"),
@@ -55,7 +57,7 @@ TESTS: dict[str, tuple[str, ...]] = {  # keyed by the module's path under operat
     "controller/trackread": ("tests/unit/controller/test_trackread*.py", *LOOP_TESTS),
     **{f"controller/loop/{stage}": LOOP_TESTS for stage in ("gather", "fetch", "assemble", "plan", "act", "write", "memory")},
 }
-DEFAULT_MODULES = ("engine/rules", "engine/stopflow", "prometheus/summaries", "controller/children", "controller/workloads",
+DEFAULT_MODULES = ("engine/fold", "engine/rules", "engine/stopflow", "prometheus/summaries", "controller/children", "controller/workloads",
                    "controller/workload_state", "engine/cohort", "controller/loop/plan", "controller/loop/assemble",
                    "controller/loop/write")
 

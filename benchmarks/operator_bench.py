@@ -563,10 +563,10 @@ def _workers(results: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], st
 
 
 def fold_cost(evaluations: int = 2000) -> dict[str, float]:
-    """Microseconds a new evaluation costs the fold (rules.track), without and with a forecast rule:
+    """Microseconds a new evaluation costs the fold (fold.track), without and with a forecast rule:
     what the sidecar (and `plateau replay`, `plateau run`'s sidecar) pays per report. The fit is
     redone only when an evaluation arrives, so this is its whole cost; the operator reads the fit."""
-    from plateau.engine.rules import Evaluation, track
+    from plateau.engine.fold import Evaluation, track
 
     out = {}
     for label, spec in (("plain", {}), ("forecast", {"forecast": dict(FORECAST, horizon=10 * evaluations)})):

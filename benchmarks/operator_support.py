@@ -115,7 +115,7 @@ class Shard:
         self.spec_key = spec_key_of(trainingjob("", "", latency, forecast))
 
     def _values(self, i: int, key: tuple[str, str], reports: int, now: float) -> tuple[float, ...]:
-        """value, step, reports, spec key, resumes, kept, then the track (plateau.engine.rules.track's
+        """value, step, reports, spec key, resumes, kept, then the track (plateau.engine.fold.track's
         fold of these reports): evaluations, best, best_step, reference, first, since, non_finite,
         regime evaluations, and with a forecast its fit: the curve heads for 0.2 by its horizon,
         far more gain than minGain, so no scale job converges."""

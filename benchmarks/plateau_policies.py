@@ -1,7 +1,7 @@
 """Plateau's own stop specs as benchmark policies, replayed through the real engine.
 
 Each policy feeds a run's val_loss, one evaluation per epoch, to `plateau.cli.replay` — the
-same `rules.track` and `rules.decide` the operator uses — and returns the epoch it stopped
+same `fold.track` and `rules.decide` the operator uses — and returns the epoch it stopped
 at. Plateau rows use keep-best semantics: a stopped run keeps its best checkpoint.
 """
 
@@ -14,7 +14,8 @@ from benchmarks.harness import CohortFamily, Family, Policy, RunCurve
 from plateau.api import StopSpec
 from plateau.engine.presets import PRESETS, resolve_metric_rule
 from plateau.cli.replay import Row, RunHistory, replay_run
-from plateau.engine.rules import CohortView, Evaluation, MetricTrack, Observation, decide, track
+from plateau.engine.fold import Evaluation, MetricTrack, track
+from plateau.engine.rules import CohortView, Observation, decide
 
 
 def policy_from_spec(stop: StopSpec | dict[str, Any]) -> Policy:

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from plateau.api import StopSpec
 from plateau.engine.history import MAX_EVALUATIONS, MetricHistory, spec_key
-from plateau.engine.rules import MetricTrack
+from plateau.engine.fold import MetricTrack
 
 from .protocol import MAX_STEP
 

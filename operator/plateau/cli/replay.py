@@ -25,7 +25,8 @@ from plateau.api.errors import InputError, format_validation_error
 from plateau.api.yamlfile import load_yaml_documents
 from plateau.engine.presets import resolve_metric_rule
 from plateau.engine.history import MetricHistory, metric_stop_spec
-from plateau.engine.rules import CohortView, Decision, GpuWindow, MetricTrack, Observation, decide
+from plateau.engine.fold import MetricTrack
+from plateau.engine.rules import CohortView, Decision, GpuWindow, Observation, decide
 
 MAX_GPUS = 100_000  # a `gpus` cell above this is a typo, not a cluster
 

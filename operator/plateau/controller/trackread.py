@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from plateau import api
 from plateau.engine.cohort import record_best
-from plateau.engine.rules import MetricTrack
+from plateau.engine.fold import MetricTrack
 from plateau.engine.status import METRICS_AVAILABLE, set_condition, summary_from_track, track_from_summary
 from plateau.engine.stopflow import Event, ShareSpec
 from plateau.prometheus.summaries import SPEC_PENDING, SidecarTrack, availability

@@ -24,7 +24,8 @@ from typing import Iterable, NamedTuple, Optional
 from plateau.api import Combine, StopSpec
 from plateau.engine.memo import per_spec_object
 from plateau.engine.presets import resolve_metric_rule
-from plateau.engine.rules import Evaluation, MetricTrack, Observation, decide, track
+from plateau.engine.fold import Evaluation, MetricTrack, track
+from plateau.engine.rules import Observation, decide
 
 # Evaluations kept to fold again after a resume: 16 bytes each.
 MAX_EVALUATIONS = 1_000_000

@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from plateau.api import Condition, MetricSummary, Phase, Reason, WouldStop
-from plateau.engine.rules import Decision, MetricTrack
+from plateau.engine.fold import MetricTrack
+from plateau.engine.rules import Decision
 
 # Condition types
 READY = "Ready"

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 from plateau.api import MetricRule
 from plateau.engine.cohort import record_best
 from plateau.local.scrape import MetricSource, SourceError
-from plateau.engine.rules import MetricTrack
+from plateau.engine.fold import MetricTrack
 from plateau.prometheus.summaries import SidecarTrack, availability
 
 

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from plateau.api.durations import format_duration
-from plateau.engine.rules import MetricTrack
+from plateau.engine.fold import MetricTrack
 
 PLAIN_EVERY_SECONDS = 10.0
 BAR_WIDTH = 30

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, NamedTuple, Optional
 
-from plateau.engine.rules import MetricTrack
+from plateau.engine.fold import MetricTrack
 from plateau_sidecar import protocol as p
 
 # Every series a read needs, fetched in one query by name regex.

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from plateau.api import TrainingJobSpec, TrainingJobStatus
 from plateau.api.manifest import load_training_job, parse_training_job
 from plateau.api.errors import InputError
-from plateau.engine.rules import FOLD_ONLY, MetricTrack
+from plateau.engine.fold import FOLD_ONLY, MetricTrack
 from plateau.engine.status import summary_from_track, track_from_summary
 
 EXAMPLES = sorted(p for p in Path("examples").glob("*.yaml"))

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from plateau import api
 from plateau.controller.loop.context import JobContext
-from plateau.engine.rules import MetricTrack
+from plateau.engine.fold import MetricTrack
 from plateau.engine.stopflow import Event, ShareSpec
 from plateau.prometheus.summaries import SidecarTrack
 from plateau.controller.trackread import TrackReads

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from plateau.engine import forecast as fc
 from plateau.api import Reason, StopSpec
 from plateau.engine.history import MetricHistory, metric_stop_spec
-from plateau.engine.rules import Evaluation, Observation, decide, track
+from plateau.engine.fold import Evaluation, track
+from plateau.engine.rules import Observation, decide
 
 Z90 = fc.normal_quantile(0.9)
 

@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from plateau.api import StopSpec
 from plateau.engine.history import SNAPSHOT_EVERY, MetricHistory, metric_spec_for, metric_stop_spec
 from plateau.cli.replay import Row, RunHistory, RunReplay
-from plateau.engine.rules import Decision, Evaluation, MetricTrack, Observation, decide, track
+from plateau.engine.fold import Evaluation, MetricTrack, track
+from plateau.engine.rules import Decision, Observation, decide
 from plateau.prometheus.summaries import TRACK_READ_SERIES, track_from_series
 from plateau_sidecar.collector import Exposition
 from plateau_sidecar.store import MetricStore

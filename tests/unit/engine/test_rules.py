@@ -7,15 +7,8 @@ import math
 import pytest
 
 from plateau.api import MetricRule, Reason, StopSpec
-from plateau.engine.rules import (
-    CohortView,
-    Evaluation,
-    GpuWindow,
-    Observation,
-    decide,
-    percentile,
-    track,
-)
+from plateau.engine.fold import Evaluation, track
+from plateau.engine.rules import CohortView, GpuWindow, Observation, decide, percentile
 
 
 def spec(**stop: object) -> StopSpec:

@@ -8,7 +8,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from plateau.api import MetricRule, StopSpec
-from plateau.engine.rules import Evaluation, GpuWindow, Observation, decide, track
+from plateau.engine.fold import Evaluation, track
+from plateau.engine.rules import GpuWindow, Observation, decide
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 values_with_nan = st.lists(st.one_of(finite, st.just(math.nan), st.just(math.inf)), min_size=1, max_size=60)

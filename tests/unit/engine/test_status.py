@@ -6,7 +6,7 @@ import json
 import math
 
 from plateau.api import MetricRule, Phase, Reason, TrainingJobStatus
-from plateau.engine.rules import Evaluation, track
+from plateau.engine.fold import Evaluation, track
 from plateau.engine.status import (
     METRICS_AVAILABLE,
     condition,

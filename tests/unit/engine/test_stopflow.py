@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from plateau.api import StopSpec, TrainingJobStatus
-from plateau.engine.rules import Evaluation, Observation, decide, track
+from plateau.engine.fold import Evaluation, track
+from plateau.engine.rules import Observation, decide
 from plateau.engine.status import summary_from_track
 from plateau.engine.stopflow import (
     CreateWorkload,

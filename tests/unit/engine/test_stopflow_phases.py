@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from plateau.api import TrainingJobStatus, WouldStop
-from plateau.engine.rules import Evaluation, Observation, decide, track
+from plateau.engine.fold import Evaluation, track
+from plateau.engine.rules import Observation, decide
 from plateau.engine.status import set_condition
 from plateau.engine.stopflow import CreateWorkload, Event, JobState, RequestStop, Resume, Suspend, WorkloadState
 from plateau.engine.stopflow import account, rfc3339_at, transition

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from plateau.local.plot import Marker, plot_curve
 from plateau.local.progress import PLAIN_EVERY_SECONDS, Display, Snapshot, plain_line, render
-from plateau.engine.rules import MetricTrack
+from plateau.engine.fold import MetricTrack
 
 SNAPSHOT = Snapshot(
     name="digits",

@@ -15,7 +15,8 @@ from plateau.api import StopSpec
 from plateau.local.metrics import MAX_LINE_BYTES, bounded_lines, jsonl_points
 from plateau.local.scrape import pick_track
 from plateau.prometheus.promql import SidecarDecoder, sidecar_query
-from plateau.engine.rules import MetricTrack, Observation, decide
+from plateau.engine.fold import MetricTrack
+from plateau.engine.rules import Observation, decide
 from plateau.prometheus.summaries import TRACK_READ_SERIES, SidecarTrack, track_from_series
 from plateau_sidecar import protocol as p
 

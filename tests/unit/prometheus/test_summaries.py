@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from plateau.engine.rules import MetricTrack
+from plateau.engine.fold import MetricTrack
 from plateau.prometheus.summaries import NO_SERIES, SERIES_FOUND, SPEC_PENDING, SidecarTrack, availability, track_from_series
 from plateau_sidecar import protocol as p
 

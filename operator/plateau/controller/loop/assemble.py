@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from plateau.controller.loop.context import JobContext, Key
 from plateau.controller.trackread import TrackReads
-from plateau.engine.rules import Evaluation, track
+from plateau.engine.fold import Evaluation, track
 from plateau.prometheus.promql import Sample
 from plateau.prometheus.summaries import SidecarTrack, track_from_series
 

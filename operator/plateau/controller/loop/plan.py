@@ -16,7 +16,8 @@ from plateau.controller.loop.context import RUNNING, CycleReport, Failure, Gpu, 
 from plateau.controller.loop.memory import Memory, current_status
 from plateau.controller.trackread import TrackReads
 from plateau.engine.cohort import best_at, selector_matches
-from plateau.engine.rules import CohortView, GpuWindow, MetricTrack, Observation, decide
+from plateau.engine.fold import MetricTrack
+from plateau.engine.rules import CohortView, GpuWindow, Observation, decide
 from plateau.engine.status import GPU_METRICS_AVAILABLE, METRICS_AVAILABLE, parse_rfc3339, set_condition
 from plateau.engine.stopflow import JobState, Plan, accounting, rfc3339_at, transition
 from plateau.prometheus.summaries import SidecarTrack

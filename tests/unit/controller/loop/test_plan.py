@@ -10,7 +10,8 @@ from plateau.controller.loop.context import JobContext
 from plateau.controller.loop.memory import Memory
 from plateau.controller.loop.plan import Reads
 from plateau.engine.status import set_condition
-from plateau.engine.rules import GpuWindow, MetricTrack
+from plateau.engine.fold import MetricTrack
+from plateau.engine.rules import GpuWindow
 from plateau.engine.stopflow import Resume, WorkloadState, rfc3339_at
 from plateau.prometheus.summaries import SidecarTrack
 from tests.unit.controller.loop.cases import RUNS, SETTINGS, T0, body, new_loop, planner, steady_case
