@@ -23,10 +23,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "conservative": {"patience": 20, "smoothing": 0.3, "min_delta": {"progress": 0.03}, "patience_growth": 1.0},
     "balanced": {"patience": 8, "smoothing": 0.5, "min_delta": {"progress": 0.05}, "patience_growth": 1.0},
     "aggressive": {"patience": 8, "smoothing": 0.7, "min_delta": {"progress": 0.03}, "patience_growth": 0.3},
-    # A short plateau that the forecast confirms (the user states the horizon): what leave-one-
-    # task-out cross-validation picks from the forecast candidates (benchmarks/plateau_policies.py)
-    # on all 990 benchmark runs. In sample 52.3% saved at 0.49 points (p99 12.2); out of sample,
-    # each task scored by the setting chosen without it, 43.5% at 0.45 (p99 11.5).
+    # A short plateau that the forecast confirms (the user states the horizon): what the same
+    # cross-validation picks from the forecast candidates (benchmarks/plateau_policies.py) with
+    # balanced's constraint. Out of sample 51.3% saved at 0.47 points (p99 10.8); in sample 52.4%
+    # at 0.49 (p99 9.2).
     "forecast": {"patience": 8, "smoothing": 0.6, "min_delta": {"progress": 0.03},
                  "forecast": {"min_gain": {"progress": 0.05}, "confidence": 0.7, "confirms_plateau": True}},
 }
