@@ -61,8 +61,9 @@ def pod_name(name: str) -> str:
 # --- the synthetic exporter ----------------------------------------------------------------
 
 # The track fields a real sidecar exports of a job without smoothing and without a learning-rate
-# drop seen; those of a forecast rule (plateau.engine.forecast's fit) come only with one.
-FORECAST_FIELDS = ("forecast_level", "forecast_level_sd", "forecast_gain", "forecast_gain_sd")
+# drop seen; those of a forecast rule (its regime's evaluations, plateau.engine.forecast's fit)
+# come only with one.
+FORECAST_FIELDS = ("regime_evaluations", "forecast_level", "forecast_level_sd", "forecast_gain", "forecast_gain_sd")
 _UNEXPORTED = {"smoothed", "drop_step", "drop_gap", *FORECAST_FIELDS}
 
 
@@ -117,21 +118,21 @@ class Shard:
     def _values(self, i: int, key: tuple[str, str], reports: int, now: float) -> tuple[float, ...]:
         """value, step, reports, spec key, resumes, kept, then the track (plateau.engine.fold.track's
         fold of these reports): evaluations, best, best_step, reference, first, since, non_finite,
-        regime evaluations, and with a forecast its fit: the curve heads for 0.2 by its horizon,
-        far more gain than minGain, so no scale job converges."""
+        and with a forecast its regime's evaluations and its fit: the curve heads for 0.2 by its
+        horizon, far more gain than minGain, so no scale job converges."""
         step = reports * STEPS_PER_REPORT
         head = (step, reports, self.spec_key, 0, 1, reports)
         if not self.latency:  # every report improves
             value = loss(reports, self._offsets[i])
-            fit = (0.2, 0.01, value - 0.2, 0.01) if self.forecast else ()
-            return value, *head, value, step, value, loss(1, self._offsets[i]), 0, 0, reports if self.forecast else 0, *fit
+            fit = (reports, 0.2, 0.01, value - 0.2, 0.01) if self.forecast else ()
+            return value, *head, value, step, value, loss(1, self._offsets[i]), 0, 0, *fit
         crossed = self.crossed.get(key)
         if crossed is None and key in self.armed:
             crossed = self.crossed[key] = (now, reports)
         if crossed is None:  # flat at 1.0: no improvement, never the target
-            return 1.0, *head, 1.0, STEPS_PER_REPORT, 1.0, 1.0, reports - 1, 0, 0
+            return 1.0, *head, 1.0, STEPS_PER_REPORT, 1.0, 1.0, reports - 1, 0
         at = crossed[1]
-        return 0.4, *head, 0.4, at * STEPS_PER_REPORT, 0.4, 1.0, reports - at, 0, 0
+        return 0.4, *head, 0.4, at * STEPS_PER_REPORT, 0.4, 1.0, reports - at, 0
 
     def render(self) -> bytes:
         now = time.time()

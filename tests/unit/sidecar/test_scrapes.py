@@ -21,6 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from plateau.api import StopSpec
+from plateau.engine.history import metric_spec_for
+from plateau.prometheus.summaries import track_from_series
 from plateau_sidecar import protocol as p
 from plateau_sidecar.collector import Exposition
 from plateau_sidecar.store import BadInput, MetricStore
@@ -208,3 +211,22 @@ def test_every_change_reaches_the_next_scrape_through_the_render_cache() -> None
     sidecar.report(3, math.nan)
     sidecar.report(4, math.nan)  # a family holding NaN is never served from the cache
     assert sidecar.scrape()[p.SERIES_STEP] == 4
+
+
+def test_a_forecast_s_regime_count_is_exported_only_by_a_forecasting_spec_and_reads_back_the_same() -> None:
+    """Without a forecast the regime count is 0 and left out (10,000 jobs, 10,000 fewer samples a
+    scrape); the operator reads absent as 0, so its track equals the sidecar's either way."""
+    for forecast, exported in ((None, False), ({"horizon": 100, "unit": "evaluations"}, True)):
+        sidecar = Sidecar()
+        rule = {"name": METRIC, "patience": 3, **({"forecast": forecast} if forecast else {})}
+        with sidecar.store.lock:
+            sidecar.store.set_spec(metric_spec_for(StopSpec.model_validate({"metric": rule})).text)  # type: ignore[union-attr]
+        for step in range(1, 13):
+            sidecar.report(step, 1.0 / step)
+        samples = sidecar.scrape()
+        assert ("plateau_track_regime_evaluations" in samples) is exported
+        read = track_from_series(samples, METRIC)
+        with sidecar.store.lock:
+            kept = sidecar.store.history.track  # type: ignore[union-attr]
+        assert read is not None and read.current is not None
+        assert read.current.regime_evaluations == kept.regime_evaluations == (12 if exported else 0)
