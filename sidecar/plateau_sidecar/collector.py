@@ -26,9 +26,6 @@ from . import protocol as p
 from .store import MetricStore, SeriesView, TrackView
 
 _LABELS = [p.LABEL_METRIC, p.LABEL_TRAININGJOB]
-# Track counts that only a forecast rule moves, and that the operator reads as 0 when absent
-# (plateau.prometheus.summaries): without a forecast, 10,000 jobs would send 10,000 zeros a scrape.
-OMITTED_AT_ZERO = frozenset({"regime_evaluations"})
 
 # (series name, help, which field of SeriesView); a None field (min/max before any finite
 # value) is left out rather than exported as a made-up number.
@@ -98,7 +95,7 @@ def _track_families(view: TrackView | None, tj: str) -> Iterator[Metric]:
             continue
         for name, field in series.items():
             value = getattr(track, field)
-            if value is not None and not (value == 0 and field in OMITTED_AT_ZERO):
+            if value is not None:
                 family = GaugeMetricFamily(name, f"The engine's {field} of the monitored metric.", labels=_LABELS)
                 family.add_metric(labels, value)
                 yield family

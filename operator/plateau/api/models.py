@@ -857,8 +857,8 @@ class MetricSummary(Model):
         default=0, description="Evaluations since the last improvement: the patience counter."
     )
     non_finite: int = Field(default=0, description="NaN or infinite values seen.")
-    regime_evaluations: int = Field(
-        default=0, description="Finite values since the last learning-rate drop (with a forecast rule).")
+    regime_evaluations: Optional[int] = Field(
+        default=None, description="Finite values since the last learning-rate drop (with a forecast rule).")
     forecast_level: Optional[float] = Field(default=None, description="The forecast value at the horizon.")
     forecast_level_sd: Optional[float] = Field(default=None, description="Its standard deviation.")
     forecast_gain: Optional[float] = Field(

@@ -48,7 +48,7 @@ class MetricTrack(NamedTuple):
     # finite evaluations arrive. The sidecar exports the fit; the sketch stays where it is folded.
     sketch: tuple[float, ...] = ()
     origin: float = 0.0
-    regime_evaluations: int = 0  # finite evaluations since the last drop
+    regime_evaluations: Optional[int] = None  # finite evaluations since the last drop; None: no forecast
     forecast_level: Optional[float] = None
     forecast_level_sd: Optional[float] = None
     forecast_gain: Optional[float] = None
@@ -122,7 +122,8 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
                 if drop_step is not None:
                     drop_gap = ev.step - drop_step
                 drop_step = ev.step
-                since, reference, smoothed, sketch, regime, refit = 0, None, None, (), 0, ahead is not None
+                since, reference, smoothed, sketch, refit = 0, None, None, (), ahead is not None
+                regime = 0 if ahead is not None else None
                 origin = float(last_step if by_steps else count) if last_step is not None else 0.0
         count += 1
         value = ev.value
@@ -135,7 +136,7 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
         if first is None:
             first = value
         if ahead is not None:
-            regime += 1
+            regime = (regime or 0) + 1
             sketch = fc.sketch(sketch, regime, float(ev.step if by_steps else count), value)
             refit = True
         if best is None or better(value, best, mode):

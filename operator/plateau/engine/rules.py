@@ -198,11 +198,12 @@ def _converged(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
     ahead = rule.forecast
     assert ahead is not None
     unit = "step" if ahead.unit == ForecastUnit.STEPS else "evaluation"
-    if m.regime_evaluations < ahead.min_evaluations or m.forecast_gain is None or m.forecast_gain_sd is None:
+    regime = m.regime_evaluations or 0
+    if regime < ahead.min_evaluations or m.forecast_gain is None or m.forecast_gain_sd is None:
         reached = m.last_step is not None and (m.last_step if unit == "step" else m.evaluations) >= ahead.horizon
         return RuleOutcome(Reason.CONVERGED, None, lambda: (
             f"{rule.name}: the horizon {unit} {ahead.horizon:,} is reached, nothing left to forecast" if reached else
-            f"{rule.name}: too few evaluations to forecast ({m.regime_evaluations} of {ahead.min_evaluations}"
+            f"{rule.name}: too few evaluations to forecast ({regime} of {ahead.min_evaluations}"
             f"{' since the last learning-rate drop' if m.drop_step is not None else ''})"))
     upper = m.forecast_gain + fc.normal_quantile(ahead.confidence) * m.forecast_gain_sd
     wanted = min_gain(rule, m)

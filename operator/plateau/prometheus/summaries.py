@@ -83,7 +83,7 @@ def _track(values: Mapping[str, float], metric: str, series: Mapping[str, str], 
                 value if field not in _FINITE or math.isfinite(value) else None)
     if fields.get("evaluations") is None:
         return None
-    for field in ("since_improvement", "non_finite", "regime_evaluations"):
+    for field in ("since_improvement", "non_finite"):
         if fields.get(field) is None:
             fields[field] = 0
     return MetricTrack(name=metric, **fields)  # type: ignore[arg-type]

@@ -214,8 +214,8 @@ def test_every_change_reaches_the_next_scrape_through_the_render_cache() -> None
 
 
 def test_a_forecast_s_regime_count_is_exported_only_by_a_forecasting_spec_and_reads_back_the_same() -> None:
-    """Without a forecast the regime count is 0 and left out (10,000 jobs, 10,000 fewer samples a
-    scrape); the operator reads absent as 0, so its track equals the sidecar's either way."""
+    """Without a forecast the track has no regime count, so the sidecar exports none (10,000 jobs,
+    10,000 fewer samples a scrape); the operator's read equals the sidecar's track either way."""
     for forecast, exported in ((None, False), ({"horizon": 100, "unit": "evaluations"}, True)):
         sidecar = Sidecar()
         rule = {"name": METRIC, "patience": 3, **({"forecast": forecast} if forecast else {})}
@@ -229,4 +229,4 @@ def test_a_forecast_s_regime_count_is_exported_only_by_a_forecasting_spec_and_re
         with sidecar.store.lock:
             kept = sidecar.store.history.track  # type: ignore[union-attr]
         assert read is not None and read.current is not None
-        assert read.current.regime_evaluations == kept.regime_evaluations == (12 if exported else 0)
+        assert read.current.regime_evaluations == kept.regime_evaluations == (12 if exported else None)
