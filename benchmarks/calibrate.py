@@ -20,36 +20,28 @@ those held-out scores; in-sample figures calibrate and score on all runs.
 
 Candidates are pluggable: register_candidates(preset, Grid) adds a grid, e.g. forecast-based
 settings, to a preset's choice. A Grid gives the stop epoch of every (run, setting) pair;
-`policy_grid` wraps any per-run policies, `rule_grid` is the engine's metric rule.
+benchmarks.candidates has the grids: `policy_grid` wraps any per-run policies, `rule_grid` is
+the engine's metric rule.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from itertools import product
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import plateau.api
-import plateau.engine.curvefit
-import plateau.engine.fold
-import plateau.engine.forecast
-import plateau.engine.presets
-import plateau.engine.rules
-from benchmarks import plateau_policies
+from benchmarks import candidates
 from benchmarks.baselines import keras_early_stopping
+from benchmarks.candidates import Grid
 from benchmarks.harness import (
-    Family,
     PolicyResult,
     RunCurve,
     clairvoyant_stop,
@@ -58,15 +50,11 @@ from benchmarks.harness import (
     regret,
     summarize,
 )
-from plateau.api import StopSpec
-from plateau.engine.fold import Evaluation, MetricTrack, track
-from plateau.engine.rules import Observation, decide
 
 DATA = Path(__file__).resolve().parent / "data"
 ALL_CURVES = (DATA / "curves.csv.gz", DATA / "curves-holdout.csv.gz", DATA / "curves-shapes.csv.gz")
 CACHE = Path(__file__).resolve().parent / ".cache"
 MAX_RUNS = 20_000  # bounds a stop matrix (runs x settings ints) read from the cache or computed
-PROCESSES = 2  # the rule grid's process pool (--processes); 1: in this process
 
 
 @dataclass(frozen=True)
@@ -84,134 +72,7 @@ CONSTRAINTS: dict[str, Constraint] = {
 RULE_PRESETS = ("conservative", "balanced", "aggressive")  # need no horizon: chosen from the rule grids
 
 
-# --- candidate grids ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Grid:
-    """Named settings and a function giving their stop epochs: (runs, settings) ints."""
-
-    name: str
-    settings: tuple[str, ...]
-    stops: Callable[[Sequence[RunCurve]], np.ndarray]
-    values: tuple[dict[str, Any], ...] = ()  # per setting: the stop.metric fields, where it is a rule
-    # Names the code behind `stops`: cached stop epochs are reused only under the same version.
-    # None: never cached (a policy whose code may change under the same setting names).
-    version: str | None = None
-
-
-def policy_grid(name: str, family: Family, version: str | None = None) -> Grid:
-    """Any per-run policies as a grid (each run replayed once per setting); cached only when
-    given a `version` that changes whenever the policies' code does."""
-    names = tuple(n for n, _ in family)
-
-    def stops(curves: Sequence[RunCurve]) -> np.ndarray:
-        return np.array([[policy(c) for _, policy in family] for c in curves], dtype=np.int64).reshape(len(curves), -1)
-
-    return Grid(name, names, stops, version=version)
-
-
-def _engine_version() -> str:
-    """The source of the engine modules a rule grid's stops depend on."""
-    digest = hashlib.sha256()
-    for module in (plateau.api.models, plateau.engine.presets, plateau.engine.fold, plateau.engine.rules,
-                   plateau.engine.forecast, plateau.engine.curvefit):
-        digest.update(inspect.getsource(module).encode())
-    return digest.hexdigest()[:16]
-
-
-def rule_name(values: dict[str, Any]) -> str:
-    delta = values.get("min_delta") or {}
-    parts = [f"patience={values['patience']}", f"smoothing={values.get('smoothing', 0):g}"]
-    parts += [f"minDelta.{k}={v:g}" for k, v in delta.items()]
-    if values.get("patience_growth"):
-        parts.append(f"patienceGrowth={values['patience_growth']:g}")
-    return ",".join(parts + [f"warmup={values.get('warmup', 0)}"])
-
-
-def _rule_stops(curve: RunCurve, specs: Sequence[StopSpec]) -> list[int]:
-    """Stop epochs of specs that differ only in patience (ascending), through the engine's
-    `track` and `decide`. track never reads patience, so one fold serves them all; and a
-    larger patience never fires where a smaller one does not (patienceGrowth included: the
-    effective patience is max(patience, ...)), so only the smallest patience still running
-    is asked at a step (and the next ones when it fires)."""
-    rule = specs[0].metric
-    assert rule is not None
-    stops = [curve.planned] * len(specs)
-    pending = 0
-    state: MetricTrack | None = None
-    for step, value in zip(curve.steps, curve.val_loss):
-        state = track(state, rule, [Evaluation(int(step), float(value))])
-        obs = Observation(metric=state)
-        while pending < len(specs) and decide(specs[pending], obs).would_stop:
-            stops[pending] = int(step)
-            pending += 1
-        if pending == len(specs):
-            break
-    return stops
-
-
-def _rule_block(args: tuple[Sequence[RunCurve], tuple[dict[str, Any], ...]]) -> np.ndarray:
-    curves, values = args
-    specs = [StopSpec.model_validate({"metric": {"name": "val_loss", **v}}) for v in values]
-    return np.array([_rule_stops(c, specs) for c in curves], dtype=np.int64).reshape(len(curves), len(specs))
-
-
-def rule_grid(
-    name: str,
-    patiences: Sequence[int],
-    smoothings: Sequence[float],
-    min_deltas: Sequence[dict[str, float]],
-    warmups: Sequence[int],
-    growths: Sequence[float] = (0.0,),
-) -> Grid:
-    """Every combination of Plateau's plateau-rule fields (the fields presets set)."""
-    bases = [
-        {"smoothing": s, **({"min_delta": d} if d else {}), **({"warmup": w} if w else {}),
-         **({"patience_growth": g} if g else {})}
-        for s, d, w, g in product(smoothings, min_deltas, warmups, growths)
-    ]
-    blocks = [tuple({"patience": p, **b} for p in sorted(patiences)) for b in bases]
-    values = tuple(v for block in blocks for v in block)
-
-    def stops(curves: Sequence[RunCurve]) -> np.ndarray:
-        jobs = [(curves, block) for block in blocks]
-        if PROCESSES > 1:
-            with ProcessPoolExecutor(PROCESSES) as pool:
-                parts = list(pool.map(_rule_block, jobs))
-        else:
-            parts = [_rule_block(job) for job in jobs]
-        return np.concatenate(parts, axis=1)
-
-    return Grid(name, tuple(rule_name(v) for v in values), stops, values, _engine_version())
-
-
-PATIENCES = (4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
-
-
-def default_rule_grids() -> list[Grid]:
-    """The plateau rule's fields around today's presets, and patienceGrowth (a patience that
-    grows with the run, for long runs) on a coarser grid of the others."""
-    return [
-        rule_grid(
-            "plateau-rule",
-            patiences=PATIENCES,
-            smoothings=(0.0, 0.3, 0.5, 0.6, 0.7, 0.8),
-            min_deltas=(
-                {}, {"relative": 0.001}, {"relative": 0.002}, {"relative": 0.005},
-                {"progress": 0.01}, {"progress": 0.02}, {"progress": 0.03}, {"progress": 0.05},
-            ),
-            warmups=(0, 5),
-        ),
-        rule_grid(
-            "plateau-rule-growth",
-            patiences=PATIENCES,
-            smoothings=(0.3, 0.5, 0.7),
-            min_deltas=({}, {"progress": 0.02}, {"progress": 0.03}, {"progress": 0.05}),
-            warmups=(0,),
-            growths=(0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5),
-        ),
-    ]
+# --- candidates by preset ---------------------------------------------------------------
 
 
 CANDIDATES: dict[str, list[Grid]] = {preset: [] for preset in CONSTRAINTS}
@@ -227,18 +88,11 @@ def register_candidates(preset: str, grid: Grid) -> None:
     CANDIDATES[preset].append(grid)
 
 
-def forecast_grid() -> Grid:
-    """The forecast rule's candidates, replayed through the engine (cached under the engine's
-    and the candidates' source)."""
-    source = hashlib.sha256(inspect.getsource(plateau_policies).encode()).hexdigest()[:16]
-    return policy_grid("plateau-forecast", plateau_policies.forecast_family(), version=f"{_engine_version()}:{source}")
-
-
-_DEFAULTS = default_rule_grids()
+_DEFAULTS = candidates.default_rule_grids()
 for _preset in RULE_PRESETS:
     for _grid in _DEFAULTS:
         register_candidates(_preset, _grid)
-register_candidates("forecast", forecast_grid())
+register_candidates("forecast", candidates.forecast_grid())
 
 
 def registered_grids() -> list[Grid]:
@@ -491,8 +345,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 1 <= args.processes <= 8:
         parser.error("--processes must be 1..8")
-    global PROCESSES
-    PROCESSES = args.processes
+    candidates.PROCESSES = args.processes
     started = time.perf_counter()
     curves = load_all(args.curves or ALL_CURVES)
     table = build_table(curves, registered_grids(), None if args.no_cache else CACHE)

@@ -16,7 +16,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))  # "benchmarks" is a folder of the repo, not an installed package
 
-from benchmarks import calibrate, generate_shapes  # noqa: E402
+from benchmarks import calibrate, candidates, generate_shapes  # noqa: E402
 from benchmarks.generate_curves import Plan, fit_group, make_split  # noqa: E402
 from benchmarks.harness import CONSTANT_LR, load_curves  # noqa: E402
 from benchmarks.plateau_policies import policy_from_spec  # noqa: E402
@@ -48,13 +48,13 @@ def small() -> list:
     return [c for c in curves if c.run % 100 < 3 or c in diverged]
 
 
-def _tiny_grid() -> calibrate.Grid:
-    return calibrate.rule_grid("tiny", patiences=(3, 10, 30), smoothings=(0.0, 0.5),
+def _tiny_grid() -> candidates.Grid:
+    return candidates.rule_grid("tiny", patiences=(3, 10, 30), smoothings=(0.0, 0.5),
                                min_deltas=({}, {"progress": 0.03}), warmups=(0, 5), growths=(0.0, 0.3))
 
 
 def test_rule_grid_stops_where_plateau_replay_does(small: list, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(calibrate, "PROCESSES", 1)
+    monkeypatch.setattr(candidates, "PROCESSES", 1)
     grid = _tiny_grid()
     stops = grid.stops(small)
     assert any(not np.isfinite(c.val_loss).all() for c in small)  # NaN runs are covered
@@ -65,7 +65,7 @@ def test_rule_grid_stops_where_plateau_replay_does(small: list, monkeypatch: pyt
 
 
 def test_each_fold_is_calibrated_without_its_held_out_task(small: list, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(calibrate, "PROCESSES", 1)
+    monkeypatch.setattr(candidates, "PROCESSES", 1)
     grid = _tiny_grid()
     monkeypatch.setattr(calibrate, "CANDIDATES", {p: [grid] for p in calibrate.CONSTRAINTS})
     table = calibrate.build_table(small, [grid])
@@ -91,7 +91,7 @@ def test_each_fold_is_calibrated_without_its_held_out_task(small: list, monkeypa
 
 def test_register_candidates_rejects_unknown_presets_and_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(calibrate, "CANDIDATES", {p: [] for p in calibrate.CONSTRAINTS})
-    grid = calibrate.policy_grid("fixed", [("half", lambda c: max(1, c.planned // 2))])
+    grid = candidates.policy_grid("fixed", [("half", lambda c: max(1, c.planned // 2))])
     calibrate.register_candidates("balanced", grid)
     with pytest.raises(ValueError, match="repeats"):
         calibrate.register_candidates("balanced", grid)
@@ -109,7 +109,7 @@ def test_stop_epochs_are_cached_only_for_versioned_grids(small: list, tmp_path: 
 
     for version, expected in ((None, 2), ("v1", 1)):
         calls.clear()
-        grid = calibrate.policy_grid(f"half-{version}", [("half", half)], version=version)
+        grid = candidates.policy_grid(f"half-{version}", [("half", half)], version=version)
         first = calibrate.build_table(small, [grid], tmp_path)
         second = calibrate.build_table(small, [grid], tmp_path)
         assert (first.stops == second.stops).all() and len(calls) == expected * len(small)
@@ -209,7 +209,7 @@ def test_stopping_quality_prints_the_presets_out_of_sample(
     from benchmarks import stopping_quality
 
     monkeypatch.setattr(calibrate, "CACHE", tmp_path / "cache")
-    monkeypatch.setattr(calibrate, "PROCESSES", 1)
+    monkeypatch.setattr(candidates, "PROCESSES", 1)
     old, new = tmp_path / "old.csv", tmp_path / "new.csv"
     old.write_text("\n".join(_subset(CURVES, 1)) + "\n")
     new.write_text("\n".join(_subset(SHAPES, 1)) + "\n")
