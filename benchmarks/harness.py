@@ -183,6 +183,20 @@ def clairvoyant_stop(curve: RunCurve, tolerance: float = REGRET_BUDGET) -> int:
     return int(np.argmax(by_stop[-1] - by_stop <= tolerance)) + 1  # true at the last epoch
 
 
+def metric_clairvoyant_stop(curve: RunCurve, tolerance: float) -> int:
+    """Reference for rules that watch val_loss alone: one that knows the whole val_loss curve
+    in advance (but not the score) and stops at the earliest epoch whose best val_loss is
+    within `tolerance` x the run's whole progress (first finite value to final best) of the
+    final best. What it loses in score is what even perfect foresight of the metric costs."""
+    finite = np.isfinite(curve.val_loss)
+    if not finite.any():
+        return 1
+    best = np.minimum.accumulate(np.where(finite, curve.val_loss, np.inf))
+    final = best[-1]
+    span = max(float(curve.val_loss[finite][0] - final), 0.0)
+    return int(np.argmax(best - final <= tolerance * span)) + 1  # true at the last epoch
+
+
 def points_by_stop(curve: RunCurve) -> np.ndarray:
     """points(curve, stop) for stop = 1..planned in one pass (same tie rule as argmin)."""
     out = np.empty(curve.planned)

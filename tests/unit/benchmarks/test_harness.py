@@ -145,6 +145,17 @@ def test_clairvoyant_stop_is_earliest_within_half_a_point() -> None:
     assert harness.clairvoyant_stop(curve([3.0, 2.0, 1.0], [0.1, 0.2, 0.9])) == 3
 
 
+def test_metric_clairvoyant_stops_once_the_best_loss_is_within_tolerance_of_the_final_best() -> None:
+    # Progress 10 -> 0 is 10; the best loss is 0.4 above the final best from epoch 3, 0 from epoch 5.
+    c = curve([10.0, 2.0, 0.4, NAN, 0.0, 0.5], [0.1, 0.5, 0.8, NAN, 0.9, 0.6])
+    assert harness.metric_clairvoyant_stop(c, 0.0) == 5  # the final best itself
+    assert harness.metric_clairvoyant_stop(c, 0.04) == 3  # 0.4 <= 4% of 10
+    assert harness.metric_clairvoyant_stop(c, 0.039) == 5
+    assert harness.metric_clairvoyant_stop(c, 1.0) == 1  # everything is within the whole progress
+    assert harness.metric_clairvoyant_stop(curve([NAN, INF]), 0.01) == 1  # nothing finite: nothing to wait for
+    assert harness.metric_clairvoyant_stop(curve([1.0, 2.0, 3.0]), 0.0) == 1  # only got worse
+
+
 def test_load_curves_reads_rows_and_limit(tmp_path: Path) -> None:
     path = tmp_path / "c.csv.gz"
     with gzip.open(path, "wt") as fh:
