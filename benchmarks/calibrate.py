@@ -10,13 +10,18 @@ runs only:
   conservative  mean regret <= 0.25 points, p99 regret <= Keras EarlyStopping(patience=10)'s
   balanced      mean regret <= 0.5 points,  p99 regret <= Keras EarlyStopping(patience=10)'s
   aggressive    mean regret <= 1.0 point,   p99 regret <= Keras EarlyStopping(patience=5)'s
-  forecast      as balanced, chosen from the forecast rule's candidates (plateau_policies.FORECAST_GRID;
-                the user states the run's planned length, its horizon)
+  forecast      as balanced, chosen from the forecast rule's candidates (candidates.forecast_grid:
+                a patient plateau or the forecast, or a plateau the forecast confirms; the
+                user states the run's planned length, its horizon)
 
 (Keras with min_delta=0, on the same calibration runs.) With --folds tasks each task in turn
 is held out: the preset is calibrated on every other task's runs and scored on the held-out
 task's, so every run is scored by a setting chosen without it. The out-of-sample figures pool
 those held-out scores; in-sample figures calibrate and score on all runs.
+
+Two limits, in hindsight, stand beside them: the clairvoyant knows each run's score and stops
+within 0.5 points of its end; the metric clairvoyant knows the whole val_loss curve (what the
+rules watch) but not the score, and saves the most it can within balanced's mean regret.
 
 Candidates are pluggable: register_candidates(preset, Grid) adds a grid, e.g. forecast-based
 settings, to a preset's choice. A Grid gives the stop epoch of every (run, setting) pair;
@@ -46,8 +51,10 @@ from benchmarks.harness import (
     RunCurve,
     clairvoyant_stop,
     load_curves,
+    metric_clairvoyant_stop,
     points_by_stop,
     regret,
+    s_at,
     summarize,
 )
 
@@ -260,10 +267,26 @@ def breakdown(table: Table, stops: np.ndarray, key: Callable[[RunCurve], str]) -
     return rows
 
 
+METRIC_TOLERANCES = (0.002, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.03, 0.05)
+
+
+def metric_clairvoyant(curves: Sequence[RunCurve], mean_regret: float) -> PolicyResult | None:
+    """harness.metric_clairvoyant_stop at the tolerance (of METRIC_TOLERANCES) that saves the
+    most within `mean_regret` on all runs: what perfect foresight of val_loss alone can save at
+    that regret, a limit for every rule that watches it."""
+    return s_at([summarize(f"metric clairvoyant, tolerance={t:g}", curves,
+                           [metric_clairvoyant_stop(c, t) for c in curves]) for t in METRIC_TOLERANCES], mean_regret)
+
+
 def cross_validate(table: Table, by: str = "tasks") -> dict[str, Any]:
     """Every preset: its folds, the pooled out-of-sample figures per family, and the in-sample
-    (all-task) calibration with its figures."""
-    report: dict[str, Any] = {"runs": len(table.curves), "settings": len(table.settings), "presets": {}}
+    (all-task) calibration with its figures; and the two limits on all runs."""
+    limit = metric_clairvoyant(table.curves, CONSTRAINTS["balanced"].mean_regret)
+    report: dict[str, Any] = {
+        "runs": len(table.curves), "settings": len(table.settings), "presets": {},
+        "limits": {"clairvoyant": asdict(summarize("clairvoyant", table.curves, [int(s) for s in table.clairvoyant])),
+                   "metric_clairvoyant": limit and asdict(limit)},
+    }
     for preset in CONSTRAINTS:
         cv = folds(table, preset, by)
         whole = folds(table, preset, "none")[0]
@@ -297,7 +320,13 @@ def _pct(x: float) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
-    out = [f"{report['runs']} runs, {report['settings']} candidate settings"]
+    out = [f"{report['runs']} runs, {report['settings']} candidate settings", "limits on all runs (hindsight, not policies):"]
+    for name, what in (("clairvoyant", "knows the score: stops within 0.5 pt of the run's end"),
+                       ("metric_clairvoyant", "knows the whole val_loss curve, not the score")):
+        r = report["limits"][name]
+        out.append(f"  {name:<19} {_pct(r['mean_saved']):>6} saved, mean regret {r['mean_regret']:.2f}, p99"
+                   f" {r['p99_regret']:.2f} ({what}{'; ' + r['setting'] if name != 'clairvoyant' else ''})"
+                   if r else f"  {name:<19} none within the bound")
     for preset, p in report["presets"].items():
         c = p["constraint"]
         out += ["", f"== {preset}: max mean saved s.t. mean regret <= {c['mean_regret']:g} pt and p99 <="

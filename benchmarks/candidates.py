@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import product
@@ -20,9 +20,8 @@ import plateau.engine.fold
 import plateau.engine.forecast
 import plateau.engine.presets
 import plateau.engine.rules
-from benchmarks import plateau_policies
 from benchmarks.harness import Family, RunCurve
-from plateau.api import StopSpec
+from plateau.api import MetricRule, StopSpec
 from plateau.engine.fold import Evaluation, MetricTrack, track
 from plateau.engine.rules import Observation, decide
 
@@ -71,6 +70,15 @@ def rule_name(values: dict[str, Any]) -> str:
     return ",".join(parts + [f"warmup={values.get('warmup', 0)}"])
 
 
+def _observations(curve: RunCurve, rule: MetricRule) -> Iterator[tuple[int, Observation]]:
+    """The run's val_loss folded one evaluation at a time through the engine's `track`: what
+    `decide` sees at each step."""
+    state: MetricTrack | None = None
+    for step, value in zip(curve.steps, curve.val_loss):
+        state = track(state, rule, [Evaluation(int(step), float(value))])
+        yield int(step), Observation(metric=state)
+
+
 def _rule_stops(curve: RunCurve, specs: Sequence[StopSpec]) -> list[int]:
     """Stop epochs of specs that differ only in patience (ascending), through the engine's
     `track` and `decide`. track never reads patience, so one fold serves them all; and a
@@ -81,12 +89,9 @@ def _rule_stops(curve: RunCurve, specs: Sequence[StopSpec]) -> list[int]:
     assert rule is not None
     stops = [curve.planned] * len(specs)
     pending = 0
-    state: MetricTrack | None = None
-    for step, value in zip(curve.steps, curve.val_loss):
-        state = track(state, rule, [Evaluation(int(step), float(value))])
-        obs = Observation(metric=state)
+    for step, obs in _observations(curve, rule):
         while pending < len(specs) and decide(specs[pending], obs).would_stop:
-            stops[pending] = int(step)
+            stops[pending] = step
             pending += 1
         if pending == len(specs):
             break
@@ -117,15 +122,29 @@ def rule_grid(
     values = tuple(v for block in blocks for v in block)
 
     def stops(curves: Sequence[RunCurve]) -> np.ndarray:
-        jobs = [(curves, block) for block in blocks]
-        if PROCESSES > 1:
-            with ProcessPoolExecutor(PROCESSES) as pool:
-                parts = list(pool.map(_rule_block, jobs))
-        else:
-            parts = [_rule_block(job) for job in jobs]
-        return np.concatenate(parts, axis=1)
+        return _in_pool(_rule_block, curves, blocks)
 
     return Grid(name, tuple(rule_name(v) for v in values), stops, values, _engine_version())
+
+
+def _in_pool(block_stops: Callable[[tuple[Sequence[RunCurve], tuple[dict[str, Any], ...]]], np.ndarray],
+             curves: Sequence[RunCurve], blocks: Sequence[tuple[dict[str, Any], ...]]) -> np.ndarray:
+    """block_stops over every (block of settings, share of the runs), PROCESSES at a time,
+    put together as (runs, settings)."""
+    shares = [list(curves[i::PROCESSES]) for i in range(PROCESSES)]  # interleaved: long runs spread
+    jobs = [(share, block) for block in blocks for share in shares]
+    if PROCESSES > 1:
+        with ProcessPoolExecutor(PROCESSES) as pool:
+            parts = list(pool.map(block_stops, jobs))
+    else:
+        parts = [block_stops(job) for job in jobs]
+    out = np.empty((len(curves), sum(len(b) for b in blocks)), dtype=np.int64)
+    column = 0
+    for b, block in enumerate(blocks):
+        for i in range(PROCESSES):
+            out[i::PROCESSES, column:column + len(block)] = parts[b * PROCESSES + i]
+        column += len(block)
+    return out
 
 
 PATIENCES = (4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
@@ -156,8 +175,85 @@ def default_rule_grids() -> list[Grid]:
     ]
 
 
+# The forecast preset's candidates: a patient plateau rule (patienceGrowth) or the forecast,
+# whichever fires first (combine: any), or a short plateau the forecast confirms
+# (confirmsPlateau). The horizon is each run's planned length in evaluations, as a user states it.
+FORECAST_FOLDS: tuple[dict[str, Any], ...] = (  # the fields `track` reads: one fold per run each
+    {"smoothing": 0.6, "min_delta": {"progress": 0.03}},
+    {"smoothing": 0.6, "min_delta": {"progress": 0.05}},
+    {"smoothing": 0.7, "min_delta": {"progress": 0.03}},
+)
+FORECAST_PLATEAUS: tuple[tuple[int, float, bool], ...] = (  # patience, patienceGrowth, confirmsPlateau
+    (8, 1.0, False), (8, 1.5, False), (8, 2.0, False), (10, 1.5, False), (12, 1.0, False), (12, 1.5, False),
+    (16, 1.0, False), (6, 0.0, True), (8, 0.0, True),
+)
+FORECAST_GAINS = (0.01, 0.015, 0.02, 0.03)  # minGain.progress
+FORECAST_CONFIDENCES = (0.5, 0.7)
+FORECAST_MIN_EVALUATIONS = (8, 12, 16)
+
+
+def forecast_name(values: dict[str, Any]) -> str:
+    ahead = values["forecast"]
+    return ",".join([rule_name(values), f"forecast.minGain.progress={ahead['min_gain']['progress']:g}",
+                     f"confidence={ahead['confidence']:g}", f"minEvaluations={ahead['min_evaluations']}"]
+                    + (["confirmsPlateau"] if ahead.get("confirms_plateau") else []))
+
+
+def _forecast_stops(curve: RunCurve, specs: Sequence[StopSpec]) -> list[int]:
+    """Stop epochs of specs that differ only in fields `track` never reads (patience,
+    patienceGrowth, the forecast's thresholds), through the engine's `track` and `decide`: one
+    fold per run serves them all, and each spec is asked at every step until it fires."""
+    rule = specs[0].metric
+    assert rule is not None
+    stops = [curve.planned] * len(specs)
+    pending = list(range(len(specs)))
+    for step, obs in _observations(curve, rule):
+        still = []
+        for k in pending:
+            if decide(specs[k], obs).would_stop:
+                stops[k] = step
+            else:
+                still.append(k)
+        pending = still
+        if not pending:
+            break
+    return stops
+
+
+def _fold_fields(spec: StopSpec) -> dict[str, Any]:
+    rule = spec.metric
+    assert rule is not None and rule.forecast is not None
+    return {**rule.model_dump(exclude={"patience", "patience_growth", "forecast"}),
+            "horizon": rule.forecast.horizon, "unit": rule.forecast.unit}
+
+
+def _forecast_block(args: tuple[Sequence[RunCurve], tuple[dict[str, Any], ...]]) -> np.ndarray:
+    curves, values = args
+    by_horizon: dict[int, list[StopSpec]] = {}
+    rows = []
+    for c in curves:
+        if c.planned not in by_horizon:  # runs of one planned length share their specs
+            by_horizon[c.planned] = [StopSpec.model_validate({"metric": {
+                "name": "val_loss", **v, "forecast": {**v["forecast"], "horizon": c.planned, "unit": "evaluations"}}})
+                for v in values]
+            if any(_fold_fields(s) != _fold_fields(by_horizon[c.planned][0]) for s in by_horizon[c.planned]):
+                raise ValueError("a forecast block's specs must share the fields track reads")
+        rows.append(_forecast_stops(c, by_horizon[c.planned]))
+    return np.array(rows, dtype=np.int64).reshape(len(curves), len(values))
+
+
 def forecast_grid() -> Grid:
-    """The forecast rule's candidates, replayed through the engine (cached under the engine's
-    and the candidates' source)."""
-    source = hashlib.sha256(inspect.getsource(plateau_policies).encode()).hexdigest()[:16]
-    return policy_grid("plateau-forecast", plateau_policies.forecast_family(), version=f"{_engine_version()}:{source}")
+    """The forecast preset's candidates (FORECAST_*), every combination, replayed through the
+    engine and cached under its source."""
+    blocks = [tuple({**fold, "patience": p, **({"patience_growth": g} if g else {}),
+                     "forecast": {"min_gain": {"progress": gain}, "confidence": confidence,
+                                  "min_evaluations": least, **({"confirms_plateau": True} if confirms else {})}}
+                    for (p, g, confirms), gain, confidence, least in product(
+                        FORECAST_PLATEAUS, FORECAST_GAINS, FORECAST_CONFIDENCES, FORECAST_MIN_EVALUATIONS))
+              for fold in FORECAST_FOLDS]
+    values = tuple(v for block in blocks for v in block)
+
+    def stops(curves: Sequence[RunCurve]) -> np.ndarray:
+        return _in_pool(_forecast_block, curves, blocks)
+
+    return Grid("plateau-forecast", tuple(forecast_name(v) for v in values), stops, values, _engine_version())

@@ -18,8 +18,9 @@ sys.path.insert(0, str(ROOT))  # "benchmarks" is a folder of the repo, not an in
 
 from benchmarks import calibrate, candidates, generate_shapes  # noqa: E402
 from benchmarks.generate_curves import Plan, fit_group, make_split  # noqa: E402
-from benchmarks.harness import CONSTANT_LR, load_curves  # noqa: E402
-from benchmarks.plateau_policies import policy_from_spec  # noqa: E402
+from benchmarks.harness import CONSTANT_LR, load_curves, metric_clairvoyant_stop, summarize  # noqa: E402
+from benchmarks.plateau_policies import policy_from_spec, policy_from_specs  # noqa: E402
+from plateau.api import StopSpec  # noqa: E402
 
 CURVES = ROOT / "benchmarks" / "data" / "curves.csv.gz"
 SHAPES = ROOT / "benchmarks" / "data" / "curves-shapes.csv.gz"
@@ -64,6 +65,45 @@ def test_rule_grid_stops_where_plateau_replay_does(small: list, monkeypatch: pyt
     assert (stops < np.array([[c.planned] for c in small])).any()
 
 
+def _tiny_forecast_grid(monkeypatch: pytest.MonkeyPatch) -> candidates.Grid:
+    monkeypatch.setattr(candidates, "FORECAST_FOLDS", candidates.FORECAST_FOLDS[:1])
+    monkeypatch.setattr(candidates, "FORECAST_PLATEAUS", ((8, 1.5, False), (6, 0.0, True)))
+    monkeypatch.setattr(candidates, "FORECAST_GAINS", (0.02, 0.1))
+    monkeypatch.setattr(candidates, "FORECAST_MIN_EVALUATIONS", (8,))
+    return candidates.forecast_grid()
+
+
+def test_forecast_grid_stops_where_plateau_replay_does(small: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(candidates, "PROCESSES", 1)
+    grid = _tiny_forecast_grid(monkeypatch)
+    stops = grid.stops(small)
+    for j, values in enumerate(grid.values):
+        def spec(c: object, v: dict = values) -> StopSpec:
+            planned = c.planned  # type: ignore[attr-defined]
+            return StopSpec.model_validate({"metric": {"name": "val_loss", **v, "forecast": {
+                **v["forecast"], "horizon": planned, "unit": "evaluations"}}})
+        policy = policy_from_specs(spec)
+        assert [policy(c) for c in small] == list(stops[:, j]), grid.settings[j]
+    planned = np.array([[c.planned] for c in small])
+    assert len(set(grid.settings)) == len(grid.settings) == 8
+    assert (stops < planned).any() and len({tuple(col) for col in stops.T}) > 1  # the settings differ
+
+
+def test_a_process_pool_gives_the_stops_of_one_process(small: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    for grid in (_tiny_grid(), _tiny_forecast_grid(monkeypatch)):
+        monkeypatch.setattr(candidates, "PROCESSES", 1)
+        alone = grid.stops(small)
+        monkeypatch.setattr(candidates, "PROCESSES", 3)  # shares of unequal length
+        assert (grid.stops(small) == alone).all(), grid.name
+
+
+def test_a_forecast_block_must_share_what_track_reads(small: list) -> None:
+    values = ({"patience": 8, "smoothing": 0.6, "forecast": {"min_gain": {"progress": 0.02}, "confidence": 0.5}},
+              {"patience": 8, "smoothing": 0.7, "forecast": {"min_gain": {"progress": 0.02}, "confidence": 0.5}})
+    with pytest.raises(ValueError, match="share the fields track reads"):
+        candidates._forecast_block((small[:1], values))
+
+
 def test_each_fold_is_calibrated_without_its_held_out_task(small: list, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(candidates, "PROCESSES", 1)
     grid = _tiny_grid()
@@ -87,6 +127,16 @@ def test_each_fold_is_calibrated_without_its_held_out_task(small: list, monkeypa
     assert next(f for f in calibrate.folds(table2, "aggressive") if f.held_out == fold.held_out).setting == fold.setting
     with_it = calibrate.choose(table2, np.arange(len(small)), calibrate.CONSTRAINTS["aggressive"], {"tiny"})
     assert with_it is not None and table.settings[with_it] != fold.setting
+
+
+def test_the_metric_clairvoyant_limit_saves_the_most_within_the_bound(small: list) -> None:
+    limit = calibrate.metric_clairvoyant(small, 0.5)
+    assert limit is not None and limit.mean_regret <= 0.5 + 1e-9 and limit.n_runs == len(small)
+    for tolerance in calibrate.METRIC_TOLERANCES:
+        stops = [metric_clairvoyant_stop(c, tolerance) for c in small]
+        other = summarize("t", small, stops)
+        assert other.mean_regret > 0.5 + 1e-9 or other.mean_saved <= limit.mean_saved
+    assert calibrate.metric_clairvoyant(small, -1.0) is None  # no tolerance has a negative regret
 
 
 def test_register_candidates_rejects_unknown_presets_and_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
