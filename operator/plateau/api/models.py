@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from plateau.api import kubenames, podschema
+from plateau.api import fieldsets, kubenames, podschema
 from plateau.api.durations import DURATION_PATTERN, ParsedDuration, parse_duration
 from plateau.api.stdout_pattern import STEP_GROUP, compile_pattern
 
@@ -28,6 +28,7 @@ SHORT_NAMES = ["tj"]
 CATEGORIES = ["plateau"]
 
 CEL = "x-kubernetes-validations"
+_object_setattr = object.__setattr__
 
 
 def cel_string(text: str) -> str:
@@ -43,7 +44,8 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str
 
 
 class Model(BaseModel):
-    """Base: camelCase on the wire, unknown fields rejected (the CRD prunes them instead)."""
+    """Base: camelCase on the wire, unknown fields rejected (the CRD prunes them instead).
+    Instances with the same fields set share one set of their names (plateau.api.fieldsets)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -51,6 +53,22 @@ class Model(BaseModel):
         extra="forbid",
         use_enum_values=True,
     )
+
+    if not TYPE_CHECKING:  # pydantic's own signatures for the type checker
+
+        def model_post_init(self, context: Any, /) -> None:
+            _object_setattr(self, "__pydantic_fields_set__", fieldsets.shared(self.__pydantic_fields_set__))
+
+        def model_copy(self, *, update: Any = None, deep: bool = False) -> Any:
+            fields = self.__pydantic_fields_set__
+            copied = super().model_copy(update=update, deep=deep)
+            _object_setattr(copied, "__pydantic_fields_set__", fields if not update or fields.issuperset(update)
+                            else fieldsets.shared(copied.__pydantic_fields_set__))
+            return copied
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            _object_setattr(self, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))  # its own, to change
+            super().__setattr__(name, value)
 
 
 class Spec(Model):

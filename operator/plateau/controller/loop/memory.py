@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("plateau.controller.loop")
 
 
-@dataclass
+@dataclass(slots=True)
 class Memory:
-    """What this leader last computed and wrote for one job."""
+    """What this leader last computed and wrote for one job (slots: one per job)."""
 
     status: api.TrainingJobStatus
     written: api.TrainingJobStatus
