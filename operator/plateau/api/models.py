@@ -418,14 +418,26 @@ class ForecastUnit(str, Enum):
     EVALUATIONS = "evaluations"
 
 
+FORECAST_END = "forecast needs exactly one of horizon (the run's planned length) and lookahead"
+
+
 class ForecastRule(Spec):
     """Stop (reason Converged) when the improvement forecast from the curve so far to the end of
-    the planned run is below minGain with the given confidence. The curve is extrapolated by an
-    ensemble of learning-curve families (power law, exponential, logarithmic) fitted robustly."""
+    the planned run (or `lookahead` times the run so far) is below minGain with the given
+    confidence. The curve is extrapolated by an ensemble of learning-curve families (power law,
+    exponential, logarithmic) fitted robustly."""
 
-    horizon: Integer = Field(ge=1, le=2**53, description="The run's planned length, in `unit`: where the forecast looks.")
+    horizon: OptionalInteger = Field(
+        default=None, ge=1, le=2**53,
+        description="The run's planned length, in `unit`: where the forecast looks. Set this or `lookahead`.")
+    lookahead: Optional[float] = Field(
+        default=None, ge=1.05, le=100,
+        description=("How far ahead the forecast looks when the run's planned length is unknown: this "
+                     "many times the run so far, in `unit` (1.5: the gain if the run went on for half "
+                     "as long again). Set this or `horizon`."))
     unit: ForecastUnit = lax(default=ForecastUnit.STEPS,
-                             description="What `horizon` counts: the trainer's steps, or evaluations (reports).")
+                             description=("What `horizon` and `lookahead` count: the trainer's steps, or "
+                                          "evaluations (reports)."))
     min_gain: MinGain = Field(
         default_factory=lambda: MinGain(progress=DEFAULT_MIN_GAIN_PROGRESS),
         description=("The gain still to come below which the run stops. Default: 2% of the progress "
@@ -441,6 +453,14 @@ class ForecastRule(Spec):
         default=False,
         description=("true: the forecast stops nothing by itself; a plateau (patience) stops the run only "
                      "when the forecast also says less than minGain is to come. Needs patience."))
+
+    @model_validator(mode="after")
+    def _one_end(self) -> "ForecastRule":
+        if (self.horizon is None) == (self.lookahead is None):
+            raise ValueError(FORECAST_END)
+        return self
+
+    model_config = ConfigDict(json_schema_extra={CEL: [cel("has(self.horizon) != has(self.lookahead)", FORECAST_END)]})
 
 
 class Schedule(Spec):
@@ -540,7 +560,8 @@ class MetricRule(Spec):
         default=True, description="Stop (reason NotFinite) when the metric is NaN or infinite."
     )
     forecast: Optional[ForecastRule] = Field(
-        default=None, description="Stop when little improvement is forecast before the run's planned end.")
+        default=None, description=("Stop when little improvement is forecast before the run's planned end "
+                                   "(or `lookahead` times the run so far)."))
     schedule: Optional[Schedule] = Field(
         default=None, description="The learning-rate schedule: no plateau stop right before a drop.")
 
@@ -771,7 +792,9 @@ class StopSpec(Spec):
             )
         if (self.cohort or self.preset) and not self.metric:
             raise ValueError("stop.cohort and stop.preset need stop.metric to name the metric")
-        if self.preset == Preset.FORECAST and self.metric is not None and self.metric.forecast is None:
+        # The preset is calibrated for a known planned length: a lookahead does not do.
+        if (self.preset == Preset.FORECAST and self.metric is not None
+                and (self.metric.forecast is None or self.metric.forecast.horizon is None)):
             raise ValueError("preset forecast needs metric.forecast.horizon: the run's planned length")
         return self
 
@@ -788,7 +811,8 @@ class StopSpec(Spec):
                     "cohort and preset need metric to name the metric",
                 ),
                 cel(
-                    "!has(self.preset) || self.preset != 'forecast' || (has(self.metric) && has(self.metric.forecast))",
+                    "!has(self.preset) || self.preset != 'forecast' || "
+                    "(has(self.metric) && has(self.metric.forecast) && has(self.metric.forecast.horizon))",
                     "preset forecast needs metric.forecast.horizon: the run's planned length",
                 ),
             ]

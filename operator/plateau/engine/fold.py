@@ -154,7 +154,7 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
             since += 1
         if not alpha:
             smoothed = None
-    fit = _forecast(ahead, sketch, origin, mode) if refit else (
+    fit = _forecast(ahead, sketch, origin, mode, last_step, count) if refit else (
         s.forecast_level, s.forecast_level_sd, s.forecast_gain, s.forecast_gain_sd)
     return MetricTrack(
         name=s.name,
@@ -202,7 +202,19 @@ def _dropped(schedule: Schedule, before: Optional[int], ev: Evaluation, lr_base:
 _NO_FIT = (None, None, None, None)
 
 
-def _forecast(rule: Optional[ForecastRule], sketch: tuple[float, ...], origin: float, mode: str) -> tuple[Optional[float], ...]:
+def forecast_end(rule: ForecastRule, last_step: Optional[int], evaluations: int) -> float:
+    """Where the forecast looks, in its unit: the planned length, or `lookahead` times the run so
+    far (counted from the run's start, not from the last learning-rate drop)."""
+    if rule.horizon is not None:
+        return float(rule.horizon)
+    assert rule.lookahead is not None
+    done = (last_step or 0) if rule.unit == ForecastUnit.STEPS else evaluations
+    return rule.lookahead * done
+
+
+def _forecast(rule: Optional[ForecastRule], sketch: tuple[float, ...], origin: float, mode: str,
+              last_step: Optional[int], evaluations: int) -> tuple[Optional[float], ...]:
     assert rule is not None
-    f = fc.fit(sketch[1::3], sketch[2::3], float(rule.horizon), origin, mode == MIN)
+    end = forecast_end(rule, last_step, evaluations)
+    f = fc.fit(sketch[1::3], sketch[2::3], end, origin, mode == MIN)
     return _NO_FIT if f is None else tuple(f)

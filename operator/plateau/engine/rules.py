@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 from plateau.api import Combine, ForecastUnit, MetricRule, Reason, StopSpec
 from plateau.engine import forecast as fc
-from plateau.engine.fold import MIN, MetricTrack, better, min_delta, progress
+from plateau.engine.fold import MIN, MetricTrack, better, forecast_end, min_delta, progress
 from plateau.engine.presets import resolve_metric_rule
 
 ALL = Combine.ALL.value
@@ -188,6 +188,7 @@ def _drop_ahead(rule: MetricRule, m: MetricTrack) -> Optional[str]:
         return None
     at, why = min(due)
     ahead = rule.forecast
+    # The run's end in steps, where known: a lookahead has none.
     end = ahead.horizon if ahead is not None and ahead.unit == ForecastUnit.STEPS else None
     if (end is not None and at > end) or (schedule.hold is not None and at - step > schedule.hold):
         return None
@@ -199,26 +200,31 @@ def _converged(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
     assert ahead is not None
     unit = "step" if ahead.unit == ForecastUnit.STEPS else "evaluation"
     regime = m.regime_evaluations or 0
+    horizon = ahead.horizon  # None with a lookahead: the planned length is unknown
+    at = (m.last_step or 0) if unit == "step" else m.evaluations
     if regime < ahead.min_evaluations or m.forecast_gain is None or m.forecast_gain_sd is None:
-        reached = m.last_step is not None and (m.last_step if unit == "step" else m.evaluations) >= ahead.horizon
+        reached = horizon is not None and m.last_step is not None and at >= horizon
         return RuleOutcome(Reason.CONVERGED, None, lambda: (
-            f"{rule.name}: the horizon {unit} {ahead.horizon:,} is reached, nothing left to forecast" if reached else
+            f"{rule.name}: the horizon {unit} {horizon:,} is reached, nothing left to forecast" if reached else
             f"{rule.name}: too few evaluations to forecast ({regime} of {ahead.min_evaluations}"
             f"{' since the last learning-rate drop' if m.drop_step is not None else ''})"))
     upper = m.forecast_gain + fc.normal_quantile(ahead.confidence) * m.forecast_gain_sd
     wanted = min_gain(rule, m)
     fired = upper < wanted
     drop = _drop_ahead(rule, m) if fired else None
-    at = m.last_step if unit == "step" else m.evaluations
-    saves = 1.0 - (at or 0) / ahead.horizon
 
     def explain() -> str:
+        where = f"{forecast_end(ahead, m.last_step, m.evaluations):,.0f}"
+        if horizon is None:
+            where += f" ({ahead.lookahead:g}× the run so far)"
         text = (f"{rule.name} expected to reach {_fmt(m.forecast_level)} ± {m.forecast_level_sd:.2g} by {unit}"
-                f" {ahead.horizon:,}: a gain of {_fmt(m.forecast_gain)} (at most {_fmt(upper)} at"
+                f" {where}: a gain of {_fmt(m.forecast_gain)} (at most {_fmt(upper)} at"
                 f" {ahead.confidence:.0%} confidence) {'<' if fired else '>='} minGain {_fmt(wanted)}")
         if drop is not None:
             return f"{text}, but {drop}"
-        return f"{text}; stopping saves {saves:.0%} of the run" if fired else text
+        if not fired or horizon is None:
+            return text
+        return f"{text}; stopping saves {1.0 - at / horizon:.0%} of the run"
 
     return RuleOutcome(Reason.CONVERGED, fired and drop is None, explain)
 

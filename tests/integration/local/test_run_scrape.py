@@ -139,11 +139,16 @@ def test_reader_takes_the_track_and_keeps_real_points(sidecar: RunningSidecar) -
     assert reader.points == [(1, 1.0), (4, 0.9)]  # only values that were reported
 
 
-@pytest.mark.parametrize("preset", ["balanced", "conservative", "aggressive"])
-def test_twenty_reports_per_read_stop_where_replay_stops(tmp_path: Path, preset: str) -> None:
+LOOKAHEAD = {"metric": {"name": "val_loss", "forecast": {"lookahead": 1.5, "unit": "evaluations"}}}
+
+
+@pytest.mark.parametrize("spec", [{"preset": preset, "metric": {"name": "val_loss"}}
+                                  for preset in ("balanced", "conservative", "aggressive")] + [LOOKAHEAD],
+                         ids=["balanced", "conservative", "aggressive", "lookahead"])
+def test_twenty_reports_per_read_stop_where_replay_stops(tmp_path: Path, spec: dict) -> None:
     """A noisy curve reported 20 times per read: the first read that stops names replay's
     stop step, reason and evidence."""
-    stop = StopSpec.model_validate({"preset": preset, "metric": {"name": "val_loss"}})
+    stop = StopSpec.model_validate(spec)
     sent = [(step, 0.3 + 0.7 * math.exp(-step / 40) + 0.02 * math.sin(step * 1.7)) for step in range(1, 601)]
     expected = replay_run(RunHistory("r", None, [Row(s, {"val_loss": v}, None, None) for s, v in sent]), stop)
     assert expected.stopped and expected.stop_step is not None and expected.stop_step < 580

@@ -189,6 +189,16 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
         f"{POD}__volumes": [{"name": "data", "emptyDir": {}}],
         f"{POD}__containers": [TRAINER, {**TRAINER, "name": "helper",
                                          "volumeMounts": [{"name": "data", "mountPath": "/plateau"}]}]}, ACCEPT),
+    # --- the forecast's end: exactly one of horizon and lookahead (CEL) ---------------------------
+    ("forecast-horizon", {f"{METRIC}__forecast": {"horizon": 1000}}, ACCEPT),
+    ("forecast-lookahead", {f"{METRIC}__forecast": {"lookahead": 1.5, "unit": "evaluations"}}, ACCEPT),
+    ("forecast-lookahead-integer-is-a-number", {f"{METRIC}__forecast": {"lookahead": 2}}, ACCEPT),
+    ("forecast-horizon-and-lookahead", {f"{METRIC}__forecast": {"horizon": 1000, "lookahead": 1.5}}, REJECT),
+    ("forecast-neither", {f"{METRIC}__forecast": {"unit": "steps"}}, REJECT),
+    ("forecast-lookahead-1", {f"{METRIC}__forecast": {"lookahead": 1.0}}, REJECT),
+    ("forecast-lookahead-over-100", {f"{METRIC}__forecast": {"lookahead": 100.5}}, REJECT),
+    ("forecast-lookahead-string", {f"{METRIC}__forecast": {"lookahead": "1.5"}}, REJECT),
+    ("forecast-preset-with-lookahead", {f"{STOP}__preset": "forecast", f"{METRIC}__forecast": {"lookahead": 1.5}}, REJECT),
     # --- stdout patterns ---------------------------------------------------------------------------
     ("pattern-valid", {METRICS: {**STDOUT, "pattern": r"step=(?P<step>\d+) loss=(?P<val_loss>\S+)"}}, ACCEPT),
     ("pattern-without-step", {METRICS: {**STDOUT, "pattern": r"loss=(?P<val_loss>\S+)"}}, REJECT),

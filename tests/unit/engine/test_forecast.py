@@ -12,15 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from plateau.engine import forecast as fc
 from plateau.api import Reason, StopSpec
+from plateau.api.models import FORECAST_END
 from plateau.engine.history import MetricHistory, metric_stop_spec
 from plateau.engine.fold import Evaluation, track
-from plateau.engine.rules import Observation, decide
+from plateau.engine.rules import Observation, RuleOutcome, decide
 
 Z90 = fc.normal_quantile(0.9)
 
@@ -119,8 +120,9 @@ def test_the_sketch_is_bounded_keeps_the_recent_points_and_spans_the_curve(n: in
 # --- in the engine ----------------------------------------------------------------------------
 
 
-def spec(horizon: int = 100, **metric: object) -> StopSpec:
-    forecast = {"horizon": horizon, "unit": "evaluations", "minGain": {"progress": 0.03}}
+def spec(horizon: int = 100, lookahead: float | None = None, unit: str = "evaluations", **metric: object) -> StopSpec:
+    end = {"horizon": horizon} if lookahead is None else {"lookahead": lookahead}
+    forecast = {**end, "unit": unit, "minGain": {"progress": 0.03}}
     return StopSpec.model_validate({"metric": {"name": "val_loss", "forecast": forecast, **metric}})
 
 
@@ -165,6 +167,51 @@ def test_missing_data_is_never_a_reason_to_stop() -> None:
     assert outcome.fired is None and "the horizon evaluation 100 is reached" in outcome.message
 
 
+def test_a_lookahead_stops_a_converged_run_and_says_where_it_looked() -> None:
+    stop = spec(lookahead=1.5)
+    d = decide(stop, Observation(metric=track(None, stop.metric, curve(100))))  # type: ignore[arg-type]
+    assert d.would_stop and d.reason == Reason.CONVERGED
+    # No planned length: nothing on what stopping saves.
+    match = re.fullmatch(r"val_loss expected to reach ([\d.]+) ± ([\d.e-]+) by evaluation 150 \(1\.5× the run so far\):"
+                         r" a gain of [\d.e-]+ \(at most [\d.e-]+ at 90% confidence\) < minGain [\d.e-]+", d.message)
+    assert match, d.message
+    level, sd = float(match[1]), float(match[2])
+    assert abs(level - (0.2 + 150**-1.5)) <= 3 * sd + 1e-4
+    steps = spec(lookahead=2, unit="steps")
+    outcome = next(o for o in decide(steps, Observation(metric=track(None, steps.metric, curve(100)))).outcomes  # type: ignore[arg-type]
+                   if o.reason == Reason.CONVERGED)
+    assert outcome.fired and "by step 2,000 (2× the run so far): a gain of" in outcome.message
+
+
+def test_a_lookahead_on_a_run_still_improving_goes_on_and_never_reaches_an_end() -> None:
+    stop = spec(lookahead=1.5)
+    improving = track(None, stop.metric, curve(40, c=0.3))  # type: ignore[arg-type]
+    outcome = next(o for o in decide(stop, Observation(metric=improving)).outcomes if o.reason == Reason.CONVERGED)
+    assert outcome.fired is False and "by evaluation 60 (1.5× the run so far)" in outcome.message
+    assert ">= minGain" in outcome.message
+    few = track(None, stop.metric, curve(5))  # type: ignore[arg-type]
+    outcome = next(o for o in decide(stop, Observation(metric=few)).outcomes if o.reason == Reason.CONVERGED)
+    assert outcome.fired is None and outcome.message == "val_loss: too few evaluations to forecast (5 of 8)"
+
+
+@settings(max_examples=40, deadline=None)
+@given(k=st.floats(1.05, 100.0), n=st.integers(8, 80), by_steps=st.booleans(), drop=st.none() | st.integers(2, 60))
+def test_a_lookahead_fits_at_that_many_times_the_whole_run(k: float, n: int, by_steps: bool, drop: int | None) -> None:
+    """Each fit with lookahead k is the fit at horizon k × the run so far (the last step, or the
+    evaluations folded), counted from the run's start even after a learning-rate drop."""
+    metric: dict = {"name": "val_loss", "forecast": {"lookahead": k, "unit": "steps" if by_steps else "evaluations"}}
+    if drop is not None:
+        metric["schedule"] = {"milestones": [10 * drop]}
+    rule = StopSpec.model_validate({"metric": metric}).metric
+    m = None
+    for part in (curve(n)[:n // 2], curve(n)[n // 2:]):  # the horizon grows with the run
+        m = track(m, rule, part)  # type: ignore[arg-type]
+        done = m.last_step if by_steps else m.evaluations
+        f = fc.fit(m.sketch[1::3], m.sketch[2::3], k * done, m.origin)  # type: ignore[operator]
+        assert (m.forecast_level, m.forecast_level_sd, m.forecast_gain, m.forecast_gain_sd) == (
+            (None,) * 4 if f is None else tuple(f))
+
+
 def test_the_fit_is_redone_only_when_new_finite_evaluations_arrive() -> None:
     rule = spec().metric
     m = track(None, rule, curve(30))  # type: ignore[arg-type]
@@ -180,7 +227,11 @@ def test_forecast_specs_are_validated() -> None:
                          ({"horizon": 10, "minGain": {}}, "minGain needs a part above 0"),
                          ({"horizon": 10, "minGain": {"absolute": 1}, "confidence": 1.0}, "less than or equal to 0.999"),
                          ({"horizon": 10, "minGain": {"absolute": 1}, "unit": "epochs"}, "steps"),
-                         ({"minGain": {"absolute": 1}}, "horizon")):
+                         ({"minGain": {"absolute": 1}}, re.escape(FORECAST_END)),
+                         ({"horizon": 10, "lookahead": 1.5}, re.escape(FORECAST_END)),
+                         ({"lookahead": 1.0}, r"forecast\.lookahead\s+Input should be greater than or equal to 1\.05"),
+                         ({"lookahead": 100.5}, r"forecast\.lookahead\s+Input should be less than or equal to 100"),
+                         ({"lookahead": "1.5"}, r"forecast\.lookahead\s+Input should be a valid number")):
         with pytest.raises(ValidationError, match=message):
             StopSpec.model_validate({"metric": {"name": "l", "forecast": bad}})
     for bad, message in (({}, "milestones, period or learningRate"), ({"milestones": [30, 30]}, "strictly increasing"),
@@ -189,11 +240,12 @@ def test_forecast_specs_are_validated() -> None:
             StopSpec.model_validate({"metric": {"name": "l", "schedule": bad}})
 
 
-def test_replay_cli_stops_on_the_forecast(tmp_path: Path) -> None:
+@pytest.mark.parametrize("end", ["horizon: 100", "lookahead: 1.5"])
+def test_replay_cli_stops_on_the_forecast(tmp_path: Path, end: str) -> None:
     rows = ["run,step,val_loss"] + [f"a,{i},{0.2 + i**-1.5:.6f}" for i in range(1, 101)] + \
            [f"b,{i},{2 - 0.01 * i:.6f}" for i in range(1, 101)]
     (tmp_path / "c.csv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "s.yaml").write_text("stop:\n  metric:\n    name: val_loss\n    forecast: {horizon: 100, unit: evaluations,"
+    (tmp_path / "s.yaml").write_text(f"stop:\n  metric:\n    name: val_loss\n    forecast: {{{end}, unit: evaluations,"
                                      " minGain: {progress: 0.03}}\n")
     out = subprocess.run([sys.executable, "-m", "plateau.cli", "replay", str(tmp_path / "s.yaml"), str(tmp_path / "c.csv"),
                           "--json"], capture_output=True, text=True, timeout=60)
@@ -310,6 +362,18 @@ def test_the_forecast_starts_again_at_a_drop_and_holds_before_one() -> None:
     assert decide(stop, Observation(metric=later)).reason == Reason.CONVERGED  # the new regime has converged
 
 
+def test_a_lookahead_holds_before_any_drop_to_come_the_run_has_no_known_end() -> None:
+    def converged(end: dict) -> RuleOutcome:
+        stop = StopSpec.model_validate({"metric": {"name": "val_loss", "schedule": {"milestones": [5000]}, "forecast": {
+            **end, "unit": "steps", "minGain": {"progress": 0.03}}}})
+        m = track(None, stop.metric, [Evaluation(i, 0.5 + i**-1.5) for i in range(1, 41)])  # type: ignore[arg-type]
+        return next(o for o in decide(stop, Observation(metric=m)).outcomes if o.reason == Reason.CONVERGED)
+
+    assert converged({"horizon": 100}).fired is True  # the drop comes after the planned end
+    unknown = converged({"lookahead": 1.5})
+    assert unknown.fired is False and "but the learning rate drops at step 5,000 (scheduled)" in unknown.message
+
+
 def test_the_sidecar_folds_the_learning_rate_in_force_live_and_when_a_spec_arrives_late() -> None:
     from plateau.engine.history import metric_spec_for
     from plateau_sidecar.store import MetricStore
@@ -341,6 +405,11 @@ STOP_SCHEMA_CASES = [
     ({"metric": {"name": "l", "schedule": {"hold": 5}}}, ["schedule needs milestones, period or learningRate"]),
     ({"preset": "forecast", "metric": {"name": "l"}}, ["preset forecast needs metric.forecast.horizon: the run's planned length"]),
     ({"preset": "forecast", "metric": {"name": "l", "forecast": {"horizon": 10}}}, []),
+    ({"preset": "forecast", "metric": {"name": "l", "forecast": {"lookahead": 1.5}}},
+     ["preset forecast needs metric.forecast.horizon: the run's planned length"]),
+    ({"metric": {"name": "l", "forecast": {"lookahead": 1.5}}}, []),
+    ({"metric": {"name": "l", "forecast": {"horizon": 10, "lookahead": 1.5}}}, [FORECAST_END]),
+    ({"metric": {"name": "l", "forecast": {"unit": "evaluations"}}}, [FORECAST_END]),
     ({"metric": {"name": "l", "forecast": {"horizon": 10, "confirmsPlateau": True}}},
      ["forecast.confirmsPlateau needs patience: it confirms a plateau"]),
 ]
