@@ -52,11 +52,15 @@ class MetricReader:
         self.fold(read)
 
     def read_last(self) -> None:
-        """A read while the sidecar shuts down: one that fails only means it has gone."""
+        """A read while the sidecar shuts down: one that fails, or finds no series (Prometheus
+        marks a vanished target's series stale), only means it has gone, and keeps what the
+        reads before it found."""
         try:
-            self.fold(self.source.read(self.rule.name))
+            read = self.source.read(self.rule.name)
         except SourceError:
-            pass
+            return
+        if read is not None:
+            self.fold(read)
 
     def settle(self, apart: float, timeout: float) -> None:
         """Read until two reads `apart` seconds apart count the same reports: once the trainer
