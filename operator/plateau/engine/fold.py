@@ -113,7 +113,10 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
     sketch, origin, regime, lr_base, drop_step, drop_gap = (s.sketch, s.origin, s.regime_evaluations, s.lr_base,
                                                             s.drop_step, s.drop_gap)
     by_steps = ahead is not None and ahead.unit == ForecastUnit.STEPS
-    refit = False
+    # (last step, evaluations) at the last evaluation that changed the sketch: the fit is made
+    # there, so a batch ending in non-finite values fits as one report at a time does (a
+    # lookahead's end moves with the run).
+    fit_at: Optional[tuple[int, int]] = None
     for ev in evaluations:
         if schedule is not None:
             dropped, lr_base = _dropped(schedule, last_step, ev, lr_base)
@@ -122,7 +125,8 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
                 if drop_step is not None:
                     drop_gap = ev.step - drop_step
                 drop_step = ev.step
-                since, reference, smoothed, sketch, refit = 0, None, None, (), ahead is not None
+                since, reference, smoothed, sketch = 0, None, None, ()
+                fit_at = (ev.step, count + 1) if ahead is not None else None
                 regime = 0 if ahead is not None else None
                 origin = float(last_step if by_steps else count) if last_step is not None else 0.0
         count += 1
@@ -138,7 +142,7 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
         if ahead is not None:
             regime = (regime or 0) + 1
             sketch = fc.sketch(sketch, regime, float(ev.step if by_steps else count), value)
-            refit = True
+            fit_at = (ev.step, count)
         if best is None or better(value, best, mode):
             best, best_step = value, ev.step
         smoothed = value if smoothed is None else alpha * smoothed + (1 - alpha) * value
@@ -154,7 +158,7 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
             since += 1
         if not alpha:
             smoothed = None
-    fit = _forecast(ahead, sketch, origin, mode, last_step, count) if refit else (
+    fit = _forecast(ahead, sketch, origin, mode, *fit_at) if fit_at is not None else (
         s.forecast_level, s.forecast_level_sd, s.forecast_gain, s.forecast_gain_sd)
     return MetricTrack(
         name=s.name,

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from plateau.api import StopSpec
 from plateau.engine.history import SNAPSHOT_EVERY, MetricHistory, metric_spec_for, metric_stop_spec
 from plateau.cli.replay import Row, RunHistory, RunReplay
-from plateau.engine.fold import Evaluation, MetricTrack, track
+from plateau.engine.fold import FOLD_ONLY, Evaluation, MetricTrack, track
 from plateau.engine.rules import Decision, Observation, decide
 from plateau.prometheus.summaries import TRACK_READ_SERIES, track_from_series
 from plateau_sidecar.collector import Exposition
@@ -65,7 +65,11 @@ def reports(draw: st.DrawFn) -> list[tuple[int, float]]:
 
 
 def same(a: Optional[MetricTrack], b: Optional[MetricTrack]) -> bool:
-    return repr(a) == repr(b)  # NaN-aware: repr(nan) == repr(nan)
+    """The same track as the operator reads it: the fold's own state (FOLD_ONLY, e.g. the
+    forecast's sketch) stays in the sidecar and is never exported."""
+    exported = [None if t is None else t._replace(**{f: MetricTrack._field_defaults.get(f) for f in FOLD_ONLY})
+                for t in (a, b)]
+    return repr(exported[0]) == repr(exported[1])  # NaN-aware: repr(nan) == repr(nan)
 
 
 def scrape(exposition: Exposition) -> dict[str, float]:

@@ -115,3 +115,34 @@ def test_patience_counter_resets_exactly_on_improvement(values: list[float], pat
     m = track(None, rule, [Evaluation(i, v) for i, v in enumerate(values)])
     best_index = min(range(len(values)), key=lambda i: (values[i], i))
     assert m.since_improvement == len(values) - 1 - best_index
+
+
+@st.composite
+def forecast_rules(draw: st.DrawFn) -> MetricRule:
+    """A forecast to a horizon or a lookahead, in either unit, with or without a step schedule."""
+    end = draw(st.one_of(st.builds(dict, horizon=st.integers(1, 200)),
+                         st.builds(dict, lookahead=st.floats(1.05, 4))))
+    return MetricRule(
+        name="m",
+        mode=draw(st.sampled_from(["min", "max"])),
+        smoothing=draw(st.one_of(st.none(), st.floats(0, 0.9))),
+        forecast={**end, "unit": draw(st.sampled_from(["steps", "evaluations"])), "min_evaluations": 5},
+        schedule=draw(st.one_of(st.none(), st.builds(dict, milestones=st.just([10, 25])))),
+    )
+
+
+@example(MetricRule(name="m", forecast={"lookahead": 3, "min_evaluations": 5}),
+         [1.0, 0.5, 0.4, 0.3, 0.25, 0.2, math.nan], [7])
+@settings(max_examples=200, deadline=None)
+@given(forecast_rules(), values_with_nan, st.lists(st.integers(1, 60), max_size=6))
+def test_a_forecast_folds_alike_in_any_batches(rule: MetricRule, values: list[float], cuts: list[int]) -> None:
+    """Non-finite values and learning-rate drops included: the sidecar folds what arrived
+    between two reads in one batch, replay one report at a time, and both fit alike."""
+    evs = [Evaluation(3 * i + 1, v) for i, v in enumerate(values)]
+    batched = None
+    for start, end in zip([0, *sorted(cuts)], [*sorted(cuts), len(evs)]):
+        batched = track(batched, rule, evs[start:end])
+    one_by_one = None
+    for ev in evs:
+        one_by_one = track(one_by_one, rule, [ev])
+    assert repr(batched) == repr(one_by_one)  # NaN-aware
