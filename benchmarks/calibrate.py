@@ -26,7 +26,9 @@ rules watch) but not the score, and saves the most it can within balanced's mean
 Candidates are pluggable: register_candidates(preset, Grid) adds a grid, e.g. forecast-based
 settings, to a preset's choice. A Grid gives the stop epoch of every (run, setting) pair;
 benchmarks.candidates has the grids: `policy_grid` wraps any per-run policies, `rule_grid` is
-the engine's metric rule.
+the engine's plateau rule, `lookahead_grid` a plateau or a forecast that looks a multiple of the
+run so far ahead (the three rule presets choose from these), and `forecast_grid` the forecast
+preset's, to each run's planned length.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ CONSTRAINTS: dict[str, Constraint] = {
     "aggressive": Constraint(1.0, 5),
     "forecast": Constraint(0.5, 10),
 }
-RULE_PRESETS = ("conservative", "balanced", "aggressive")  # need no horizon: chosen from the rule grids
+RULE_PRESETS = ("conservative", "balanced", "aggressive")  # need no horizon: plateau and lookahead grids
 
 
 # --- candidates by preset ---------------------------------------------------------------
@@ -95,7 +97,7 @@ def register_candidates(preset: str, grid: Grid) -> None:
     CANDIDATES[preset].append(grid)
 
 
-_DEFAULTS = candidates.default_rule_grids()
+_DEFAULTS = [*candidates.default_rule_grids(), candidates.lookahead_grid()]
 for _preset in RULE_PRESETS:
     for _grid in _DEFAULTS:
         register_candidates(_preset, _grid)

@@ -191,11 +191,28 @@ FORECAST_GAINS = (0.01, 0.015, 0.02, 0.03)  # minGain.progress
 FORECAST_CONFIDENCES = (0.5, 0.7)
 FORECAST_MIN_EVALUATIONS = (8, 12, 16)
 
+# The rule presets' forecast candidates: a plateau or a forecast that looks `lookahead` times the
+# run so far ahead, so the user states no planned length. `lookahead` is read by `track` (the
+# fit's end), so each one is a fold of its own.
+LOOKAHEAD_FOLDS: tuple[dict[str, Any], ...] = tuple(
+    {"smoothing": smoothing, "min_delta": {"progress": delta}, "lookahead": ahead}
+    for ahead in (1.5, 2.0, 3.0, 4.0) for smoothing, delta in ((0.3, 0.03), (0.6, 0.03), (0.7, 0.03))
+)
+LOOKAHEAD_PLATEAUS: tuple[tuple[int, float, bool], ...] = (
+    (8, 1.0, False), (8, 1.5, False), (12, 1.0, False), (12, 1.5, False), (16, 1.0, False), (20, 1.0, False),
+    (25, 1.0, False), (30, 1.0, False), (40, 1.0, False),
+)
+LOOKAHEAD_GAINS = (0.01, 0.02, 0.03, 0.05)
+LOOKAHEAD_CONFIDENCES = (0.5, 0.7)
+LOOKAHEAD_MIN_EVALUATIONS = (12,)
+
 
 def forecast_name(values: dict[str, Any]) -> str:
     ahead = values["forecast"]
-    return ",".join([rule_name(values), f"forecast.minGain.progress={ahead['min_gain']['progress']:g}",
-                     f"confidence={ahead['confidence']:g}", f"minEvaluations={ahead['min_evaluations']}"]
+    return ",".join([rule_name(values)]
+                    + ([f"forecast.lookahead={ahead['lookahead']:g}"] if "lookahead" in ahead else [])
+                    + [f"forecast.minGain.progress={ahead['min_gain']['progress']:g}",
+                       f"confidence={ahead['confidence']:g}", f"minEvaluations={ahead['min_evaluations']}"]
                     + (["confirmsPlateau"] if ahead.get("confirms_plateau") else []))
 
 
@@ -223,8 +240,17 @@ def _forecast_stops(curve: RunCurve, specs: Sequence[StopSpec]) -> list[int]:
 def _fold_fields(spec: StopSpec) -> dict[str, Any]:
     rule = spec.metric
     assert rule is not None and rule.forecast is not None
+    ahead = rule.forecast
     return {**rule.model_dump(exclude={"patience", "patience_growth", "forecast"}),
-            "horizon": rule.forecast.horizon, "unit": rule.forecast.unit}
+            "horizon": ahead.horizon, "lookahead": ahead.lookahead, "unit": ahead.unit}
+
+
+def _planned(forecast: dict[str, Any], planned: int) -> dict[str, Any]:
+    """The candidate's forecast as a user states it: the run's planned length as its horizon,
+    unless it looks ahead by a multiple of the run so far."""
+    if "lookahead" in forecast:
+        return forecast
+    return {**forecast, "horizon": planned, "unit": "evaluations"}
 
 
 def _forecast_block(args: tuple[Sequence[RunCurve], tuple[dict[str, Any], ...]]) -> np.ndarray:
@@ -234,26 +260,47 @@ def _forecast_block(args: tuple[Sequence[RunCurve], tuple[dict[str, Any], ...]])
     for c in curves:
         if c.planned not in by_horizon:  # runs of one planned length share their specs
             by_horizon[c.planned] = [StopSpec.model_validate({"metric": {
-                "name": "val_loss", **v, "forecast": {**v["forecast"], "horizon": c.planned, "unit": "evaluations"}}})
-                for v in values]
+                "name": "val_loss", **v, "forecast": _planned(v["forecast"], c.planned)}}) for v in values]
             if any(_fold_fields(s) != _fold_fields(by_horizon[c.planned][0]) for s in by_horizon[c.planned]):
                 raise ValueError("a forecast block's specs must share the fields track reads")
         rows.append(_forecast_stops(c, by_horizon[c.planned]))
     return np.array(rows, dtype=np.int64).reshape(len(curves), len(values))
 
 
-def forecast_grid() -> Grid:
-    """The forecast preset's candidates (FORECAST_*), every combination, replayed through the
-    engine and cached under its source."""
-    blocks = [tuple({**fold, "patience": p, **({"patience_growth": g} if g else {}),
-                     "forecast": {"min_gain": {"progress": gain}, "confidence": confidence,
-                                  "min_evaluations": least, **({"confirms_plateau": True} if confirms else {})}}
-                    for (p, g, confirms), gain, confidence, least in product(
-                        FORECAST_PLATEAUS, FORECAST_GAINS, FORECAST_CONFIDENCES, FORECAST_MIN_EVALUATIONS))
-              for fold in FORECAST_FOLDS]
+def _plateau_or_forecast(
+    name: str,
+    folds: Sequence[dict[str, Any]],
+    plateaus: Sequence[tuple[int, float, bool]],
+    gains: Sequence[float],
+    confidences: Sequence[float],
+    min_evaluations: Sequence[int],
+) -> Grid:
+    """Every combination of a plateau and a forecast, per fold (a fold's `lookahead`, if any,
+    goes into the forecast), replayed through the engine and cached under its source."""
+    blocks = []
+    for fold in folds:
+        shared = {k: v for k, v in fold.items() if k != "lookahead"}
+        ahead = {"lookahead": fold["lookahead"]} if "lookahead" in fold else {}
+        blocks.append(tuple(
+            {**shared, "patience": p, **({"patience_growth": g} if g else {}),
+             "forecast": {**ahead, "min_gain": {"progress": gain}, "confidence": confidence,
+                          "min_evaluations": least, **({"confirms_plateau": True} if confirms else {})}}
+            for (p, g, confirms), gain, confidence, least in product(plateaus, gains, confidences, min_evaluations)))
     values = tuple(v for block in blocks for v in block)
 
     def stops(curves: Sequence[RunCurve]) -> np.ndarray:
         return _in_pool(_forecast_block, curves, blocks)
 
-    return Grid("plateau-forecast", tuple(forecast_name(v) for v in values), stops, values, _engine_version())
+    return Grid(name, tuple(forecast_name(v) for v in values), stops, values, _engine_version())
+
+
+def forecast_grid() -> Grid:
+    """The forecast preset's candidates (FORECAST_*), with the run's planned length as horizon."""
+    return _plateau_or_forecast("plateau-forecast", FORECAST_FOLDS, FORECAST_PLATEAUS, FORECAST_GAINS,
+                                FORECAST_CONFIDENCES, FORECAST_MIN_EVALUATIONS)
+
+
+def lookahead_grid() -> Grid:
+    """The rule presets' forecast candidates (LOOKAHEAD_*): no planned length needed."""
+    return _plateau_or_forecast("plateau-lookahead", LOOKAHEAD_FOLDS, LOOKAHEAD_PLATEAUS, LOOKAHEAD_GAINS,
+                                LOOKAHEAD_CONFIDENCES, LOOKAHEAD_MIN_EVALUATIONS)

@@ -175,7 +175,7 @@ class Preset(str, Enum):
     CONSERVATIVE = "conservative"
     BALANCED = "balanced"
     AGGRESSIVE = "aggressive"
-    FORECAST = "forecast"  # balanced, and the forecast rule: needs metric.forecast.horizon
+    FORECAST = "forecast"  # a plateau or the forecast to the run's planned length: needs metric.forecast.horizon
 
 
 class CohortRuleKind(str, Enum):
@@ -762,10 +762,11 @@ class StopSpec(Spec):
     preset: Optional[Preset] = lax(
         default=None,
         description=(
-            "A calibrated plateau policy for `metric` (patience, minDelta, smoothing, warmup; "
-            "`forecast` adds the forecast rule's minGain and confidence, and needs "
-            "metric.forecast.horizon) for users who do not want to guess; fields set in `metric` "
-            "override it. See the benchmark figures in docs/stop-rules.md."
+            "A calibrated policy for `metric`, for users who do not want to guess: a plateau "
+            "(patience, minDelta, smoothing) or a forecast of the gain still to come, whichever "
+            "fires first. conservative, balanced and aggressive forecast `lookahead` times the run "
+            "so far; `forecast` looks to metric.forecast.horizon, which it needs. Fields set in "
+            "`metric` override the preset's. See the benchmark figures in docs/stop-rules.md."
         ),
     )
     dry_run: Optional[bool] = Field(

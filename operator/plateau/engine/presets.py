@@ -1,4 +1,4 @@
-"""Calibrated plateau policies, for users who do not want to guess patience.
+"""Calibrated stop policies, for users who do not want to guess patience.
 
 The values are what `python -m benchmarks.calibrate --folds tasks` chooses on all committed
 curves (benchmarks/data/curves*.csv.gz); docs/stop-rules.md has the tables. Fields the user
@@ -15,14 +15,21 @@ from plateau.engine.memo import per_spec_object
 # Chosen by benchmarks.calibrate over 1,260 real runs of 20 tasks (constant-rate, step, cosine
 # and warm-restart schedules, fine-tuning, noisy step-level metrics, over-fitting, 300-400
 # epochs): the most epochs saved with a mean regret within the preset's bound (0.25, 0.5 and
-# 1 point) and a p99 regret no worse than Keras patience=10's (aggressive: patience=5's). Out
-# of sample (each task scored by the values chosen without it), balanced saves 51.1% at a mean
-# regret of 0.62 points (p99 14.6), conservative 42.5% at 0.31, aggressive 59.5% at 1.36; the
-# clairvoyant limit is 67.3%.
+# 1 point) and a p99 regret no worse than Keras patience=10's (aggressive: patience=5's). Each
+# is a plateau or a forecast that looks `lookahead` times the run so far ahead, whichever fires
+# first: neither needs the run's planned length. Out of sample (each task scored by the values
+# chosen without it), balanced saves 54.6% at a mean regret of 0.55 points (p99 13.7),
+# conservative 44.0% at 0.30, aggressive 61.8% at 0.99; the clairvoyant limit is 67.3%.
 PRESETS: dict[str, dict[str, Any]] = {
-    "conservative": {"patience": 20, "smoothing": 0.3, "min_delta": {"progress": 0.03}, "patience_growth": 1.0},
-    "balanced": {"patience": 8, "smoothing": 0.5, "min_delta": {"progress": 0.05}, "patience_growth": 1.0},
-    "aggressive": {"patience": 8, "smoothing": 0.7, "min_delta": {"progress": 0.03}, "patience_growth": 0.3},
+    "conservative": {"patience": 40, "smoothing": 0.7, "min_delta": {"progress": 0.03}, "patience_growth": 1.0,
+                     "forecast": {"lookahead": 1.5, "min_gain": {"progress": 0.01}, "confidence": 0.7,
+                                  "min_evaluations": 12}},
+    "balanced": {"patience": 8, "smoothing": 0.6, "min_delta": {"progress": 0.03}, "patience_growth": 1.0,
+                 "forecast": {"lookahead": 3.0, "min_gain": {"progress": 0.05}, "confidence": 0.7,
+                              "min_evaluations": 12}},
+    "aggressive": {"patience": 8, "smoothing": 0.6, "min_delta": {"progress": 0.03}, "patience_growth": 1.0,
+                   "forecast": {"lookahead": 1.5, "min_gain": {"progress": 0.05}, "confidence": 0.7,
+                                "min_evaluations": 12}},
     # A patient plateau (patienceGrowth 1.5) or the forecast, whichever fires first (the user
     # states the horizon): what the same cross-validation picks from the forecast candidates
     # (benchmarks/candidates.py) with balanced's constraint. Out of sample 55.4% saved at 0.57
@@ -31,6 +38,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "forecast": {"patience": 8, "smoothing": 0.6, "min_delta": {"progress": 0.03}, "patience_growth": 1.5,
                  "forecast": {"min_gain": {"progress": 0.02}, "confidence": 0.5, "min_evaluations": 12}},
 }
+
+
+FORECAST_ENDS = frozenset({"horizon", "lookahead"})  # where a forecast looks: exactly one is set
 
 
 @per_spec_object  # the engine asks on every decision, and validation is the costly part
@@ -43,5 +53,8 @@ def resolve_metric_rule(stop: StopSpec) -> Optional[MetricRule]:
     preset = PRESETS[stop.preset]
     merged = {**preset, **explicit}
     if "forecast" in preset and "forecast" in explicit:  # the user's horizon, the preset's gain
-        merged["forecast"] = {**preset["forecast"], **explicit["forecast"]}
+        given = preset["forecast"]
+        if FORECAST_ENDS & explicit["forecast"].keys():  # one end only: the user's replaces the preset's
+            given = {k: v for k, v in given.items() if k not in FORECAST_ENDS}
+        merged["forecast"] = {**given, **explicit["forecast"]}
     return MetricRule.model_validate(merged)

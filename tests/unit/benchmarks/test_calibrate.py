@@ -89,6 +89,25 @@ def test_forecast_grid_stops_where_plateau_replay_does(small: list, monkeypatch:
     assert (stops < planned).any() and len({tuple(col) for col in stops.T}) > 1  # the settings differ
 
 
+def test_lookahead_grid_stops_where_plateau_replay_does(small: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule presets' forecast candidates look ahead by a multiple of the run so far: no
+    horizon is put in, and each fold's lookahead reaches the spec."""
+    monkeypatch.setattr(candidates, "PROCESSES", 1)
+    monkeypatch.setattr(candidates, "LOOKAHEAD_FOLDS", tuple(
+        {"smoothing": 0.6, "min_delta": {"progress": 0.03}, "lookahead": k} for k in (1.5, 4.0)))
+    monkeypatch.setattr(candidates, "LOOKAHEAD_PLATEAUS", ((8, 1.0, False),))
+    monkeypatch.setattr(candidates, "LOOKAHEAD_GAINS", (0.02, 0.1))
+    monkeypatch.setattr(candidates, "LOOKAHEAD_CONFIDENCES", (0.7,))
+    grid = candidates.lookahead_grid()
+    stops = grid.stops(small)
+    assert len(set(grid.settings)) == len(grid.settings) == 4
+    for j, values in enumerate(grid.values):
+        assert "horizon" not in values["forecast"] and f"lookahead={values['forecast']['lookahead']:g}" in grid.settings[j]
+        policy = policy_from_spec({"metric": {"name": "val_loss", **values}})
+        assert [policy(c) for c in small] == list(stops[:, j]), grid.settings[j]
+    assert len({tuple(col) for col in stops.T}) > 1  # the lookahead and the gain change where runs stop
+
+
 def test_a_process_pool_gives_the_stops_of_one_process(small: list, monkeypatch: pytest.MonkeyPatch) -> None:
     for grid in (_tiny_grid(), _tiny_forecast_grid(monkeypatch)):
         monkeypatch.setattr(candidates, "PROCESSES", 1)

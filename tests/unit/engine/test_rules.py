@@ -205,6 +205,27 @@ def test_preset_fills_unset_fields_and_user_fields_win() -> None:
     assert resolve_metric_rule(stop) is rule  # cached per spec object
 
 
+@pytest.mark.parametrize("preset", ["conservative", "balanced", "aggressive", "forecast"])
+def test_a_users_forecast_end_replaces_the_presets(preset: str) -> None:
+    """A forecast looks to a horizon or a lookahead, never both: the user's end wins, and the
+    preset's thresholds stay."""
+    from plateau.engine.presets import PRESETS, resolve_metric_rule
+
+    given = PRESETS[preset].get("forecast")
+    ends = [{"horizon": 500}] + ([] if preset == "forecast" else [{"lookahead": 2.5}])  # forecast needs a horizon
+    for end in ends:
+        stop = spec(preset=preset, metric={"name": "val_loss", "forecast": end})
+        rule = resolve_metric_rule(stop)
+        assert rule is not None and rule.forecast is not None
+        assert (rule.forecast.horizon, rule.forecast.lookahead) == (end.get("horizon"), end.get("lookahead"))
+        if given is not None:
+            assert rule.forecast.min_gain.progress == given["min_gain"]["progress"]
+            assert rule.forecast.confidence == given["confidence"]
+    if given is not None and preset != "forecast":  # a rule preset's forecast needs no planned length
+        rule = resolve_metric_rule(spec(preset=preset, metric={"name": "val_loss"}))
+        assert rule is not None and rule.forecast is not None and rule.forecast.lookahead == given["lookahead"]
+
+
 def test_patience_grows_with_the_evaluations_before_the_last_improvement() -> None:
     from plateau.engine.rules import effective_patience
 
