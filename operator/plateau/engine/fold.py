@@ -185,6 +185,18 @@ def track(state: Optional[MetricTrack], rule: MetricRule, evaluations: Iterable[
     )
 
 
+def forecast_anew(state: MetricTrack, rule: MetricRule) -> MetricTrack:
+    """A track rebuilt from status, whose forecast had a fit: status keeps the fit but never its
+    sketch (FOLD_ONLY), so the forecast starts again from here, as after a learning-rate drop:
+    minEvaluations new values before the next fit, and no fit on a curve with its start missing."""
+    ahead = rule.forecast
+    if ahead is None or state.sketch or not state.regime_evaluations:
+        return state  # nothing lost: no forecast, the sketch is here, or nothing was fitted yet
+    done = state.last_step if ahead.unit == ForecastUnit.STEPS else state.evaluations
+    return state._replace(regime_evaluations=0, origin=float(done or 0), forecast_level=None,
+                          forecast_level_sd=None, forecast_gain=None, forecast_gain_sd=None)
+
+
 def _dropped(schedule: Schedule, before: Optional[int], ev: Evaluation, lr_base: Optional[float]
              ) -> tuple[bool, Optional[float]]:
     """Whether the learning rate dropped (or restarted) between the step `before` and this

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from plateau.controller.loop.context import JobContext, Key
 from plateau.controller.trackread import TrackReads
-from plateau.engine.fold import Evaluation, track
+from plateau.engine.fold import Evaluation, forecast_anew, track
 from plateau.prometheus.promql import Sample
 from plateau.prometheus.summaries import SidecarTrack, track_from_series
 
@@ -77,6 +77,8 @@ def custom_track(ctx: JobContext, samples: list[Sample], reads: TrackReads) -> O
         return None
     value = samples[0].value
     previous = reads.previous(ctx)
+    if previous is not None:
+        previous = forecast_anew(previous, ctx.rule)  # type: ignore[arg-type]  # after a restart
     reports = ctx.status.metric.sidecar_reports if ctx.status.metric else 0
     # A query's NaN (a 0/0 ratio, say) is no trainer's report of one: missing data, never a stop.
     if not math.isfinite(value) or (previous is not None and previous.last == value):

@@ -10,12 +10,15 @@ import pytest
 
 from plateau import api
 from plateau.controller.config import Settings
-from plateau.controller.loop import fetch, gather
+from plateau.controller.loop import assemble, fetch, gather
 from plateau.controller.loop.context import CycleReport
 from plateau.controller.loop.cycle import Loop
 from plateau.controller.loop.registry import Registry
 from plateau.prometheus.client import Sample
-from plateau.engine.status import SPEC_VALID
+from plateau.engine.fold import Evaluation, track
+from plateau.engine.rules import Observation, decide
+from plateau.engine.status import SPEC_VALID, summary_from_track
+from plateau.api import Reason
 
 
 class FakePrometheus:
@@ -138,3 +141,26 @@ async def test_a_query_answering_nan_or_inf_is_missing_data_not_a_report(value: 
     assert ctx is not None
     track = await fetch.custom_metric(loop, ctx, report)
     assert track is not None and track.current is None and track.reports == 0
+
+
+async def test_a_forecast_after_a_restart_starts_again_rather_than_fit_a_curve_missing_its_start() -> None:
+    """A workloadRef's query is folded here, and status keeps the forecast's fit but never its
+    sketch: a restarted operator forecasts again from minEvaluations new values, as after a
+    learning-rate drop, never from the few values it has seen since it started."""
+    loop, _, _ = new_loop("confined")
+    job, report = trainingjob("max(val_loss)"), CycleReport()
+    ctx = await gather.context(loop, job, 1000.0, report)
+    assert ctx is not None and ctx.rule is not None and ctx.rule.forecast is not None  # the preset's lookahead
+    before = track(None, ctx.rule, [Evaluation(10 * i, 1.0 / i) for i in range(1, 31)])
+    assert before.forecast_gain is not None and before.regime_evaluations == 30 and before.sketch
+    job["status"] = api.TrainingJobStatus(metric=summary_from_track(before), evaluations=30).model_dump(
+        by_alias=True, exclude_none=True, mode="json")
+    restarted = await gather.context(loop, job, 1000.0, report)  # nothing of the job in memory
+    assert restarted is not None
+    got = assemble.custom_track(restarted, [Sample({}, 0.03, 310.0)], loop.tracks)
+    assert got is not None and got.current is not None
+    assert (got.current.evaluations, got.current.regime_evaluations, got.current.forecast_gain) == (31, 1, None)
+    assert got.current.origin == 300.0 and got.current.best == 0.03  # the rest of the state goes on
+    outcomes = decide(restarted.stop, Observation(metric=got.current)).outcomes
+    converged = next(o for o in outcomes if o.reason == Reason.CONVERGED)
+    assert converged.fired is None and "too few evaluations to forecast (1 of 12)" in converged.explain()
