@@ -192,8 +192,8 @@ def forecast_anew(state: MetricTrack, rule: MetricRule) -> MetricTrack:
     ahead = rule.forecast
     if ahead is None or state.sketch or not state.regime_evaluations:
         return state  # nothing lost: no forecast, the sketch is here, or nothing was fitted yet
-    done = state.last_step if ahead.unit == ForecastUnit.STEPS else state.evaluations
-    return state._replace(regime_evaluations=0, origin=float(done or 0), forecast_level=None,
+    done = run_so_far(ahead, state.last_step, state.evaluations)
+    return state._replace(regime_evaluations=0, origin=float(done), forecast_level=None,
                           forecast_level_sd=None, forecast_gain=None, forecast_gain_sd=None)
 
 
@@ -218,14 +218,18 @@ def _dropped(schedule: Schedule, before: Optional[int], ev: Evaluation, lr_base:
 _NO_FIT = (None, None, None, None)
 
 
+def run_so_far(rule: ForecastRule, last_step: Optional[int], evaluations: int) -> int:
+    """The run so far in the forecast's unit: its last step, or its evaluations."""
+    return (last_step or 0) if rule.unit == ForecastUnit.STEPS else evaluations
+
+
 def forecast_end(rule: ForecastRule, last_step: Optional[int], evaluations: int) -> float:
     """Where the forecast looks, in its unit: the planned length, or `lookahead` times the run so
     far (counted from the run's start, not from the last learning-rate drop)."""
     if rule.horizon is not None:
         return float(rule.horizon)
     assert rule.lookahead is not None
-    done = (last_step or 0) if rule.unit == ForecastUnit.STEPS else evaluations
-    return rule.lookahead * done
+    return rule.lookahead * run_so_far(rule, last_step, evaluations)
 
 
 def _forecast(rule: Optional[ForecastRule], sketch: tuple[float, ...], origin: float, mode: str,

@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 from plateau.api import Combine, ForecastUnit, MetricRule, Reason, StopSpec
 from plateau.engine import forecast as fc
-from plateau.engine.fold import MIN, MetricTrack, better, forecast_end, min_delta, progress
+from plateau.engine.fold import MIN, MetricTrack, better, forecast_end, min_delta, progress, run_so_far
 from plateau.engine.presets import resolve_metric_rule
 
 ALL = Combine.ALL.value
@@ -201,7 +201,7 @@ def _converged(rule: MetricRule, m: MetricTrack) -> RuleOutcome:
     unit = "step" if ahead.unit == ForecastUnit.STEPS else "evaluation"
     regime = m.regime_evaluations or 0
     horizon = ahead.horizon  # None with a lookahead: the planned length is unknown
-    at = (m.last_step or 0) if unit == "step" else m.evaluations
+    at = run_so_far(ahead, m.last_step, m.evaluations)
     if regime < ahead.min_evaluations or m.forecast_gain is None or m.forecast_gain_sd is None:
         reached = horizon is not None and m.last_step is not None and at >= horizon
         return RuleOutcome(Reason.CONVERGED, None, lambda: (
