@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from plateau.api import StopSpec
 from plateau.engine.history import metric_spec_for
+from plateau.engine.presets import PRESETS
 from plateau_sidecar import protocol as p
 from plateau_sidecar.collector import Exposition, StoreCollector
 from plateau_sidecar.follow import FileFollower
@@ -56,8 +57,8 @@ RSS_TARGET_MB = 64.0
 # evaluated at every report (the worst case: once a rule has said stop, the sidecar stops
 # asking). PLATEAU_SPEC has balanced's plateau fields alone; PRESET_SPEC is balanced itself,
 # whose forecast refits at every finite report.
-PLATEAU_SPEC = metric_spec_for(StopSpec.model_validate(
-    {"metric": {"name": "metric_0", "patience": 100000, "smoothing": 0.6, "minDelta": {"progress": 0.03}}}))
+PLATEAU_SPEC = metric_spec_for(StopSpec.model_validate({"metric": {
+    **{k: v for k, v in PRESETS["balanced"].items() if k != "forecast"}, "name": "metric_0", "patience": 100000}}))
 PRESET_SPEC = metric_spec_for(StopSpec.model_validate(
     {"preset": "balanced", "metric": {"name": "metric_0", "patience": 100000}}))
 # A forecast's fold, per report of the monitored metric: one report per evaluation, and no
