@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import subprocess
 import sys
@@ -21,24 +20,10 @@ from benchmarks.generate_curves import Plan, fit_group, make_split  # noqa: E402
 from benchmarks.harness import CONSTANT_LR, load_curves, metric_clairvoyant_stop, summarize  # noqa: E402
 from benchmarks.plateau_policies import policy_from_spec, policy_from_specs  # noqa: E402
 from plateau.api import StopSpec  # noqa: E402
+from tests.support.curves import subset  # noqa: E402
 
 CURVES = ROOT / "benchmarks" / "data" / "curves.csv.gz"
 SHAPES = ROOT / "benchmarks" / "data" / "curves-shapes.csv.gz"
-
-
-def _subset(path: Path, per_task: int) -> list[str]:
-    """The CSV lines (header first) of the first `per_task` runs of every task in `path`."""
-    with gzip.open(path, "rt") as fh:
-        header, *lines = fh.read().splitlines()
-    keep: dict[str, set[str]] = {}
-    out = [header]
-    for line in lines:
-        run, task = line.split(",", 2)[:2]
-        runs = keep.setdefault(task, set())
-        if run in runs or len(runs) < per_task:
-            runs.add(run)
-            out.append(line)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +170,7 @@ def test_stop_epochs_are_cached_only_for_versioned_grids(small: list, tmp_path: 
 
 
 def test_cross_validation_from_one_command_is_reproducible(tmp_path: Path) -> None:
-    lines = _subset(CURVES, 3)
+    lines = subset(CURVES, 3)
     path = tmp_path / "tiny.csv"
     path.write_text("\n".join(lines) + "\n")
     command = [sys.executable, "-m", "benchmarks.calibrate", "--curves", str(path), "--folds", "tasks", "--json",
@@ -280,8 +265,8 @@ def test_stopping_quality_prints_the_presets_out_of_sample(
     monkeypatch.setattr(calibrate, "CACHE", tmp_path / "cache")
     monkeypatch.setattr(candidates, "PROCESSES", 1)
     old, new = tmp_path / "old.csv", tmp_path / "new.csv"
-    old.write_text("\n".join(_subset(CURVES, 1)) + "\n")
-    new.write_text("\n".join(_subset(SHAPES, 1)) + "\n")
+    old.write_text("\n".join(subset(CURVES, 1)) + "\n")
+    new.write_text("\n".join(subset(SHAPES, 1)) + "\n")
     stopping_quality.main(["--curves", str(old), "--curves", str(new), "--cv", "tasks", "--workers", "1"])
     out = capsys.readouterr().out
     assert "PRESETS BY LEAVE-ONE-TASK-OUT CROSS-VALIDATION" in out
