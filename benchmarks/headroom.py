@@ -138,6 +138,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     table = calibrate.build_table(curves, calibrate.registered_grids(), None if args.no_cache else CACHE)
     print(f"{len(curves):,} runs; the ceiling is in hindsight, per task (see --help)\n")
     print(render(rows(table)))
+    print("\nlimits on the same runs, beside any candidates:")
+    clairvoyant = summarize("clairvoyant", table.curves, [int(s) for s in table.clairvoyant])
+    print(f"  clairvoyant (knows each run's score): {_percent(clairvoyant.mean_saved)} at {clairvoyant.mean_regret:.2f}")
+    for preset in ("conservative", "balanced", "aggressive"):
+        budget = CONSTRAINTS[preset].mean_regret
+        limit = calibrate.metric_clairvoyant(table.curves, budget)
+        print(f"  metric clairvoyant within {budget:g} (knows the whole val_loss curve): "
+              + (f"{_percent(limit.mean_saved)} at {limit.mean_regret:.2f}" if limit else "none"))
 
 
 if __name__ == "__main__":

@@ -92,3 +92,4 @@ def test_the_command_prints_every_preset(tmp_path: Path) -> None:
     assert got.returncode == 0, got.stderr
     for label in (*calibrate.CONSTRAINTS, "every candidate"):
         assert any(line.startswith(label) for line in got.stdout.splitlines()), label
+    assert "clairvoyant (knows each run's score)" in got.stdout and got.stdout.count("metric clairvoyant within") == 3
