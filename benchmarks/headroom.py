@@ -48,11 +48,18 @@ class Ceiling:
     assignment: tuple[int, ...]  # its column per task (the order of `by_task`)
 
 
+NEVER = "never stop"  # the last column of by_task
+
+
+def _tasks(table: Table) -> list[str]:
+    return sorted({c.task for c in table.curves})
+
+
 def by_task(table: Table, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per (task, column), tasks in name order: saved and regret summed over the task's runs;
     and a last column of zeros, never stopping (what calibrate gives where no candidate fits)."""
     tasks = np.array([c.task for c in table.curves])
-    names = sorted(set(tasks))
+    names = _tasks(table)
     saved = np.array([table.saved[tasks == t][:, columns].sum(axis=0) for t in names])
     regret = np.array([table.regret[tasks == t][:, columns].sum(axis=0) for t in names])
     never = np.zeros((len(names), 1))
@@ -88,6 +95,7 @@ class Row:
     out_of_sample: PolicyResult | None  # calibrate's leave-one-task-out choice, pooled
     at_budget: Ceiling
     at_reached: Ceiling | None  # at the mean regret out of sample reached, where over the budget
+    per_task: tuple[tuple[str, str], ...]  # (task, setting) of the assignment attained at the budget
 
 
 def rows(table: Table) -> list[Row]:
@@ -109,7 +117,10 @@ def rows(table: Table) -> list[Row]:
         at_reached = None
         if result is not None and result.mean_regret > budget:
             at_reached = ceiling(saved, regret, runs, result.mean_regret)
-        out.append(Row(label, len(columns), budget, result, ceiling(saved, regret, runs, budget), at_reached))
+        at_budget = ceiling(saved, regret, runs, budget)
+        names = [*(table.settings[c] for c in columns), NEVER]
+        per_task = tuple(zip(_tasks(table), (names[k] for k in at_budget.assignment)))
+        out.append(Row(label, len(columns), budget, result, at_budget, at_reached, per_task))
     return out
 
 
@@ -133,11 +144,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--curves", type=Path, action="append", help="curves CSV (repeatable); default: all committed")
     parser.add_argument("--no-cache", action="store_true", help=f"recompute stop epochs (cache: {CACHE})")
+    parser.add_argument("--per-task", choices=CONSTRAINTS, help="also print this preset's best candidate per task")
     args = parser.parse_args(argv)
     curves = calibrate.load_all(args.curves or calibrate.ALL_CURVES)
     table = calibrate.build_table(curves, calibrate.registered_grids(), None if args.no_cache else CACHE)
     print(f"{len(curves):,} runs; the ceiling is in hindsight, per task (see --help)\n")
-    print(render(rows(table)))
+    found = rows(table)
+    print(render(found))
+    if args.per_task:
+        print(f"\n{args.per_task}'s ceiling, task by task (in hindsight):")
+        print("\n".join(f"  {task:<24} {setting}" for task, setting in next(
+            r.per_task for r in found if r.label == args.per_task)))
     print("\nlimits on the same runs, beside any candidates:")
     clairvoyant = summarize("clairvoyant", table.curves, [int(s) for s in table.clairvoyant])
     print(f"  clairvoyant (knows each run's score): {_percent(clairvoyant.mean_saved)} at {clairvoyant.mean_regret:.2f}")

@@ -82,14 +82,22 @@ def test_no_preset_saves_more_out_of_sample_than_its_ceiling(monkeypatch: pytest
         assert r.out_of_sample.mean_saved <= (r.at_reached or r.at_budget).bound + 1e-9
         assert r.at_budget.saved <= r.at_budget.bound + 1e-9 and r.at_budget.regret <= r.budget + 1e-9
     assert found[-1].out_of_sample is None and found[-1].candidates == len(grid.settings)
+    tasks = sorted({c.task for c in curves})
+    for r in found:  # the assignment by name: each task's candidate, or never stopping
+        assert [t for t, _ in r.per_task] == tasks
+        assert {s for _, s in r.per_task} <= {*grid.settings, headroom.NEVER}
+        index = [*grid.settings, headroom.NEVER]
+        assert tuple(index.index(s) for _, s in r.per_task) == r.at_budget.assignment
 
 
 def test_the_command_prints_every_preset(tmp_path: Path) -> None:
     path = tmp_path / "tiny.csv"
     path.write_text("\n".join(subset(CURVES, 3)) + "\n")
-    got = subprocess.run([sys.executable, "-m", "benchmarks.headroom", "--curves", str(path), "--no-cache"],
+    got = subprocess.run([sys.executable, "-m", "benchmarks.headroom", "--curves", str(path), "--no-cache",
+                          "--per-task", "balanced"],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert got.returncode == 0, got.stderr
     for label in (*calibrate.CONSTRAINTS, "every candidate"):
         assert any(line.startswith(label) for line in got.stdout.splitlines()), label
+    assert "balanced's ceiling, task by task" in got.stdout
     assert "clairvoyant (knows each run's score)" in got.stdout and got.stdout.count("metric clairvoyant within") == 3
