@@ -40,12 +40,14 @@ PACKAGE = "operator/plateau"
 COPIED = ("operator", "sidecar", "client", "tests", "benchmarks", "crds", "charts", "examples", "pyproject.toml")
 
 # Per module, the unit test files that should catch its bugs (globs, fastest first: -x stops at
-# the first failure). A new test file that follows the naming is picked up.
+# the first failure). A new test file that follows the naming is picked up. The rules' and the
+# fold's own tests cover the plateau, the forecast and learning-rate schedules.
+ENGINE_RULE_TESTS = ("tests/unit/engine/test_rules*.py", "tests/unit/engine/test_forecast.py",
+                     "tests/unit/engine/test_schedule.py")
 LOOP_TESTS = ("tests/unit/controller/loop/test_*.py", "tests/unit/benchmarks/test_operator_bench.py")
 TESTS: dict[str, tuple[str, ...]] = {  # keyed by the module's path under operator/plateau, less .py
-    "engine/rules": ("tests/unit/engine/test_rules.py", "tests/unit/engine/test_rules_properties.py"),
-    "engine/fold": ("tests/unit/engine/test_rules.py", "tests/unit/engine/test_rules_properties.py",
-                    "tests/unit/engine/test_forecast.py"),
+    "engine/rules": ENGINE_RULE_TESTS,
+    "engine/fold": (*ENGINE_RULE_TESTS, "tests/unit/engine/test_history.py"),
     "engine/stopflow": ("tests/unit/engine/test_stopflow*.py",),
     "engine/cohort": ("tests/unit/engine/test_cohort*.py",),
     "engine/history": ("tests/unit/engine/test_cohort*.py", "tests/unit/engine/test_history.py"),
