@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from plateau.engine import forecast as fc
 from plateau.api import Reason, StopSpec
 from plateau.api.models import FORECAST_END
-from plateau.engine.fold import Evaluation, track
-from plateau.engine.rules import Observation, decide
+from plateau.engine.fold import Evaluation, MetricTrack, forecast_anew, track
+from plateau.engine.rules import Observation, RuleOutcome, decide, min_gain
 
 Z90 = fc.normal_quantile(0.9)
 
@@ -352,3 +352,49 @@ def test_numpy_is_loaded_only_by_a_spec_that_forecasts(spec: str, loaded: str) -
     out = subprocess.run([sys.executable, "-c", NUMPY_ON_DEMAND, spec], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == loaded
+
+
+def converged_outcome(stop: StopSpec, m: MetricTrack) -> RuleOutcome:
+    return next(o for o in decide(stop, Observation(metric=m)).outcomes if o.reason == Reason.CONVERGED)
+
+
+def test_the_forecast_decides_from_exactly_min_evaluations() -> None:
+    stop = spec()
+    assert stop.metric is not None and stop.metric.forecast is not None
+    least = stop.metric.forecast.min_evaluations
+    assert converged_outcome(stop, track(None, stop.metric, curve(least - 1))).fired is None
+    assert converged_outcome(stop, track(None, stop.metric, curve(least))).fired is not None
+
+
+def test_min_gain_parts_each_count_and_a_bound_at_min_gain_goes_on() -> None:
+    def rule(min_gain: dict) -> StopSpec:
+        return StopSpec.model_validate({"metric": {"name": "loss", "forecast": {
+            "horizon": 100, "minGain": min_gain, "confidence": 0.5}}})
+
+    fitted = MetricTrack(name="loss", evaluations=20, last=2.0, last_step=20, best=2.0, reference=2.0, first=10.0,
+                         regime_evaluations=20, forecast_level=1.99, forecast_level_sd=0.0, forecast_gain=0.01,
+                         forecast_gain_sd=0.0)
+    relative = rule({"relative": 0.1})
+    assert min_gain(relative.metric, fitted) == pytest.approx(0.2)  # type: ignore[arg-type]  # 10% of |2.0|
+    assert min_gain(rule({"progress": 0.5}).metric, fitted) == pytest.approx(4.0)  # type: ignore[arg-type]
+    assert converged_outcome(relative, fitted).fired is True
+    at = converged_outcome(rule({"absolute": 0.01}), fitted)  # the gain's bound is exactly minGain
+    assert at.fired is False and ">= minGain 0.01" in at.message
+
+
+def test_a_track_rebuilt_from_status_forecasts_again_from_new_values_only() -> None:
+    stop = spec(horizon=400, unit="steps")
+    assert stop.metric is not None
+    folded = track(None, stop.metric, curve(30))
+    assert folded.sketch and folded.forecast_gain is not None
+    from_status = folded._replace(sketch=(), origin=0.0)  # status keeps the fit, never the sketch
+    again = forecast_anew(from_status, stop.metric)
+    assert (again.regime_evaluations, again.origin, again.forecast_gain, again.forecast_level) == (0, 300.0, None, None)
+    assert again._replace(regime_evaluations=30, origin=0.0, forecast_level=folded.forecast_level,
+                          forecast_level_sd=folded.forecast_level_sd, forecast_gain=folded.forecast_gain,
+                          forecast_gain_sd=folded.forecast_gain_sd) == from_status  # the rest goes on
+    assert forecast_anew(folded, stop.metric) is folded  # the sketch is here: nothing lost
+    plain = StopSpec.model_validate({"metric": {"name": "val_loss"}}).metric
+    assert forecast_anew(from_status, plain) is from_status  # type: ignore[arg-type]  # no forecast
+    unfitted = track(None, stop.metric, [])._replace(regime_evaluations=0)
+    assert forecast_anew(unfitted, stop.metric) is unfitted  # nothing fitted yet

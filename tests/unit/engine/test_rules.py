@@ -262,3 +262,27 @@ def test_a_plateau_message_without_min_delta_says_any_amount() -> None:
         assert rule is not None
         d = decide(stop, Observation(metric=fold(rule, [1.0, 2.0])))
         assert d.reason == Reason.PLATEAU and "has not improved by any amount for 1 evaluations" in d.message
+
+
+def test_limits_fire_at_the_limit_and_idle_means_strictly_below() -> None:
+    budget = spec(maxGpuHours=10)
+    assert decide(budget, Observation(gpu_hours=10.0)).reason == Reason.BUDGET_EXHAUSTED
+    assert not decide(budget, Observation(gpu_hours=9.99)).stop
+    idle = spec(gpuIdle={"below": 0.05, "for": "10m"})
+    assert not decide(idle, Observation(gpu=GpuWindow(0.05, 600))).stop  # at the floor: not idle
+    assert decide(idle, Observation(gpu=GpuWindow(0.0499, 600))).reason == Reason.GPU_IDLE
+
+
+def test_a_non_finite_first_report_counts_toward_patience_without_warmup() -> None:
+    rule = MetricRule(name="val_loss", patience=3, check_finite=False)
+    m = fold(rule, [math.nan, math.nan])
+    assert (m.since_improvement, m.non_finite, m.best) == (2, 2, None)
+
+
+def test_a_metric_without_a_finite_value_has_no_cohort_comparison() -> None:
+    stop = spec(metric={"name": "l", "checkFinite": False}, cohort={"selector": {"matchLabels": {"s": "x"}}, "minJobs": 1})
+    assert stop.metric is not None
+    m = fold(stop.metric, [math.nan])
+    d = decide(stop, Observation(metric=m, cohort=CohortView(1, (0.1, 0.2))))
+    outcome = next(o for o in d.outcomes if o.reason == Reason.COHORT_UNDERPERFORMING)
+    assert outcome.fired is None and outcome.message == "no cohort comparison available yet"

@@ -128,3 +128,31 @@ def test_the_sidecar_folds_the_learning_rate_in_force_live_and_when_a_spec_arriv
         view = store.snapshot().track
         assert view is not None and view.current == expected.track and view.stopped == expected.stopped
         assert view.current.drop_step == 60 and view.current.drop_gap == 20
+
+
+def test_a_period_starts_a_regime_every_period_steps_and_holds_a_plateau_until_the_next() -> None:
+    rows = stepped(50, (20, 40))
+    periodic = StopSpec.model_validate({"metric": {"name": "loss", "patience": 5, "schedule": {"period": 20}}})
+    m = track(None, periodic.metric, [Evaluation(s, v) for s, v, _ in rows[:45]])  # type: ignore[arg-type]
+    assert (m.drop_step, m.drop_gap, m.since_improvement) == (40, 20, 5)  # counted from the drop at 40
+    held = decide(periodic, Observation(metric=track(None, periodic.metric,  # type: ignore[arg-type]
+                                                     [Evaluation(s, v) for s, v, _ in rows[:30]])))
+    plateau = next(o for o in held.outcomes if o.reason == Reason.PLATEAU)
+    assert plateau.fired is False and "drops at step 40 (scheduled)" in plateau.message
+
+
+def test_the_first_learning_rate_is_the_base_not_a_drop_and_a_doubling_is_a_restart() -> None:
+    aware = StopSpec.model_validate({"metric": {"name": "loss", "patience": 5, "schedule": {"learningRate": "lr"}}})
+    rule = aware.metric
+    first = track(None, rule, [Evaluation(1, 1.0, 0.1)])  # type: ignore[arg-type]
+    assert (first.drop_step, first.lr_base) == (None, 0.1)
+    steady = track(first, rule, [Evaluation(2, 0.9, 0.06)])  # type: ignore[arg-type]  # down, not halved
+    assert steady.drop_step is None and steady.lr_base == 0.1
+    restarted = track(steady, rule, [Evaluation(3, 0.95, 0.2)])  # type: ignore[arg-type]  # exactly doubled
+    assert (restarted.drop_step, restarted.lr_base) == (3, 0.2)
+
+
+def test_a_drop_reported_with_a_non_finite_value_counts_that_value_against_the_new_regime() -> None:
+    stop = StopSpec.model_validate({"metric": {"name": "loss", "patience": 5, "schedule": {"milestones": [3]}}})
+    m = track(None, stop.metric, [Evaluation(1, 1.0), Evaluation(2, 1.0), Evaluation(3, float("nan"))])  # type: ignore[arg-type]
+    assert (m.drop_step, m.since_improvement, m.reference) == (3, 1, None)
