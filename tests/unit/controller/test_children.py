@@ -139,6 +139,14 @@ def test_the_sidecar_runs_locked_down() -> None:
     assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}
 
 
+def test_neither_container_may_write_the_stop_annotation_it_reads() -> None:
+    job, _ = job_for({"names": ["val_loss"]})
+    pod = job["spec"]["template"]["spec"]
+    for container in (pod["containers"][0], sidecar_of(job)):
+        mounts = [m for m in container["volumeMounts"] if m["mountPath"] == p.DEFAULT_STOP_DIR]
+        assert len(mounts) == 1 and mounts[0]["readOnly"] is True, container["name"]
+
+
 def test_two_replicas_are_an_indexed_job_and_a_63_character_name_is_its_own_label() -> None:
     from plateau.controller.children import label_value
 

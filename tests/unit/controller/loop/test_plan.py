@@ -63,6 +63,11 @@ def test_a_job_near_its_budget_is_not_steady() -> None:
     assert steady(ctx, memory, summaries, None, T0 + 10)  # 3010 s used, 30 s margin: 3040 < 3600
     ctx, memory, summaries = steady_case({"metric": {"name": "loss"}, "maxDuration": "1h"}, runningSeconds=3560.0)
     assert not steady(ctx, memory, summaries, None, T0 + 10)  # 3600 within reach
+    for limit, reached in ((2.05, False), (2.04, True)):  # 4 GPUs for 40 s: 0.0444 GPU-hours ahead
+        ctx, memory, summaries = steady_case({"metric": {"name": "loss"}, "maxGpuHours": limit}, gpuHours=2.0)
+        ctx.state = WorkloadState(exists=True, active=1, running=1, gpus=4)
+        memory.steady = (1, ctx.state)
+        assert steady(ctx, memory, summaries, None, T0 + 10) is not reached, limit
 
 
 def test_a_child_job_resumes_with_the_spec_s_replicas_not_a_kept_size() -> None:

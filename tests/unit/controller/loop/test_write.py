@@ -3,8 +3,11 @@ status_interval, a transition at once."""
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
+from plateau import api
 from plateau.controller.loop import write
-from plateau.controller.loop.context import CycleReport
+from plateau.controller.loop.context import CycleReport, JobContext
 from plateau.controller.loop.memory import Memory
 from plateau.engine.status import set_condition
 from plateau.engine.stopflow import rfc3339_at
@@ -50,3 +53,36 @@ async def test_progress_alone_is_not_written_before_the_interval() -> None:
     loop.memory["u1"] = Memory(written, written, T0)
     moved = written.model_copy(update={"running_seconds": 20.0})
     assert await write.write(loop, body(), moved, T0 + 1, CycleReport())  # not due: no write, and no failure
+
+
+class AcceptingKube:
+    async def patch_status(self, namespace: str, name: str, status: dict) -> None:
+        pass
+
+
+async def test_a_recorded_status_counts_its_stop_and_the_gpu_hours_it_saved_once() -> None:
+    """plateau_operator_stops_total and gpu_hours_saved_total move when the status is written."""
+    loop = new_loop(AcceptingKube())
+    b = body()
+    spec = api.TrainingJobSpec.model_validate(b["spec"])
+    ctx = JobContext(b, spec, spec.stop, running())
+
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (count("plateau_operator_stops_total", reason="Plateau", dry_run="true"),
+              count("plateau_operator_stops_total", reason="Plateau", dry_run="false"),
+              count("plateau_operator_gpu_hours_saved_total"))
+    would = running(wouldStop={"step": 40, "time": rfc3339_at(T0), "reason": "Plateau"})
+    for _ in range(2):  # a would-stop is counted once, when it first appears
+        await write.record(loop, ctx, would, T0 + 1, CycleReport())
+        ctx.status = would
+    stopping = would.model_copy(update={"phase": "Stopping", "reason": "Plateau"})
+    await write.record(loop, ctx, stopping, T0 + 2, CycleReport())
+    ctx.status = stopping
+    await write.record(loop, ctx, stopping.model_copy(update={"phase": "Stopped", "gpu_hours_saved": 3.5}), T0 + 3,
+                       CycleReport())
+    after = (count("plateau_operator_stops_total", reason="Plateau", dry_run="true"),
+             count("plateau_operator_stops_total", reason="Plateau", dry_run="false"),
+             count("plateau_operator_gpu_hours_saved_total"))
+    assert [b - a for a, b in zip(before, after)] == [1.0, 1.0, 3.5]
