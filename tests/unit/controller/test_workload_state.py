@@ -150,3 +150,21 @@ def test_only_a_queued_workload_carries_its_uid_for_kueue() -> None:
     assert job_state({"metadata": meta, "spec": {}}).kueue_uid == ""
     queued = {"metadata": {**meta, "labels": {"kueue.x-k8s.io/queue-name": "team-a"}}, "spec": {}}
     assert job_state(queued).kueue_uid == "u1"
+
+
+def test_a_scaled_workload_is_suspended_at_zero_replicas_wanted_and_keeps_the_count() -> None:
+    deployment = {"apiVersion": "apps/v1", "spec": {"template": TEMPLATE}, "status": {"replicas": 1}}
+    scaled_down = scaled_state(deployment, {"spec": {"replicas": 0}, "status": {"replicas": 1}})
+    assert scaled_down.suspended and scaled_down.active == 1  # its pod is still going away
+    up = scaled_state(deployment, {"spec": {"replicas": 3}, "status": {"replicas": 1}})
+    assert not up.suspended and up.scale_replicas == 3
+
+
+def test_a_job_succeeds_on_its_true_complete_condition_only() -> None:
+    def job(*conditions: tuple[str, str]) -> dict[str, Any]:
+        return {"spec": {"template": TEMPLATE},
+                "status": {"conditions": [{"type": t, "status": s} for t, s in conditions]}}
+
+    assert job_state(job(("Complete", "True"))).succeeded
+    assert not job_state(job(("Complete", "False"))).succeeded and not job_state(job()).succeeded
+    assert job_state(job(("Failed", "True"))).failed and not job_state(job(("Failed", "True"))).succeeded

@@ -74,6 +74,13 @@ def test_thinning_keeps_the_first_and_the_latest_and_halves_the_rest() -> None:
     assert len(thinned) == 2 + (MAX_POINTS - 1) // 2
 
 
+def test_a_history_however_long_fits_the_status_field_that_keeps_it() -> None:
+    history: list[list[float]] = []
+    for step in range(1, 1000):
+        history = record_best(history, step, 1000.0 - step)
+        MetricSummary(name="loss", best_history=history)  # at most 64 points: the API refuses more
+
+
 def test_a_thinned_peer_looks_no_better_than_it_was() -> None:
     """Thinning drops improvements: at any step, the thinned best is the true best or worse."""
     history: list[list[float]] = []
