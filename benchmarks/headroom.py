@@ -35,8 +35,8 @@ from benchmarks import calibrate
 from benchmarks.calibrate import CACHE, CONSTRAINTS, Table
 from benchmarks.harness import PolicyResult, summarize
 
-# The dual is convex and piecewise linear in λ (points saved per point of regret, per run);
-# a grid dense where the presets' budgets bind, and out to where regret no longer pays.
+# The dual is convex and piecewise linear in λ (the share of a run saved that a point of regret
+# is worth); a grid dense where the presets' budgets bind, and out to where regret no longer pays.
 LAMBDAS = np.unique(np.concatenate([np.linspace(0.0, 0.5, 1001), np.linspace(0.5, 20.0, 391)]))
 
 
@@ -124,18 +124,14 @@ def rows(table: Table) -> list[Row]:
     return out
 
 
-def _percent(x: float) -> str:
-    return f"{x:.1%}"
-
-
 def render(found: Sequence[Row]) -> str:
     lines = [f"{'candidates of':<16} {'settings':>8} {'budget':>6} | {'out of sample':>17} | "
              f"{'ceiling':>7} {'attained (regret)':>18} | {'ceiling at the regret out of sample reached':>42}"]
     for r in found:
-        oos = f"{_percent(r.out_of_sample.mean_saved)} at {r.out_of_sample.mean_regret:.2f}" if r.out_of_sample else "-"
-        got = f"{_percent(r.at_budget.saved)} ({r.at_budget.regret:.2f})"
-        more = f"{_percent(r.at_reached.bound)} at {r.out_of_sample.mean_regret:.2f}" if r.at_reached and r.out_of_sample else "-"
-        lines.append(f"{r.label:<16} {r.candidates:>8,} {r.budget:>6.2f} | {oos:>17} | {_percent(r.at_budget.bound):>7}"
+        oos = f"{r.out_of_sample.mean_saved:.1%} at {r.out_of_sample.mean_regret:.2f}" if r.out_of_sample else "-"
+        got = f"{r.at_budget.saved:.1%} ({r.at_budget.regret:.2f})"
+        more = f"{r.at_reached.bound:.1%} at {r.out_of_sample.mean_regret:.2f}" if r.at_reached and r.out_of_sample else "-"
+        lines.append(f"{r.label:<16} {r.candidates:>8,} {r.budget:>6.2f} | {oos:>17} | {r.at_budget.bound:>7.1%}"
                      f" {got:>18} | {more:>42}")
     return "\n".join(lines)
 
@@ -157,12 +153,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             r.per_task for r in found if r.label == args.per_task)))
     print("\nlimits on the same runs, beside any candidates:")
     clairvoyant = summarize("clairvoyant", table.curves, [int(s) for s in table.clairvoyant])
-    print(f"  clairvoyant (knows each run's score): {_percent(clairvoyant.mean_saved)} at {clairvoyant.mean_regret:.2f}")
+    print(f"  clairvoyant (knows each run's score): {clairvoyant.mean_saved:.1%} at {clairvoyant.mean_regret:.2f}")
     for preset in ("conservative", "balanced", "aggressive"):
         budget = CONSTRAINTS[preset].mean_regret
         limit = calibrate.metric_clairvoyant(table.curves, budget)
         print(f"  metric clairvoyant within {budget:g} (knows the whole val_loss curve): "
-              + (f"{_percent(limit.mean_saved)} at {limit.mean_regret:.2f}" if limit else "none"))
+              + (f"{limit.mean_saved:.1%} at {limit.mean_regret:.2f}" if limit else "none"))
 
 
 if __name__ == "__main__":
