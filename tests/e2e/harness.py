@@ -31,26 +31,8 @@ OPERATOR_SA = ("plateau-system", "plateau")
 
 
 def operator_port() -> int:
-    """A --metrics-port for an operator: kopf's liveness endpoint takes the next port on 0.0.0.0.
-
-    Both are picked below the ephemeral range, so no outgoing connection (of which these tests
-    open many) can hold either between this check and the operator binding them.
-    """
-    import random
-    import socket
-
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) \
-        if Path("/proc/sys/net/ipv4/ip_local_port_range").exists() else 32768
-    for _ in range(200):
-        port = random.randrange(10000, max(10002, low - 2))
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("0.0.0.0", port + 1))
-            return port
-        except OSError:
-            continue
-    return free_port()
+    """A --metrics-port for an operator: kopf's liveness endpoint takes the next port on 0.0.0.0."""
+    return free_port(span=2)
 
 
 def trainer(*flags: str) -> list[str]:
@@ -229,7 +211,8 @@ class Environment:
         raise AssertionError(f"timed out waiting for {what}; statuses:\n"
                              + yaml.safe_dump({s.job: self.status(s.job) for s in self.slots})
                              + f"\noperator log:\n{self.operator_log()}"
-                             + "".join(f"\ntrainer {s.job}:\n{self.kubelet.trainer_log(s.job)[-1500:]}" for s in self.slots))
+                             + "".join(f"\ntrainer {s.job}:\n{self.kubelet.trainer_log(s.job)[-1500:]}"
+                                       f"\nsidecar {s.job}:\n{self.kubelet.sidecar_log(s.job)[-1500:]}" for s in self.slots))
 
     async def wait_events(self, name: str, reasons: list[str], timeout: float = 10.0) -> None:
         """Wait for exactly these Event reasons, in order. The operator posts an Event just after

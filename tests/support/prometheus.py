@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import shutil
 import signal
 import socket
@@ -35,11 +36,41 @@ FIRST_SAMPLE_TIMEOUT = 15.0
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1."""
+_HANDED_OUT: set[int] = set()
+_PICK = random.Random()  # its own: tests that seed the global one must not replay ports
+LOWEST_PORT = 10000
+
+
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range: what bind(0) and connect() pick from."""
+    path = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    return int(path.read_text().split()[0]) if path.exists() else 32768
+
+
+def free_port(span: int = 1) -> int:
+    """The first of `span` consecutive ports, each free on every interface a moment ago.
+
+    Picked below the ephemeral range: a port from bind(0) is free only until the server that
+    was given it binds, and meanwhile any bind(0) or outgoing connection of this busy suite can
+    take it. Never the same port twice in one run, so no two servers are handed one port."""
+    high = ephemeral_low()
+    for _ in range(1000):
+        port = _PICK.randrange(LOWEST_PORT, high - span + 1)
+        ports = range(port, port + span)
+        if _HANDED_OUT.intersection(ports) or not all(_bindable(p) for p in ports):
+            continue
+        _HANDED_OUT.update(ports)
+        return port
+    raise RuntimeError(f"no {span} free consecutive ports in {LOWEST_PORT}..{high - 1}")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("0.0.0.0", port))  # a listener on 127.0.0.1 or on 0.0.0.0 both refuse this
+        except OSError:
+            return False
+    return True
 
 
 def require_tool(name: str) -> str:
