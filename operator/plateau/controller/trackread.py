@@ -57,7 +57,9 @@ class TrackReads:
             previous = None  # the spec now watches another metric: start its history afresh
         # The messages are constant: the report count is status.metric.sidecarReports, and a
         # condition that changed every cycle would cost every job a new condition list.
-        state, reason, message = ("False", *error) if error is not None else availability(read, rule.name, ctx.spec_key)
+        kept = status.metric if previous is not None else None  # what a read without series leaves standing
+        seen = (kept.sidecar_reports, kept.last_step) if kept is not None else (0, None)
+        state, reason, message = ("False", *error) if error is not None else availability(read, rule.name, ctx.spec_key, seen)
         update["conditions"] = set_condition(status.conditions, METRICS_AVAILABLE, state, reason, message, now, generation)
         if reason == SPEC_PENDING:
             return None  # folded under another spec: unknown, never a reason to stop

@@ -75,7 +75,8 @@ class MetricReader:
             time.sleep(apart)
 
     def fold(self, read: Optional[SidecarTrack]) -> None:
-        self.availability = availability(read, self.rule.name, self.spec_key)
+        self.availability = availability(read, self.rule.name, self.spec_key,
+                                         (self.reports, self.track.last_step if self.track else None))
         if read is None or read.spec_key != self.spec_key or read.current is None:
             return
         current = read.current

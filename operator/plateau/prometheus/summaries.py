@@ -61,10 +61,16 @@ def track_from_series(values: Mapping[str, float], metric: str) -> Optional[Side
 NO_SERIES, SPEC_PENDING, SERIES_FOUND = "NoSeries", "SpecPending", "SeriesFound"
 
 
-def availability(read: Optional[SidecarTrack], metric: str, spec_key: Optional[int]) -> tuple[str, str, str]:
-    """The MetricsAvailable condition a read gives: (status, reason, message)."""
+def availability(read: Optional[SidecarTrack], metric: str, spec_key: Optional[int],
+                 seen: tuple[int, Optional[int]] = (0, None)) -> tuple[str, str, str]:
+    """The MetricsAvailable condition a read gives: (status, reason, message). `seen`: the
+    reports and last step of the reads before, which a read without series leaves standing."""
     if read is None:
-        return "False", NO_SERIES, f"no {metric} series from the sidecar yet"
+        reports, step = seen
+        if not reports:
+            return "False", NO_SERIES, f"no {metric} series from the sidecar yet"
+        return "False", NO_SERIES, (f"no {metric} series from the sidecar since its report {reports} (step {step}):"
+                                    " its pod has ended, or Prometheus no longer scrapes it; the status keeps that read")
     if read.spec_key is None:
         return "False", SPEC_PENDING, (f"the sidecar exports {metric} but has no stop spec to fold it under: its pod"
                                        f" needs the downward-API file {p.DEFAULT_SPEC_FILE} ({p.ENV_SPEC_FILE})")

@@ -38,8 +38,12 @@ def take(reads: TrackReads, ctx: JobContext, sidecar: Optional[SidecarTrack],
     return reads.take(ctx, update, sidecar, error, NOW, 1), update
 
 
+def metrics_available(update: dict[str, Any]) -> Any:
+    return next(c for c in update["conditions"] if c.type == "MetricsAvailable")
+
+
 def available(update: dict[str, Any]) -> tuple[str, str]:
-    c = next(c for c in update["conditions"] if c.type == "MetricsAvailable")
+    c = metrics_available(update)
     return c.status, c.reason
 
 
@@ -72,6 +76,7 @@ def test_no_read_or_an_error_keeps_the_track_the_status_holds() -> None:
     track, update = take(reads, ctx, None)
     assert track is not None and (track.best, track.evaluations, track.since_improvement) == (0.5, 3, 1)
     assert available(update) == ("False", "NoSeries") and "metric" not in update
+    assert "since its report 3 (step 300)" in metrics_available(update).message  # not "yet": the status keeps reads
     track, update = take(reads, ctx, read(ctx, 9, 0.1, 900), ("Timeout", "query timed out"))
     assert track is not None and track.best == 0.5 and available(update) == ("False", "Timeout")
 

@@ -54,7 +54,9 @@ def test_a_last_read_with_reports_still_folds_them() -> None:
 
 
 def test_a_live_read_that_finds_no_series_says_so() -> None:
-    reader = MetricReader(RULE, Answers(_read(1.0), None), KEY)
+    reader = MetricReader(RULE, Answers(None, _read(1.0, 0.5), None), KEY)
+    reader.read()
+    assert reader.availability == ("False", "NoSeries", "no val_loss series from the sidecar yet")
     reader.read()
     reader.read()
-    assert reader.availability[:2] == ("False", "NoSeries")
+    assert reader.availability[:2] == ("False", "NoSeries") and "since its report 2 (step 2)" in reader.availability[2]

@@ -48,6 +48,9 @@ def test_a_count_that_is_not_a_finite_number_is_unknown() -> None:
 
 def test_availability_says_why_a_read_is_unusable() -> None:
     assert availability(None, "loss", 7) == ("False", NO_SERIES, "no loss series from the sidecar yet")
+    state, reason, message = availability(None, "loss", 7, seen=(60, 1320))  # its pod ended: the series went stale
+    assert (state, reason) == ("False", NO_SERIES) and "yet" not in message
+    assert "since its report 60 (step 1320)" in message and "pod has ended" in message
     state, reason, message = availability(SidecarTrack(3, None, None), "loss", 7)
     assert (state, reason) == ("False", SPEC_PENDING) and p.ENV_SPEC_FILE in message and p.DEFAULT_SPEC_FILE in message
     state, reason, message = availability(SidecarTrack(3, 8, None), "loss", 7)
