@@ -35,12 +35,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if or (eq (toString $enabled) "true") (and (eq (toString $enabled) "auto") (gt (int .Values.replicas) 1)) -}}true{{- end -}}
 {{- end -}}
 
+{{- /* Never the namespace's "default" ServiceAccount: the ClusterRole would go to every pod that names none. */}}
 {{- define "plateau.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create -}}
 {{- default (include "plateau.fullname" .) .Values.serviceAccount.name -}}
-{{- else -}}
-{{- default "default" .Values.serviceAccount.name -}}
-{{- end -}}
 {{- end -}}
 
 {{- define "plateau.image" -}}

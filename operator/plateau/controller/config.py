@@ -56,20 +56,29 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive_seconds(text: str) -> float:
+    """An interval or a timeout: at 0 the loop would never wait, /healthz fail at once, and the
+    Kubernetes client refuse every request."""
+    seconds = _seconds(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be above zero")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = Settings()
     g, s = DcgmConfig(), SidecarSettings()
     p = argparse.ArgumentParser(prog="plateau-operator", description="Plateau's Kopf operator.")
     add = p.add_argument
     add("--prometheus-url", default=_env("PLATEAU_PROMETHEUS_URL", d.prometheus_url))
-    add("--prometheus-timeout", type=_seconds, default=_env("PLATEAU_PROMETHEUS_TIMEOUT", "10s"),
+    add("--prometheus-timeout", type=_positive_seconds, default=_env("PLATEAU_PROMETHEUS_TIMEOUT", "10s"),
         help="how long one PromQL query may take before MetricsAvailable=False, reason Timeout")
-    add("--interval", type=_seconds, default=_env("PLATEAU_INTERVAL", "15s"), help="evaluation interval, e.g. 15s")
+    add("--interval", type=_positive_seconds, default=_env("PLATEAU_INTERVAL", "15s"), help="evaluation interval, e.g. 15s")
     add("--status-interval", type=_seconds, default=_env("PLATEAU_STATUS_INTERVAL", "30s"),
         help="write metric-only status changes at most this often per job")
-    add("--api-timeout", type=_seconds, default=_env("PLATEAU_API_TIMEOUT", "10s"),
+    add("--api-timeout", type=_positive_seconds, default=_env("PLATEAU_API_TIMEOUT", "10s"),
         help="how long one Kubernetes API request may wait for its answer before it is retried")
-    add("--api-connect-timeout", type=_seconds, default=_env("PLATEAU_API_CONNECT_TIMEOUT", "5s"),
+    add("--api-connect-timeout", type=_positive_seconds, default=_env("PLATEAU_API_CONNECT_TIMEOUT", "5s"),
         help="how long connecting to the Kubernetes API may take")
     add("--liveness-intervals", type=float, default=float(_env("PLATEAU_LIVENESS_INTERVALS", str(d.liveness_intervals))),
         help="/healthz answers 503 when no evaluation cycle ended for this many intervals")

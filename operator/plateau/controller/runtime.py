@@ -40,7 +40,9 @@ class Runtime:
         self.registry = Registry()
         timeout = (settings.api_connect_timeout, settings.api_timeout)
         self.kube = Kube(api, instance=settings.identity, timeout=timeout, on_error=count_api_error)
-        self.prometheus = PrometheusClient(settings.prometheus_url, timeout=settings.prometheus_timeout)
+        # The pod's proxy settings, as the Kubernetes client follows them (`plateau run` does not:
+        # its Prometheus is on 127.0.0.1, which a shell's HTTP_PROXY without NO_PROXY would catch).
+        self.prometheus = PrometheusClient(settings.prometheus_url, timeout=settings.prometheus_timeout, trust_env=True)
         heap = FrozenHeap()
         heap.install()
         self.loop = Loop(settings, self.registry, self.kube, self.prometheus, heap=heap)

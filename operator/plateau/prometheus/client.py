@@ -21,18 +21,21 @@ T = TypeVar("T")
 
 class PrometheusClient:
     """`timeout` bounds each query as a whole (connect, send, every byte of the answer);
-    `max_bytes` bounds the answer's size (None: MAX_ANSWER_BYTES)."""
+    `max_bytes` bounds the answer's size (None: MAX_ANSWER_BYTES); `trust_env`: go through the
+    environment's HTTP_PROXY/HTTPS_PROXY, except for NO_PROXY hosts."""
 
     def __init__(self, url: str, timeout: float = 10.0, session: Optional[aiohttp.ClientSession] = None,
-                 max_bytes: Optional[int] = None) -> None:
+                 max_bytes: Optional[int] = None, trust_env: bool = False) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.max_bytes = max_bytes
+        self.trust_env = trust_env
         self._session = session
 
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                                  trust_env=self.trust_env)
         return self._session
 
     async def close(self) -> None:

@@ -232,6 +232,14 @@ def test_helm_is_required_not_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path:
     ("networkPolicy.prometheus.port=http", "/networkPolicy/prometheus/port"),
     ("networkPolicy.apiServer.cidrs[0]=everywhere", "/networkPolicy/apiServer/cidrs/0"),
     ("prometheusRule.runbookUrl=wiki", "/prometheusRule/runbookUrl"),
+    # an interval or timeout of zero: a cycle loop that never waits, /healthz failing at once,
+    # API requests the client refuses
+    ("evaluation.interval=0s", "/evaluation/interval"),
+    ("prometheus.timeout=0.0s", "/prometheus/timeout"),
+    ("kubernetesApi.timeout=0ms", "/kubernetesApi/timeout"),
+    ("kubernetesApi.connectTimeout=0m0s", "/kubernetesApi/connectTimeout"),
+    # no name: the binding would go to the namespace's "default" ServiceAccount
+    ("serviceAccount.create=false", "/serviceAccount/name"),
 ])
 def test_values_schema_rejects_bad_values(bad: str, path: str) -> None:
     for result in (template(extra=["--set", bad]), lint("--set", bad)):
@@ -256,6 +264,15 @@ def test_schema_durations_are_the_operators() -> None:
 def test_several_replicas_need_leader_election() -> None:
     result = template({"replicas": 2, "leaderElection": {"enabled": False}})
     assert result.returncode != 0 and "leaderElection.enabled" in result.stderr
+
+
+def test_alerts_need_the_service_monitor_whose_series_they_read() -> None:
+    result = template({"prometheusRule": {"enabled": True}})
+    assert result.returncode != 0 and "needs serviceMonitor.enabled" in result.stderr
+
+
+def test_a_positive_interval_below_a_second_is_a_duration() -> None:
+    assert template({"evaluation": {"interval": "0.5s"}, "kubernetesApi": {"timeout": "0.25s"}}).returncode == 0
 
 
 # --- the operator's settings ---------------------------------------------------------------------
@@ -395,6 +412,7 @@ def test_security_contexts_are_overridable_and_a_fixed_uid_removable() -> None:
     ({"replicas": 3, "podDisruptionBudget": {"minAvailable": "50%"}}, {"minAvailable": "50%"}),
     ({"replicas": 2, "podDisruptionBudget": {"enabled": False}}, None),
     ({"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}}, {"maxUnavailable": 1}),
+    ({"replicas": 3, "podDisruptionBudget": {"maxUnavailable": 0}}, {"maxUnavailable": 0}),  # no eviction, not minAvailable 1
 ])
 def test_pod_disruption_budget_for_several_replicas_or_when_asked(values: dict[str, Any], budget: Any) -> None:
     docs = render(values)

@@ -147,6 +147,9 @@ async def test_gpu_queries_are_valid_promql(prometheus: PrometheusServer) -> Non
         await client.close()
 
 
+EMPTY_VECTOR = '{"status": "success", "data": {"resultType": "vector", "result": []}}'
+
+
 async def serve(status: int = 200, text: str = "", delay: float = 0) -> web.AppRunner:
     async def answer(_: web.Request) -> web.Response:
         await asyncio.sleep(delay)
@@ -189,6 +192,53 @@ async def test_bad_prometheus_answers_become_reasons(status: int, text: str, del
     finally:
         await client.close()
         await runner.cleanup()
+
+
+async def test_the_operator_reaches_prometheus_through_the_pods_proxy_unless_no_proxy_says_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes import client as kube_client
+
+    from plateau.controller.config import Settings
+    from plateau.controller.runtime import Runtime
+
+    seen: list[str] = []
+
+    async def forward(request: web.Request) -> web.Response:  # a forward proxy gets the absolute URL
+        seen.append(str(request.url))
+        return web.Response(text=EMPTY_VECTOR, content_type="application/json")
+
+    proxy_app = web.Application()
+    proxy_app.router.add_route("*", "/{tail:.*}", forward)
+    proxy = web.AppRunner(proxy_app)
+    await proxy.setup()
+    proxy_port, prometheus_port = free_port(), free_port()
+    await web.TCPSite(proxy, "127.0.0.1", proxy_port).start()
+    prometheus = await serve(text=EMPTY_VECTOR)
+    await web.TCPSite(prometheus, "127.0.0.1", prometheus_port).start()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        for url, no_proxy, through_proxy in (("http://prometheus.monitoring.svc:9090", "", True),
+                                              (f"http://127.0.0.1:{prometheus_port}", "127.0.0.1", False)):
+            monkeypatch.setenv("NO_PROXY", no_proxy)
+            seen.clear()
+            runtime = Runtime(Settings(prometheus_url=url, leader_election=False), kube_client.ApiClient())
+            try:
+                assert await runtime.prometheus.query("up") == []
+            finally:
+                await runtime.close()
+            assert seen == ([f"{url}/api/v1/query"] if through_proxy else []), url
+        # plateau run's client does not: its Prometheus is on 127.0.0.1, whatever the shell says
+        monkeypatch.setenv("NO_PROXY", "")
+        local = PrometheusClient(f"http://127.0.0.1:{prometheus_port}")
+        try:
+            assert await local.query("up") == [] and seen == []
+        finally:
+            await local.close()
+    finally:
+        await proxy.cleanup()
+        await prometheus.cleanup()
 
 
 async def test_unreachable_prometheus() -> None:

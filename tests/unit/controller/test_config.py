@@ -29,6 +29,20 @@ def test_prometheus_timeout_rejects_what_is_not_a_duration() -> None:
         parse_settings(["--prometheus-timeout", "ten"])
 
 
+@pytest.mark.parametrize("flag", ["--interval", "--prometheus-timeout", "--api-timeout", "--api-connect-timeout"])
+def test_intervals_and_timeouts_of_zero_are_refused(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_settings([flag, "0s"])
+    assert f"argument {flag}: '0s': must be above zero" in capsys.readouterr().err
+    assert parse_settings([flag, "0.5s"])  # below a second is fine
+
+
+def test_an_interval_of_zero_from_the_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLATEAU_INTERVAL", "0m")
+    with pytest.raises(SystemExit):
+        parse_settings([])
+
+
 async def test_the_runtime_gives_the_timeout_to_the_prometheus_client() -> None:
     from kubernetes import client
 
