@@ -19,6 +19,7 @@ from plateau import api
 from plateau.api import kubenames, podschema
 
 CRD_PATHS = (Path("crds/trainingjob.yaml"), Path("charts/plateau/crds/trainingjob.yaml"))
+SCHEMA_PATH = Path("operator/plateau/api") / podschema.SCHEMA_FILE.name
 
 _DROP_KEYS = {"title", "$defs"}
 
@@ -241,10 +242,14 @@ def render_crd() -> str:
 
 
 def write_crds(root: Path) -> list[Path]:
-    """The pod template schema first (the CRD embeds it), then the CRD and the chart's copy."""
-    podschema.SCHEMA_FILE.write_text(render_pod_template_schema())
-    podschema.pod_template_schema.cache_clear()
-    written = [podschema.SCHEMA_FILE]
+    """The pod template schema first (the CRD embeds the package's: in a checkout, the same
+    file), then the CRD and the chart's copy; nothing outside `root`."""
+    schema = root / SCHEMA_PATH
+    schema.parent.mkdir(parents=True, exist_ok=True)
+    schema.write_text(render_pod_template_schema())
+    if schema.resolve() == podschema.SCHEMA_FILE.resolve():
+        podschema.pod_template_schema.cache_clear()
+    written = [schema]
     text = render_crd()
     for rel in CRD_PATHS:
         path = root / rel

@@ -8,7 +8,8 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from plateau.cli.crd import CRD_PATHS, build_crd, render_crd
+from plateau.api import podschema
+from plateau.cli.crd import CRD_PATHS, build_crd, render_crd, render_pod_template_schema, write_crds
 
 FORBIDDEN = {"$ref", "anyOf", "oneOf", "allOf", "const", "title", "$defs", "additionalProperties:true"}
 
@@ -85,10 +86,19 @@ def test_the_pod_template_has_kubernetes_schema_and_preserves_only_quantities_an
 
 def test_the_committed_pod_template_schema_is_kubernetes_own() -> None:
     """podtemplate.schema.json is what `plateau crd` makes from kubernetes-validate's definitions."""
-    from plateau.api import podschema
-    from plateau.cli.crd import render_pod_template_schema
-
     assert podschema.SCHEMA_FILE.read_text() == render_pod_template_schema(), "stale: run `plateau crd`"
+
+
+def test_writing_under_a_root_writes_nothing_outside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    podschema.pod_template_schema()  # the CRD embeds the package's schema, read before
+    elsewhere = tmp_path / "site-packages" / podschema.SCHEMA_FILE.name
+    monkeypatch.setattr(podschema, "SCHEMA_FILE", elsewhere)  # a package installed elsewhere
+    root = tmp_path / "checkout"
+    written = write_crds(root)
+    assert not elsewhere.exists()
+    assert all(root in path.parents for path in written) and len(written) == 3
+    assert (root / "operator/plateau/api/podtemplate.schema.json").read_text() == render_pod_template_schema()
+    assert (root / "crds/trainingjob.yaml").read_text() == render_crd()
 
 
 def test_names_subresources_and_columns() -> None:
