@@ -216,6 +216,7 @@ def test_helm_is_required_not_skipped(monkeypatch: pytest.MonkeyPatch, tmp_path:
     ("serviceMonitor.enable=true", "/serviceMonitor"),
     ("nameOverride=Plateau_Ops", "/nameOverride"),
     ("fullnameOverride=-plateau", "/fullnameOverride"),
+    ("fullnameOverride=9plateau", "/fullnameOverride"),  # its Service's name must start with a letter
     ("logLevel=verbose", "/logLevel"),
     ("logFormat=logfmt", "/logFormat"),
     ("podSecurityContext.runAsUser=root", "/podSecurityContext/runAsUser"),
@@ -264,6 +265,11 @@ def test_schema_durations_are_the_operators() -> None:
 def test_several_replicas_need_leader_election() -> None:
     result = template({"replicas": 2, "leaderElection": {"enabled": False}})
     assert result.returncode != 0 and "leaderElection.enabled" in result.stderr
+
+
+def test_a_release_name_that_cannot_name_a_service_is_refused() -> None:
+    result = template(release="9rel")
+    assert result.returncode != 0 and "9rel-plateau-metrics must start with a letter" in result.stderr
 
 
 def test_alerts_need_the_service_monitor_whose_series_they_read() -> None:
