@@ -7,7 +7,7 @@ Whatever the file holds, the result is its documents or an `InputError` reading
 - The text must be UTF-8 (a byte-order mark is allowed, as kubectl allows it); UTF-16 is named.
 - Nesting is bounded (MAX_DEPTH) while the file is composed, before PyYAML's recursion could
   overflow; so is the size of the tree that aliases expand to (MAX_NODES), before anything
-  walks it.
+  walks it, and an alias may not refer to a collection that contains it.
 """
 
 from __future__ import annotations
@@ -85,9 +85,11 @@ class _BoundedLoader(yaml.SafeLoader):
 
 def _check_expanded(node: yaml.Node) -> None:
     """Bound the tree that aliases expand to (a "billion laughs" file is small and shallow),
-    without recursion: sizes and depths of shared nodes are counted once each."""
+    without recursion: sizes and depths of shared nodes are counted once each. An alias inside
+    the collection it names (`a: &a [*a]`) expands without end: refused."""
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
+    entered: set[int] = set()  # counted when done; until then, on the path from the root
     stack: list[tuple[yaml.Node, bool]] = [(node, False)]
     while stack:
         current, done = stack.pop()
@@ -96,6 +98,10 @@ def _check_expanded(node: yaml.Node) -> None:
             continue
         children = _children(current)
         if not done:
+            if key in entered:
+                raise _TooBig(None, None, "an alias refers to a collection that contains it: it expands without end",
+                              current.start_mark)
+            entered.add(key)
             stack.append((current, True))
             stack.extend((c, False) for c in children if id(c) not in size)
             continue

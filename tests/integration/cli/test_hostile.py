@@ -13,6 +13,7 @@ import http.server
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -31,9 +32,15 @@ ROOT = Path(__file__).resolve().parents[3]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / d) for d in ("operator", "sidecar", "."))}
 
 
-def plateau(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def plateau(*args: str, cwd: Path | None = None, timeout: float = 60,
+            max_memory: int | None = None) -> subprocess.CompletedProcess[str]:
+    """`max_memory`: bytes of address space, so that a bug that grows without end fails the
+    test with a MemoryError rather than take the machine (not for `run`s that start Prometheus)."""
+    def limit() -> None:
+        if max_memory is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
     return subprocess.run([sys.executable, "-m", "plateau.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=ENV, cwd=cwd)
+                          timeout=timeout, env=ENV, cwd=cwd, preexec_fn=limit)
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], *expected: str) -> str:
@@ -147,6 +154,8 @@ MANIFESTS = {
     "tab": (b"kind: TrainingJob\nmetadata:\n\tname: x\n", ("m.yaml:3:1:",)),
     "control-char": (b"kind: TrainingJob\nmetadata: {name: \x07}\n", ("m.yaml:2:", "not allowed")),
     "billion-laughs": (laughs().encode(), ("m.yaml:", "aliases expand")),
+    "alias-in-itself": (b"kind: TrainingJob\nspec: &s [*s]\n", ("m.yaml:2:7:", "expands without end")),
+    "alias-in-its-mapping": (b"kind: TrainingJob\nspec: &s {stop: {metric: *s}}\n", ("m.yaml:2:7:", "expands without end")),
     "huge": (b"kind: TrainingJob\n# " + b"x" * (5 * 1024 * 1024) + b"\n", ("m.yaml", "larger than")),
 }
 
@@ -158,7 +167,7 @@ def test_bad_manifest_is_one_line_with_file_line_column(tmp_path: Path, case: st
     path = tmp_path / "m.yaml"
     path.write_bytes(data)
     args = {"validate": [str(path)], "replay": [str(path), str(tmp_path / "none.csv")], "run": [str(path)]}[command]
-    line = one_line_error(plateau(command, *args, cwd=tmp_path, timeout=30), *expected)
+    line = one_line_error(plateau(command, *args, cwd=tmp_path, timeout=30, max_memory=2 << 30), *expected)
     assert "<unicode string>" not in line
 
 
