@@ -577,7 +577,7 @@ class MetricRule(Spec):
             better = self.target < self.divergence if self.mode == "min" else self.target > self.divergence
             if not better:
                 side = "below" if self.mode == "min" else "above"
-                raise ValueError(f"in mode {self.mode} the target must lie {side} the divergence threshold")
+                raise ValueError(f"in mode {Mode(self.mode).value} the target must lie {side} the divergence threshold")
         return self
 
     model_config = ConfigDict(

@@ -35,12 +35,31 @@ def _cmd_docs(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from plateau.api.manifest import load_training_job
+    """Every TrainingJob of every file, as `kubectl apply -f` takes them: each error is told."""
+    from plateau.api.manifest import check_for_the_api_server, training_job_documents
 
+    failed = False
     for path in args.manifests:
-        job = load_training_job(Path(path))
-        print(f"{path}: TrainingJob {job.metadata.name} is valid")
-    return 0
+        try:
+            docs = training_job_documents(Path(path))
+            if not docs:
+                raise InputError(f"{path}: no TrainingJob (kind: TrainingJob, apiVersion: plateau.dev/v1alpha1)")
+            for number, doc in enumerate(docs, start=1):
+                source = path if len(docs) == 1 else f"{path} (TrainingJob {number} of {len(docs)})"
+                try:
+                    job = check_for_the_api_server(doc, source)
+                    print(f"{source}: TrainingJob {job.metadata.name} is valid")
+                except InputError as exc:
+                    _tell(exc)
+                    failed = True
+        except InputError as exc:
+            _tell(exc)
+            failed = True
+    return 2 if failed else 0
+
+
+def _tell(error: InputError) -> None:
+    print(f"plateau: error: {error}", file=sys.stderr)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -176,7 +195,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return handler(args)
     except InputError as exc:
-        print(f"plateau: error: {exc}", file=sys.stderr)
+        _tell(exc)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -51,6 +51,7 @@ def test_examples_cover_the_common_cases_and_are_valid() -> None:
         ({}, "stop has no rule"),
         ({"preset": "balanced", "maxDuration": "1h"}, "stop.cohort and stop.preset need stop.metric"),
         ({"metric": {"name": "l", "mode": "min", "target": 5, "divergence": 1}}, "in mode min the target must lie below"),
+        ({"metric": {"name": "l", "target": 5, "divergence": 1}}, "in mode min the target must lie below"),  # the default mode
         ({"metric": {"name": "acc", "mode": "max", "target": 0.1, "divergence": 0.5}}, "in mode max the target must lie above"),
         ({"metric": {"name": "l", "patience": 3, "colour": "red"}}, "spec.stop.metric.colour: Extra inputs are not permitted"),
         ({"gpuIdle": {"below": 1.5, "for": "5m"}}, "spec.stop.gpuIdle.below: Input should be less than or equal to 1"),
