@@ -19,9 +19,16 @@ def _cmd_crd(args: argparse.Namespace) -> int:
     if args.stdout:
         sys.stdout.write(render_crd())
         return 0
-    for path in write_crds(Path(args.root)):
+    for path in write_crds(_repository_root(args.root)):
         print(f"wrote {path}")
     return 0
+
+
+def _repository_root(root: str) -> Path:
+    """An existing directory: a typo must not grow a new tree of generated files elsewhere."""
+    if not Path(root).is_dir():
+        raise InputError(f"--root {root}: not a directory (the repository root)")
+    return Path(root)
 
 
 def _cmd_docs(args: argparse.Namespace) -> int:
@@ -30,7 +37,7 @@ def _cmd_docs(args: argparse.Namespace) -> int:
     if args.stdout:
         sys.stdout.write(render_reference())
     else:
-        print(f"wrote {write_reference(Path(args.root))}")
+        print(f"wrote {write_reference(_repository_root(args.root))}")
     return 0
 
 
@@ -153,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plateau", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    crd = sub.add_parser("crd", help="write crds/trainingjob.yaml and the chart's copy from the API models")
+    crd = sub.add_parser("crd", help="write crds/trainingjob.yaml, the chart's copy and the pod template schema they embed"
+                         " (operator/plateau/api/podtemplate.schema.json) from the API models")
     crd.add_argument("--root", default=".", help="repository root (default: .)")
     crd.add_argument("--stdout", action="store_true", help="print the CRD instead of writing files")
     crd.set_defaults(func=_cmd_crd)

@@ -34,3 +34,14 @@ def test_every_reason_is_listed() -> None:
 def test_docs_command_writes_the_reference(tmp_path: Path) -> None:
     assert main(["docs", "--root", str(tmp_path)]) == 0
     assert (tmp_path / REFERENCE_PATH).read_text() == render_reference()
+
+
+@pytest.mark.parametrize("command", ["docs", "crd"])
+def test_a_root_that_is_no_directory_is_refused_and_nothing_written(command: str, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    afile, missing = tmp_path / "README.md", tmp_path / "typo"
+    afile.write_text("")
+    for root in (afile, missing):
+        assert main([command, "--root", str(root)]) == 2
+        assert capsys.readouterr().err == f"plateau: error: --root {root}: not a directory (the repository root)\n"
+    assert not missing.exists()
