@@ -12,8 +12,11 @@ import csv
 import gzip
 import io
 import math
+import os
+import stat
 import zlib
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
@@ -27,8 +30,12 @@ from plateau.engine.presets import resolve_metric_rule
 from plateau.engine.history import MetricHistory, metric_stop_spec
 from plateau.engine.fold import MetricTrack
 from plateau.engine.rules import CohortView, Decision, GpuWindow, Observation, decide
+from plateau_sidecar.protocol import MAX_STEP
 
 MAX_GPUS = 100_000  # a `gpus` cell above this is a typo, not a cluster
+# A `time` beyond this many seconds either way (285 million years) is no clock reading; within
+# it every span between two rows, and any sum of them replay makes, stays finite.
+MAX_TIME = 2.0**53
 
 
 # --- the stop spec ----------------------------------------------------------------------------
@@ -72,11 +79,19 @@ class RunHistory:
     rows: list[Row] = field(default_factory=list)
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    # utf-8-sig: a byte-order mark (as spreadsheets write) is not part of the first column's name.
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+@contextmanager
+def _open_text(path: Path) -> Iterator[io.TextIOWrapper]:
+    """Only a regular file, as for a spec (`plateau.api.yamlfile.read_text`): a FIFO would
+    block, a device such as /dev/zero never ends."""
+    # O_NONBLOCK: a FIFO opens at once instead of waiting for a writer, and is refused below
+    # (a directory already is, by open).
+    with open(path, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as raw:
+        if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+            raise InputError(f"{path}: cannot read: not a regular file")
+        binary = gzip.GzipFile(fileobj=raw) if path.suffix == ".gz" else raw
+        # utf-8-sig: a byte-order mark (as spreadsheets write) is not part of the first column's name.
+        with io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as text:
+            yield text
 
 
 def _number(text: str, where: str, column: str) -> float:
@@ -148,9 +163,14 @@ def read_runs(
                     step = int(step_f)
                 if step < 0:
                     raise InputError(f"{where}: column {step_column!r}: {step_text!r} is not a non-negative whole number")
+                if step >= MAX_STEP:  # the sidecar refuses it, so the cluster never decides on it
+                    raise InputError(f"{where}: column {step_column!r}: {step_text!r} is above {MAX_STEP - 1},"
+                                     " the largest step the sidecar accepts")
                 # An empty cell is a value not recorded: missing data, skipped and counted, never a NaN report.
                 values = {m: _number(record[i], where, m) for m, i in metric_at if record[i] != ""}
                 time = None if time_at is None or record[time_at] == "" else _finite(record[time_at], where, "time")
+                if time is not None and not -MAX_TIME <= time <= MAX_TIME:
+                    raise InputError(f"{where}: column 'time': {time:g} is outside -{MAX_TIME:g}..{MAX_TIME:g} seconds")
                 util = None if util_at is None or record[util_at] == "" else _finite(record[util_at], where, "gpu_util")
                 if util is not None and not 0 <= util <= 1:
                     raise InputError(f"{where}: column 'gpu_util': {util} is outside 0..1")

@@ -66,9 +66,22 @@ def replay(tmp_path: Path, csv: str | bytes, *flags: str, spec: str = SPEC, name
     return plateau("replay", str(tmp_path / "s.yaml"), str(path), *flags)
 
 
+def no_regular_file(fifo: Path, target: str) -> Path:
+    """A FIFO at `fifo`, its directory, or the device `target` names."""
+    if target == "fifo":
+        os.mkfifo(fifo)
+        return fifo
+    return fifo.parent if target == "directory" else Path(target)
+
+
+def not_json(constant: str) -> float:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def runs(done: subprocess.CompletedProcess[str]) -> list[dict]:
+    """The `--json` lines, parsed strictly: NaN or Infinity in them fails the test."""
     assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()]
+    return [json.loads(line, parse_constant=not_json) for line in done.stdout.splitlines()]
 
 
 def test_replay_empty_metric_cells_are_skipped_and_counted_not_a_nan_stop(tmp_path: Path) -> None:
@@ -88,6 +101,20 @@ def test_replay_non_finite_time_or_utilisation_is_rejected_with_its_line(tmp_pat
     row = {"time": "60", "gpu_util": "0.5", column: value}
     csv = f"run,step,val_loss,time,gpu_util\na,1,1.0,0,0.5\na,2,0.9,{row['time']},{row['gpu_util']}\n"
     one_line_error(replay(tmp_path, csv, "--json", spec=spec), "c.csv:3:", f"column {column!r}", "not a finite number")
+
+
+def test_replay_step_beyond_what_the_sidecar_accepts_is_one_line(tmp_path: Path) -> None:
+    for step in ("9223372036854775808", "1e20"):
+        csv = f"run,step,val_loss\na,1,1.0\na,{step},0.9\n"
+        one_line_error(replay(tmp_path, csv, "--json"), "c.csv:3:", "column 'step'", "above 9007199254740991")
+
+
+def test_replay_time_too_large_to_span_is_refused_and_json_stays_strict(tmp_path: Path) -> None:
+    target = "stop:\n  metric: {name: val_loss, target: 2}\n"  # stops at the first row: the rest is saved
+    csv = "run,step,val_loss,time\na,1,1,0\na,2,1,{big}\na,3,1,-{big}\na,4,1,{big}\n"
+    one_line_error(replay(tmp_path, csv.format(big="1e308"), "--json", spec=target), "c.csv:3:", "column 'time'", "outside")
+    [run] = runs(replay(tmp_path, csv.format(big=2**53), "--json", spec=target))  # the largest times taken
+    assert run["stop_step"] == 1 and run["hours_saved"] == pytest.approx(3 * 2**53 / 3600)  # the step back charges nothing
 
 
 def test_replay_corrupt_gzip_is_one_line(tmp_path: Path) -> None:
@@ -128,6 +155,14 @@ def test_replay_table_of_many_runs_is_plain_and_complete(tmp_path: Path) -> None
     lines = done.stdout.splitlines()
     assert lines[0].split()[:2] == ["run", "stopped"] and len(lines) == 3000 + 3
     assert lines[-1].startswith("0/3000 runs stopped early")
+
+
+@pytest.mark.parametrize("target", ["fifo", "/dev/zero", "directory"])
+def test_replay_curves_that_are_no_regular_file_are_refused_at_once(tmp_path: Path, target: str) -> None:
+    (tmp_path / "s.yaml").write_text(SPEC)
+    path = no_regular_file(tmp_path / "c.csv", target)
+    done = plateau("replay", str(tmp_path / "s.yaml"), str(path), timeout=20, max_memory=2 << 30)
+    one_line_error(done, str(path), "cannot read")
 
 
 # --- 2. manifests and specs ------------------------------------------------------------------
@@ -180,13 +215,7 @@ def test_yaml_syntax_error_is_file_line_column_message(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", ["fifo", "/dev/urandom", "directory"])
 def test_manifest_that_is_no_regular_file_is_refused_at_once(tmp_path: Path, target: str) -> None:
-    if target == "fifo":
-        path = tmp_path / "m.yaml"
-        os.mkfifo(path)
-    elif target == "directory":
-        path = tmp_path
-    else:
-        path = Path(target)
+    path = no_regular_file(tmp_path / "m.yaml", target)
     one_line_error(plateau("validate", str(path), timeout=20), str(path), "cannot read")
 
 

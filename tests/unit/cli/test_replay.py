@@ -14,6 +14,7 @@ import pytest
 from plateau.api import StopSpec
 from plateau.api.errors import InputError
 from plateau.cli.replay import load_stop_spec, read_runs, replay
+from plateau_sidecar.store import step_of
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -75,6 +76,11 @@ def test_full_training_job_manifest_is_accepted_as_spec() -> None:
         ("run,step,val_loss,gpu_util\na,1,1.0,7\n", "c.csv:2: column 'gpu_util': 7.0 is outside 0..1"),
         ("run,step,val_loss,gpus\na,1,1.0,-1\n", "c.csv:2: column 'gpus': -1 is outside 0..100000"),
         ("run,step,val_loss,gpus\na,1,1.0,inf\n", "c.csv:2: column 'gpus': 'inf' is not a finite number"),
+        ("run,step,val_loss\na,1,1.0\na,9223372036854775808,1.0\n",
+         "c.csv:3: column 'step': '9223372036854775808' is above 9007199254740991, the largest step the sidecar accepts"),
+        ("run,step,val_loss\na,1e20,1.0\n", "c.csv:2: column 'step': '1e20' is above 9007199254740991"),
+        ("run,step,val_loss,time\na,1,1.0,0\na,2,1.0,1e308\n", "c.csv:3: column 'time': 1e+308 is outside -9.0072e+15..9.0072e+15 seconds"),
+        ("run,step,val_loss,time\na,1,1.0,-1e17\n", "c.csv:2: column 'time': -1e+17 is outside"),
         ("", "c.csv: empty file"),
     ],
 )
@@ -83,6 +89,22 @@ def test_bad_csv_names_file_line_and_column(tmp_path: Path, text: str, message: 
     with pytest.raises(InputError) as info:
         read_runs(path, ["val_loss"])
     assert message in str(info.value)
+
+
+def test_replay_takes_exactly_the_steps_the_sidecar_takes(tmp_path: Path) -> None:
+    """Replay's decision is the cluster's: a step the sidecar refuses never reaches the engine."""
+    for step in (0, 2**53 - 1, 2**53, 2**63, 10**20):
+        try:
+            step_of({"step": step})
+            sidecar = True
+        except ValueError:
+            sidecar = False
+        try:
+            read_runs(write(tmp_path, "c.csv", f"run,step,val_loss\na,{step},1.0\n"), ["val_loss"])
+            replayed = True
+        except InputError:
+            replayed = False
+        assert replayed == sidecar == (step < 2**53), step
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
