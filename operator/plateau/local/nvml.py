@@ -28,7 +28,7 @@ def select_devices(cuda_visible_devices: Optional[str], uuids: Sequence[str]) ->
         if entry.startswith("MIG-"):
             chosen.append(None)
             continue
-        if entry.isdigit():
+        if entry.isascii() and entry.isdigit():  # CUDA reads ASCII digits only; "²" and "٠" are invalid
             matches = [int(entry)] if int(entry) < len(uuids) else []
         else:
             matches = [i for i, uuid in enumerate(uuids) if entry.startswith("GPU-") and uuid.startswith(entry)]

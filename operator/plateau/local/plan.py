@@ -2,13 +2,14 @@
 
 Everything the user can get wrong is checked here, before any process starts, and reported as
 one `InputError` line. The trainer gets the environment the operator would inject, with the
-pod's /plateau and /etc/plateau mapped into the run directory.
+pod's /plateau and /etc/plateau mapped to plateau/ and etc/plateau/ in the run directory.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import posixpath
 import re
 import shutil
 import socket
@@ -23,6 +24,7 @@ from typing import Any, Mapping, Optional
 from plateau.api import MetricRule, MetricsSource, StopSpec, TrainingJob
 from plateau.engine.history import MetricSpec, metric_spec_for
 from plateau.api.errors import InputError
+from plateau.local.processes import draft_of
 from plateau_sidecar import protocol as p
 from plateau_sidecar.protocol import METRICS_PATH, PUSH_PATH
 
@@ -33,6 +35,13 @@ RUNS_DIR = Path("plateau-runs")
 DEFAULT_KILL_AFTER_SECONDS = 5.0
 MAX_INTERVAL_SECONDS = 3600.0  # an evaluation at least every hour, or maxDuration would go unenforced
 CONTAINER = "spec.template.spec.containers[0]"
+# The run directory's own files, beside plateau/ and etc/plateau/, which stand in for the pod's volumes.
+TRAINER_LOG = "trainer.log"
+SIDECAR_LOG = "sidecar.log"
+STATUS_FILE = "status.yaml"
+CURVE_FILE = "curve.png"
+# A pod path written out in a command or env value (not one inside another path, nor /plateauish).
+POD_PATH = re.compile(r"(?<![\w.~/])(?:/etc)?/plateau(?![\w.-])[^\s'\"`;|&<>(){}]*")
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class LocalPlan:
     kill_after: float
     spec: MetricSpec  # the metric stop spec the sidecar folds under, in spec_file
     notes: list[str] = field(default_factory=list)
+    unmapped_note: Optional[str] = None  # pod paths the command names, which a failing trainer may have tripped on
 
     @property
     def name(self) -> str:
@@ -73,11 +83,13 @@ def expand(text: str, env: Mapping[str, str]) -> str:
 
 
 def local_path(pod_path: str, run_dir: Path) -> Path:
-    """A pod path under /plateau or /etc/plateau lives in the run directory; others are taken
-    as they are (relative ones to the current directory)."""
+    """A pod path under /plateau or /etc/plateau keeps its place under the run directory
+    (/plateau/x is RUN_DIR/plateau/x), so the pod's two volumes stay apart; others are taken as
+    they are (relative ones to the current directory)."""
+    normal = posixpath.normpath(pod_path)  # as in the pod, /plateau/../etc/plateau/stop is the stop file
     for root in (p.DEFAULT_SHARED_DIR, p.DEFAULT_STOP_DIR):
-        if pod_path == root or pod_path.startswith(root + "/"):
-            return run_dir / pod_path[len(root) :].lstrip("/")
+        if normal == root or normal.startswith(root + "/"):
+            return run_dir / normal.lstrip("/")
     return Path(pod_path)
 
 
@@ -228,6 +240,30 @@ def _prepare(path: Path, run_dir: Path, what: str) -> None:
     _check_readable(path, what)
 
 
+def _check_not_ours(what: str, path: Path, ours: Mapping[Path, str]) -> None:
+    """A file the manifest names must not be one plateau run keeps for itself: in a pod the stop
+    and spec files are on a volume of their own, here every file is in the run directory."""
+    taken = {os.path.realpath(own): name for own, name in ours.items()}  # realpath: a symlink loop is no error here
+    if (name := taken.get(os.path.realpath(path))) is not None:
+        raise InputError(f"{what}: {path} is where plateau run keeps {name}; choose another path")
+
+
+def _unmapped_note(command: list[str], env: Mapping[str, str], stdout_source: bool) -> Optional[str]:
+    """What to say about pod paths the trainer's command or env spell out. plateau run maps only
+    the paths it passes itself: text in a command cannot be rewritten safely (and a `tee` to
+    logFile would then write every line twice), so these are used as written, on this machine."""
+    named = dict.fromkeys(m.group(0) for text in (*command, *env.values()) for m in POD_PATH.finditer(text))
+    if not named:
+        return None
+    said = (f"the trainer's command or env names {', '.join(named)}: plateau run maps only the paths it passes"
+            " itself (metrics.path, metrics.logFile, the PLATEAU_* variables) into the run directory; others are"
+            " used as written")
+    if stdout_source:
+        said += ("; for metrics.source stdout it writes the trainer's output to metrics.logFile itself, so the"
+                 " command need not tee it")
+    return said + " (see docs/local.md)"
+
+
 def _metrics_wiring(job: TrainingJob, run_dir: Path, metrics_port: int) -> tuple[dict[str, str], dict[str, str], Path]:
     """The trainer's and the sidecar's metrics variables, and where the trainer's output goes."""
     metrics = job.spec.metrics
@@ -238,7 +274,7 @@ def _metrics_wiring(job: TrainingJob, run_dir: Path, metrics_port: int) -> tuple
         p.ENV_PUSH_ADDR: "off",
         p.ENV_METRIC_NAMES: ",".join(metrics.names),
     }
-    output_file = run_dir / "trainer.log"
+    output_file = run_dir / TRAINER_LOG
     if metrics.source == MetricsSource.FILE.value:
         trainer[p.ENV_METRICS_FILE] = sidecar[p.ENV_METRICS_FILE] = str(local_path(metrics.path, run_dir).absolute())
     elif metrics.source == MetricsSource.PUSH.value:
@@ -283,12 +319,24 @@ def plan_run(job: TrainingJob, options: RunOptions) -> LocalPlan:
     injected.update({p.ENV_TRAININGJOB: job.metadata.name, p.ENV_STOP_FILE: str(stop_file)})
     if job.metadata.namespace:
         injected[p.ENV_NAMESPACE] = job.metadata.namespace
+    metrics = job.spec.metrics
+    metrics_file = Path(injected[p.ENV_METRICS_FILE]) if p.ENV_METRICS_FILE in injected else None
+    stdout_source = metrics.source == MetricsSource.STDOUT.value
+    ours = {stop_file: "the stop file", draft_of(stop_file): "the stop file's draft", spec_file: "the spec file",
+            run_dir / SIDECAR_LOG: "the sidecar's log", run_dir / STATUS_FILE: "the status",
+            run_dir / CURVE_FILE: "the curve"}
+    if metrics_file is not None:
+        _check_not_ours(f"metrics.path {metrics.path}", metrics_file, {**ours, output_file: "the trainer's log"})
+    elif stdout_source:
+        _check_not_ours(f"metrics.logFile {metrics.log_file}", output_file, ours)
 
     # A PLATEAU_* variable of the calling shell must not leak into this run's processes.
     base = {k: v for k, v in os.environ.items() if not k.startswith("PLATEAU_")}
     own = _container_env(container, injected, notes)
     trainer_env = {**base, **own, **injected}
     command = _command(container, {**own, **injected}, trainer_env.get("PATH"))
+    if unmapped_note := _unmapped_note(command, own, stdout_source):
+        notes.append(unmapped_note)
 
     _check_directory(run_dir, "run directory")
     _prepare(stop_file, run_dir, "stop file")
@@ -299,10 +347,8 @@ def plan_run(job: TrainingJob, options: RunOptions) -> LocalPlan:
         spec_file.write_text(metric_spec.text)  # what the downward API writes in a cluster
     except OSError as exc:
         raise InputError(f"spec file {spec_file}: {exc.strerror}") from None
-    metrics_file = Path(injected[p.ENV_METRICS_FILE]) if p.ENV_METRICS_FILE in injected else None
     if metrics_file is not None:
         _prepare(metrics_file, run_dir, "metrics file")
-    stdout_source = job.spec.metrics.source == MetricsSource.STDOUT.value
     _prepare(output_file, run_dir, "metrics.logFile" if stdout_source else "trainer log")
     template = job.spec.template.spec if job.spec.template else {}
     grace = template.get("terminationGracePeriodSeconds")
@@ -319,4 +365,5 @@ def plan_run(job: TrainingJob, options: RunOptions) -> LocalPlan:
         kill_after=float(grace) if isinstance(grace, (int, float)) and grace >= 0 else DEFAULT_KILL_AFTER_SECONDS,
         spec=metric_spec,
         notes=notes,
+        unmapped_note=unmapped_note,
     )

@@ -8,6 +8,7 @@ container runtime ends a whole container.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,19 +18,46 @@ import urllib.request
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional, Protocol
 
 from plateau.api.errors import InputError
+from plateau.local.metrics import MAX_LINE_BYTES
 from plateau_sidecar.protocol import HEALTH_PATH, METRICS_PATH
 
 SIDECAR_START_SECONDS = 15.0
 TAIL_LINES = 20
+READ_BYTES = 64 * 1024  # the trainer's output is read in chunks of at most this, whatever its lines
+_LINE_ENDS = re.compile(rb"([\r\n])")
 
 
 def describe_exit(returncode: int) -> str:
     if returncode < 0:
         return f"was ended by {signal.Signals(-returncode).name}"
     return f"exited with code {returncode}"
+
+
+def draft_of(path: Path) -> Path:
+    """Where a file is written whole before it is renamed into place."""
+    return path.with_name(path.name + ".tmp")
+
+
+def visible_lines(chunks: Iterable[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[str]:
+    """Output as a terminal shows it, line by line, each line at most `limit` bytes: after a
+    carriage return the line is drawn anew (a progress bar), and bytes past the limit are dropped
+    up to the line's end, so a line that never ends costs bounded memory."""
+    line, drawn = bytearray(), b""  # since the last line end; the line's last drawing before a \r
+    for chunk in chunks:
+        for piece in _LINE_ENDS.split(chunk):
+            if piece == b"\n":
+                yield (line or drawn).decode(errors="replace")  # "text\r\n" shows text
+                line, drawn = bytearray(), b""
+            elif piece == b"\r":
+                if line:
+                    line, drawn = bytearray(), bytes(line)
+            else:
+                line += piece[: limit - len(line)]
+    if line or drawn:
+        yield (line or drawn).decode(errors="replace")
 
 
 def exit_status(returncode: int) -> int:
@@ -90,7 +118,8 @@ class Sidecar:
 
 
 class Trainer:
-    """The trainer process; its output goes to a log file and, line by line, to `on_line`."""
+    """The trainer process; its output goes to a log file and, line by line as `visible_lines`
+    shows it, to `on_line` and the last TAIL_LINES to `tail`."""
 
     def __init__(
         self,
@@ -119,14 +148,18 @@ class Trainer:
         return self.process.pid
 
     def _copy(self, output: Path, on_line: Callable[[str], None]) -> None:
-        assert self.process.stdout is not None
         with output.open("ab") as log:
-            for raw in self.process.stdout:
-                log.write(raw)
-                log.flush()  # the sidecar follows this file for source stdout
-                line = raw.decode(errors="replace").rstrip("\n")
+            for line in visible_lines(self._chunks(log)):
                 self.tail.append(line)
                 on_line(line)
+
+    def _chunks(self, log: BinaryIO) -> Iterator[bytes]:
+        """The output as it comes, copied byte for byte into `log`."""
+        assert self.process.stdout is not None
+        while chunk := self.process.stdout.read1(READ_BYTES):
+            log.write(chunk)
+            log.flush()  # the sidecar follows this file for source stdout
+            yield chunk
 
     def poll(self) -> Optional[int]:
         return self.process.poll()
@@ -165,7 +198,7 @@ class Handshake:
     @classmethod
     def begin(cls, trainer: Signalled, stop_file: Path, reason: str, grace: float, kill_after: float, now: float) -> Handshake:
         # Written whole and renamed, so the trainer never reads half a reason.
-        partial = stop_file.with_name(stop_file.name + ".tmp")
+        partial = draft_of(stop_file)
         partial.write_text(reason + "\n")
         partial.replace(stop_file)
         return cls(trainer, grace, kill_after, requested_at=now)

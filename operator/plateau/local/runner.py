@@ -25,7 +25,7 @@ from rich.console import Console
 from plateau.api import Condition, MetricRule, MetricSummary, MetricsSource, Reason, TrainingJobStatus, WouldStop
 from plateau.local.metrics import MetricReader, bounded_lines, jsonl_points
 from plateau.local.nvml import GpuSampler, UtilisationWindow
-from plateau.local.plan import LocalPlan, RunOptions, plan_run
+from plateau.local.plan import CURVE_FILE, SIDECAR_LOG, STATUS_FILE, LocalPlan, RunOptions, plan_run
 from plateau.local.processes import Handshake, Sidecar, Trainer, describe_exit, exit_status
 from plateau.local.progress import Display, Snapshot
 from plateau.local.scrape import MetricSource, PrometheusReader, SidecarScraper
@@ -58,6 +58,9 @@ INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 # than its file poll interval, so it has read every line the trainer wrote.
 SETTLE_SECONDS = 0.5
 SETTLE_TIMEOUT_SECONDS = 5.0
+# A failed trainer's last output line in the status message is cut to this, as much as the
+# operator puts in an Event: the message is in the status twice (and in the Ready condition).
+LAST_LINE_CHARS = 1024
 
 
 def _now() -> str:
@@ -237,10 +240,14 @@ class LocalRun:
             assert self.decision.reason is not None
             code = exit_status(-self.interrupted_by) if self.interrupted_by else 0
             return Outcome(self.decision.reason, self.decision.message, code)
+        message = f"the trainer {describe_exit(returncode)}"
         if returncode == 0:
-            return Outcome(Reason.COMPLETED, f"the trainer {describe_exit(returncode)}", 0)
-        last = next((line for line in reversed(tail) if line.strip()), "")
-        return Outcome(Reason.WORKLOAD_FAILED, f"the trainer {describe_exit(returncode)}" + (f": {last.strip()}" if last else ""), exit_status(returncode))
+            return Outcome(Reason.COMPLETED, message, 0)
+        if last := next((line.strip() for line in reversed(tail) if line.strip()), ""):
+            message += f": {last[:LAST_LINE_CHARS]}" + ("…" if len(last) > LAST_LINE_CHARS else "")
+        if self.plan.unmapped_note:
+            message += f"; {self.plan.unmapped_note}"
+        return Outcome(Reason.WORKLOAD_FAILED, message, exit_status(returncode))
 
     # --- the end -------------------------------------------------------------------------------
 
@@ -310,17 +317,19 @@ class LocalRun:
         return None if step is None else (step, label)
 
     def write_results(self, status: TrainingJobStatus) -> list[Path]:
-        text = yaml.safe_dump(status.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False, width=200)
-        written = [self.plan.run_dir / "status.yaml"] + ([self.options.status_out] if self.options.status_out else [])
+        # allow_unicode: a forecast's ± and a metric named in any script stay readable
+        text = yaml.safe_dump(status.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False,
+                              width=200, allow_unicode=True)
+        written = [self.plan.run_dir / STATUS_FILE] + ([self.options.status_out] if self.options.status_out else [])
         for path in written:
             try:
-                path.write_text(text)
+                path.write_text(text, encoding="utf-8")
             except OSError as exc:  # --status-out was tried before the run; it may have gone since
                 raise InputError(f"{path}: cannot write the status: {exc.strerror}") from None
         # Imported here: matplotlib takes a second or more to import, and only the end needs it.
         from plateau.local.plot import Marker, plot_curve
 
-        png = self.plan.run_dir / "curve.png"
+        png = self.plan.run_dir / CURVE_FILE
         track = self.reader.track if self.reader else None
         points = self.curve() if self.reader else []
         plot_curve(
@@ -345,7 +354,7 @@ class LocalRun:
             self.console.print(f"plateau: note: {note}", markup=False, highlight=False, soft_wrap=True)
         scrape_interval = plan.job.spec.metrics.scrape_interval.seconds
         linger = 2 * scrape_interval if self.options.prometheus else SIDECAR_LINGER_SECONDS
-        sidecar = Sidecar(plan.sidecar_env, plan.metrics_url, plan.run_dir / "sidecar.log", linger)
+        sidecar = Sidecar(plan.sidecar_env, plan.metrics_url, plan.run_dir / SIDECAR_LOG, linger)
         trainer: Optional[Trainer] = None
         try:
             sidecar.wait_ready()

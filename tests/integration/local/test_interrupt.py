@@ -52,7 +52,7 @@ def _until(done: Callable[[], bool], process: subprocess.Popen[str], what: str) 
 
 
 def _reported(run_dir: Path, lines: int) -> Callable[[], bool]:
-    metrics = run_dir / "metrics.jsonl"
+    metrics = run_dir / "plateau" / "metrics.jsonl"
     return lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= lines
 
 
@@ -63,7 +63,7 @@ def _interrupted(tmp_path: Path, on_term: str, ctrl_cs: int) -> Result:
     process, run_dir = start(tmp_path, doc)
     _until(_reported(run_dir, 5), process, "the trainer reported")
     process.send_signal(signal.SIGINT)
-    _until((run_dir / "stop").exists, process, "the stop request")
+    _until((run_dir / "etc" / "plateau" / "stop").exists, process, "the stop request")
     if ctrl_cs >= 2:
         process.send_signal(signal.SIGINT)
     if ctrl_cs >= 3:

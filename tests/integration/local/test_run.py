@@ -170,7 +170,7 @@ def test_nan_stops_the_run_through_the_stdout_route(tmp_path: Path) -> None:
     status = result.status
     assert (status["phase"], status["reason"]) == ("Stopped", "NotFinite")
     assert status["metric"]["nonFinite"] >= 1 and status["metric"]["bestStep"] < 4 * 22
-    assert "val_loss=nan" in (result.run_dir / "train.log").read_text()  # the followed log, in the run dir
+    assert "val_loss=nan" in (result.run_dir / "plateau" / "train.log").read_text()  # the followed log, in the run dir
     result.assert_png()
 
 
@@ -222,6 +222,43 @@ def test_a_trainer_that_ignores_sigterm_too_gets_sigkill(tmp_path: Path) -> None
     result.assert_png()
 
 
+def test_a_forecast_stop_keeps_its_plus_minus_in_the_status(tmp_path: Path) -> None:
+    forecast = {"lookahead": 3.0, "minGain": {"progress": 0.05}, "confidence": 0.7, "minEvaluations": 12}
+    result = run(tmp_path, manifest(trainer_command(*FAST), {"metric": {"name": "val_loss", "patience": 1000, "forecast": forecast}}))
+
+    assert result.returncode == 0, result.stderr
+    assert (result.status["reason"], result.status["message"].split()[:3]) == ("Converged", ["val_loss", "expected", "to"])
+    status_text = (result.run_dir / "status.yaml").read_text(encoding="utf-8")
+    assert " ± " in status_text and "\\x" not in status_text  # written as it is, not escaped
+    assert result.status["message"] in result.stdout  # printed as it is too
+
+
+def test_a_failing_trainers_endless_progress_line_is_cut_in_the_status(tmp_path: Path) -> None:
+    # A progress bar of 5 MB that never ends its line: the status quotes a bounded part of its last drawing.
+    script = "import sys\nfor i in range(5): sys.stdout.write(f'{i}:' + 'x' * 1_000_000 + '\\r')\nsys.stdout.flush(); raise SystemExit(3)"
+    result = run(tmp_path, manifest([sys.executable, "-c", script], {"maxDuration": "1m"}))
+
+    assert result.returncode == 3
+    message = result.status["message"]
+    assert message.startswith("the trainer exited with code 3: 4:xxx") and message.endswith("x…")
+    assert len(message) < 1100 and result.condition("Ready")["message"] == message
+    assert (result.run_dir / "status.yaml").stat().st_size < 4000
+    assert (result.run_dir / "trainer.log").stat().st_size == 5 * 1_000_003  # the log keeps every byte
+
+
+def test_the_user_guides_tee_manifest_fails_pointing_at_the_docs(tmp_path: Path) -> None:
+    # /plateau in a command is not mapped: tee cannot open the file, and the pipeline fails.
+    command = ["bash", "-c", f"set -o pipefail; {sys.executable} -u {TRAINER} --epochs 2 | tee /plateau/train.log"]
+    metrics = {"source": "stdout", "logFile": "/plateau/train.log", "pattern": r"step=(?P<step>\d+) val_loss=(?P<val_loss>\S+)"}
+    result = run(tmp_path, manifest(command, {"maxDuration": "1m"}, metrics=metrics))
+
+    assert result.returncode == 1
+    assert (result.status["phase"], result.status["reason"]) == ("Failed", "WorkloadFailed")
+    pointer = "the trainer's command or env names /plateau/train.log: plateau run maps only the paths it passes itself"
+    assert pointer in result.status["message"] and "docs/local.md" in result.status["message"]
+    assert f"plateau: note: {pointer}" in result.stdout  # said before the trainer starts, too
+
+
 def test_a_crashing_trainer_fails_the_run_with_its_exit_code(tmp_path: Path) -> None:
     stop = {"metric": {"name": "val_loss", "patience": 1000}}
     result = run(tmp_path, manifest(trainer_command(*FAST, "--crash-at-epoch", "3"), stop))
@@ -237,7 +274,7 @@ def test_a_crashing_trainer_fails_the_run_with_its_exit_code(tmp_path: Path) -> 
 def test_ctrl_c_stops_the_trainer_and_still_writes_the_status(tmp_path: Path) -> None:
     stop = {"metric": {"name": "val_loss", "patience": 1000}}
     process, run_dir = start(tmp_path, manifest(trainer_command(*FAST), stop))
-    metrics = run_dir / "metrics.jsonl"
+    metrics = run_dir / "plateau" / "metrics.jsonl"
     deadline = time.monotonic() + 30
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
         assert time.monotonic() < deadline and process.poll() is None, "the trainer never reported"
@@ -261,7 +298,7 @@ def test_dry_run_never_acts_and_reports_would_stop(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     status = result.status
     assert (status["phase"], status["reason"]) == ("Succeeded", "Completed")
-    assert "stopRequestedTime" not in status and not (result.run_dir / "stop").exists()
+    assert "stopRequestedTime" not in status and not (result.run_dir / "etc" / "plateau" / "stop").exists()
     assert status["evaluations"] == 25  # it ran to the end
     would = status["wouldStop"]
     assert would["reason"] == "Plateau" and would["step"] < status["metric"]["lastStep"]

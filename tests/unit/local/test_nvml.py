@@ -26,6 +26,8 @@ UUIDS = ["GPU-aaaa-1111", "GPU-bbbb-2222", "GPU-bbbc-3333"]
         ("1, GPU-bbbc-3333", [1, 2]),
         ("MIG-0123", [None]),  # a MIG instance: a GPU without utilisation data
         ("-1", []),
+        ("\u00b2", []),  # digits to str.isdigit, but not to CUDA, which reads ASCII only
+        ("1,\u0660", [1]),  # an Arabic-Indic zero is no index 0
     ],
 )
 def test_visible_devices_follow_cuda(visible: str | None, expected: list[int | None]) -> None:

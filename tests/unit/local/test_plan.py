@@ -46,10 +46,51 @@ def test_expand_follows_kubernetes() -> None:
 
 
 def test_pod_paths_map_into_the_run_directory(tmp_path: Path) -> None:
-    assert local_path("/plateau/metrics.jsonl", tmp_path) == tmp_path / "metrics.jsonl"
-    assert local_path("/etc/plateau/stop", tmp_path) == tmp_path / "stop"
+    assert local_path("/plateau/metrics.jsonl", tmp_path) == tmp_path / "plateau" / "metrics.jsonl"
+    assert local_path("/etc/plateau/stop", tmp_path) == tmp_path / "etc" / "plateau" / "stop"
+    assert local_path("/plateau/../etc/plateau/stop", tmp_path) == tmp_path / "etc" / "plateau" / "stop"  # as in a pod
     assert local_path("/plateauish/x", tmp_path) == Path("/plateauish/x")
     assert local_path("logs/m.jsonl", tmp_path) == Path("logs/m.jsonl")
+
+
+def test_the_pods_two_volumes_stay_apart_in_the_run_directory(here: Path) -> None:
+    # In a pod /plateau/stop and /etc/plateau/stop are on different volumes: the trainer's log
+    # must not become the stop request, nor its metrics file replace the spec.
+    stdout = {"source": "stdout", "logFile": "/plateau/stop", "pattern": r"step=(?P<step>\d+) loss=(?P<loss>\S+)"}
+    plan = plan_run(job(metrics=stdout), RunOptions(workdir=here / "run"))
+    assert plan.output_file == here / "run" / "plateau" / "stop" != plan.stop_file
+    plan = plan_run(job(metrics={"source": "file", "path": "/plateau/spec"}), RunOptions(workdir=here / "run"))
+    spec_file = Path(plan.sidecar_env[p.ENV_SPEC_FILE])
+    assert plan.metrics_file == here / "run" / "plateau" / "spec" != spec_file
+    assert spec_file.read_text() == plan.spec.text  # still there for the sidecar
+
+
+@pytest.mark.parametrize(("metrics", "expected"), [
+    ({"source": "stdout", "logFile": "/etc/plateau/stop"}, "metrics.logFile /etc/plateau/stop: {run}/etc/plateau/stop is where plateau run keeps the stop file;"),
+    ({"source": "stdout", "logFile": "/etc/plateau/stop.tmp"}, "is where plateau run keeps the stop file's draft;"),
+    ({"source": "file", "path": "/plateau/../etc/plateau/spec"}, "metrics.path /plateau/../etc/plateau/spec: {run}/etc/plateau/spec is where plateau run keeps the spec file;"),
+    ({"source": "file", "path": "run/trainer.log"}, "metrics.path run/trainer.log: {run}/trainer.log is where plateau run keeps the trainer's log;"),
+    ({"source": "stdout", "logFile": "run/status.yaml"}, "is where plateau run keeps the status;"),
+])
+def test_a_path_on_one_of_plateau_runs_own_files_is_refused(here: Path, metrics: dict[str, Any], expected: str) -> None:
+    if metrics["source"] == "stdout":
+        metrics = {**metrics, "pattern": r"step=(?P<step>\d+) loss=(?P<loss>\S+)"}
+    with pytest.raises(InputError, match=re.escape(expected.format(run=here / "run"))):
+        plan_run(job(metrics=metrics), RunOptions(workdir=here / "run"))
+    assert not (here / "run").exists()  # refused before anything is written
+
+
+def test_pod_paths_a_command_spells_out_are_named_in_a_note(here: Path) -> None:
+    tee = {"command": ["bash", "-c", "set -o pipefail; python -u train.py | tee /plateau/train.log"],
+           "env": [{"name": "OUT", "value": "--out=/etc/plateau/x"}]}
+    stdout = {"source": "stdout", "logFile": "/plateau/train.log", "pattern": r"step=(?P<step>\d+) loss=(?P<loss>\S+)"}
+    plan = plan_run(job(tee, metrics=stdout), RunOptions(workdir=here / "run"))
+    assert plan.unmapped_note is not None and plan.unmapped_note in plan.notes
+    assert plan.unmapped_note.startswith("the trainer's command or env names /plateau/train.log, /etc/plateau/x: ")
+    assert "need not tee" in plan.unmapped_note and "docs/local.md" in plan.unmapped_note
+    # Paths plateau run passes itself are mapped; paths that only contain "plateau" are no pod paths.
+    mapped = {"command": ["bash", "-c", "echo $PLATEAU_STOP_FILE $HOME/plateau/x /plateauish ./plateau", "$(PLATEAU_STOP_FILE)"]}
+    assert plan_run(job(mapped), RunOptions(workdir=here / "run")).unmapped_note is None
 
 
 def test_file_source_environment(here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,12 +99,12 @@ def test_file_source_environment(here: Path, monkeypatch: pytest.MonkeyPatch) ->
     plan = plan_run(job({"env": env, "args": ["--out", "$(OUT)", "--stop", "$(PLATEAU_STOP_FILE)"]}), RunOptions(workdir=here / "run"))
 
     run = here / "run"
-    assert plan.trainer_env[p.ENV_METRICS_FILE] == plan.sidecar_env[p.ENV_METRICS_FILE] == str(run / "metrics.jsonl")
-    assert plan.trainer_env[p.ENV_STOP_FILE] == str(run / "stop")
+    assert plan.trainer_env[p.ENV_METRICS_FILE] == plan.sidecar_env[p.ENV_METRICS_FILE] == str(run / "plateau" / "metrics.jsonl")
+    assert plan.trainer_env[p.ENV_STOP_FILE] == str(run / "etc" / "plateau" / "stop")
     assert plan.trainer_env[p.ENV_TRAININGJOB] == "job" and plan.trainer_env[p.ENV_NAMESPACE] == "research"
     assert p.ENV_PUSH_URL not in plan.trainer_env and plan.sidecar_env[p.ENV_PUSH_ADDR] == "off"
     assert plan.trainer_env["OUT"] == "/data/out" and "S" not in plan.trainer_env
-    assert plan.command == [sys.executable, "train.py", "--out", "/data/out", "--stop", str(run / "stop")]
+    assert plan.command == [sys.executable, "train.py", "--out", "/data/out", "--stop", str(run / "etc" / "plateau" / "stop")]
     assert any("image example/trainer:1 is ignored" in n for n in plan.notes)
     assert any("valueFrom" in n for n in plan.notes)
     assert plan.kill_after == DEFAULT_KILL_AFTER_SECONDS
@@ -80,18 +121,19 @@ def test_push_source_environment(here: Path) -> None:
 def test_stdout_source_follows_the_output_plateau_run_writes(here: Path) -> None:
     metrics = {"source": "stdout", "logFile": "/plateau/train.log", "pattern": r"step=(?P<step>\d+) loss=(?P<loss>\S+)"}
     plan = plan_run(job(metrics=metrics, terminationGracePeriodSeconds=2), RunOptions(workdir=here / "run"))
-    assert plan.output_file == here / "run" / "train.log"
+    assert plan.output_file == here / "run" / "plateau" / "train.log"
     assert plan.sidecar_env[p.ENV_STDOUT_FILE] == str(plan.output_file)
     assert plan.kill_after == 2.0
 
 
 def test_a_reused_workdir_starts_fresh(here: Path) -> None:
     run = here / "run"
-    run.mkdir()
-    (run / "stop").write_text("Plateau\n")  # a request left by the last run would stop this one at once
-    (run / "metrics.jsonl").write_text('{"step": 1, "val_loss": 1}\n')
+    (run / "etc" / "plateau").mkdir(parents=True)
+    (run / "plateau").mkdir()
+    (run / "etc" / "plateau" / "stop").write_text("Plateau\n")  # a request left by the last run would stop this one at once
+    (run / "plateau" / "metrics.jsonl").write_text('{"step": 1, "val_loss": 1}\n')
     plan_run(job(), RunOptions(workdir=run))
-    assert not (run / "stop").exists() and not (run / "metrics.jsonl").exists()
+    assert not (run / "etc" / "plateau" / "stop").exists() and not (run / "plateau" / "metrics.jsonl").exists()
 
 
 def test_default_run_directory(here: Path) -> None:
