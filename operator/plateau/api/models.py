@@ -918,7 +918,7 @@ class MetricSummary(Model):
     spec_key: Optional[int] = Field(
         default=None, description="Key of the metric stop spec the sidecar folded the track under."
     )
-    best_history: list[list[float]] = Field(
+    best_history: list[Annotated[list[float], Field(min_length=2, max_length=2)]] = Field(
         default_factory=list,
         max_length=64,
         description="[step, best] at the steps where the best value improved (thinned), for cohort rules.",

@@ -42,6 +42,7 @@ class GpuWindow(NamedTuple):
 
     max_utilisation: Optional[float]
     covered_seconds: float
+    unseen: tuple[str, ...] = ()  # the job's pods without utilisation data: unknown, never idle
 
 
 class CohortView(NamedTuple):
@@ -296,10 +297,20 @@ def _gpu_outcome(stop: StopSpec, obs: Observation) -> list[RuleOutcome]:
     gpu = obs.gpu
     if gpu is None or gpu.max_utilisation is None or not math.isfinite(gpu.max_utilisation):
         return [RuleOutcome(Reason.GPU_IDLE, None, lambda: "no GPU utilisation data")]
+    if gpu.unseen:  # an unseen pod may be the busy one
+        return [RuleOutcome(Reason.GPU_IDLE, None, lambda: f"no GPU utilisation data for {pods_named(gpu.unseen)}")]
     if gpu.covered_seconds < window:
         return [RuleOutcome(Reason.GPU_IDLE, None, lambda: f"GPU utilisation known for {gpu.covered_seconds:.0f}s of the {rule.for_} window")]
     fired = gpu.max_utilisation < rule.below
     return [RuleOutcome(Reason.GPU_IDLE, fired, lambda: f"GPU utilisation at most {gpu.max_utilisation:.1%} over the last {rule.for_} (idle below {rule.below:.0%})")]
+
+
+NAMED_PODS = 3  # a message names this many pods, and counts the rest
+
+
+def pods_named(pods: Sequence[str]) -> str:
+    more = f" and {len(pods) - NAMED_PODS} more" if len(pods) > NAMED_PODS else ""
+    return ("pod " if len(pods) == 1 else "pods ") + ", ".join(pods[:NAMED_PODS]) + more
 
 
 def percentile(values: Sequence[float], q: float) -> float:

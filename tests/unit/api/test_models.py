@@ -8,7 +8,7 @@ import pickle
 from enum import Enum
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import pytest
 from pydantic import BaseModel
@@ -109,6 +109,8 @@ def test_load_reports_missing_file_and_bad_yaml(tmp_path: Path) -> None:
 def _sample(annotation: Any, name: str, seed: int) -> Any:
     """A value of the field's type that differs from its default (and from other fields')."""
     origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:  # a bounded list ([step, best]): the two items a list sample has fit
+        return _sample(args[0], name, seed)
     if origin in (Union, UnionType):
         return _sample(next(a for a in args if a is not type(None)), name, seed)
     if origin is list:

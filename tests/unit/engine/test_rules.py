@@ -140,6 +140,14 @@ def test_gpu_idle_needs_a_full_window_of_data() -> None:
     assert missing.unknown == (Reason.GPU_IDLE,) and "unknown" in missing.message
 
 
+def test_gpu_idle_is_unknown_while_a_pod_has_no_data() -> None:
+    stop = spec(gpuIdle={"below": 0.05, "for": "10m"})
+    one = decide(stop, Observation(gpu=GpuWindow(0.01, 600, ("resnet-1",))))
+    assert not one.stop and one.unknown == (Reason.GPU_IDLE,) and "no GPU utilisation data for pod resnet-1" in one.message
+    many = decide(stop, Observation(gpu=GpuWindow(0.01, 600, tuple(f"w-{i}" for i in range(5)))))
+    assert not many.stop and "for pods w-0, w-1, w-2 and 2 more" in many.message
+
+
 def test_dry_run_reports_but_does_not_act() -> None:
     d = decide(spec(maxDuration="1h", dryRun=True), Observation(elapsed_seconds=4000))
     assert d.would_stop and not d.stop and d.reason == Reason.DEADLINE_EXCEEDED

@@ -155,11 +155,13 @@ async def gpu(loop: Loop, jobs: list[JobContext], pods: dict[Key, set[str]], now
             per_pod_max = {(s.labels.get(d.namespace_label, ""), s.labels.get(d.pod_label, "")): s.value for s in highest}
             per_pod_since = {(s.labels.get(d.namespace_label, ""), s.labels.get(d.pod_label, "")): s.value for s in oldest}
             for ctx in members:
-                keys = [(ctx.key[0], p) for p in pods.get(ctx.key, ()) if (ctx.key[0], p) in per_pod_max]
+                job_pods = sorted((ctx.key[0], p) for p in pods.get(ctx.key, ()))
+                keys = [k for k in job_pods if k in per_pod_max]
                 if not keys:
                     continue  # no GPU series for this job's pods: unknown, never idle
                 covered = min(now - per_pod_since.get(k, now) for k in keys)
-                out[ctx.key] = GpuWindow(max(per_pod_max[k] for k in keys), max(0.0, covered))
+                unseen = tuple(p for k in job_pods if k not in per_pod_max for p in k[1:])
+                out[ctx.key] = GpuWindow(max(per_pod_max[k] for k in keys), max(0.0, covered), unseen)
     except PrometheusError as exc:
         export.prometheus_error(exc, report)
         return Gpu({}, (exc.reason, str(exc)))

@@ -17,7 +17,7 @@ from plateau.controller.loop.memory import Memory, current_status
 from plateau.controller.trackread import TrackReads
 from plateau.engine.cohort import best_at, selector_matches
 from plateau.engine.fold import MetricTrack
-from plateau.engine.rules import CohortView, GpuWindow, Observation, decide
+from plateau.engine.rules import CohortView, GpuWindow, Observation, decide, pods_named
 from plateau.engine.status import GPU_METRICS_AVAILABLE, METRICS_AVAILABLE, parse_rfc3339, set_condition
 from plateau.engine.stopflow import JobState, Plan, accounting, rfc3339_at, transition
 from plateau.prometheus.summaries import SidecarTrack
@@ -120,6 +120,9 @@ def gpu_condition(ctx: JobContext, update: dict[str, Any], window: Optional[GpuW
         state, reason, message = "False", error[0], error[1]
     elif window is None:
         state, reason, message = "False", "NoDcgmSeries", "no dcgm-exporter series for the job's pods: GPU idle is unknown"
+    elif window.unseen:
+        state, reason = "False", "NoDcgmSeries"
+        message = f"no dcgm-exporter series for {pods_named(window.unseen)}: GPU idle is unknown"
     else:
         state, reason, message = "True", "SeriesFound", f"utilisation known for {window.covered_seconds:.0f}s"
     update["conditions"] = set_condition(update.get("conditions", ctx.status.conditions), GPU_METRICS_AVAILABLE,

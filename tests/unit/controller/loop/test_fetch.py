@@ -122,6 +122,17 @@ async def test_a_job_whose_pods_have_no_gpu_series_has_no_window() -> None:
     assert windows == {} and error is None  # unknown, never idle
 
 
+async def test_a_pod_without_gpu_series_leaves_the_window_unknown_and_is_named() -> None:
+    """A live pod whose dcgm-exporter is down may be the busy one: the window names it, and
+    the job is not judged on the pods that do have series."""
+    prometheus = FakePrometheus([("max_over_time", [gpu("resnet-0", 0.01)]), ("timestamp(", [gpu("resnet-0", NOW - 1200)])])
+    loop = Loop(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+    ctx = context({"gpuIdle": {"below": 0.05, "for": "10m"}})
+    pods = {(NS, NAME): {"resnet-0", "resnet-1"}}
+    windows, error = await fetch.gpu(loop, [ctx], pods, NOW, CycleReport())  # type: ignore[arg-type]
+    assert error is None and windows == {(NS, NAME): GpuWindow(0.01, 1200.0, ("resnet-1",))}
+
+
 async def test_the_report_counter_is_the_reporting_replicas() -> None:
     """The counter query finds news by the replica with the most reports: a quiet replica's
     lower count must not read as news (a full fetch) for a job whose reporter stood still."""

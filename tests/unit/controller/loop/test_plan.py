@@ -95,7 +95,9 @@ def test_the_gpu_condition_names_a_prometheus_failure_an_absent_series_or_the_co
     now = rfc3339_at(T0)
     cases = [(("Timeout", "prometheus took too long"), None, "False", "Timeout", "prometheus took too long"),
              (None, None, "False", "NoDcgmSeries", "no dcgm-exporter series for the job's pods: GPU idle is unknown"),
-             (None, GpuWindow(0.5, 600.0), "True", "SeriesFound", "utilisation known for 600s")]
+             (None, GpuWindow(0.5, 600.0), "True", "SeriesFound", "utilisation known for 600s"),
+             (None, GpuWindow(0.01, 600.0, ("resnet-1",)), "False", "NoDcgmSeries",
+              "no dcgm-exporter series for pod resnet-1: GPU idle is unknown")]
     for error, window, state, reason, message in cases:
         update: dict[str, Any] = {}
         plan.gpu_condition(ctx, update, window, error, now, 1)
@@ -122,3 +124,9 @@ def test_the_cohort_is_the_selected_peers_of_the_namespace_at_the_job_s_step() -
     view = plan.cohort_view(ctx, track, peers, {})
     assert view is not None and view.step == 10 and sorted(view.peer_values) == [0.5, 0.7]
     assert plan.cohort_view(ctx, None, peers, {}) is None
+
+    # a peer's history point that is no [step, best] pair (the API took it before the schema said so) is left out
+    odd = peer("e", 0.6)
+    odd["status"]["metric"]["bestHistory"] = [[5.0], [6, 0.6]]
+    view = plan.cohort_view(ctx, track, {**peers, ("n", "e"): odd}, {})
+    assert view is not None and sorted(view.peer_values) == [0.5, 0.6, 0.7]
