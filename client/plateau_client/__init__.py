@@ -15,8 +15,9 @@ failure warns once (per kind of failure) and training goes on.
             break
 
 Where reports go, from the environment the operator sets:
-- `PLATEAU_PUSH_URL` set: POSTed to the sidecar's push endpoint. Records the sidecar could not
-  take (it was down, or busy: 429) are kept, up to a bound, and sent with the next report.
+- `PLATEAU_PUSH_URL` set: POSTed to the sidecar's push endpoint, never through a proxy. Records
+  the sidecar could not take (it was down, or busy: 429) are kept, up to a bound, and sent with
+  the next report.
 - otherwise: appended as JSON lines to `PLATEAU_METRICS_FILE` (default /plateau/metrics.jsonl).
 """
 
@@ -27,6 +28,7 @@ import os
 import reprlib
 import stat
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -47,12 +49,19 @@ PUSH_TIMEOUT_SECONDS = 2.0
 MAX_PENDING_RECORDS = 10_000
 MAX_STOP_BYTES = 256 * 1024  # Kubernetes' bound on all of a pod's annotations together
 
+# The push endpoint is the sidecar in the trainer's own pod: an http_proxy set for dataset
+# downloads must not take the push elsewhere (urllib's default opener would honour it).
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 _warned: set[str] = set()
+_warned_lock = threading.Lock()
 
 
 def _warn_once(kind: str, message: str) -> None:
-    if kind not in _warned:
+    with _warned_lock:  # several training threads may hit the same failure at once
+        first = kind not in _warned
         _warned.add(kind)
+    if first:
         warnings.warn(
             f"plateau: {message} (training goes on; this is reported once)", RuntimeWarning, stacklevel=_outside()
         )
@@ -64,6 +73,38 @@ def _describe(value: object) -> str:
         return reprlib.repr(value)
     except Exception:
         return f"a {type(value).__name__}"
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar, 0-d array or one-element tensor as the Python number it holds (`.item()`);
+    any other value as it is."""
+    if isinstance(value, (int, float, str, bytes)):
+        return value
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
+def _whole_step(step: object) -> int | None:
+    """The step as the sidecar takes it (plateau_sidecar.store.step_of): an int, or a float with
+    no fraction, in [0, MAX_STEP); None for anything else (a bool, text, 0.5, NaN). Never raises."""
+    try:
+        step = _plain(step)
+        if isinstance(step, float) and step.is_integer():
+            step = int(step)
+        if isinstance(step, int) and not isinstance(step, bool) and 0 <= step < MAX_STEP:
+            return int(step)  # a plain int for json.dumps, even from an int subclass
+    except Exception:  # whatever a value's item(), is_integer() or __int__ raises
+        pass
+    return None
+
+
+def _number(value: object) -> float:
+    """A metric value as a float; raises TypeError for text and bools, which are no numbers (the
+    sidecar refuses JSON strings and booleans), and whatever float() raises for the rest."""
+    value = _plain(value)
+    if isinstance(value, (str, bytes, bytearray, bool)):
+        raise TypeError(f"{type(value).__name__} is not a number")
+    return float(value)  # type: ignore[arg-type]  # numpy floats, Decimal, a tensor's __float__
 
 
 _PACKAGE_DIR = os.path.dirname(__file__) + os.sep
@@ -85,22 +126,25 @@ class Reporter:
     def __init__(self, metrics_file: str | None = None, push_url: str | None = None) -> None:
         self.metrics_file = metrics_file or DEFAULT_METRICS_FILE
         self.push_url = push_url
+        # Records not pushed yet, oldest first; a push in flight holds its own. Threads may share
+        # a reporter (the module-level report() does), so _lock guards the list, and _push_lock
+        # lets one thread at a time push, without holding _lock over the network.
         self._pending: list[dict[str, object]] = []
+        self._lock = threading.Lock()
+        self._push_lock = threading.Lock()
 
     def report(self, step: int, **metrics: SupportsFloat) -> None:
         """Never raises for a bad step or value: a bad step drops the report, a bad value the
-        metric, each with a warning given once (the sidecar would refuse either)."""
-        try:
-            whole_step = int(step)
-        except Exception:  # TypeError, ValueError (NaN), OverflowError (inf), or a broken __int__
-            whole_step = -1
-        if not 0 <= whole_step < MAX_STEP:
+        metric, each with a warning given once (the sidecar would refuse either). Safe to call
+        from several threads."""
+        whole_step = _whole_step(step)
+        if whole_step is None:
             _warn_once("step", f"step {_describe(step)} is not an integer in [0, 2**53); the report is dropped")
             return
         record: dict[str, object] = {"step": whole_step}
         for name, value in metrics.items():
             try:
-                record[name] = float(value)  # numpy scalars and 0-d tensors too
+                record[name] = _number(value)
             except OverflowError:  # an int beyond the largest float
                 _warn_once(f"value:{name}", f"metric {name!r} is too large for a float; it is not reported")
             except Exception:  # TypeError, ValueError, or whatever a value's __float__ raises
@@ -125,42 +169,79 @@ class Reporter:
             _warn_once("file", f"cannot append metrics to {self.metrics_file}: {e}")
 
     def _push(self, record: dict[str, object]) -> None:
-        self._pending.append(record)
+        with self._lock:
+            self._pending.append(record)
+            self._bound()
+        # A thread that finds a push in flight leaves its record to that push's thread, which
+        # pushes again while records are kept. The check after a release closes the gap where a
+        # record comes just as that thread is done.
+        while self._push_lock.acquire(blocking=False):
+            try:
+                sent = self._push_kept()
+            finally:
+                self._push_lock.release()
+            with self._lock:
+                if not sent or not self._pending:
+                    return
+
+    def _bound(self) -> None:
+        """Drop the oldest records beyond MAX_PENDING_RECORDS; the caller holds _lock."""
         if len(self._pending) > MAX_PENDING_RECORDS:
-            del self._pending[0]
+            del self._pending[: len(self._pending) - MAX_PENDING_RECORDS]
             _warn_once("dropped", f"more than {MAX_PENDING_RECORDS} reports could not be pushed; dropping the oldest")
+
+    def _push_kept(self) -> bool:
+        """Push the kept records until none are left; False when a push failed, its records kept
+        (in front of newer ones) or dropped as the sidecar's answer says. The caller holds _push_lock."""
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return True
+            kept = self._send(batch)
+            if kept is None:
+                continue
+            with self._lock:
+                self._pending[:0] = kept
+                self._bound()
+            return False
+
+    def _send(self, batch: list[dict[str, object]]) -> list[dict[str, object]] | None:
+        """POST `batch`; None once the sidecar took it, else the records to keep for the next push."""
         try:
             request = urllib.request.Request(  # a URL without a scheme raises ValueError here
                 self.push_url,  # type: ignore[arg-type]
-                data=json.dumps(self._pending).encode(),
+                data=json.dumps(batch).encode(),
                 headers={"Content-Type": "application/json"},
                 method="POST",
             )
-            with urllib.request.urlopen(request, timeout=PUSH_TIMEOUT_SECONDS):
+            with _OPENER.open(request, timeout=PUSH_TIMEOUT_SECONDS):
                 pass
         except urllib.error.HTTPError as e:
-            if e.code == 400:  # the sidecar will never take these records: do not resend them
-                self._pending.clear()
-            elif e.code == 413:  # too many kept at once: the older half goes, so the next push can fit
-                del self._pending[: max(1, len(self._pending) // 2)]
             _warn_once(f"http:{e.code}", f"the sidecar at {self.push_url} answered {e.code} {e.reason}")
-            return
+            if e.code == 400:  # the sidecar will never take these records: do not resend them
+                return []
+            if e.code == 413:  # too many kept at once: the older half goes, so the next push can fit
+                return batch[max(1, len(batch) // 2) :]
+            return batch
         except (OSError, ValueError) as e:  # URLError, timeouts, resets; ValueError: a bad URL
             _warn_once("push", f"cannot push metrics to {self.push_url}: {e}")
-            return
-        self._pending.clear()
+            return batch
+        return None
 
 
 _reporter: Reporter | None = None
+_reporter_lock = threading.Lock()
 
 
 def _default_reporter() -> Reporter:
     """The reporter for the current environment, rebuilt when the environment changes."""
     global _reporter
     file, url = os.environ.get(ENV_METRICS_FILE) or None, os.environ.get(ENV_PUSH_URL) or None
-    if _reporter is None or (_reporter.push_url, _reporter.metrics_file) != (url, file or DEFAULT_METRICS_FILE):
-        _reporter = Reporter(metrics_file=file, push_url=url)
-    return _reporter
+    with _reporter_lock:  # threads reporting at once share one reporter, and so its kept records
+        if _reporter is None or (_reporter.push_url, _reporter.metrics_file) != (url, file or DEFAULT_METRICS_FILE):
+            _reporter = Reporter(metrics_file=file, push_url=url)
+        return _reporter
 
 
 def report(step: int, **metrics: SupportsFloat) -> None:
