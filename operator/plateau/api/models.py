@@ -220,6 +220,10 @@ class Reason(str, Enum):
 
 # --- the workload -----------------------------------------------------------------------------
 
+# A CronJob has no /scale, and its spec.suspend only pauses the schedule: the Jobs it made run on.
+# (Nor is its status a Job's: status.active lists those Jobs.)
+BATCH_JOB_ONLY = "of the batch kinds only Job can be stopped (a CronJob cannot: name one of its Jobs)"
+
 
 class WorkloadRef(Spec):
     """A workload the user already runs, which Plateau watches and stops."""
@@ -235,7 +239,8 @@ class WorkloadRef(Spec):
         description=(
             "Kind of the workload: Job and JobSet are suspended through spec.suspend, Kubeflow "
             "PyTorchJob/TFJob through spec.runPolicy.suspend, anything else with a /scale "
-            "subresource (Deployment, StatefulSet, custom resources) is scaled to 0."
+            "subresource (Deployment, StatefulSet, custom resources) is scaled to 0. Not a "
+            "CronJob: it has no /scale, and its suspend only pauses its schedule."
         ),
     )
     name: str = Field(
@@ -243,6 +248,15 @@ class WorkloadRef(Spec):
         max_length=253,
         description="Name of the workload, in the TrainingJob's namespace.",
     )
+
+    @model_validator(mode="after")
+    def _stoppable(self) -> "WorkloadRef":
+        if self.api_version.startswith("batch/") and self.kind != "Job":
+            raise ValueError(BATCH_JOB_ONLY)
+        return self
+
+    model_config = ConfigDict(json_schema_extra={CEL: [
+        cel("!self.apiVersion.startsWith('batch/') || self.kind == 'Job'", BATCH_JOB_ONLY)]})
 
 
 class PodTemplate(BaseModel):

@@ -4,8 +4,10 @@ The official `kubernetes` client is synchronous; calls run in worker threads so 
 evaluation loop stays responsive. Every request is bounded by a connect and a read timeout, and
 every write names the field manager `plateau`. 409 (conflict), 429, 5xx, lost connections and
 timeouts are retried with exponential backoff; other errors surface as `ApiError` with the
-status code. Failures are counted in the operator's metrics by verb and code (`0`: no
-connection, `timeout`: no answer in time); 404, an answer callers expect (`NotFound`), is not.
+status code. An answer that is not the JSON object asked for is an `ApiError` with code 0, not
+retried, as is the client's own for an unsupported content type. Failures are counted in the
+operator's metrics by verb and code (`0`: no connection or an unreadable answer, `timeout`: no
+answer in time); 404, an answer callers expect (`NotFound`), is not.
 """
 
 from __future__ import annotations
@@ -47,6 +49,15 @@ class NotFound(ApiError):
     pass
 
 
+class NotAnObject(Exception):
+    """A body that is JSON, but not the object a read expects."""
+
+
+# How a 200's body fails to be read (by the client, or by `_json_object`): a proxy's HTML page,
+# bytes that are not UTF-8 or a charset Python does not know, nesting past the parser's depth.
+BAD_BODY = (json.JSONDecodeError, UnicodeDecodeError, LookupError, RecursionError, NotAnObject)
+
+
 OnError = Callable[[str, str], None]  # (verb, code) of a failed attempt, for the caller's counters
 
 
@@ -72,6 +83,9 @@ async def call(verb: str, fn: Callable[[], T], attempts: int = 5, base_delay: fl
             on_error(verb, "timeout" if _timed_out(exc) else "0")
             if attempt == attempts:
                 raise ApiError(verb, 0, type(exc).__name__) from None
+        except BAD_BODY as exc:
+            on_error(verb, "0")
+            raise ApiError(verb, 0, f"unreadable answer ({type(exc).__name__}: {exc})"[:STATUS_MESSAGE_LIMIT]) from None
         await asyncio.sleep(base_delay * 2 ** (attempt - 1) * (0.5 + random.random()))
     raise AssertionError("unreachable")
 
@@ -84,6 +98,24 @@ def _status_message(exc: ApiException) -> str:
     except (ValueError, AttributeError):
         message = None
     return str(message or exc.reason or "")[:STATUS_MESSAGE_LIMIT]
+
+
+def _json_object(answer: Any) -> dict[str, Any]:
+    """A read's answer as a JSON object, parsed here if raw bytes; run within `call`, which
+    turns what this raises into an ApiError. (The client hands over a text/* body as a str.)"""
+    if isinstance(answer, bytes):
+        answer = json.loads(answer)
+    if not isinstance(answer, dict):
+        raise NotAnObject(f"{type(answer).__name__}, not a JSON object")
+    return answer
+
+
+def _items(answer: Any) -> list[dict[str, Any]]:
+    """A list answer's objects."""
+    items = _json_object(answer).get("items") or []
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise NotAnObject("items that are not a list of JSON objects")
+    return items
 
 
 def _timed_out(exc: HTTPError) -> bool:
@@ -122,18 +154,18 @@ class Kube:
 
     def get_object(self, group: str, version: str, plural: str, namespace: str, name: str) -> Awaitable[dict[str, Any]]:
         # CustomObjectsApi serves any named group (apps, batch, kubeflow.org, ...), not only CRDs.
-        return self._call(f"get {plural}", lambda: self.custom.get_namespaced_custom_object(
-            group, version, namespace, plural, name, **self.read_opts))
+        return self._call(f"get {plural}", lambda: _json_object(self.custom.get_namespaced_custom_object(
+            group, version, namespace, plural, name, **self.read_opts)))
 
     def patch_object(self, group: str, version: str, plural: str, namespace: str, name: str,
                      patch: dict[str, Any]) -> Awaitable[Any]:
         return self._call(f"patch {plural}", lambda: self.custom.patch_namespaced_custom_object(
             group, version, namespace, plural, name, patch, **self.write_opts))
 
-    async def list_objects(self, group: str, version: str, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-        answer = await self._call(f"list {plural}", lambda: self.custom.list_namespaced_custom_object(
-            group, version, namespace, plural, label_selector=selector, limit=LIST_LIMIT, **self.read_opts))
-        return list(answer.get("items") or [])
+    def list_objects(self, group: str, version: str, plural: str, namespace: str,
+                     selector: str) -> Awaitable[list[dict[str, Any]]]:
+        return self._call(f"list {plural}", lambda: _items(self.custom.list_namespaced_custom_object(
+            group, version, namespace, plural, label_selector=selector, limit=LIST_LIMIT, **self.read_opts)))
 
     def create_job(self, namespace: str, body: dict[str, Any]) -> Awaitable[Any]:
         # The generic API sends the body as is: the typed BatchV1Api would reject valid
@@ -144,8 +176,8 @@ class Kube:
             "batch", "v1", namespace, "jobs", body, field_validation="Strict", **self.write_opts))
 
     def get_scale(self, group: str, version: str, plural: str, namespace: str, name: str) -> Awaitable[dict[str, Any]]:
-        return self._call(f"get {plural}/scale", lambda: self.custom.get_namespaced_custom_object_scale(
-            group, version, namespace, plural, name, **self.read_opts))
+        return self._call(f"get {plural}/scale", lambda: _json_object(
+            self.custom.get_namespaced_custom_object_scale(group, version, namespace, plural, name, **self.read_opts)))
 
     def patch_scale(self, group: str, version: str, plural: str, namespace: str, name: str, replicas: int) -> Awaitable[Any]:
         return self._call(f"patch {plural}/scale", lambda: self.custom.patch_namespaced_custom_object_scale(
@@ -153,11 +185,10 @@ class Kube:
 
     # --- pods -------------------------------------------------------------------------
 
-    async def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+    def pods(self, namespace: str, selector: str) -> Awaitable[list[dict[str, Any]]]:
         # Raw JSON: the typed models reject what servers accept, and only metadata is needed.
-        response = await self._call("list pods", lambda: self.core.list_namespaced_pod(
-            namespace, label_selector=selector, _preload_content=False, **self.read_opts))
-        return list(json.loads(response.data).get("items") or [])
+        return self._call("list pods", lambda: _items(self.core.list_namespaced_pod(
+            namespace, label_selector=selector, _preload_content=False, **self.read_opts).data))
 
     def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> Awaitable[Any]:
         # The answer is not read: unparsed, as for `pods`, since the typed V1Pod model rejects

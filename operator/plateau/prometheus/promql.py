@@ -152,19 +152,27 @@ _ANSWER = msgspec.json.Decoder(_Answer)
 _VECTOR = msgspec.json.Decoder(list[_Series])
 
 
+# Characters kept of each of Prometheus' own words (errorType, error): they become every
+# job's MetricsAvailable message, and whatever answers at the URL writes them.
+ERROR_TEXT_LIMIT = 200
+
+
 def _decode_vector(raw: bytes | str, decoder: msgspec.json.Decoder) -> list[Any]:
     """The series of an instant-query response body, or PrometheusError if it is malformed."""
     try:
         answer = _ANSWER.decode(raw)
         if answer.status != "success":
-            raise PrometheusError("QueryFailed", f"{answer.errorType}: {answer.error[:200]}")
+            raise PrometheusError("QueryFailed", f"{answer.errorType[:ERROR_TEXT_LIMIT]}: "
+                                                 f"{answer.error[:ERROR_TEXT_LIMIT]}")
         if answer.data is None or answer.data.resultType != "vector":
             raise PrometheusError("MalformedResponse", "expected data.resultType vector with a result list")
         return decoder.decode(answer.data.result)
     except msgspec.ValidationError as exc:
         raise PrometheusError("MalformedResponse", f"unexpected response: {exc}") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeError):  # UnicodeError: a str body that cannot be UTF-8
         raise PrometheusError("MalformedResponse", "response is not JSON") from None
+    except RecursionError:  # the decoder's depth limit: a few KB of brackets reach it
+        raise PrometheusError("MalformedResponse", "response is nested too deep") from None
 
 
 def parse_vector(raw: bytes | str) -> list[Sample]:

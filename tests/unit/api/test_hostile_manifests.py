@@ -157,6 +157,9 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("replicas-zero", {"spec__replicas": 0}, ACCEPT),
     ("workloadRef-name-not-checked-by-the-server", {
         "spec__template": DROP, "spec__workloadRef": {"apiVersion": "batch/v1", "kind": "Job", "name": "Bad_Name"}}, ACCEPT),
+    # A CronJob has no /scale, and its suspend leaves its Jobs running: nothing the operator can stop.
+    ("workloadRef-cronjob", {
+        "spec__template": DROP, "spec__workloadRef": {"apiVersion": "batch/v1", "kind": "CronJob", "name": "x"}}, REJECT),
     ("status-garbage-is-dropped", {"status": {"phase": "Bogus", "evaluations": "many"}}, ACCEPT),
     ("status-not-an-object-is-dropped", {"status": "done"}, ACCEPT),
     # --- the pod template: what a Job's pod template needs ---------------------------------------

@@ -4,10 +4,14 @@ kubelet write (shapes as the Kubernetes API reference documents them)."""
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, Callable, Iterator
 
-from plateau.engine.stopflow import Waiting
-from plateau.controller.workload_state import jobset_state, job_state, kubeflow_state, pod_waiting, scaled_state
+import pytest
+
+from plateau.engine.stopflow import Waiting, WorkloadState
+from plateau.controller.workload_state import (MESSAGE_LIMIT, jobset_state, job_state, kubeflow_state, pod_waiting,
+                                               scaled_state)
 
 TEMPLATE = {"spec": {"containers": [{"name": "t", "resources": {"limits": {"nvidia.com/gpu": 2}}}]}}
 
@@ -168,3 +172,85 @@ def test_a_job_succeeds_on_its_true_complete_condition_only() -> None:
     assert job_state(job(("Complete", "True"))).succeeded
     assert not job_state(job(("Complete", "False"))).succeeded and not job_state(job()).succeeded
     assert job_state(job(("Failed", "True"))).failed and not job_state(job(("Failed", "True"))).succeeded
+
+
+def test_a_failed_workloads_message_is_bounded() -> None:
+    """It becomes status.message and the Ready condition's: a status patch of MiBs is refused."""
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "E" * 3 * 2**20}
+    assert job_state({"spec": {}, "status": {"conditions": [failed]}}).message == "E" * MESSAGE_LIMIT
+    assert job_state({"spec": {}, "status": {"conditions": [{**failed, "message": ""}]}}).message == (
+        "BackoffLimitExceeded")
+    kubeflow = {"spec": {}, "status": {"conditions": [failed], "replicaStatuses": {"Master": {"failed": 1}}}}
+    assert kubeflow_state(kubeflow).message == "E" * MESSAGE_LIMIT
+
+
+# Shapes of every kind read, with a value at every place the readers look.
+FULL_TEMPLATE = {"spec": {"containers": [{"name": "t", "resources": {"limits": {"nvidia.com/gpu": "2"}}}],
+                          "initContainers": [{"name": "plateau-sidecar", "restartPolicy": "Always"}]}}
+CONDITIONS = [{"type": "Failed", "status": "True", "reason": "R", "message": "m"},
+              {"type": "Running", "status": "True"}, {"type": "Complete", "status": "False"}]
+META = {"name": "w", "uid": "u1", "labels": {"kueue.x-k8s.io/queue-name": "q"}}
+POD_STATUS = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"},
+                                                 {"type": "Ready", "status": "False"},
+                                                 {"type": "Initialized", "status": "True"}],
+              "initContainerStatuses": [{"name": "i", "state": {"running": {}}}],
+              "containerStatuses": [{"name": "t",
+                                     "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "m"}}}]}
+READERS: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]] = {
+    "job": (job_state, ({"metadata": META, "spec": {"suspend": True, "template": FULL_TEMPLATE},
+                         "status": {"active": 2, "ready": 1, "conditions": CONDITIONS}},)),
+    "cronjob": (job_state, ({"spec": {"jobTemplate": {}}, "status": {"active": [{"kind": "Job", "name": "n-1"}]}},)),
+    "kubeflow": (kubeflow_state, ({"metadata": META, "spec": {
+        "runPolicy": {"suspend": False}, "pytorchReplicaSpecs": {"Master": {"replicas": 2, "template": FULL_TEMPLATE}}},
+        "status": {"replicaStatuses": {"Master": {"active": 2}}, "conditions": CONDITIONS}},)),
+    "jobset": (jobset_state, ({"metadata": META, "spec": {"suspend": False, "replicatedJobs": [
+        {"replicas": 2, "template": {"spec": {"parallelism": 2, "template": FULL_TEMPLATE}}}]},
+        "status": {"replicatedJobsStatus": [{"active": 1, "ready": 1}], "conditions": CONDITIONS}},)),
+    "scaled": (scaled_state, ({"apiVersion": "apps/v1", "spec": {"template": FULL_TEMPLATE},
+                               "status": {"readyReplicas": 1}},
+                              {"spec": {"replicas": 2}, "status": {"replicas": 2, "selector": "app=w"}})),
+    "pods": (pod_waiting, ([{"metadata": {"name": "p"}, "status": POD_STATUS}],)),
+}
+ODD = [None, True, -3, 1.5, "2", "x", [], ["x"], [{}], {}, {"x": 1}]
+
+
+def _places(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The path of every value inside `value` (not `value` itself)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        yield path + (key,)
+        yield from _places(child, path + (key,))
+
+
+def _with(args: tuple[Any, ...], path: tuple[Any, ...], odd: Any) -> tuple[Any, ...]:
+    args = copy.deepcopy(args)
+    node: Any = args[path[0]]
+    for key in path[1:-1]:
+        node = node[key]
+    node[path[-1]] = odd
+    return args
+
+
+@pytest.mark.parametrize("kind", READERS)
+def test_a_value_of_the_wrong_type_anywhere_never_raises_and_counts_stay_counts(kind: str) -> None:
+    """What the readers read is others' to write: each value in turn, at every depth, is replaced
+    by one of another type (a CronJob's status.active is a list of references)."""
+    read, args = READERS[kind]
+    for index, arg in enumerate(args):
+        for path in _places(arg, (index,)):
+            for odd in ODD:
+                state = read(*_with(args, path, odd))
+                if isinstance(state, WorkloadState):
+                    counts = (state.active, state.running, state.gpus, state.scale_replicas or 0)
+                    assert all(isinstance(n, int) and n >= 0 for n in counts), (path, odd, state)
+                    assert isinstance(state.message, str) and isinstance(state.kueue_uid, str), (path, odd, state)
+                else:
+                    assert state is None or (isinstance(state.reason, str) and isinstance(state.message, str)), (
+                        path, odd, state)
+
+
+def test_a_count_of_the_wrong_type_reads_as_absent() -> None:
+    cronjob = READERS["cronjob"][1][0]  # status.active: the Jobs it runs, not a count
+    assert (job_state(cronjob).active, job_state(cronjob).running) == (0, 0)
+    odd = {"spec": {"template": TEMPLATE}, "status": {"active": "2", "ready": -1}}
+    assert (job_state(odd).active, job_state(odd).running, job_state(odd).gpus) == (0, 0, 0)

@@ -99,14 +99,17 @@ async def run_forever(loop: Loop, interval: float, is_leader: Callable[[], bool]
                       on_pass: Callable[[], None] = lambda: None) -> None:
     """Start a cycle every `interval` while leader (back to back if one takes longer). A watch
     event starts the next cycle early: a second after it arrives, or after the cycle it arrived
-    during ends, whichever is later. `on_pass` is called after each pass, led or not (liveness)."""
+    during ends, whichever is later. `on_pass` is called after each pass, led or not, but not
+    after a cycle that raised: it evaluated nothing, and liveness must say so once they all do."""
     events = asyncio.get_running_loop()
     was_leader = False
+    failure: Optional[tuple[type, str]] = None  # what the last cycle raised, if it did
     while True:
         started = events.time()
         leading = is_leader()
         if leading != was_leader:
             loop.forget()
+            failure = None
         was_leader = leading
         # Cleared before the cycle, not after: a watch event that arrives while a cycle runs
         # (a new generation, a child Job's change) must wake the next one, not wait `interval`.
@@ -114,9 +117,14 @@ async def run_forever(loop: Loop, interval: float, is_leader: Callable[[], bool]
         if leading:
             try:
                 await cycle(loop)
-            except Exception:  # never let one bad cycle end the loop
-                log.exception("evaluation cycle failed")
-        on_pass()
+                failure = None
+            except Exception as exc:  # never let one bad cycle end the loop
+                # The next cycles most likely fail alike: the traceback once per distinct error.
+                if (type(exc), str(exc)) != failure:
+                    log.exception("evaluation cycle failed (logged once while cycles fail alike)")
+                failure = (type(exc), str(exc))
+        if failure is None:  # a standby's pass, or a cycle that ended
+            on_pass()
         # Timed from the cycle's start: a long cycle (many status writes due) must not add its
         # length to the time until the next one, and so to the decision latency.
         try:

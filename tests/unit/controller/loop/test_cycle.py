@@ -100,3 +100,32 @@ async def test_each_pass_beats_when_it_ends_led_or_standing_by_and_a_hung_cycle_
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert beats[2] - beats[0] == pytest.approx(100.0)  # it beats again once the call returns
+
+
+@pytest.mark.looptime
+async def test_a_cycle_that_raises_is_no_beat_and_each_distinct_error_is_logged_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Liveness says whether cycles end: a loop whose every cycle raises evaluates nothing, and
+    goes stale. It goes on trying all the same, and logs each new error once, not every interval."""
+    loop = RecordingLoop(during_first_cycle=False)
+    events, beats = asyncio.get_running_loop(), []
+    same = RuntimeError("no answer")
+    outcomes = iter([same, same, same, ValueError("odd"), None, same, None])
+
+    async def fetch(*_: Any) -> Metrics:
+        loop.cycles.append(events.time())
+        error = next(outcomes)
+        if error is not None:
+            raise error
+        return Metrics({}, None, {})
+
+    loop.stages = loop.stages._replace(fetch_metrics=fetch)
+    task = asyncio.create_task(run_forever(loop, 15.0, lambda: True, on_pass=lambda: beats.append(events.time())))
+    await asyncio.sleep(100)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    start = loop.cycles[0]
+    assert [t - start for t in loop.cycles] == pytest.approx([0.0, 15.0, 30.0, 45.0, 60.0, 75.0, 90.0])
+    assert [b - start for b in beats] == pytest.approx([60.0, 90.0])  # the cycles that ended
+    logged = [r.exc_info[0] for r in caplog.records if r.exc_info and "evaluation cycle failed" in r.getMessage()]
+    assert logged == [RuntimeError, ValueError, RuntimeError]  # a new error; the first again after a success
