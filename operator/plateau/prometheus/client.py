@@ -43,15 +43,17 @@ class PrometheusClient:
             await self._session.close()
 
     async def query(self, promql: str, at: Optional[float] = None,
-                    decode: Callable[[bytes], T] = parse_vector) -> T:  # type: ignore[assignment]
-        """An instant query (POST, so large batched selectors fit), its answer decoded by `decode`."""
+                    decode: Callable[[bytes], T] = parse_vector,  # type: ignore[assignment]
+                    max_bytes: Optional[int] = None) -> T:
+        """An instant query (POST, so large batched selectors fit), its answer decoded by `decode`,
+        at most `max_bytes` of it (None: the client's bound)."""
         form = {"query": promql}
         if at is not None:
             form["time"] = f"{at:.3f}"
         session = await self._client()
         try:
             async with session.post(f"{self.url}/api/v1/query", data=form) as response:
-                raw = await _read_capped(response, self.max_bytes)
+                raw = await _read_capped(response, self.max_bytes if max_bytes is None else max_bytes)
                 if response.status >= 500:
                     raise PrometheusError("ServerError", f"HTTP {response.status} from Prometheus")
                 if response.status not in (200, 400, 422):
@@ -63,9 +65,10 @@ class PrometheusClient:
         return decode(raw)
 
 
-# An answer's size bounds the series a cycle decodes and loops over; a batched answer for
-# thousands of jobs is a few MB.
-MAX_ANSWER_BYTES = 256 * 2**20
+# An answer's size bounds the series a cycle decodes and loops over: a part of the batched
+# answer for 10,000 forecasting jobs is about 10 MB, and decoding costs a few times the answer's
+# size, which must fit the operator's 512Mi beside everything else.
+MAX_ANSWER_BYTES = 64 * 2**20
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: Optional[int] = None) -> bytes:

@@ -111,7 +111,8 @@ class FakePrometheus:
         ]
         self.queries: list[str] = []
 
-    async def query(self, promql: str, at: Optional[float] = None, decode: Callable[[bytes], Any] = parse_vector) -> Any:
+    async def query(self, promql: str, at: Optional[float] = None, decode: Callable[[bytes], Any] = parse_vector,
+                    max_bytes: Optional[int] = None) -> Any:
         """The matching samples as Prometheus' JSON answer, decoded as the real client does."""
         self.queries.append(promql)
         matchers = [(label, op, re.sub(r"\\(.)", r"\1", value)) for label, op, value in MATCHER.findall(promql)]

@@ -25,9 +25,14 @@ log = logging.getLogger("plateau.controller.loop")
 FETCH_PARTS = 4
 
 
-async def query(loop: Loop, promql_text: str, report: CycleReport) -> list[Sample]:
+# A custom query answers one series: a larger answer (label_join can grow one label to any
+# size) is refused before it is decoded, every cycle, into the operator's memory.
+CUSTOM_ANSWER_BYTES = 2**20
+
+
+async def query(loop: Loop, promql_text: str, report: CycleReport, max_bytes: Optional[int] = None) -> list[Sample]:
     report.queries += 1
-    return await loop.prometheus.query(promql_text)
+    return await loop.prometheus.query(promql_text, max_bytes=max_bytes)
 
 
 async def query_sidecar(loop: Loop, promql_text: str, report: CycleReport) -> assemble.Answer:
@@ -132,7 +137,7 @@ async def custom_metric(loop: Loop, ctx: JobContext, report: CycleReport) -> Opt
     except ValueError as exc:  # the spec's validation rejects such templates first
         log.warning("custom query of %s/%s not run: %s", *ctx.key, exc)
         return None
-    return assemble.custom_track(ctx, await query(loop, text, report), loop.tracks)
+    return assemble.custom_track(ctx, await query(loop, text, report, CUSTOM_ANSWER_BYTES), loop.tracks)
 
 
 async def gpu(loop: Loop, jobs: list[JobContext], pods: dict[Key, set[str]], now: float, report: CycleReport) -> Gpu:

@@ -25,7 +25,8 @@ class FakePrometheus:
     def __init__(self) -> None:
         self.queries: list[str] = []
 
-    async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None) -> list[Sample]:
+    async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None,
+                    max_bytes: Any = None) -> list[Sample]:
         self.queries.append(promql)
         return [Sample({}, 0.5, 1000.0)]
 
@@ -102,7 +103,8 @@ async def test_one_jobs_failing_query_leaves_the_other_jobs_reads_alone() -> Non
     from plateau.prometheus.client import PrometheusError
 
     class OneFails(FakePrometheus):
-        async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None) -> list[Sample]:
+        async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None,
+                    max_bytes: Any = None) -> list[Sample]:
             if "bad_loss" in promql:
                 raise PrometheusError("QueryFailed", "query processing would load too many samples")
             return await super().query(promql, at, decode)
@@ -131,7 +133,8 @@ async def test_a_query_answering_nan_or_inf_is_missing_data_not_a_report(value: 
     counted again each cycle since NaN never equals the last value."""
 
     class Answers(FakePrometheus):
-        async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None) -> list[Sample]:
+        async def query(self, promql: str, at: Any = None, decode: Callable[[bytes], Any] | None = None,
+                    max_bytes: Any = None) -> list[Sample]:
             return [Sample({}, value, 1000.0)]
 
     loop, _, _ = new_loop("confined")
@@ -164,3 +167,37 @@ async def test_a_forecast_after_a_restart_starts_again_rather_than_fit_a_curve_m
     outcomes = decide(restarted.stop, Observation(metric=got.current)).outcomes
     converged = next(o for o in outcomes if o.reason == Reason.CONVERGED)
     assert converged.fired is None and "too few evaluations to forecast (1 of 12)" in converged.explain()
+
+
+async def test_a_custom_querys_answer_beyond_one_series_worth_is_refused_before_it_is_decoded() -> None:
+    """label_join can grow one series' label to any size: a custom query's answer is held to
+    CUSTOM_ANSWER_BYTES, far below the batched answers' bound, and refused for that job alone."""
+    from aiohttp import web
+
+    from plateau.prometheus.client import PrometheusClient, PrometheusError
+    from tests.support.prometheus import free_port
+
+    huge = '{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {"l": "%s"}, "value": [1, "0.5"]}]}}'
+
+    async def answer(_: web.Request) -> web.Response:
+        return web.Response(text=huge % ("x" * (2 * fetch.CUSTOM_ANSWER_BYTES)), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/api/v1/query", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    client = PrometheusClient(f"http://127.0.0.1:{port}")
+    try:
+        loop = Loop(Settings(), Registry(), kube=RecordingKube(), prometheus=client)  # type: ignore[arg-type]
+        report = CycleReport()
+        ctx = await gather.context(loop, trainingjob("max(my_loss)"), 1000.0, report)
+        assert ctx is not None
+        with pytest.raises(PrometheusError) as refused:
+            await fetch.custom_metric(loop, ctx, report)
+        assert refused.value.reason == "AnswerTooLarge" and str(fetch.CUSTOM_ANSWER_BYTES) in str(refused.value)
+        assert len(await client.query("up")) == 1  # the batched queries' bound is the client's own
+    finally:
+        await client.close()
+        await runner.cleanup()

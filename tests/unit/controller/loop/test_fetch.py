@@ -75,7 +75,8 @@ class FakePrometheus:
         self.rules = rules
         self.queries: list[str] = []
 
-    async def query(self, promql: str, at: Optional[float] = None, decode: Callable[[bytes], Any] = parse_vector) -> Any:
+    async def query(self, promql: str, at: Optional[float] = None, decode: Callable[[bytes], Any] = parse_vector,
+                    max_bytes: Optional[int] = None) -> Any:
         self.queries.append(promql)
         samples = next((s for text, s in self.rules if text in promql), [])
         result = [{"metric": s.labels, "value": [s.timestamp, repr(s.value)]} for s in samples]
