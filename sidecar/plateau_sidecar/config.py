@@ -125,7 +125,7 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=default(p.ENV_PUSH_JOURNAL),
         help=f"file accepted pushes are appended to, and taken in again at start [{p.ENV_PUSH_JOURNAL}]",
     )
-    ap.add_argument("--max-journal-bytes", type=_number(int, 0, 16 * 1024 * _MiB), default=DEFAULT_MAX_JOURNAL_BYTES,
+    ap.add_argument("--max-journal-bytes", type=_number(int, 1, 16 * 1024 * _MiB), default=DEFAULT_MAX_JOURNAL_BYTES,
                     help="the push journal stops growing here")
     ap.add_argument(
         "--metric-names",

@@ -22,23 +22,24 @@ log = logging.getLogger("plateau_sidecar")
 
 DEFAULT_MAX_JOURNAL_BYTES = 64 * 1024 * 1024
 READ_CHUNK_BYTES = 1024 * 1024
-DEFAULT_MAX_LINE_BYTES = 1024 * 1024  # a journal line is one record of a push: at most a push body
 
 
 class PushJournal:
-    def __init__(self, path: str, max_bytes: int = DEFAULT_MAX_JOURNAL_BYTES,
-                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+    def __init__(self, path: str, max_bytes: int = DEFAULT_MAX_JOURNAL_BYTES) -> None:
         self.path = path
         self.max_bytes = max_bytes
-        self.max_line_bytes = max_line_bytes
         self.full = False
         self._size = 0
 
     def replay(self, sink: LineSink) -> int:
         """Feed the journal's complete lines to `sink`; returns how many. A last line cut short
-        (the sidecar died mid-append, and that push was never answered) is cut off the file."""
+        (the sidecar died mid-append, and that push was never answered) is cut off the file.
+        Only what this journal can have written is read, its first `max_bytes`: `append` never
+        writes past them, so they bound its lines too (a record re-encoded can be longer than the
+        push it came in: 1e15 is written 1000000000000000.0). A larger file is left as it is, and
+        full. A line that is not a record is the sink's to count; the lines after it are taken."""
         lines = offset = 0  # offset: the end of the last complete line
-        rest = b""
+        rest = bytearray()  # the line read so far, not complete yet
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
         except FileNotFoundError:
@@ -46,30 +47,26 @@ class PushJournal:
         with open(fd, "rb+", buffering=0) as handle:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device would never end
                 raise OSError(errno.EINVAL, "the push journal is not a regular file", self.path)
-            # Only what this journal can have written is read (a larger file is left as it is,
-            # and full), and a "line" longer than any push can be ends the replay.
-            eof = False
-            while offset < self.max_bytes and len(rest) <= self.max_line_bytes:
-                chunk = handle.read(READ_CHUNK_BYTES)
-                if not chunk:
-                    eof = True
-                    break
-                data = rest + chunk
-                end = data.rfind(b"\n") + 1
-                if end:
-                    batch = data[: end - 1].split(b"\n")
-                    sink(batch)
-                    lines += len(batch)
-                offset += end
-                rest = data[end:]
-            if eof and rest:
+            left = self.max_bytes
+            while left and (chunk := handle.read(min(READ_CHUNK_BYTES, left))):
+                left -= len(chunk)
+                end = chunk.rfind(b"\n") + 1
+                if not end:
+                    rest += chunk
+                    continue
+                batch = b"".join((rest, chunk[: end - 1])).split(b"\n")
+                sink(batch)
+                lines += len(batch)
+                offset += len(rest) + end
+                rest = bytearray(chunk[end:])
+            eof = left > 0 or not handle.read(1)
+            if not eof:
+                log.warning("the push journal %s is larger than --max-journal-bytes (%d): replayed up to byte %d",
+                            self.path, self.max_bytes, offset)
+            elif rest:
                 handle.truncate(offset)
-            elif not eof:
-                log.warning("the push journal %s is larger than --max-journal-bytes (%d) or holds a line"
-                            " longer than %d bytes: replayed up to byte %d", self.path, self.max_bytes,
-                            self.max_line_bytes, offset)
         self._size = offset
-        self.full = not eof or offset >= self.max_bytes
+        self.full = not eof
         return lines
 
     def append(self, records: Sequence[object]) -> None:
@@ -77,7 +74,10 @@ class PushJournal:
         Raises OSError when the file cannot be written."""
         if self.full:
             return
-        data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+        # UTF-8 as it came, not ASCII escapes (which make an 'é' 6 bytes); a lone surrogate (from a
+        # \ud800 escape) has no UTF-8, and "backslashreplace" writes it as that escape again.
+        text = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records)
+        data = text.encode("utf-8", "backslashreplace")
         if self._size + len(data) > self.max_bytes:
             self.full = True
             log.warning("the push journal %s reached %d bytes: later pushes are not journaled, so a sidecar"

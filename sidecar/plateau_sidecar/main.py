@@ -39,7 +39,7 @@ class Sidecar:
             health=self.dead_readers,
         )
         self.servers = [server(config.metrics_addr, exposition=exposition)]
-        self.journal = PushJournal(config.push_journal, config.max_journal_bytes, config.max_push_bytes) \
+        self.journal = PushJournal(config.push_journal, config.max_journal_bytes) \
             if config.push_addr is not None and config.push_journal else None
         if config.push_addr is not None:
             self.servers.append(server(config.push_addr, push=True, journal=self.journal.append if self.journal else None))

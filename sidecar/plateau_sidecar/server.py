@@ -41,22 +41,29 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_REQUEST_SECONDS = 10.0  # the whole request, headers and body, and its answer
 DEFAULT_MAX_CONNECTIONS = 64  # connections open at once per endpoint, most of them still sending headers
 _DISCARD_LIMIT = 16 * 1024 * 1024  # read at most this much of a too-large body, to answer 413
-# Reading a request only to reject it is bounded in time and size: it runs on the accepting thread.
+# Reading a request only to refuse it is bounded in time and size: the 429 runs on the accepting thread.
 _REJECT_READ_SECONDS = 0.05
 _REJECT_READ_BYTES = 64 * 1024
+# An answer due once the request's deadline has passed (the 408 for a body that stalled until
+# then, or a push whose ingest took that long) still gets this long to go out.
+_LATE_ANSWER_SECONDS = 1.0
 _CONTENT_LENGTH = re.compile(rb"^content-length:\s*(\d+)", re.IGNORECASE | re.MULTILINE)
 
 
-def _too_many_requests() -> bytes:
-    body = b'{"error": "too many requests in flight, retry later"}'
+def _refusal(status: HTTPStatus, error: str, headers: str = "") -> bytes:
+    """A whole answer, built once: for a request refused before (or without) a handler parsing it."""
+    body = json.dumps({"error": error}).encode()
     head = (
-        "HTTP/1.0 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+        f"HTTP/1.0 {status.value} {status.phrase}\r\nContent-Type: application/json\r\n{headers}"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
 
 
-_TOO_MANY_REQUESTS = _too_many_requests()
+_TOO_MANY_REQUESTS = _refusal(HTTPStatus.TOO_MANY_REQUESTS, "too many requests in flight, retry later",
+                              "Retry-After: 1\r\n")
+_HEAD_TOO_LARGE = _refusal(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                           f"the request line and headers exceed {MAX_HEAD_BYTES} bytes")
 
 
 class SidecarServer(ThreadingHTTPServer):
@@ -109,7 +116,8 @@ class SidecarServer(ThreadingHTTPServer):
         # Runs on the accepting thread: reject here, before a handler thread exists.
         if not self._connections.acquire(blocking=False):
             self.store.report_bad(BadInput.TOO_MANY_REQUESTS, f"more than {self.max_connections} connections open")
-            _reject(request)
+            _refuse(request, _TOO_MANY_REQUESTS)
+            self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
@@ -130,18 +138,16 @@ class SidecarServer(ThreadingHTTPServer):
         log.log(level, "request from %s failed: %r", client_address, failure, exc_info=level == logging.ERROR)
 
 
-def _reject(request: socket.socket) -> None:
-    """Answer 429 and close. The request is read first (briefly, and bounded), because closing
-    a socket with unread input resets the connection before the client can read the answer."""
+def _refuse(request: socket.socket, answer: bytes) -> None:
+    """Send `answer` to a request that is not served. What is left of the request is read first
+    (briefly, and bounded), because closing a socket with unread input resets the connection
+    before the client can read the answer."""
     try:
         request.settimeout(_REJECT_READ_SECONDS)
         _read_request(request)
-        request.sendall(_TOO_MANY_REQUESTS)
-        request.shutdown(socket.SHUT_WR)
+        request.sendall(answer)
     except OSError:
         pass
-    finally:
-        request.close()
 
 
 def _read_request(request: socket.socket) -> None:
@@ -180,6 +186,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._reader = DeadlineReader(self.connection, self.deadline, MAX_HEAD_BYTES)
         self.rfile = io.BufferedReader(self._reader)
 
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except RequestTooLarge:  # the head passed MAX_HEAD_BYTES (reads of a body catch their own)
+            self.close_connection = True
+            _refuse(self.connection, _HEAD_TOO_LARGE)
+
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
@@ -188,7 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: HTTPStatus, body: bytes, content_type: str = "application/json",
               headers: dict[str, str] | None = None) -> None:
-        arm(self.connection, self.deadline)  # sendall's timeout bounds the whole answer
+        # sendall's timeout bounds the whole answer: the request's deadline, or a moment past it
+        arm(self.connection, max(self.deadline, time.monotonic() + _LATE_ANSWER_SECONDS))
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))

@@ -196,6 +196,42 @@ def test_a_push_whose_body_drips_is_cut_off_and_ingests_nothing(tmp_path: Path) 
     assert sidecar.stop_within(20) == 0
 
 
+def answer_then_close(s: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (the socket's timeout if never)."""
+    answer = b""
+    while chunk := s.recv(4096):
+        answer += chunk
+    return answer
+
+
+def test_a_stalled_or_oversized_request_is_answered_before_the_close(tmp_path: Path) -> None:
+    """A body that stalls halfway gets a 408 at the request deadline, a declared length past the
+    bound a 413 though the body then stalls, and a head over 64 KiB a 431: each is answered, then
+    closed, within the deadline and a moment."""
+    sidecar = Sidecar(tmp_path, push=True).wait_ready()
+    cases = [
+        (sidecar.push_address, b'POST /push HTTP/1.0\r\nContent-Length: 100\r\n\r\n{"step": 1,', b"HTTP/1.0 408"),
+        (sidecar.push_address, b"POST /push HTTP/1.0\r\nContent-Length: 999999999999999\r\n\r\n[{", b"HTTP/1.0 413"),
+        (sidecar.metrics_address, b"GET /metrics HTTP/1.0\r\nX-Pad: " + b"x" * 70_000 + b"\r\n\r\n", b"HTTP/1.0 431"),
+    ]
+    started = time.monotonic()
+    connections = []
+    try:
+        for address, request, _ in cases:  # all at once: their deadlines run together
+            host, port = address.rsplit(":", 1)  # type: ignore[union-attr]
+            connections.append(socket.create_connection((host, int(port)), timeout=20))
+            connections[-1].sendall(request)
+        answers = [answer_then_close(s) for s in connections]
+        elapsed = time.monotonic() - started
+        assert [a[:12] for a in answers] == [status for *_, status in cases], answers
+        assert elapsed < 13, elapsed  # the 10 s deadline, then the answer
+    finally:
+        for s in connections:
+            s.close()
+        assert sidecar.stop_within(20) == 0
+    no_traceback(sidecar)
+
+
 # --- (3) push bodies whose length lies ----------------------------------------------------------
 
 @pytest.fixture(scope="module")

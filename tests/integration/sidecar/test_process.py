@@ -189,3 +189,41 @@ def test_a_push_sidecar_killed_and_restarted_exports_the_same_track(tmp_path: Pa
         assert track == {k: v for k, v in before.items() if k[0].startswith(("plateau_metric_", "plateau_track_"))}
     finally:
         assert second.stop() == 0
+
+
+def test_a_restarted_push_sidecar_takes_in_every_push_it_accepted_even_ones_that_grow_when_written(
+    tmp_path: Path,
+) -> None:
+    """A sidecar killed and restarted takes in again every push it accepted: non-ASCII text, a
+    name with no UTF-8, and records the journal writes longer than the push bound (1e15 is written
+    1000000000000000.0). The pushes after the restart are journaled too."""
+    flags = ("--push-journal", str(tmp_path / "push.jsonl"))
+    bodies = [
+        b'{"step": 1, "loss": 1.0}',
+        json.dumps({"step": 2, "loss": 0.9, "note": "\u00e9" * 400_000}, ensure_ascii=False).encode(),
+        b'{"step": 3, "loss": 0.8, "pad": [' + b",".join([b"1e15"] * 200_000) + b"]}",
+        b'{"step": 4, "loss": 0.7, "\\ud800": 1}',  # counted as bad_metric_name, again on replay
+    ]
+    assert max(map(len, bodies)) <= 1024 * 1024  # the default --max-push-bytes
+
+    def exported(sidecar: SidecarProcess) -> dict[tuple[str, str], float]:
+        return {k: v for k, v in samples(sidecar).items() if k[0].startswith("plateau_")}
+
+    def restarted(sidecar: SidecarProcess, name: str) -> SidecarProcess:
+        sidecar.process.send_signal(signal.SIGKILL)
+        sidecar.process.wait()
+        return SidecarProcess(tmp_path, name, *flags, push=True).wait_ready()
+
+    sidecar = SidecarProcess(tmp_path, "tj", *flags, push=True).wait_ready()
+    try:
+        assert [push(sidecar.push_url, body) for body in bodies] == [200] * len(bodies)
+        before = exported(sidecar)
+        assert before[(p.SERIES_REPORTS, "loss")] == 4 and before[(p.SERIES_BAD_INPUT, "bad_metric_name")] == 1
+        sidecar = restarted(sidecar, "tj2")
+        assert exported(sidecar) == before
+        assert push(sidecar.push_url, b'{"step": 5, "loss": 0.6}') == 200
+        before = exported(sidecar)
+        sidecar = restarted(sidecar, "tj3")
+        assert exported(sidecar) == before and before[(p.SERIES_REPORTS, "loss")] == 5
+    finally:
+        assert sidecar.stop() == 0

@@ -67,6 +67,7 @@ def test_ipv6_addresses() -> None:
         (["--poll-interval", "-1"], "--poll-interval"),
         (["--max-inflight", "0"], "--max-inflight"),
         (["--max-line-bytes", "0"], "--max-line-bytes"),
+        (["--max-journal-bytes", "0"], "--max-journal-bytes"),  # not a journal that silently takes nothing
         (["--linger", "inf"], "--linger"),
         (["--metrics-addr", ":70000"], "--metrics-addr"),
         (["--metrics-addr", ":٣"], "--metrics-addr"),  # a digit to str.isdigit(), not to a port

@@ -72,12 +72,13 @@ def test_a_followed_fifo_is_never_opened_for_reading(tmp_path: Path) -> None:
     assert store.snapshot().bad_input[BadInput.NOT_A_FILE] == 1
 
 
-def test_a_journal_with_a_line_longer_than_any_push_is_replayed_up_to_it(tmp_path: Path) -> None:
+def test_a_journal_line_that_is_no_record_is_counted_and_the_lines_after_it_are_taken(tmp_path: Path) -> None:
     path = tmp_path / "push.jsonl"
-    path.write_bytes(b'{"step": 1, "m": 1}\n' + b"x" * 3_000_000)
-    store, journal = MetricStore("tj"), PushJournal(str(path), max_line_bytes=1024)
-    assert journal.replay(jsonl_sink(store)) == 1 and journal.full
-    assert path.stat().st_size > 3_000_000  # left as it is, not cut
+    path.write_bytes(b'{"step": 1, "m": 1}\n' + b"x" * 3_000_000 + b'\n{"step": 2, "m": 2}\n')  # longer than any push
+    store, journal = MetricStore("tj"), PushJournal(str(path))
+    assert journal.replay(jsonl_sink(store)) == 3 and not journal.full
+    snap = store.snapshot()
+    assert snap.series["m"].reports == 2 and snap.bad_input[BadInput.MALFORMED_JSON] == 1
 
 
 def test_a_journal_larger_than_its_bound_is_read_only_to_the_bound(tmp_path: Path) -> None:
@@ -85,7 +86,7 @@ def test_a_journal_larger_than_its_bound_is_read_only_to_the_bound(tmp_path: Pat
     path.write_bytes(b'{"step": 1, "m": 1}\n' * 100_000)
     store = MetricStore("tj")
     journal = PushJournal(str(path), max_bytes=20 * 1000)
-    assert journal.replay(jsonl_sink(store)) < 60_000 and journal.full  # one read of 1 MiB at most, not all
+    assert journal.replay(jsonl_sink(store)) == 1000 and journal.full  # the lines within the bound, no more
 
 
 # --- the server, in process ---------------------------------------------------------------------

@@ -19,6 +19,17 @@ def test_a_restarted_store_takes_in_every_answered_push_again(tmp_path: Path) ->
     assert repr(after.snapshot().series) == repr(before.snapshot().series)
 
 
+def test_text_is_written_as_utf8_and_a_lone_surrogate_as_its_escape(tmp_path: Path) -> None:
+    path = tmp_path / "push.jsonl"
+    before, journal = MetricStore("tj"), PushJournal(str(path))
+    ingest_payload(before, '{"step": 1, "m": 1.0, "note": "é☃", "\\ud800": 2}'.encode(), journal.append)
+    assert path.read_bytes() == '{"step":1,"m":1.0,"note":"é☃","\\ud800":2}\n'.encode()  # not 6 bytes an 'é'
+    after = MetricStore("tj")
+    assert PushJournal(str(path)).replay(jsonl_sink(after)) == 1
+    rebuilt, was = after.snapshot(), before.snapshot()
+    assert repr((rebuilt.series, rebuilt.bad_input)) == repr((was.series, was.bad_input))  # the bad name too
+
+
 def test_a_push_cut_short_by_a_crash_is_cut_off_and_later_pushes_stay_whole(tmp_path: Path) -> None:
     path = tmp_path / "push.jsonl"
     path.write_bytes(b'{"step":1,"m":1.0}\n{"step":2,"m"')  # the sidecar died mid-append: never answered
