@@ -80,8 +80,9 @@ class Sidecar:
         arrived since its last scrape, then close."""
         self._stop_following.set()
         for server in self.servers:
-            if server.push:
-                server.shutdown()  # no more pushes: what is in the store is final
+            if server.push:  # no more pushes: what is in the store is final
+                server.shutdown()
+                server.server_close()  # refused at once, not left to time out in the backlog
         deadline = time.monotonic() + DRAIN_SECONDS + 1.0
         for thread in self._following:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -92,7 +93,7 @@ class Sidecar:
         for server in self.servers:
             if not server.push:
                 server.shutdown()
-            server.server_close()
+                server.server_close()
 
     def dead_readers(self) -> str | None:
         """For /healthz: the followed files (and spec file) whose reader thread died, or None."""

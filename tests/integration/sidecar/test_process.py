@@ -140,6 +140,25 @@ def test_on_sigterm_the_last_reports_are_scraped_before_exit(tmp_path: Path, pro
     assert prometheus.query_value(p.SERIES_MIN_STEP + selector) == 3
 
 
+def test_after_sigterm_a_push_is_refused_at_once_while_the_last_reports_wait_for_their_scrape(tmp_path: Path) -> None:
+    """The trainer may still report while its pod ends: a push the sidecar will not take must
+    fail at once (the client keeps it), not hang until the client's timeout each time."""
+    sidecar = SidecarProcess(tmp_path, "closing", "--linger", "20", push=True).wait_ready()
+    try:
+        assert push(sidecar.push_url, b'{"step": 1, "loss": 1.0}') == 200
+        sidecar.scrape()  # a scraper is known: the sidecar lingers for its next scrape
+        assert push(sidecar.push_url, b'{"step": 2, "loss": 0.5}') == 200
+        sidecar.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: push(sidecar.push_url, b'{"step": 3, "loss": 0.4}') == 0)
+        started = time.monotonic()
+        assert push(sidecar.push_url, b'{"step": 4, "loss": 0.3}') == 0
+        assert time.monotonic() - started < 0.5
+        time.sleep(1.0)
+        assert sidecar.process.poll() is None  # refused, while it still waits for the scrape
+    finally:
+        sidecar.stop()  # a second SIGTERM: it leaves at once
+
+
 def test_on_sigterm_with_no_scraper_it_exits_at_once(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "loss": 1}\n')
