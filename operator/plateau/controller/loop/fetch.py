@@ -165,7 +165,7 @@ async def gpu(loop: Loop, jobs: list[JobContext], pods: dict[Key, set[str]], now
                 if not keys:
                     continue  # no GPU series for this job's pods: unknown, never idle
                 covered = min(now - per_pod_since.get(k, now) for k in keys)
-                unseen = tuple(p for k in job_pods if k not in per_pod_max for p in k[1:])
+                unseen = tuple(pod for namespace, pod in job_pods if (namespace, pod) not in per_pod_max)
                 out[ctx.key] = GpuWindow(max(per_pod_max[k] for k in keys), max(0.0, covered), unseen)
     except PrometheusError as exc:
         export.prometheus_error(exc, report)
