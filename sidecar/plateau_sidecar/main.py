@@ -80,9 +80,8 @@ class Sidecar:
         arrived since its last scrape, then close."""
         self._stop_following.set()
         for server in self.servers:
-            if server.push:  # no more pushes: what is in the store is final
-                server.shutdown()
-                server.server_close()  # refused at once, not left to time out in the backlog
+            if server.push:  # no more pushes (refused at once): once those under way are in, the store is final
+                server.close()
         deadline = time.monotonic() + DRAIN_SECONDS + 1.0
         for thread in self._following:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -92,8 +91,7 @@ class Sidecar:
         _wait_for_scrape(self.collector, linger_seconds)
         for server in self.servers:
             if not server.push:
-                server.shutdown()
-                server.server_close()
+                server.close()
 
     def dead_readers(self) -> str | None:
         """For /healthz: the followed files (and spec file) whose reader thread died, or None."""

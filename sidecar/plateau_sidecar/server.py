@@ -98,6 +98,8 @@ class SidecarServer(ThreadingHTTPServer):
         self.max_connections = max_connections
         self.slots = threading.BoundedSemaphore(max_inflight)  # taken by a handler once its headers are in
         self._connections = threading.BoundedSemaphore(max_connections)
+        self._open = 0  # connections accepted and not yet closed, for close() to wait on
+        self._closed = threading.Condition()
         super().__init__(address, _Handler)
 
     @property
@@ -112,6 +114,15 @@ class SidecarServer(ThreadingHTTPServer):
         thread.start()
         return thread
 
+    def close(self) -> None:
+        """Stop taking connections, then give those accepted their answers, each within its
+        request's deadline. The request threads are daemons: without this wait, the process
+        exiting would cut an answer short, such as the scrape the linger waited for."""
+        self.shutdown()
+        self.server_close()
+        with self._closed:
+            self._closed.wait_for(lambda: self._open == 0, self.request_seconds + _LATE_ANSWER_SECONDS)
+
     def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         # Runs on the accepting thread: reject here, before a handler thread exists.
         if not self._connections.acquire(blocking=False):
@@ -119,17 +130,25 @@ class SidecarServer(ThreadingHTTPServer):
             _refuse(request, _TOO_MANY_REQUESTS)
             self.shutdown_request(request)
             return
+        with self._closed:
+            self._open += 1
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._connections.release()
+            self._done()
             raise
 
     def process_request_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._connections.release()
+            self._done()
+
+    def _done(self) -> None:
+        self._connections.release()
+        with self._closed:
+            self._open -= 1
+            self._closed.notify_all()
 
     def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         # A client that goes away mid-request is routine; anything else is a bug worth a traceback.

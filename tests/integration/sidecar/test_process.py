@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -138,6 +140,38 @@ def test_on_sigterm_the_last_reports_are_scraped_before_exit(tmp_path: Path, pro
     selector = '{trainingjob="linger",metric="loss"}'
     assert prometheus.wait_for(p.SERIES_REPORTS + selector, lambda v: v == 3) == 3
     assert prometheus.query_value(p.SERIES_MIN_STEP + selector) == 3
+
+
+def test_on_sigterm_the_scrape_the_linger_waited_for_is_answered_whole_before_exit(tmp_path: Path) -> None:
+    """The linger ends once a scrape has collected every report; the process must not exit while
+    that scrape's answer is still being written. A scraper that reads slowly (a small receive
+    window, an answer of some 7 MB) holds the answer in the sidecar for over a second."""
+    names = 12_000
+    sidecar = SidecarProcess(tmp_path, "slow", "--max-metrics", str(names), "--max-push-bytes", str(4 << 20),
+                             "--linger", "20", push=True).wait_ready()
+    try:
+        assert push(sidecar.push_url, json.dumps({"step": 1, **{f"m{i}": 1.0 for i in range(names)}}).encode()) == 200
+        host, port = sidecar.metrics_address.rsplit(":", 1)
+        with socket.socket() as scraper:
+            scraper.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            scraper.connect((host, int(port)))
+            scraper.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            scraper.settimeout(30)
+            assert scraper.recv(1, socket.MSG_PEEK)  # collected: the answer is being written
+            sidecar.process.send_signal(signal.SIGTERM)
+            time.sleep(1.0)  # the linger has nothing left to wait for; the answer is not out yet
+            answer = bytearray()
+            while chunk := scraper.recv(1 << 20):
+                answer += chunk
+        head, _, body = bytes(answer).partition(b"\r\n\r\n")
+        declared = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        assert declared and len(body) == int(declared.group(1)) > 4 << 20
+        reports = {s.labels[p.LABEL_METRIC]: s.value for family in text_string_to_metric_families(body.decode())
+                   for s in family.samples if s.name == p.SERIES_REPORTS}
+        assert len(reports) == names and set(reports.values()) == {1.0}
+        assert sidecar.process.wait(timeout=20) == 0
+    finally:
+        sidecar.stop()
 
 
 def test_after_sigterm_a_push_is_refused_at_once_while_the_last_reports_wait_for_their_scrape(tmp_path: Path) -> None:

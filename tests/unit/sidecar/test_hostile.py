@@ -130,6 +130,17 @@ def test_a_client_dripping_its_headers_is_cut_off_at_the_request_deadline() -> N
         server.server_close()
 
 
+def test_closing_waits_for_a_connection_in_flight_only_until_its_request_deadline() -> None:
+    server = _server(request_seconds=1.0)
+    with _connect(server) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\nX: ")  # accepted, and never done
+        time.sleep(0.2)
+        started = time.monotonic()
+        server.close()
+        waited = time.monotonic() - started
+    assert 0.5 < waited < 3.0  # it waited for the connection, until its deadline (1 s) and the late answer's
+
+
 def test_clients_dripping_headers_take_no_slot_from_a_scrape() -> None:
     server = _server(max_inflight=2, request_seconds=30.0)
     slow = [_connect(server) for _ in range(4)]
