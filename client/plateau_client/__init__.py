@@ -17,7 +17,8 @@ failure warns once (per kind of failure) and training goes on.
 Where reports go, from the environment the operator sets:
 - `PLATEAU_PUSH_URL` set: POSTed to the sidecar's push endpoint, never through a proxy. Records
   the sidecar could not take (it was down, or busy: 429) are kept, up to a bound, and sent with
-  the next report.
+  the next report. Records are numbered, so the sidecar skips those of a resend it took before
+  (the answer was lost): each arrives exactly once.
 - otherwise: appended as JSON lines to `PLATEAU_METRICS_FILE` (default /plateau/metrics.jsonl).
 """
 
@@ -44,6 +45,8 @@ ENV_STOP_FILE = "PLATEAU_STOP_FILE"
 DEFAULT_METRICS_FILE = "/plateau/metrics.jsonl"
 DEFAULT_STOP_FILE = "/etc/plateau/stop"
 MAX_STEP = 2**53  # steps are whole numbers below this: each is exact as a Prometheus float
+PUSH_REPORTER_HEADER = "Plateau-Reporter"
+PUSH_SEQUENCE_HEADER = "Plateau-Sequence"
 
 PUSH_TIMEOUT_SECONDS = 2.0
 MAX_PENDING_RECORDS = 10_000
@@ -126,12 +129,17 @@ class Reporter:
     def __init__(self, metrics_file: str | None = None, push_url: str | None = None) -> None:
         self.metrics_file = metrics_file or DEFAULT_METRICS_FILE
         self.push_url = push_url
-        # Records not pushed yet, oldest first; a push in flight holds its own. Threads may share
-        # a reporter (the module-level report() does), so _lock guards the list, and _push_lock
-        # lets one thread at a time push, without holding _lock over the network.
-        self._pending: list[dict[str, object]] = []
+        # Records not pushed yet with their sequence numbers, oldest first; a push in flight holds
+        # its own. Threads may share a reporter (the module-level report() does), so _lock guards
+        # the list, and _push_lock lets one thread at a time push, without holding _lock over the
+        # network.
+        self._pending: list[tuple[int, dict[str, object]]] = []
         self._lock = threading.Lock()
         self._push_lock = threading.Lock()
+        # The name the sidecar knows this process's records by, and the next record's number.
+        self._pid = 0
+        self._name = ""
+        self._next = 0
 
     def report(self, step: int, **metrics: SupportsFloat) -> None:
         """Never raises for a bad step or value: a bad step drops the report, a bad value the
@@ -170,7 +178,11 @@ class Reporter:
 
     def _push(self, record: dict[str, object]) -> None:
         with self._lock:
-            self._pending.append(record)
+            if self._pid != os.getpid():  # the first push, or a forked child: a name of its own,
+                # and none of the records its parent kept (the parent sends those)
+                self._pid, self._name, self._next, self._pending = os.getpid(), os.urandom(8).hex(), 0, []
+            self._pending.append((self._next, record))
+            self._next += 1
             self._bound()
         # A thread that finds a push in flight leaves its record to that push's thread, which
         # pushes again while records are kept. The check after a release closes the gap where a
@@ -195,10 +207,10 @@ class Reporter:
         (in front of newer ones) or dropped as the sidecar's answer says. The caller holds _push_lock."""
         while True:
             with self._lock:
-                batch, self._pending = self._pending, []
+                batch, self._pending, name = self._pending, [], self._name
             if not batch:
                 return True
-            kept = self._send(batch)
+            kept = self._send(name, batch)
             if kept is None:
                 continue
             with self._lock:
@@ -206,13 +218,15 @@ class Reporter:
                 self._bound()
             return False
 
-    def _send(self, batch: list[dict[str, object]]) -> list[dict[str, object]] | None:
-        """POST `batch`; None once the sidecar took it, else the records to keep for the next push."""
+    def _send(self, name: str, batch: list[tuple[int, dict[str, object]]]) -> list[tuple[int, dict[str, object]]] | None:
+        """POST `batch`, whose records are numbered in sequence (only the oldest are ever dropped);
+        None once the sidecar took it, else the records to keep for the next push."""
         try:
             request = urllib.request.Request(  # a URL without a scheme raises ValueError here
                 self.push_url,  # type: ignore[arg-type]
-                data=json.dumps(batch).encode(),
-                headers={"Content-Type": "application/json"},
+                data=json.dumps([record for _, record in batch]).encode(),
+                headers={"Content-Type": "application/json", PUSH_REPORTER_HEADER: name,
+                         PUSH_SEQUENCE_HEADER: str(batch[0][0])},
                 method="POST",
             )
             with _OPENER.open(request, timeout=PUSH_TIMEOUT_SECONDS):

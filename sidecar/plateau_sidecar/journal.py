@@ -16,6 +16,7 @@ import os
 import stat
 from collections.abc import Sequence
 
+from .ledger import Origin
 from .records import LineSink
 
 log = logging.getLogger("plateau_sidecar")
@@ -32,7 +33,8 @@ class PushJournal:
         self._size = 0
 
     def replay(self, sink: LineSink) -> int:
-        """Feed the journal's complete lines to `sink`; returns how many. A last line cut short
+        """Feed the journal's complete lines to `sink` (`jsonl_sink(store, pushes=True)`);
+        returns how many. A last line cut short
         (the sidecar died mid-append, and that push was never answered) is cut off the file.
         Only what this journal can have written is read, its first `max_bytes`: `append` never
         writes past them, so they bound its lines too (a record re-encoded can be longer than the
@@ -69,14 +71,17 @@ class PushJournal:
         self.full = not eof
         return lines
 
-    def append(self, records: Sequence[object]) -> None:
-        """Write the records as JSON lines in one write, flushed before the push is answered.
+    def append(self, records: Sequence[object], origin: Origin | None = None) -> None:
+        """Write the records in one write, flushed before the push is answered: a push from a
+        named origin as one line, `[reporter, first, [records]]` (whole, or cut off on replay, so
+        the ledger never holds records the store lacks, nor the reverse), others as a line each.
         Raises OSError when the file cannot be written."""
         if self.full:
             return
         # UTF-8 as it came, not ASCII escapes (which make an 'é' 6 bytes); a lone surrogate (from a
         # \ud800 escape) has no UTF-8, and "backslashreplace" writes it as that escape again.
-        text = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records)
+        lines = [[origin.reporter, origin.first, records]] if origin is not None else records
+        text = "".join(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n" for line in lines)
         data = text.encode("utf-8", "backslashreplace")
         if self._size + len(data) > self.max_bytes:
             self.full = True

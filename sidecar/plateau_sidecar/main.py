@@ -59,9 +59,9 @@ class Sidecar:
 
     def start(self) -> None:
         if self.journal is not None:  # a restarted container: what was pushed before, first
-            taken = self.journal.replay(jsonl_sink(self.store))
+            taken = self.journal.replay(jsonl_sink(self.store, pushes=True))
             if taken:
-                log.info("took in %d pushed records again from %s", taken, self.journal.path)
+                log.info("took in %d journal lines again from %s", taken, self.journal.path)
         if self.spec is not None:
             self.spec.poll()  # the spec first, so the track folds reports as they arrive
             self._spec_thread = threading.Thread(target=self.spec.run, args=(self._stop_following,), name="follow-spec",

@@ -37,6 +37,10 @@ DEFAULT_PUSH_ADDR = f"127.0.0.1:{DEFAULT_PUSH_PORT}"
 METRICS_PATH = "/metrics"
 PUSH_PATH = "/push"  # where plateau_client.report() POSTs: PLATEAU_PUSH_URL ends with it
 HEALTH_PATH = "/healthz"
+# A push's origin, so that a resend is not taken twice (plateau_sidecar.ledger): the client's
+# name, random per process, and the sequence number of the push's first record.
+PUSH_REPORTER_HEADER = "Plateau-Reporter"
+PUSH_SEQUENCE_HEADER = "Plateau-Sequence"
 
 # The pod annotation the operator sets to request a stop; a downward-API volume exposes it
 # to the trainer as DEFAULT_STOP_FILE. Its value is the stop reason.

@@ -11,33 +11,41 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import regex
 
 from plateau.api.stdout_pattern import Pattern, compile_pattern
 
+from .ledger import Origin
 from .store import STEP_KEY, BadInput, MetricStore, RecordError, step_of
 
 LineSink = Callable[[list[bytes]], None]
+Journal = Callable[[Sequence[object], Origin | None], None]  # PushJournal.append
 
 MAX_PUSH_RECORDS = 10_000  # the client keeps at most this many unsent reports (client.MAX_PENDING_RECORDS)
 # Per line. A sane pattern matches a line of --max-line-bytes in well under a millisecond.
 MATCH_TIMEOUT_SECONDS = 0.25
 
 
-def jsonl_sink(store: MetricStore) -> LineSink:
-    """Ingest complete JSONL lines: one flat record per line."""
+def jsonl_sink(store: MetricStore, pushes: bool = False) -> LineSink:
+    """Ingest complete JSONL lines: one flat record per line. With `pushes` (the push journal's
+    lines), a line may also be a whole push that named its origin, `[reporter, first, [records]]`:
+    its records are ingested, and the ledger learns that they were taken."""
     decode = json.JSONDecoder().decode  # a local name: this loop is the ingest hot path
 
     def ingest(lines: list[bytes]) -> None:
         # One UTF-8 decode for the whole batch: json parses str faster than bytes, line by line.
         # Parsed before the lock is taken: a scrape waits for the ingest, never for the parse.
-        parsed: list[tuple[int, dict[str, object]] | RecordError] = []
+        parsed: list[tuple[int, dict[str, object]] | RecordError | _Taken] = []
         for line in b"\n".join(lines).decode("utf-8", "replace").split("\n"):
             try:
                 record = decode(line)
-                parsed.append((step_of(record), record))
+                if pushes and type(record) is list:
+                    parsed.extend(_journaled_push(record))
+                else:
+                    parsed.append((step_of(record), record))
             except RecordError as e:
                 parsed.append(e)
             except (ValueError, RecursionError) as e:  # json.JSONDecodeError; nesting too deep
@@ -47,10 +55,32 @@ def jsonl_sink(store: MetricStore) -> LineSink:
             for item in parsed:
                 if type(item) is tuple:
                     store.add_record(*item)
+                elif type(item) is _Taken:
+                    store.pushes.take(item.origin, item.count)
                 else:
-                    store.count_bad(item.kind, str(item))
+                    store.count_bad(item.kind, str(item))  # type: ignore[union-attr]
 
     return ingest
+
+
+@dataclass(frozen=True)
+class _Taken:
+    origin: Origin
+    count: int
+
+
+def _journaled_push(line: list[object]) -> list[tuple[int, dict[str, object]] | _Taken]:
+    """A push line of the journal as its records in order, then the ledger's note of them.
+    RecordError for a line that is not one (the whole line is refused: the journal wrote it whole)."""
+    match line:
+        case [str() as reporter, int() as first, list() as records] if records:
+            try:
+                origin = Origin.from_headers(reporter, str(first))
+            except ValueError as e:
+                raise RecordError(BadInput.MALFORMED_JSON, f"a journaled push: {e}") from None
+            assert origin is not None  # both were given
+            return [*((step_of(r), r) for r in records), _Taken(origin, len(records))]
+    raise RecordError(BadInput.MALFORMED_JSON, f"a journal line that is no push: {str(line)[:80]!r}")
 
 
 def pattern_sink(
@@ -97,13 +127,16 @@ def too_many_records(body: bytes) -> str | None:
     return None
 
 
-def ingest_payload(store: MetricStore, body: bytes, journal: Callable[[list[object]], None] | None = None) -> int:
-    """Ingest a push body (one record or a list). All or nothing: every record is checked
-    before any is ingested, and a record that cannot be ingested rejects the whole body, so a
-    client can fix it and resend without duplicates. Field-level problems (a non-numeric value)
-    are counted, not refused. Raises RecordError (already counted) for the HTTP 400 answer.
-    Accepted records go to `journal` first (in the same order, under the store's lock); one
-    that cannot be written is counted (`journal_error`) and the records are ingested anyway."""
+def ingest_payload(store: MetricStore, body: bytes, journal: Journal | None = None,
+                   origin: Origin | None = None) -> tuple[int, int]:
+    """Ingest a push body (one record or a list); returns how many records were taken, and how
+    many were skipped as taken before (a resend from `origin`: plateau_sidecar.ledger).
+    All or nothing: every record is checked before any is ingested, and a record that cannot be
+    ingested rejects the whole body, so a client can fix it and resend without duplicates.
+    Field-level problems (a non-numeric value) are counted, not refused. Raises RecordError
+    (already counted) for the HTTP 400 answer. Taken records go to `journal` first (in the same
+    order, under the store's lock); one that cannot be written is counted (`journal_error`) and
+    the records are ingested anyway."""
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as e:  # RecursionError: nesting too deep
@@ -117,12 +150,19 @@ def ingest_payload(store: MetricStore, body: bytes, journal: Callable[[list[obje
         except RecordError as e:
             store.report_bad(e.kind, f"push record {i}: {e}")
             raise RecordError(e.kind, f"record {i}: {e}") from None
-    with store.lock:
-        if journal is not None:
+    with store.lock:  # checking the ledger and taking the records are one step: a resend waits here
+        skipped = store.pushes.taken_before(origin, len(records)) if origin is not None else 0
+        fresh = records[skipped:]
+        if origin is not None:
+            store.pushes.take(origin, len(records))
+            origin = Origin(origin.reporter, origin.first + skipped)
+        if journal is not None and fresh:
             try:
-                journal(records)
+                journal(fresh, origin)
             except OSError as e:
                 store.count_bad(BadInput.JOURNAL_ERROR, f"cannot write the push journal: {e}")
-        for step, record in zip(steps, records, strict=True):
+        for step, record in zip(steps[skipped:], fresh, strict=True):
             store.add_record(step, record)
-    return len(records)
+        if skipped:
+            store.log_once("resent", f"a push resent {skipped} records already taken; they were not taken again")
+    return len(fresh), skipped

@@ -30,8 +30,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from .collector import Exposition
 from .deadline import MAX_HEAD_BYTES, DeadlineReader, RequestTooLarge, arm, content_length
-from .protocol import HEALTH_PATH, METRICS_PATH, PUSH_PATH
-from .records import ingest_payload, too_many_records
+from .ledger import Origin
+from .protocol import HEALTH_PATH, METRICS_PATH, PUSH_PATH, PUSH_REPORTER_HEADER, PUSH_SEQUENCE_HEADER
+from .records import Journal, ingest_payload, too_many_records
 from .store import BadInput, MetricStore, RecordError
 
 log = logging.getLogger("plateau_sidecar")
@@ -82,7 +83,7 @@ class SidecarServer(ThreadingHTTPServer):
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         health: Callable[[], str | None] | None = None,
-        journal: Callable[[list[object]], None] | None = None,
+        journal: Journal | None = None,
         request_seconds: float = DEFAULT_REQUEST_SECONDS,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
@@ -304,11 +305,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": crowded})
             return
         try:
-            accepted = ingest_payload(self.server.store, body, self.server.journal)
+            origin = Origin.from_headers(self.headers.get(PUSH_REPORTER_HEADER), self.headers.get(PUSH_SEQUENCE_HEADER))
+        except ValueError as e:
+            self._send_json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
+            return
+        try:
+            accepted, resent = ingest_payload(self.server.store, body, self.server.journal, origin)
         except RecordError as e:
             self._send_json(HTTPStatus.BAD_REQUEST, {"error": str(e), "kind": e.kind.value})
             return
-        self._send_json(HTTPStatus.OK, {"accepted": accepted})
+        self._send_json(HTTPStatus.OK, {"accepted": accepted, "resent": resent})
 
     def _discard(self, length: int) -> None:
         """Read a rejected body in small pieces, so the client gets the answer, not a reset."""

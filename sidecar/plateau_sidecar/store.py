@@ -30,6 +30,7 @@ from plateau.api import StopSpec
 from plateau.engine.history import MAX_EVALUATIONS, MetricHistory, spec_key
 from plateau.engine.fold import MetricTrack
 
+from .ledger import PushLedger
 from .protocol import MAX_STEP
 
 log = logging.getLogger("plateau_sidecar")
@@ -182,6 +183,7 @@ class MetricStore:
         self.spec_text: str | None = None
         self.history: MetricHistory | None = None
         self._spec_key = 0
+        self.pushes = PushLedger()  # which pushes were taken, so that a resend is not taken twice
 
     # --- bad input --------------------------------------------------------------------------
 

@@ -109,7 +109,9 @@ async def test_a_push_trainer_reaches_its_sidecar_at_the_url_the_operator_gave(t
                                 metrics={"source": "push", "names": ["val_loss", "accuracy"], "scrapeInterval": "1s"}))
         status = await env.wait_phase("tj-push", "Stopped", timeout=120)
         journal = env.kubelet.volume("tj-push", SHARED_VOLUME) / "push-journal.jsonl"
-        sent = [json.loads(line) for line in journal.read_text().splitlines()]  # what the sidecar accepted
+        pushes = [json.loads(line) for line in journal.read_text().splitlines()]  # what the sidecar accepted
+        assert pushes and all(type(push) is list for push in pushes)  # [reporter, first, records]: each push named
+        sent = [record for _, _, records in pushes for record in records]
         expected = replayed(stop, sent)
         assert expected.stopped and status["reason"] == expected.reason == "Plateau"
         assert status["message"].startswith(expected.message)

@@ -44,9 +44,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
-def push(url: str, body: bytes) -> int:
+def push(url: str, body: bytes, headers: dict[str, str] | None = None) -> int:
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=10) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST", headers=headers or {}),
+                                    timeout=10) as r:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
@@ -220,7 +221,8 @@ def test_the_prometheus_fixture_fails_rather_than_skips_without_the_binary(monke
 
 def test_a_push_sidecar_killed_and_restarted_exports_the_same_track(tmp_path: Path) -> None:
     """A sidecar container restart (SIGKILL, same pod volume): the push journal brings back
-    every answered push, so the series and the folded track are what they were."""
+    every answered push, so the series and the folded track are what they were, and what it
+    remembers of the pushes' origins, so a resend of the last push is not taken again."""
     spec = tmp_path / "spec"
     spec.write_text(metric_spec_for(StopSpec.model_validate({"preset": "balanced", "metric": {"name": "loss"}})).text)  # type: ignore[union-attr]
     flags = ("--spec-file", str(spec), "--push-journal", str(tmp_path / "push.jsonl"))
@@ -228,8 +230,9 @@ def test_a_push_sidecar_killed_and_restarted_exports_the_same_track(tmp_path: Pa
         [{"step": s, "loss": 0.5 / s} for s in range(150, 201)]  # and a resume
     first = SidecarProcess(tmp_path, "tj", *flags, push=True).wait_ready()
     try:
-        for start in range(0, len(sent), 50):
-            assert push(first.push_url, json.dumps(sent[start:start + 50]).encode()) == 200
+        for start in range(0, len(sent), 50):  # the client's pushes name their origin; half of them here
+            origin = {p.PUSH_REPORTER_HEADER: "trainer", p.PUSH_SEQUENCE_HEADER: str(start)} if start % 100 else {}
+            assert push(first.push_url, json.dumps(sent[start:start + 50]).encode(), origin) == 200
         before = samples(first)
     finally:
         first.process.send_signal(signal.SIGKILL)
@@ -237,6 +240,7 @@ def test_a_push_sidecar_killed_and_restarted_exports_the_same_track(tmp_path: Pa
     assert before[(p.SERIES_TRACK_RESUMES, "loss")] == 1 and before[(p.SERIES_REPORTS, "loss")] == len(sent)
     second = SidecarProcess(tmp_path, "tj2", *flags, push=True).wait_ready()
     try:
+        assert push(second.push_url, json.dumps(sent[start:]).encode(), origin) == 200  # its answer was lost
         after = samples(second)
         track = {k: v for k, v in after.items() if k[0].startswith(("plateau_metric_", "plateau_track_"))}
         assert track == {k: v for k, v in before.items() if k[0].startswith(("plateau_metric_", "plateau_track_"))}

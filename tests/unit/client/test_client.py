@@ -70,16 +70,6 @@ def test_io_trouble_warns_once_and_never_raises(tmp_path: Path, monkeypatch: pyt
     assert len(caught) == 1
 
 
-@pytest.fixture
-def push_server() -> Iterator[tuple[SidecarServer, MetricStore]]:
-    store = MetricStore("tj")
-    server = SidecarServer(("127.0.0.1", 0), store, push=True)
-    server.start()
-    yield server, store
-    server.shutdown()
-    server.server_close()
-
-
 def test_report_pushes_when_a_push_url_is_set(
     push_server: tuple[SidecarServer, MetricStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,7 +136,8 @@ def test_the_client_imports_only_the_standard_library(module: str) -> None:
 
 def test_the_client_and_the_sidecar_agree_on_the_contract() -> None:
     """The client keeps its own copy of the trainer's side of plateau_sidecar.protocol."""
-    shared = ["ENV_METRICS_FILE", "ENV_PUSH_URL", "ENV_STOP_FILE", "DEFAULT_METRICS_FILE", "DEFAULT_STOP_FILE", "MAX_STEP"]
+    shared = ["ENV_METRICS_FILE", "ENV_PUSH_URL", "ENV_STOP_FILE", "DEFAULT_METRICS_FILE", "DEFAULT_STOP_FILE", "MAX_STEP",
+              "PUSH_REPORTER_HEADER", "PUSH_SEQUENCE_HEADER"]
     assert {name: getattr(client, name) for name in shared} == {name: getattr(p, name) for name in shared}
 
 

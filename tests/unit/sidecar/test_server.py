@@ -42,17 +42,17 @@ class Endpoints:
     def get(self, path: str) -> tuple[int, str]:
         return request("GET", self.metrics.url + path)
 
-    def post(self, body: bytes | object) -> tuple[int, dict[str, object]]:
+    def post(self, body: bytes | object, headers: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        status, text = request("POST", self.push.url + "/push", data)
+        status, text = request("POST", self.push.url + "/push", data, headers)
         return status, json.loads(text)
 
     def bad(self, kind: BadInput) -> int:
         return self.store.snapshot().bad_input[kind]
 
 
-def request(method: str, url: str, data: bytes | None = None) -> tuple[int, str]:
-    req = urllib.request.Request(url, data=data, method=method)
+def request(method: str, url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=10) as response:
             return response.status, response.read().decode()
@@ -98,10 +98,20 @@ def test_health_and_unknown_paths(ep: Endpoints) -> None:
 
 
 def test_push_accepts_a_record_or_a_list(ep: Endpoints) -> None:
-    assert ep.post({"step": 1, "m": 1.0}) == (200, {"accepted": 1})
-    assert ep.post([{"step": 2, "m": 2.0}, {"step": 3, "m": 0.5}]) == (200, {"accepted": 2})
+    assert ep.post({"step": 1, "m": 1.0}) == (200, {"accepted": 1, "resent": 0})
+    assert ep.post([{"step": 2, "m": 2.0}, {"step": 3, "m": 0.5}]) == (200, {"accepted": 2, "resent": 0})
     m = ep.store.snapshot().series["m"]
     assert (m.reports, m.min, m.min_report) == (3, 0.5, 3)
+
+
+def test_a_push_resent_from_a_named_origin_is_taken_once(ep: Endpoints) -> None:
+    origin = {p.PUSH_REPORTER_HEADER: "trainer-1", p.PUSH_SEQUENCE_HEADER: "0"}
+    assert ep.post([{"step": 1, "m": 1.0}], origin) == (200, {"accepted": 1, "resent": 0})
+    assert ep.post([{"step": 1, "m": 1.0}, {"step": 2, "m": 0.5}], origin) == (200, {"accepted": 1, "resent": 1})
+    assert ep.store.snapshot().series["m"].reports == 2
+    assert ep.post({"step": 3, "m": 1.0}, {p.PUSH_REPORTER_HEADER: "trainer-1"}) == (
+        400, {"error": "Plateau-Sequence must be a decimal number of at most 18 digits, with Plateau-Reporter"})
+    assert ep.store.snapshot().series["m"].reports == 2
 
 
 @pytest.mark.parametrize(
@@ -179,7 +189,7 @@ HUGE = b"1" + b"0" * 400  # a valid JSON integer, beyond the largest float
 
 
 def test_a_value_too_large_for_a_float_is_counted_and_the_push_answered(ep: Endpoints) -> None:
-    assert ep.post(b'[{"step": 1, "m": 1.0}, {"step": 2, "m": %s, "n": 2.0}]' % HUGE) == (200, {"accepted": 2})
+    assert ep.post(b'[{"step": 1, "m": 1.0}, {"step": 2, "m": %s, "n": 2.0}]' % HUGE) == (200, {"accepted": 2, "resent": 0})
     snap = ep.store.snapshot()
     assert (snap.series["m"].reports, snap.series["n"].reports) == (1, 1)
     assert snap.bad_input[BadInput.NON_NUMERIC] == 1

@@ -158,8 +158,8 @@ def test_a_pattern_needs_a_step_and_a_metric_group(pattern: str) -> None:
 
 def test_a_push_body_is_one_record_or_a_list() -> None:
     store = MetricStore("tj")
-    assert ingest_payload(store, b'{"step": 1, "m": 1}') == 1
-    assert ingest_payload(store, b'[{"step": 2, "m": 2}, {"step": 3, "m": 3}]') == 2
+    assert ingest_payload(store, b'{"step": 1, "m": 1}') == (1, 0)
+    assert ingest_payload(store, b'[{"step": 2, "m": 2}, {"step": 3, "m": 3}]') == (2, 0)
     assert store.snapshot().series["m"].reports == 3
 
 
