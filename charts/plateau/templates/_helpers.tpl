@@ -92,7 +92,7 @@ the rendered sets). Granted cluster-wide or in each watched namespace.
   resources: [jobsets]
   verbs: [get, patch]
 - apiGroups: [kubeflow.org]
-  resources: [pytorchjobs, tfjobs]
+  resources: [pytorchjobs, tfjobs, mpijobs, xgboostjobs, paddlejobs, jaxjobs]
   verbs: [get, patch]
 # read only: patching them would let the account rewrite pod templates (any image, any account)
 - apiGroups: [apps]

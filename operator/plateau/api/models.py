@@ -223,6 +223,11 @@ class Reason(str, Enum):
 # A CronJob has no /scale, and its spec.suspend only pauses the schedule: the Jobs it made run on.
 # (Nor is its status a Job's: status.active lists those Jobs.)
 BATCH_JOB_ONLY = "of the batch kinds only Job can be stopped (a CronJob cannot: name one of its Jobs)"
+# Kubeflow's training jobs (and their plurals): each has spec.runPolicy.suspend, and labels its pods
+# training.kubeflow.org/job-name. The group's other kinds (Notebook, Katib's Experiment) are no such jobs.
+KUBEFLOW_KINDS = {"PyTorchJob": "pytorchjobs", "TFJob": "tfjobs", "MPIJob": "mpijobs", "XGBoostJob": "xgboostjobs",
+                  "PaddleJob": "paddlejobs", "JAXJob": "jaxjobs"}
+KUBEFLOW_JOBS_ONLY = f"of the kubeflow.org kinds only the training jobs can be stopped: {', '.join(KUBEFLOW_KINDS)}"
 
 
 class WorkloadRef(Spec):
@@ -238,9 +243,10 @@ class WorkloadRef(Spec):
         max_length=63,
         description=(
             "Kind of the workload: Job and JobSet are suspended through spec.suspend, Kubeflow "
-            "PyTorchJob/TFJob through spec.runPolicy.suspend, anything else with a /scale "
-            "subresource (Deployment, StatefulSet, custom resources) is scaled to 0. Not a "
-            "CronJob: it has no /scale, and its suspend only pauses its schedule."
+            "training jobs (PyTorchJob, TFJob, MPIJob, XGBoostJob, PaddleJob, JAXJob) through "
+            "spec.runPolicy.suspend, anything else with a /scale subresource (Deployment, "
+            "StatefulSet, custom resources) is scaled to 0. Not a CronJob: it has no /scale, and "
+            "its suspend only pauses its schedule."
         ),
     )
     name: str = Field(
@@ -253,10 +259,13 @@ class WorkloadRef(Spec):
     def _stoppable(self) -> "WorkloadRef":
         if self.api_version.startswith("batch/") and self.kind != "Job":
             raise ValueError(BATCH_JOB_ONLY)
+        if self.api_version.startswith("kubeflow.org/") and self.kind not in KUBEFLOW_KINDS:
+            raise ValueError(KUBEFLOW_JOBS_ONLY)
         return self
 
     model_config = ConfigDict(json_schema_extra={CEL: [
-        cel("!self.apiVersion.startsWith('batch/') || self.kind == 'Job'", BATCH_JOB_ONLY)]})
+        cel("!self.apiVersion.startsWith('batch/') || self.kind == 'Job'", BATCH_JOB_ONLY),
+        cel(f"!self.apiVersion.startsWith('kubeflow.org/') || self.kind in {list(KUBEFLOW_KINDS)}", KUBEFLOW_JOBS_ONLY)]})
 
 
 class PodTemplate(BaseModel):

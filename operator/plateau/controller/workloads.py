@@ -1,7 +1,7 @@
 """Workload adapters: observe, stop and resume a workload of any supported kind.
 
-Suspend where the kind has it (Job, JobSet, Kubeflow jobs: the object and its status stay,
-and `suspend: false` resumes); scale to 0 through `/scale` otherwise. PyTorchJob's `/scale`
+Suspend where the kind has it (Job, JobSet, Kubeflow training jobs: the object and its status
+stay, and `suspend: false` resumes); scale to 0 through `/scale` otherwise. PyTorchJob's `/scale`
 would leave the Master running, so Kubeflow jobs are always suspended.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from plateau.api.models import KUBEFLOW_KINDS
 from plateau.controller.kube import Kube, NotFound
 from plateau.controller.workload_state import job_state, jobset_state, kubeflow_state, scaled_state
 from plateau.engine.stopflow import WorkloadState
@@ -30,8 +31,8 @@ class Kind:
 KINDS: dict[tuple[str, str], Kind] = {
     ("batch", "Job"): Kind("batch", "jobs", ("spec", "suspend"), "job-name"),
     ("jobset.x-k8s.io", "JobSet"): Kind("jobset.x-k8s.io", "jobsets", ("spec", "suspend"), "jobset.sigs.k8s.io/jobset-name"),
-    ("kubeflow.org", "PyTorchJob"): Kind("kubeflow.org", "pytorchjobs", ("spec", "runPolicy", "suspend"), "training.kubeflow.org/job-name"),
-    ("kubeflow.org", "TFJob"): Kind("kubeflow.org", "tfjobs", ("spec", "runPolicy", "suspend"), "training.kubeflow.org/job-name"),
+    **{("kubeflow.org", kind): Kind("kubeflow.org", plural, ("spec", "runPolicy", "suspend"), "training.kubeflow.org/job-name")
+       for kind, plural in KUBEFLOW_KINDS.items()},
     ("apps", "Deployment"): Kind("apps", "deployments", (), ""),
     ("apps", "StatefulSet"): Kind("apps", "statefulsets", (), ""),
 }

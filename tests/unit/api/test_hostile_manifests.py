@@ -160,6 +160,13 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     # A CronJob has no /scale, and its suspend leaves its Jobs running: nothing the operator can stop.
     ("workloadRef-cronjob", {
         "spec__template": DROP, "spec__workloadRef": {"apiVersion": "batch/v1", "kind": "CronJob", "name": "x"}}, REJECT),
+    # Every Kubeflow training job suspends through spec.runPolicy.suspend; the group's other kinds are no such jobs.
+    ("workloadRef-mpijob", {
+        "spec__template": DROP, "spec__workloadRef": {"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "name": "x"}},
+     ACCEPT),
+    ("workloadRef-kubeflow-notebook", {
+        "spec__template": DROP, "spec__workloadRef": {"apiVersion": "kubeflow.org/v1", "kind": "Notebook", "name": "x"}},
+     REJECT),
     ("status-garbage-is-dropped", {"status": {"phase": "Bogus", "evaluations": "many"}}, ACCEPT),
     ("status-not-an-object-is-dropped", {"status": "done"}, ACCEPT),
     # --- the pod template: what a Job's pod template needs ---------------------------------------

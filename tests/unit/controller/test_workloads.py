@@ -17,7 +17,15 @@ POD_LABELS = {
     ("jobset.x-k8s.io/v1alpha2", "JobSet"): "jobset.sigs.k8s.io/jobset-name",
     ("kubeflow.org/v1", "PyTorchJob"): "training.kubeflow.org/job-name",
     ("kubeflow.org/v1", "TFJob"): "training.kubeflow.org/job-name",
+    ("kubeflow.org/v2beta1", "MPIJob"): "training.kubeflow.org/job-name",  # mpi-operator v0.4 and later
+    ("kubeflow.org/v1", "XGBoostJob"): "training.kubeflow.org/job-name",
+    ("kubeflow.org/v1", "PaddleJob"): "training.kubeflow.org/job-name",
+    ("kubeflow.org/v1", "JAXJob"): "training.kubeflow.org/job-name",
 }
+# The plural each Kubeflow training job's CRD serves; all suspend through spec.runPolicy.suspend
+# (training-operator v1.7 and later; mpi-operator's v2beta1 MPIJob since v0.4).
+KUBEFLOW_PLURALS = {"PyTorchJob": "pytorchjobs", "TFJob": "tfjobs", "MPIJob": "mpijobs", "XGBoostJob": "xgboostjobs",
+                    "PaddleJob": "paddlejobs", "JAXJob": "jaxjobs"}
 
 
 class PodsKube:
@@ -91,6 +99,12 @@ TEMPLATE = {"spec": {"containers": [{"name": "t", "resources": {"limits": {"nvid
     ("kubeflow.org/v1", "PyTorchJob", {"spec": {"pytorchReplicaSpecs": {"Master": {"template": TEMPLATE}}},
                                        "status": {"replicaStatuses": {"Master": {"active": 1}},
                                                   "conditions": [{"type": "Running", "status": "True"}]}}, 1),
+    ("kubeflow.org/v2beta1", "MPIJob", {"spec": {"mpiReplicaSpecs": {"Launcher": {"template": {"spec": {}}},
+                                                                     "Worker": {"replicas": 2, "template": {
+                                                                         "spec": {"containers": [{"name": "t", "resources": {
+                                                                             "limits": {"nvidia.com/gpu": 1}}}]}}}}},
+                                        "status": {"replicaStatuses": {"Launcher": {"active": 1}, "Worker": {"active": 2}},
+                                                   "conditions": [{"type": "Running", "status": "True"}]}}, 3),
 ])
 def test_each_kind_is_read_from_its_own_object_at_its_own_version(api_version: str, kind: str, obj: dict[str, Any],
                                                                     running: int) -> None:
@@ -115,6 +129,16 @@ def test_a_suspendable_kind_is_suspended_at_its_own_path() -> None:
     asyncio.run(Workload(kube, "ns", "batch/v1", "Job", "j").resume(2, child=True))  # type: ignore[arg-type]
     assert kube.writes == [("patch", "kubeflow.org", "v1", "pytorchjobs", "ns", "pt", {"spec": {"runPolicy": {"suspend": True}}}),
                            ("patch", "batch", "v1", "jobs", "ns", "j", {"spec": {"suspend": False, "parallelism": 2}})]
+
+
+@pytest.mark.parametrize(("kind", "plural"), KUBEFLOW_PLURALS.items())
+def test_every_kubeflow_training_job_is_suspended_and_resumed_through_its_run_policy(kind: str, plural: str) -> None:
+    kube = RecordingKube({})
+    workload = Workload(kube, "ns", "kubeflow.org/v1", kind, "w")  # type: ignore[arg-type]
+    asyncio.run(workload.suspend())
+    asyncio.run(workload.resume(1, child=False))
+    assert kube.writes == [("patch", "kubeflow.org", "v1", plural, "ns", "w", {"spec": {"runPolicy": {"suspend": s}}})
+                           for s in (True, False)]
 
 
 def test_a_workload_that_is_not_there_is_observed_missing() -> None:
