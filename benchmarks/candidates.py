@@ -55,8 +55,9 @@ def policy_grid(name: str, family: Family, version: str | None = None) -> Grid:
 def _engine_version() -> str:
     """The source of the engine modules a rule grid's stops depend on."""
     digest = hashlib.sha256()
-    for module in (plateau.api.models, plateau.engine.presets, plateau.engine.fold, plateau.engine.rules,
-                   plateau.engine.forecast, plateau.engine.curvefit):
+    for module in (plateau.api.base, plateau.api.workload, plateau.api.metricrule, plateau.api.stopspec,
+                   plateau.api.status, plateau.api.models, plateau.engine.presets, plateau.engine.fold,
+                   plateau.engine.rules, plateau.engine.forecast, plateau.engine.curvefit):
         digest.update(inspect.getsource(module).encode())
     return digest.hexdigest()[:16]
 

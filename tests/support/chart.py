@@ -1,4 +1,4 @@
-"""The Helm chart in tests: find helm, render charts/plateau, read what it rendered.
+"""The Helm chart in tests: find helm, lint and render charts/plateau, read what it rendered.
 
 `operator_command(values)` gives the operator container's command and environment exactly as
 the chart sets them (downward-API fields filled in for a given pod), so a test can start
@@ -43,6 +43,11 @@ def _values_args(values: Optional[Mapping[str, Any]], workdir: str) -> list[str]
     path = Path(workdir) / "values.yaml"
     path.write_text(yaml.safe_dump(dict(values)))
     return ["--values", str(path)]
+
+
+def lint(*args: str) -> subprocess.CompletedProcess[str]:
+    """`helm lint --strict` of the chart; the result's returncode is the caller's to check."""
+    return helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE, *args)
 
 
 def template(values: Optional[Mapping[str, Any]] = None, *, namespace: str = NAMESPACE,

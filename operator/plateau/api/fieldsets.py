@@ -7,7 +7,7 @@ pydantic keeps, on each model instance, the set of the fields it was given
 makes new ones every cycle: those sets were 7.8 kB of the 19 kB the loop kept per job (status,
 last written status, parsed spec), 78 MB at 10,000 jobs. Models are
 values here (copied with `model_copy`, never assigned to), so instances with the same fields
-set can share one set; `plateau.api.models.Model` shares it, and unshares it before an
+set can share one set; `plateau.api.base.Model` shares it, and unshares it before an
 assignment, the only way pydantic changes it in place.
 """
 

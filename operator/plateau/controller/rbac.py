@@ -7,7 +7,6 @@ run the operator under exactly these rules against the emulated API server.
 from __future__ import annotations
 
 from plateau import api
-from plateau.api.models import KUBEFLOW_KINDS
 
 # Cluster-wide (a ClusterRole) when the chart's watchNamespaces is empty, else a Role per namespace.
 RULES: list[dict[str, list[str]]] = [
@@ -21,7 +20,7 @@ RULES: list[dict[str, list[str]]] = [
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     # workloadRef kinds: suspend where the kind has it, else /scale
     {"apiGroups": ["jobset.x-k8s.io"], "resources": ["jobsets"], "verbs": ["get", "patch"]},
-    {"apiGroups": ["kubeflow.org"], "resources": list(KUBEFLOW_KINDS.values()), "verbs": ["get", "patch"]},
+    {"apiGroups": ["kubeflow.org"], "resources": list(api.KUBEFLOW_KINDS.values()), "verbs": ["get", "patch"]},
     # read only: patching them would let the account rewrite pod templates (any image, any account)
     {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get"]},
     {"apiGroups": ["apps"], "resources": ["deployments/scale", "statefulsets/scale"], "verbs": ["get", "patch"]},

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from plateau.api.models import KUBEFLOW_KINDS
+from plateau.api import KUBEFLOW_KINDS
 from plateau.controller.kube import Kube, NotFound
 from plateau.controller.workload_state import job_state, jobset_state, kubeflow_state, scaled_state
 from plateau.engine.stopflow import WorkloadState

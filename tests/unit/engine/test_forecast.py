@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from plateau.engine import forecast as fc
 from plateau.api import Reason, StopSpec
-from plateau.api.models import FORECAST_END
+from plateau.api.metricrule import FORECAST_END
 from plateau.engine.fold import Evaluation, MetricTrack, forecast_anew, track
 from plateau.engine.rules import Observation, RuleOutcome, decide, min_gain
 
