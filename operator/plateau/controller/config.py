@@ -33,6 +33,7 @@ class Settings:
     lease_namespace: str = "default"
     identity: str = ""
     concurrency: int = 32  # API calls in flight per cycle
+    query_concurrency: int = 8  # PromQL queries in flight of those made per job or per GPU window
     api_timeout: float = 10.0  # seconds one Kubernetes API request may wait for its answer (then retried)
     api_connect_timeout: float = 5.0  # seconds to connect to the API server
     liveness_intervals: float = 10.0  # /healthz fails when no evaluation cycle ended for this many intervals

@@ -58,6 +58,7 @@ class Loop:
         self.specs: dict[tuple[str, int], api.TrainingJobSpec | str] = {}  # parsed, by (uid, generation)
         self.tracks = TrackReads()
         self.limit = asyncio.Semaphore(settings.concurrency)  # of API requests in flight
+        self.query_limit = asyncio.Semaphore(settings.query_concurrency)  # of fetch.query's in flight
         self.decode_sidecar = promql.SidecarDecoder(settings.prometheus_namespace_label)
         self.fetch_all = False  # most jobs had news in the last cycle: skip the counter query
 

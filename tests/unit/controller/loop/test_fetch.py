@@ -4,6 +4,7 @@ one with the most reports). Also a workloadRef's own PromQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -205,3 +206,58 @@ async def test_a_workload_refs_query_that_is_not_one_series_is_no_read() -> None
         loop = Loop(Settings(), Registry(), kube=None,  # type: ignore[arg-type]
                     prometheus=FakePrometheus([("loss", samples)]))
         assert await fetch.custom_metric(loop, custom_context(), CycleReport()) is None
+
+
+# --- queries made per spec run concurrently, within a bound ------------------------------------------------
+
+
+class SlowPrometheus(FakePrometheus):
+    """Each query takes `seconds`; records the most queries in flight at once."""
+
+    def __init__(self, rules: list[tuple[str, list[Sample]]], seconds: float = 0.05) -> None:
+        super().__init__(rules)
+        self.seconds, self.in_flight, self.most = seconds, 0, 0
+
+    async def query(self, promql: str, **kwargs: Any) -> Any:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(self.seconds)
+            return await super().query(promql, **kwargs)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_distinct_gpu_windows_are_read_concurrently_within_the_bound() -> None:
+    prometheus = SlowPrometheus([("max_over_time", [gpu("resnet-0", 0.01)]), ("timestamp(", [gpu("resnet-0", NOW - 900)])])
+    loop = Loop(Settings(query_concurrency=3), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+    jobs = [context({"gpuIdle": {"below": 0.05, "for": f"{600 + i}s"}}) for i in range(10)]
+    for i, ctx in enumerate(jobs):  # ten jobs, one pod name each, ten distinct windows
+        ctx.key = (NS, f"job-{i}")
+    pods = {ctx.key: {"resnet-0"} for ctx in jobs}
+    report = CycleReport()
+    windows, error = await fetch.gpu(loop, jobs, pods, NOW, report)  # type: ignore[arg-type]
+    assert error is None and set(windows) == {ctx.key for ctx in jobs}
+    assert report.queries == len(prometheus.queries) == 20 and prometheus.most == 3
+    assert {q.split("[")[1].split("]")[0] for q in prometheus.queries if "max_over_time" in q} == {
+        f"{10 + i // 60}m{i % 60}s" if i % 60 else f"{10 + i // 60}m" for i in range(10)}
+
+
+async def test_custom_queries_run_concurrently_within_the_bound_and_one_failing_fails_alone() -> None:
+    class OneFails(SlowPrometheus):
+        async def query(self, promql: str, **kwargs: Any) -> Any:
+            if 'tj="job-3"' in promql:
+                raise PrometheusError("Timeout", "query timed out")
+            return await super().query(promql, **kwargs)
+
+    prometheus = OneFails([("loss", [Sample({}, 0.5, 1.0)])])
+    loop = Loop(Settings(query_concurrency=4), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+    jobs = []
+    for i in range(12):
+        ctx = custom_context()
+        ctx.body["metadata"]["name"] = f"job-{i}"
+        ctx.key = (NS, f"job-{i}")
+        jobs.append(ctx)
+    metrics = await fetch.metrics(loop, jobs, CycleReport(), lambda *_: None)
+    assert set(metrics.tracks) == {ctx.key for ctx in jobs} - {(NS, "job-3")}
+    assert jobs[3].query_error == ("Timeout", "query timed out") and prometheus.most == 4
