@@ -60,8 +60,7 @@ def cluster_stops(stop: StopSpec, curve: RunCurve, per_read: int) -> tuple[Optio
     """(plateau, baseline): each the (reports read, decision) of its first read that stops."""
     store = MetricStore("bench")
     exposition = Exposition(store)
-    with store.lock:
-        store.set_spec(metric_spec_for(stop).text)  # type: ignore[union-attr]
+    store.set_spec(metric_spec_for(stop).text)  # type: ignore[union-attr]
     plateau = baseline = None
     n, sent = len(curve.steps), 0
     for read in [*range(per_read, n, per_read), n]:  # the last read takes what is left

@@ -148,8 +148,7 @@ def bench_ingest(n: int) -> dict[str, float]:
     def folding(spec: str, records: list[bytes]) -> Callable[[], None]:
         def run() -> None:
             store = MetricStore(TRAININGJOB)
-            with store.lock:
-                store.set_spec(spec)
+            store.set_spec(spec)
             jsonl_sink(store)(records)
             assert store.history is not None and store.history.track is not None
         return run

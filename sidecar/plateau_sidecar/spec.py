@@ -45,8 +45,7 @@ class SpecFollower:
         # An oversized file is cut short, so it fails validation and is counted as a bad spec.
         text = data.decode("utf-8", errors="replace").strip()
         if text:
-            with self.store.lock:
-                self.store.set_spec(text)
+            self.store.set_spec(text)
 
 
 def _read_regular(path: str, limit: int) -> bytes:

@@ -20,7 +20,7 @@ import bisect
 import logging
 import math
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from array import array
@@ -277,13 +277,41 @@ class MetricStore:
         kept[1].append(value)
         self._kept_reports += 1
 
-    # --- the monitored metric (callers hold the lock) ---------------------------------------
+    # --- the monitored metric ------------------------------------------------------------------
 
     def set_spec(self, text: str) -> None:
         """Fold the monitored metric under a new metric stop spec (canonical JSON, as
-        `plateau.engine.history.spec_text` writes it), over every report it has had so far."""
-        if text == self.spec_text:
+        `plateau.engine.history.spec_text` writes it), over every report it has had so far.
+        Callers do not hold the lock: the fold (some 12 s for 40,000 reports) runs outside it,
+        so scrapes and pushes go on meanwhile, the track still the old spec's; the reports that
+        arrive meanwhile are folded under the lock, then the new track takes its place."""
+        with self.lock:
+            prepared = self._prepare(text)
+        if prepared is None:
             return
+        spec, name, kept = prepared
+        history = MetricHistory.folded(spec, zip(*kept))
+        with self.lock:
+            if self.spec_text != text:
+                return  # superseded meanwhile: that spec's own fold takes over
+            if name in self._incomplete:
+                self._lose_history(name)
+                return
+            steps, values = self._reports.get(name, ((), ()))
+            late = steps[len(kept[0]):]
+            for step, value, lr in zip(late, values[len(kept[0]):], self._lr_at(spec, late)):
+                history.add(step, value, lr)
+            self.history = history
+            self._spec_key = spec_key(text)
+            self.generation += 1
+        log.info("folded %s under spec %x (%d reports)", name, self._spec_key, len(steps))
+
+    def _prepare(self, text: str) -> tuple[StopSpec, str, tuple[Sequence[int], Sequence[float], list[float | None]]] | None:
+        """The spec, its metric, and that metric's kept reports with the learning rate in force
+        at each, for a fold outside the lock; None when there is nothing to fold (the same
+        spec, or one refused)."""
+        if text == self.spec_text:
+            return None
         self.spec_text = text
         self.generation += 1
         try:
@@ -291,20 +319,21 @@ class MetricStore:
         except ValueError as exc:
             self.history = None
             self.count_bad(BadInput.BAD_SPEC, f"the metric stop spec does not validate: {exc}")
-            return
+            return None
         if spec.metric is None or spec.preset is not None:
             self.history = None
             self.count_bad(BadInput.BAD_SPEC, "the metric stop spec has no resolved metric rule")
-            return
+            return None
         name = spec.metric.name
         if name in self._incomplete:
-            self.history = None
-            self.log_once("history_lost", f"the reports of {name!r} were not all kept: no track under the new spec")
-            return
-        steps, values = self._reports.get(name, ((), ()))
-        self.history = MetricHistory.folded(spec, zip(steps, values, self._lr_at(spec, steps)))
-        self._spec_key = spec_key(text)
-        log.info("folding %s under spec %x (%d reports so far)", name, self._spec_key, len(steps))
+            self._lose_history(name)
+            return None
+        steps, values = self._reports.get(name, ((), ()))  # copied: arrays of 8 bytes a report
+        return spec, name, (steps[:], values[:], self._lr_at(spec, steps))
+
+    def _lose_history(self, name: str) -> None:
+        self.history = None
+        self.log_once("history_lost", f"the reports of {name!r} were not all kept: no track under the new spec")
 
     def _lr_at(self, spec: StopSpec, steps: Iterable[int]) -> list[float | None]:
         """The learning rate in force at each step (its last kept report at or before it), for

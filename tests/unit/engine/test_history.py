@@ -95,8 +95,7 @@ def test_every_batching_of_reports_decides_as_replay(stop: StopSpec, sent: list[
     that stops is the first at or after replay's stop, with replay's reason, evidence and track."""
     store = MetricStore("tj")
     exposition = Exposition(store)
-    with store.lock:
-        store.set_spec(metric_spec_for(stop).text)  # type: ignore[union-attr]
+    store.set_spec(metric_spec_for(stop).text)  # type: ignore[union-attr]
     per_read = data.draw(st.sampled_from([1, 2, 5, 20, None]))
     reads = sorted(data.draw(st.sets(st.integers(1, len(sent)), min_size=1))) if per_read is None \
         else list(range(per_read, len(sent) + 1, per_read)) or [len(sent)]
@@ -166,10 +165,11 @@ def test_a_new_spec_refolds_every_kept_report() -> None:
     with store.lock:
         for step, value in sent[:3]:
             store.add_record(step, {METRIC: value})
-        store.set_spec(first.text)  # a spec that arrives after reports folds them all
+    store.set_spec(first.text)  # a spec that arrives after reports folds them all
+    with store.lock:
         for step, value in sent[3:]:
             store.add_record(step, {METRIC: value})
-        store.set_spec(second.text)
+    store.set_spec(second.text)
     view = store.snapshot().track
     assert view is not None and view.spec_key == second.key and view.resumes == 1
     spec = StopSpec.model_validate_json(second.text)
@@ -180,7 +180,7 @@ def test_a_spec_that_does_not_validate_is_counted_and_leaves_no_track() -> None:
     store = MetricStore("tj")
     with store.lock:
         store.add_record(1, {METRIC: 1.0})
-        store.set_spec('{"metric": {"name": "m", "patience": -1}}')
+    store.set_spec('{"metric": {"name": "m", "patience": -1}}')
     snap = store.snapshot()
     assert snap.track is None and snap.bad_input["bad_spec"] == 1  # type: ignore[index]
 

@@ -118,12 +118,12 @@ def test_the_sidecar_folds_the_learning_rate_in_force_live_and_when_a_spec_arriv
     expected = MetricHistory.folded(metric_stop_spec(aware), rows)  # type: ignore[arg-type]
     assert expected.stopped is not None and expected.stopped.last_step == 80
     live, late = MetricStore("tj"), MetricStore("tj")
+    live.set_spec(text)
     with live.lock, late.lock:
-        live.set_spec(text)
         for step, loss, lr in rows:
             for store in (live, late):
                 store.add_record(step, {"lr": lr, "loss": loss})  # the lr in force, reported first
-        late.set_spec(text)  # refolds the kept reports, each with the lr in force at its step
+    late.set_spec(text)  # refolds the kept reports, each with the lr in force at its step
     for store in (live, late):
         view = store.snapshot().track
         assert view is not None and view.current == expected.track and view.stopped == expected.stopped

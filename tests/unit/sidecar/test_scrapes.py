@@ -219,8 +219,7 @@ def test_a_forecast_s_regime_count_is_exported_only_by_a_forecasting_spec_and_re
     for forecast, exported in ((None, False), ({"horizon": 100, "unit": "evaluations"}, True)):
         sidecar = Sidecar()
         rule = {"name": METRIC, "patience": 3, **({"forecast": forecast} if forecast else {})}
-        with sidecar.store.lock:
-            sidecar.store.set_spec(metric_spec_for(StopSpec.model_validate({"metric": rule})).text)  # type: ignore[union-attr]
+        sidecar.store.set_spec(metric_spec_for(StopSpec.model_validate({"metric": rule})).text)  # type: ignore[union-attr]
         for step in range(1, 13):
             sidecar.report(step, 1.0 / step)
         samples = sidecar.scrape()
