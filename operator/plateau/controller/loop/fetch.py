@@ -43,6 +43,22 @@ async def query(loop: Loop, promql_text: str, report: CycleReport, max_bytes: Op
         return await loop.prometheus.query(promql_text, max_bytes=max_bytes)
 
 
+async def _all(calls: Iterable[Awaitable[T]]) -> list[T]:
+    """Every call's result, the calls run concurrently; at the first failure the others are
+    cancelled and it is raised: a Prometheus that times out is not asked every other query first."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    if not tasks:
+        return []
+    _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    failures = [e for task in tasks if not task.cancelled() and (e := task.exception()) is not None]  # each retrieved
+    if failures:
+        raise failures[0]
+    return [task.result() for task in tasks]
+
+
 async def _each(calls: Iterable[Awaitable[T]]) -> list[T | PrometheusError]:
     """Await every call concurrently; a PrometheusError is its call's result, any other
     failure is raised once every call has ended (none is left running behind the cycle)."""
@@ -163,15 +179,15 @@ async def gpu(loop: Loop, jobs: list[JobContext], pods: dict[Key, set[str]], now
         windows[format_duration(ctx.stop.gpu_idle.for_.seconds)].append(ctx)  # type: ignore[union-attr]
     # Sidecar series name the pods of jobs that report metrics; list the others (within loop.limit).
     unnamed = [c for c in idle_jobs if not pods.get(c.key) and c.workload is not None]
-    for ctx, names in zip(unnamed, await asyncio.gather(*(gather.pod_names(loop, c) for c in unnamed)), strict=True):
+    for ctx, names in zip(unnamed, await _all(gather.pod_names(loop, c) for c in unnamed), strict=True):
         pods[ctx.key] |= names
     d = loop.settings.dcgm
 
     async def window_read(window: str, members: list[JobContext]) -> dict[Key, GpuWindow]:
         namespaces = {c.key[0] for c in members}
-        answers = await _each((query(loop, promql.gpu_max_query(d, namespaces, window), report),
-                               query(loop, promql.gpu_since_query(d, namespaces, window), report)))
-        highest, oldest = (_per_pod(d, a) for a in answers)
+        highest, oldest = (_per_pod(d, answer) for answer in await _all((
+            query(loop, promql.gpu_max_query(d, namespaces, window), report),
+            query(loop, promql.gpu_since_query(d, namespaces, window), report))))
         out: dict[Key, GpuWindow] = {}
         for ctx in members:
             job_pods = sorted((ctx.key[0], p) for p in pods.get(ctx.key, ()))
@@ -183,17 +199,13 @@ async def gpu(loop: Loop, jobs: list[JobContext], pods: dict[Key, set[str]], now
             out[ctx.key] = GpuWindow(max(highest[k] for k in keys), max(0.0, covered), unseen)
         return out
 
-    out: dict[Key, GpuWindow] = {}
-    for read in await _each(window_read(w, members) for w, members in windows.items()):
-        if isinstance(read, PrometheusError):  # every window unknown: none is judged on part of the answers
-            export.prometheus_error(read, report)
-            return Gpu({}, (read.reason, str(read)))
-        out.update(read)
-    return Gpu(out, None)
+    try:
+        reads = await _all(window_read(w, members) for w, members in windows.items())
+    except PrometheusError as exc:  # every window unknown: none is judged on part of the answers
+        export.prometheus_error(exc, report)
+        return Gpu({}, (exc.reason, str(exc)))
+    return Gpu({key: window for read in reads for key, window in read.items()}, None)
 
 
-def _per_pod(d: promql.DcgmConfig, answer: list[Sample] | PrometheusError) -> dict[tuple[str, str], float]:
-    """(namespace, pod) -> value; raises the answer when it is a failure."""
-    if isinstance(answer, PrometheusError):
-        raise answer
+def _per_pod(d: promql.DcgmConfig, answer: list[Sample]) -> dict[tuple[str, str], float]:
     return {(s.labels.get(d.namespace_label, ""), s.labels.get(d.pod_label, "")): s.value for s in answer}

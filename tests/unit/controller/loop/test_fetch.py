@@ -261,3 +261,22 @@ async def test_custom_queries_run_concurrently_within_the_bound_and_one_failing_
     metrics = await fetch.metrics(loop, jobs, CycleReport(), lambda *_: None)
     assert set(metrics.tracks) == {ctx.key for ctx in jobs} - {(NS, "job-3")}
     assert jobs[3].query_error == ("Timeout", "query timed out") and prometheus.most == 4
+
+
+async def test_a_failing_window_query_cancels_the_others_rather_than_wait_for_each() -> None:
+    """Prometheus timing out: the first failure leaves every window unknown, and the cycle does
+    not go on to ask (and wait for) the other windows' queries."""
+    class Down(SlowPrometheus):
+        async def query(self, promql: str, **kwargs: Any) -> Any:
+            self.queries.append(promql)
+            await asyncio.sleep(self.seconds)
+            raise PrometheusError("Timeout", "query timed out")
+
+    prometheus = Down([], seconds=0.05)
+    loop = Loop(Settings(query_concurrency=2), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+    jobs = [context({"gpuIdle": {"below": 0.05, "for": f"{600 + i}s"}}) for i in range(50)]
+    for i, ctx in enumerate(jobs):
+        ctx.key = (NS, f"job-{i}")
+    windows, error = await fetch.gpu(loop, jobs, {ctx.key: {"p"} for ctx in jobs}, NOW, CycleReport())  # type: ignore[arg-type]
+    assert windows == {} and error == ("Timeout", "query timed out")
+    assert len(prometheus.queries) < 10  # those in flight at the first failure; not the other 90 and more
