@@ -184,6 +184,10 @@ class MetricStore:
         self.history: MetricHistory | None = None
         self._spec_key = 0
         self.pushes = PushLedger()  # which pushes were taken, so that a resend is not taken twice
+        # While a new spec's fold runs outside the lock: its metric, and the reports that came
+        # since its copy was made (the bound on kept reports does not apply: the fold needs them).
+        self._folding: str | None = None
+        self._late: tuple[array[int], array[float]] = (array("q"), array("d"))
 
     # --- bad input --------------------------------------------------------------------------
 
@@ -246,6 +250,9 @@ class MetricStore:
         series.reports += 1
         series.value = value
         series.step = step
+        if name == self._folding:
+            self._late[0].append(step)
+            self._late[1].append(value)
         self._keep(name, step, value)
         history = self.history
         if history is not None and history.rule.name == name:
@@ -290,21 +297,22 @@ class MetricStore:
         if prepared is None:
             return
         spec, name, kept = prepared
-        history = MetricHistory.folded(spec, zip(*kept))
-        with self.lock:
+        try:
+            history = MetricHistory.folded(spec, zip(*kept))
+        except BaseException:
+            with self.lock:
+                self._stop_folding()
+            raise
+        with self.lock:  # the reports that came meanwhile, then the swap: no report falls between
+            late = self._stop_folding()
             if self.spec_text != text:
                 return  # superseded meanwhile: that spec's own fold takes over
-            if name in self._incomplete:
-                self._lose_history(name)
-                return
-            steps, values = self._reports.get(name, ((), ()))
-            late = steps[len(kept[0]):]
-            for step, value, lr in zip(late, values[len(kept[0]):], self._lr_at(spec, late)):
+            for step, value, lr in zip(*late, self._lr_at(spec, late[0])):
                 history.add(step, value, lr)
             self.history = history
             self._spec_key = spec_key(text)
             self.generation += 1
-        log.info("folded %s under spec %x (%d reports)", name, self._spec_key, len(steps))
+        log.info("folded %s under spec %x (%d reports)", name, self._spec_key, len(kept[0]) + len(late[0]))
 
     def _prepare(self, text: str) -> tuple[StopSpec, str, tuple[Sequence[int], Sequence[float], list[float | None]]] | None:
         """The spec, its metric, and that metric's kept reports with the learning rate in force
@@ -326,14 +334,17 @@ class MetricStore:
             return None
         name = spec.metric.name
         if name in self._incomplete:
-            self._lose_history(name)
+            self.history = None
+            self.log_once("history_lost", f"the reports of {name!r} were not all kept: no track under the new spec")
             return None
         steps, values = self._reports.get(name, ((), ()))  # copied: arrays of 8 bytes a report
+        self._folding = name
         return spec, name, (steps[:], values[:], self._lr_at(spec, steps))
 
-    def _lose_history(self, name: str) -> None:
-        self.history = None
-        self.log_once("history_lost", f"the reports of {name!r} were not all kept: no track under the new spec")
+    def _stop_folding(self) -> tuple[array[int], array[float]]:
+        """The reports of the metric being folded that came since its copy; none kept from now."""
+        late, self._folding, self._late = self._late, None, (array("q"), array("d"))
+        return late
 
     def _lr_at(self, spec: StopSpec, steps: Iterable[int]) -> list[float | None]:
         """The learning rate in force at each step (its last kept report at or before it), for

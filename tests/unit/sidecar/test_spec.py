@@ -20,34 +20,45 @@ def loss(step: int) -> float:
     return 1.0 / math.sqrt(step) + 0.01 * math.sin(step)
 
 
-def test_a_refold_leaves_scrapes_and_pushes_free_and_folds_the_reports_that_came_meanwhile(tmp_path: Path) -> None:
-    store = MetricStore("tj")
+def refold_with_reports_meanwhile(store: MetricStore, before: int, meanwhile: int, tmp_path: Path) -> None:
+    """`before` reports under a patience spec, then balanced arrives: its fold (the forecast
+    refits at each report: seconds) runs while a scrape and `meanwhile` more reports come."""
     old = metric_spec_for(StopSpec.model_validate({"metric": {"name": METRIC, "patience": 3}}))
     new = metric_spec_for(StopSpec.model_validate({"preset": "balanced", "metric": {"name": METRIC}}))
     assert old is not None and new is not None
     store.set_spec(old.text)
-    sent = [(step, loss(step)) for step in range(1, 8001)]
+    sent = [(step, loss(step)) for step in range(1, before + 1)]
     with store.lock:
         for step, value in sent:
             store.add_record(step, {METRIC: value})
     path = tmp_path / "spec"
     path.write_text(new.text)
-    follower = SpecFollower(str(path), store)
-    refold = threading.Thread(target=follower.poll)  # the forecast refits at each report: seconds
+    refold = threading.Thread(target=SpecFollower(str(path), store).poll)
     refold.start()
     while store.spec_text != new.text:
         time.sleep(0.001)
     snap = store.snapshot()  # a scrape, answered while the fold still runs
     assert refold.is_alive() and snap.track is not None and snap.track.spec_key == old.key
-    meanwhile = [(step, loss(step)) for step in range(8001, 8011)]
+    late = [(step, loss(step)) for step in range(before + 1, before + meanwhile + 1)]
     with store.lock:  # a push, taken while the fold still runs
-        for step, value in meanwhile:
+        for step, value in late:
             store.add_record(step, {METRIC: value})
     assert refold.is_alive()
     refold.join(60)
     view = store.snapshot().track
-    expected = MetricHistory.folded(StopSpec.model_validate_json(new.text), sent + meanwhile)
+    expected = MetricHistory.folded(StopSpec.model_validate_json(new.text), sent + late)
     assert view is not None and view.spec_key == new.key
     assert view.current == expected.track and view.stopped == expected.stopped
-    assert view.current.evaluations == len(sent) + len(meanwhile)
+    assert view.current.evaluations == before + meanwhile
 
+
+def test_a_refold_leaves_scrapes_and_pushes_free_and_folds_the_reports_that_came_meanwhile(tmp_path: Path) -> None:
+    refold_with_reports_meanwhile(MetricStore("tj"), 8000, 10, tmp_path)
+
+
+def test_reports_past_the_kept_bound_during_a_refold_still_reach_its_track(tmp_path: Path) -> None:
+    """The bound on kept reports drops the metric's reports (a later spec cannot refold them),
+    but the fold under way still has every report, so the job keeps a track."""
+    store = MetricStore("tj")
+    store.max_kept_reports = 5000
+    refold_with_reports_meanwhile(store, 4990, 20, tmp_path)
