@@ -56,7 +56,9 @@ class PushLedger:
         return max(0, min(count, last - origin.first + 1))
 
     def take(self, origin: Origin, count: int) -> None:
-        """Note that the push's records up to its `count`th are taken."""
+        """Note that the push's records up to its `count`th are taken (none: nothing to note)."""
+        if count <= 0:
+            return
         last = max(self._last.pop(origin.reporter, -1), origin.first + count - 1)
         self._last[origin.reporter] = last
         if len(self._last) > self.max_reporters:

@@ -153,16 +153,16 @@ def ingest_payload(store: MetricStore, body: bytes, journal: Journal | None = No
     with store.lock:  # checking the ledger and taking the records are one step: a resend waits here
         skipped = store.pushes.taken_before(origin, len(records)) if origin is not None else 0
         fresh = records[skipped:]
-        if origin is not None:
-            store.pushes.take(origin, len(records))
-            origin = Origin(origin.reporter, origin.first + skipped)
+        fresh_origin = Origin(origin.reporter, origin.first + skipped) if origin is not None else None
         if journal is not None and fresh:
             try:
-                journal(fresh, origin)
+                journal(fresh, fresh_origin)
             except OSError as e:
                 store.count_bad(BadInput.JOURNAL_ERROR, f"cannot write the push journal: {e}")
         for step, record in zip(steps[skipped:], fresh, strict=True):
             store.add_record(step, record)
+        if fresh_origin is not None:  # once taken: a push that failed on the way is resent whole
+            store.pushes.take(fresh_origin, len(fresh))
         if skipped:
             store.log_once("resent", f"a push resent {skipped} records already taken; they were not taken again")
     return len(fresh), skipped

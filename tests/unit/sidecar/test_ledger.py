@@ -28,8 +28,10 @@ def test_a_resend_is_skipped_up_to_what_was_taken_and_the_rest_is_taken() -> Non
     assert ingest_payload(store, body(9), origin=Origin("a", 10)) == (1, 0)  # the client dropped some: a gap
     assert ingest_payload(store, body(1, 2), origin=Origin("b", 0)) == (2, 0)  # another reporter
     assert ingest_payload(store, body(1, 2)) == (2, 0)  # no origin: taken as it comes
-    assert kept(store) == [1, 2, 3, 4, 9, 1, 2, 1, 2]
-    assert store.snapshot().series["m"].reports == 9
+    assert ingest_payload(store, b"[]", origin=Origin("c", 5)) == (0, 0)  # an empty push notes nothing
+    assert ingest_payload(store, body(1), origin=Origin("c", 0)) == (1, 0)
+    assert kept(store) == [1, 2, 3, 4, 9, 1, 2, 1, 2, 1]
+    assert store.snapshot().series["m"].reports == 10
 
 
 def test_the_least_recently_heard_reporter_is_forgotten_past_the_bound() -> None:
@@ -104,3 +106,17 @@ def test_lines_of_the_followed_file_are_never_pushes() -> None:
     store = MetricStore("tj")
     jsonl_sink(store)([b'["a", 0, [{"step": 1, "m": 1}]]'])
     assert "m" not in store.snapshot().series
+
+
+def test_a_push_that_fails_while_being_taken_is_not_noted_so_its_resend_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MetricStore("tj")
+
+    def failing(step: int, record: object) -> None:
+        raise RuntimeError("an engine bug")
+
+    monkeypatch.setattr(store, "add_record", failing)
+    with pytest.raises(RuntimeError):  # the server answers 500, and the client resends
+        ingest_payload(store, body(1), origin=Origin("a", 0))
+    monkeypatch.undo()
+    assert ingest_payload(store, body(1), origin=Origin("a", 0)) == (1, 0)
+    assert kept(store) == [1]
