@@ -48,6 +48,9 @@ _REJECT_READ_BYTES = 64 * 1024
 # An answer due once the request's deadline has passed (the 408 for a body that stalled until
 # then, or a push whose ingest took that long) still gets this long to go out.
 _LATE_ANSWER_SECONDS = 1.0
+# At shutdown, the longest a server waits for the answers under way: a scrape's or a push's
+# takes milliseconds. Twice, with the linger (15 s) and the file drain: within the pod's 30 s grace.
+CLOSE_GRACE_SECONDS = 2.0
 _CONTENT_LENGTH = re.compile(rb"^content-length:\s*(\d+)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -115,14 +118,15 @@ class SidecarServer(ThreadingHTTPServer):
         thread.start()
         return thread
 
-    def close(self) -> None:
-        """Stop taking connections, then give those accepted their answers, each within its
-        request's deadline. The request threads are daemons: without this wait, the process
-        exiting would cut an answer short, such as the scrape the linger waited for."""
+    def close(self, grace: float = CLOSE_GRACE_SECONDS) -> None:
+        """Stop taking connections, then give those accepted up to `grace` seconds for their
+        answers. The request threads are daemons: without this wait, the process exiting would
+        cut an answer short, such as the scrape the linger waited for. Bounded, because a client
+        that drips its request would otherwise hold the shutdown until its deadline."""
         self.shutdown()
         self.server_close()
         with self._closed:
-            self._closed.wait_for(lambda: self._open == 0, self.request_seconds + _LATE_ANSWER_SECONDS)
+            self._closed.wait_for(lambda: self._open == 0, grace)
 
     def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         # Runs on the accepting thread: reject here, before a handler thread exists.
