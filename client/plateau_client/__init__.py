@@ -34,6 +34,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+import weakref
 from types import FrameType
 from typing import SupportsFloat
 
@@ -129,6 +130,11 @@ class Reporter:
     def __init__(self, metrics_file: str | None = None, push_url: str | None = None) -> None:
         self.metrics_file = metrics_file or DEFAULT_METRICS_FILE
         self.push_url = push_url
+        self._start_afresh()
+        _reporters.add(self)
+
+    def _start_afresh(self) -> None:
+        """The state of a reporter new to its process (at first, and in a forked child)."""
         # Records not pushed yet with their sequence numbers, oldest first; a push in flight holds
         # its own. Threads may share a reporter (the module-level report() does), so _lock guards
         # the list, and _push_lock lets one thread at a time push, without holding _lock over the
@@ -137,8 +143,7 @@ class Reporter:
         self._lock = threading.Lock()
         self._push_lock = threading.Lock()
         # The name the sidecar knows this process's records by, and the next record's number.
-        self._pid = 0
-        self._name = ""
+        self._name = os.urandom(8).hex()
         self._next = 0
 
     def report(self, step: int, **metrics: SupportsFloat) -> None:
@@ -178,9 +183,6 @@ class Reporter:
 
     def _push(self, record: dict[str, object]) -> None:
         with self._lock:
-            if self._pid != os.getpid():  # the first push, or a forked child: a name of its own,
-                # and none of the records its parent kept (the parent sends those)
-                self._pid, self._name, self._next, self._pending = os.getpid(), os.urandom(8).hex(), 0, []
             self._pending.append((self._next, record))
             self._next += 1
             self._bound()
@@ -246,6 +248,22 @@ class Reporter:
 
 _reporter: Reporter | None = None
 _reporter_lock = threading.Lock()
+_reporters: weakref.WeakSet[Reporter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a DataLoader worker) has only the forking thread: locks another thread
+    held stay held. Each reporter starts afresh there: new locks, a name of its own (the
+    sidecar would take the child's records for resends of the parent's), and none of the
+    records its parent kept (the parent sends those)."""
+    global _reporter_lock, _warned_lock
+    _reporter_lock, _warned_lock = threading.Lock(), threading.Lock()
+    for reporter in list(_reporters):
+        reporter._start_afresh()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _default_reporter() -> Reporter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import urllib.error
 import warnings
 from collections.abc import Iterator
@@ -39,20 +40,27 @@ def test_a_push_the_sidecar_took_too_late_to_answer_is_not_taken_twice(
     assert store.snapshot().series["loss"].reports == 3
 
 
-def test_a_forked_child_reports_under_a_name_of_its_own(push_server: tuple[SidecarServer, MetricStore]) -> None:
-    """A DataLoader worker forked from the trainer shares its reporter; neither may skip the other's records."""
+def test_a_forked_child_reports_under_a_name_of_its_own_even_if_forked_mid_push(
+    push_server: tuple[SidecarServer, MetricStore],
+) -> None:
+    """A DataLoader worker forked from the trainer shares its reporter: neither may skip the
+    other's records, and a push (or report) under way in another thread at the fork must not
+    leave the child's locks held for ever."""
     server, store = push_server
     reporter = client.Reporter(push_url=server.url + p.PUSH_PATH)
     reporter.report(1, parent=1.0)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            reporter.report(1, child=1.0)
-            code = 0 if not reporter._pending else 2
-        finally:
-            os._exit(code)
-    assert os.waitpid(pid, 0)[1] == 0
+    with reporter._lock, reporter._push_lock:  # as another thread holds them, mid-push
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.alarm(10)  # a child that hangs on a lock is killed, and the test fails
+                reporter.report(1, child=1.0)
+                code = 0 if not reporter._pending else 2
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
     reporter.report(2, parent=2.0)
     assert (steps(store, "parent"), steps(store, "child")) == ([1, 2], [1])
 
