@@ -44,18 +44,21 @@ async def query(loop: Loop, promql_text: str, report: CycleReport, max_bytes: Op
 
 
 async def _all(calls: Iterable[Awaitable[T]]) -> list[T]:
-    """Every call's result, the calls run concurrently; at the first failure the others are
-    cancelled and it is raised: a Prometheus that times out is not asked every other query first."""
+    """Every call's result, the calls run concurrently. At the first failure the others are
+    cancelled and it is raised (a bug before a PrometheusError): a Prometheus that times out is
+    not asked every other query first. Whatever ends the wait, even a cancel of the cycle, no
+    call is left running behind it."""
     tasks = [asyncio.ensure_future(call) for call in calls]
-    if not tasks:
-        return []
-    _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    failures = [e for task in tasks if not task.cancelled() and (e := task.exception()) is not None]  # each retrieved
+    try:
+        if tasks:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()  # a task already done ignores it
+        await asyncio.gather(*tasks, return_exceptions=True)
+    failures = [e for task in tasks if not task.cancelled() and (e := task.exception()) is not None]
     if failures:
-        raise failures[0]
+        raise next((e for e in failures if not isinstance(e, PrometheusError)), failures[0])
     return [task.result() for task in tasks]
 
 

@@ -279,4 +279,19 @@ async def test_a_failing_window_query_cancels_the_others_rather_than_wait_for_ea
         ctx.key = (NS, f"job-{i}")
     windows, error = await fetch.gpu(loop, jobs, {ctx.key: {"p"} for ctx in jobs}, NOW, CycleReport())  # type: ignore[arg-type]
     assert windows == {} and error == ("Timeout", "query timed out")
+    assert asyncio.all_tasks() == {asyncio.current_task()}  # no query left running behind the cycle
+    await asyncio.sleep(0.2)
     assert len(prometheus.queries) < 10  # those in flight at the first failure; not the other 90 and more
+
+
+async def test_a_cycle_cancelled_while_it_reads_gpu_windows_leaves_no_query_running() -> None:
+    prometheus = SlowPrometheus([("max_over_time", []), ("timestamp(", [])], seconds=0.5)
+    loop = Loop(Settings(query_concurrency=2), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
+    jobs = [context({"gpuIdle": {"below": 0.05, "for": f"{600 + i}s"}}) for i in range(10)]
+    for i, ctx in enumerate(jobs):
+        ctx.key = (NS, f"job-{i}")
+    read = asyncio.ensure_future(fetch.gpu(loop, jobs, {ctx.key: {"p"} for ctx in jobs}, NOW, CycleReport()))  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)
+    read.cancel()
+    await asyncio.gather(read, return_exceptions=True)
+    assert asyncio.all_tasks() == {asyncio.current_task()} and prometheus.in_flight == 0
