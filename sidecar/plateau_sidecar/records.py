@@ -134,9 +134,9 @@ def ingest_payload(store: MetricStore, body: bytes, journal: Journal | None = No
     All or nothing: every record is checked before any is ingested, and a record that cannot be
     ingested rejects the whole body, so a client can fix it and resend without duplicates.
     Field-level problems (a non-numeric value) are counted, not refused. Raises RecordError
-    (already counted) for the HTTP 400 answer. Taken records go to `journal` first (in the same
-    order, under the store's lock); one that cannot be written is counted (`journal_error`) and
-    the records are ingested anyway."""
+    (already counted) for the HTTP 400 answer. The records taken go to `journal` (in the same
+    order, under the store's lock, before the push is answered); a journal that cannot be
+    written is counted (`journal_error`) and the records stay ingested."""
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as e:  # RecursionError: nesting too deep
@@ -154,15 +154,19 @@ def ingest_payload(store: MetricStore, body: bytes, journal: Journal | None = No
         skipped = store.pushes.taken_before(origin, len(records)) if origin is not None else 0
         fresh = records[skipped:]
         fresh_origin = Origin(origin.reporter, origin.first + skipped) if origin is not None else None
-        if journal is not None and fresh:
-            try:
-                journal(fresh, fresh_origin)
-            except OSError as e:
-                store.count_bad(BadInput.JOURNAL_ERROR, f"cannot write the push journal: {e}")
-        for step, record in zip(steps[skipped:], fresh, strict=True):
-            store.add_record(step, record)
-        if fresh_origin is not None:  # once taken: a push that failed on the way is resent whole
-            store.pushes.take(fresh_origin, len(fresh))
+        taken = 0
+        try:
+            for step, record in zip(steps[skipped:], fresh, strict=True):
+                store.add_record(step, record)
+                taken += 1
+        finally:  # the journal and the ledger hold exactly what the store took, even when a record failed
+            if journal is not None and taken:
+                try:
+                    journal(fresh[:taken], fresh_origin)
+                except OSError as e:
+                    store.count_bad(BadInput.JOURNAL_ERROR, f"cannot write the push journal: {e}")
+            if fresh_origin is not None:
+                store.pushes.take(fresh_origin, taken)
         if skipped:
             store.log_once("resent", f"a push resent {skipped} records already taken; they were not taken again")
     return len(fresh), skipped

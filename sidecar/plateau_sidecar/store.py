@@ -338,8 +338,9 @@ class MetricStore:
             self.log_once("history_lost", f"the reports of {name!r} were not all kept: no track under the new spec")
             return None
         steps, values = self._reports.get(name, ((), ()))  # copied: arrays of 8 bytes a report
-        self._folding = name
-        return spec, name, (steps[:], values[:], self._lr_at(spec, steps))
+        kept = (steps[:], values[:], self._lr_at(spec, steps))
+        self._folding, self._late = name, (array("q"), array("d"))  # last: the fold's try clears it
+        return spec, name, kept
 
     def _stop_folding(self) -> tuple[array[int], array[float]]:
         """The reports of the metric being folded that came since its copy; none kept from now."""

@@ -160,7 +160,7 @@ def test_on_sigterm_the_scrape_the_linger_waited_for_is_answered_whole_before_ex
             scraper.settimeout(30)
             assert scraper.recv(1, socket.MSG_PEEK)  # collected: the answer is being written
             sidecar.process.send_signal(signal.SIGTERM)
-            time.sleep(1.0)  # the linger has nothing left to wait for; the answer is not out yet
+            time.sleep(0.3)  # the linger has nothing left to wait for; the answer is not out yet
             answer = bytearray()
             while chunk := scraper.recv(1 << 20):
                 answer += chunk

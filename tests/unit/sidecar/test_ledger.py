@@ -108,15 +108,27 @@ def test_lines_of_the_followed_file_are_never_pushes() -> None:
     assert "m" not in store.snapshot().series
 
 
-def test_a_push_that_fails_while_being_taken_is_not_noted_so_its_resend_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
-    store = MetricStore("tj")
+def test_a_push_that_fails_while_being_taken_is_noted_and_journaled_as_far_as_it_was_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unexpected failure at the second record (the server answers 500, the client resends):
+    the journal and the ledger hold exactly what the store took, so the resend and a restart's
+    replay each take the rest once."""
+    path = tmp_path / "push.jsonl"
+    store, journal = MetricStore("tj"), PushJournal(str(path))
+    add = store.add_record
 
-    def failing(step: int, record: object) -> None:
-        raise RuntimeError("an engine bug")
+    def failing_at_the_second(step: int, record: dict[str, object]) -> None:
+        if step == 2:
+            raise RuntimeError("an engine bug")
+        add(step, record)
 
-    monkeypatch.setattr(store, "add_record", failing)
-    with pytest.raises(RuntimeError):  # the server answers 500, and the client resends
-        ingest_payload(store, body(1), origin=Origin("a", 0))
+    monkeypatch.setattr(store, "add_record", failing_at_the_second)
+    with pytest.raises(RuntimeError):
+        ingest_payload(store, body(1, 2), journal.append, Origin("a", 0))
     monkeypatch.undo()
-    assert ingest_payload(store, body(1), origin=Origin("a", 0)) == (1, 0)
-    assert kept(store) == [1]
+    assert kept(store) == [1] and path.read_text() == '["a",0,[{"step":1,"m":0.1}]]\n'
+    assert ingest_payload(store, body(1, 2), journal.append, Origin("a", 0)) == (1, 1)
+    after = MetricStore("tj")
+    PushJournal(str(path)).replay(jsonl_sink(after, pushes=True))
+    assert kept(store) == kept(after) == [1, 2]
