@@ -14,7 +14,7 @@ from types import FrameType
 from .collector import Exposition, StoreCollector
 from .config import Config, load_config
 from .follow import DRAIN_SECONDS, FileFollower
-from .journal import PushJournal
+from .journal import PushJournal, line_bound
 from .records import jsonl_sink, pattern_sink
 from .server import SidecarServer
 from .spec import SpecFollower
@@ -39,7 +39,7 @@ class Sidecar:
             health=self.dead_readers,
         )
         self.servers = [server(config.metrics_addr, exposition=exposition)]
-        self.journal = PushJournal(config.push_journal, config.max_journal_bytes) \
+        self.journal = PushJournal(config.push_journal, config.max_journal_bytes, line_bound(config.max_push_bytes)) \
             if config.push_addr is not None and config.push_journal else None
         if config.push_addr is not None:
             self.servers.append(server(config.push_addr, push=True, journal=self.journal.append if self.journal else None))

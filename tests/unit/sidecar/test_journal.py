@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plateau_sidecar.journal import PushJournal
+from plateau_sidecar.journal import PushJournal, line_bound
+from plateau_sidecar.ledger import Origin
 from plateau_sidecar.records import ingest_payload, jsonl_sink
 from plateau_sidecar.store import MetricStore
 
@@ -54,3 +55,29 @@ def test_a_journal_that_cannot_be_written_is_counted_and_the_push_ingested(tmp_p
     ingest_payload(store, b'{"step": 1, "m": 1.0}', journal.append)
     snap = store.snapshot()
     assert snap.series["m"].reports == 1 and snap.bad_input["journal_error"] == 1  # type: ignore[index]
+
+
+def test_a_line_longer_than_the_journal_writes_is_skipped_unread_and_the_others_taken(tmp_path: Path) -> None:
+    path = tmp_path / "push.jsonl"
+    path.write_bytes(b'{"step": 1, "m": 1}\n' + b'{"step": 2, "m": [' + b"1," * 3_000_000 + b'1]}\n'
+                     + b'{"step": 3, "m": 3}\n' + b'{"step": 4, "m": [' + b"1," * 3_000_000)  # the last one cut
+    store = MetricStore("tj")
+    journal = PushJournal(str(path), max_line_bytes=1024)
+    assert journal.replay(jsonl_sink(store, pushes=True)) == 3
+    snap = store.snapshot()
+    assert snap.series["m"].reports == 2 and snap.bad_input["malformed_json"] == 1  # type: ignore[index]
+    assert path.read_bytes().endswith(b'{"step": 3, "m": 3}\n')  # the cut line is cut off the file
+
+
+def test_the_longest_push_is_journaled_within_the_line_bound_and_replayed(tmp_path: Path) -> None:
+    """A body of --max-push-bytes whose numbers grow most when written again (1e15), named."""
+    limit = 64 * 1024
+    numbers = (limit - 40) // 5
+    body = ('[{"step":1,"m":[' + ",".join(["1e15"] * numbers) + ']}]').encode()
+    assert len(body) <= limit
+    path = tmp_path / "push.jsonl"
+    store = MetricStore("tj")
+    ingest_payload(store, body, PushJournal(str(path), max_line_bytes=line_bound(limit)).append, Origin("a" * 64, 10**17))
+    assert store.snapshot().bad_input["journal_error"] == 0  # type: ignore[index]
+    assert len(path.read_bytes()) > 3.5 * len(body)  # it did grow: 5 bytes became 19
+    assert PushJournal(str(path), max_line_bytes=line_bound(limit)).replay(jsonl_sink(MetricStore("tj"), pushes=True)) == 1
