@@ -94,3 +94,43 @@ def operator_command(values: Optional[Mapping[str, Any]] = None, *, namespace: s
             env[var["name"]] = fields[var["valueFrom"]["fieldRef"]["fieldPath"]]
         # other references (extraEnv's secretKeyRef and the like) have no value outside a cluster
     return OperatorCommand(container.get("command", []), container.get("args", []), env)
+
+
+MONITORING = {"release": "kube-prometheus-stack"}
+# Every optional part on, for kube-prometheus-stack and dcgm-exporter's chart defaults.
+EVERYTHING: dict[str, Any] = {
+    "replicas": 2,
+    "dryRun": True,
+    "prometheus": {"url": "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"},
+    "dcgm": {"labelScheme": "exported_pod"},
+    "serviceMonitor": {"enabled": True, "labels": MONITORING},
+    "podMonitor": {"enabled": True, "labels": MONITORING},
+    "prometheusRule": {"enabled": True, "labels": MONITORING, "alertLabels": {"team": "ml-platform"}},
+    "dashboard": {"enabled": True, "annotations": {"grafana_folder": "Plateau"}},
+    "serviceAccount": {"annotations": {"example.com/role": "plateau"}},
+    "imagePullSecrets": [{"name": "registry"}],
+    "priorityClassName": "system-cluster-critical",
+    "podAnnotations": {"example.com/team": "ml-platform"},
+    "podLabels": {"example.com/cost-center": "ml"},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "system", "effect": "NoSchedule"}],
+    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100,
+        "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "plateau"}}},
+    }]}},
+    "topologySpreadConstraints": [
+        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"},
+        {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+         "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "plateau"}}}],
+    "logLevel": "debug",
+    "logFormat": "json",
+    "extraEnv": [{"name": "SSL_CERT_FILE", "value": "/etc/plateau/ca/ca.crt"},
+                 {"name": "HTTPS_PROXY", "valueFrom": {"secretKeyRef": {"name": "proxy", "key": "url"}}}],
+    "extraVolumes": [{"name": "ca", "configMap": {"name": "prometheus-ca"}}],
+    "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/plateau/ca", "readOnly": True}],
+    "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["10.0.0.1/32", "fd00::1/128"]},
+                      "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                      "extraEgress": [{"to": [{"ipBlock": {"cidr": "10.1.0.0/16"}}], "ports": [{"port": 8443, "protocol": "TCP"}]}]},
+}
+NAMESPACED = {**EVERYTHING, "watchNamespaces": ["team-a", "team-b"]}
