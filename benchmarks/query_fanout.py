@@ -33,7 +33,6 @@ from tests.support.dcgm import DcgmExporter
 from tests.support.prometheus import PrometheusServer
 
 NAMESPACE = "bench"
-NOW_SLACK = 60.0
 
 
 def gpu_job(index: int) -> JobContext:
