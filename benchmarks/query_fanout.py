@@ -1,6 +1,7 @@
-"""The queries a cycle makes per spec (two per distinct gpuIdle window, one per custom query),
+"""The queries a cycle makes per spec (one per distinct gpuIdle window, one per custom query),
 against a real Prometheus, one at a time (the baseline: how the loop ran them before) and
-`query_concurrency` at a time, side by side in the same run.
+`query_concurrency` at a time, side by side in the same run. A second baseline reads each
+window in two queries, its busiest sample and its start apart, as the loop did before.
 
     .venv/bin/python -m benchmarks.query_fanout [--windows 200] [--custom 200] [--repeats 5]
 
@@ -23,16 +24,19 @@ from typing import Any
 
 from benchmarks import operator_support as support
 from plateau import api
+from plateau.api.durations import format_duration
 from plateau.controller.config import Settings
 from plateau.controller.loop import fetch
 from plateau.controller.loop.context import CycleReport, JobContext
 from plateau.controller.loop.cycle import Loop
 from plateau.controller.loop.registry import Registry
+from plateau.prometheus import promql
 from plateau.prometheus.client import PrometheusClient
 from tests.support.dcgm import DcgmExporter
 from tests.support.prometheus import PrometheusServer
 
 NAMESPACE = "bench"
+WINDOWS, WINDOWS_APART = "gpuIdle windows", "gpuIdle windows, two queries each (baseline)"
 
 
 def gpu_job(index: int) -> JobContext:
@@ -62,6 +66,14 @@ async def timed(repeats: int, run: Callable[[CycleReport], Awaitable[Any]]) -> t
     return times, report.queries
 
 
+async def two_queries_a_window(loop: Loop, jobs: list[JobContext], report: CycleReport) -> None:
+    """The baseline: each window's two reads in queries of their own, within the loop's bound."""
+    d = loop.settings.dcgm
+    windows = {format_duration(c.stop.gpu_idle.for_.seconds) for c in jobs if c.stop.gpu_idle}
+    await asyncio.gather(*(fetch.query(loop, read(d, [NAMESPACE], w), report)
+                           for w in windows for read in (promql.gpu_max_query, promql.gpu_since_query)))
+
+
 async def measure(url: str, concurrency: int, gpu_jobs: list[JobContext], custom_jobs: list[JobContext],
                   repeats: int) -> dict[str, tuple[list[float], int]]:
     prometheus = PrometheusClient(url)
@@ -69,10 +81,11 @@ async def measure(url: str, concurrency: int, gpu_jobs: list[JobContext], custom
     pods = {c.key: {f"{c.key[1]}-0", f"{c.key[1]}-1"} for c in gpu_jobs}
     try:
         gpu = await timed(repeats, lambda r: fetch.gpu(loop, gpu_jobs, pods, time.time(), r))
+        apart = await timed(repeats, lambda r: two_queries_a_window(loop, gpu_jobs, r))
         custom = await timed(repeats, lambda r: fetch.metrics(loop, custom_jobs, r, lambda *_: None))
     finally:
         await prometheus.close()
-    return {"gpuIdle windows": gpu, "custom queries": custom}
+    return {WINDOWS: gpu, WINDOWS_APART: apart, "custom queries": custom}
 
 
 def row(name: str, concurrency: int, times: list[float], queries: int) -> str:
@@ -109,7 +122,7 @@ def main() -> int:
           f"{args.repeats} repeats; seconds, median [min-max]")
     print("| part of the cycle | queries at a time | seconds | queries |")
     print("| --- | --- | --- | --- |")
-    for name in ("gpuIdle windows", "custom queries"):
+    for name in (WINDOWS, WINDOWS_APART, "custom queries"):
         for concurrency, parts in results.items():
             print(row(name, concurrency, *parts[name]))
     return 0

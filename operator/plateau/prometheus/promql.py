@@ -103,6 +103,19 @@ def gpu_since_query(dcgm: DcgmConfig, namespaces: Iterable[str], window: str) ->
             f" or min by ({by}) (timestamp({device} offset {window}))")
 
 
+# The label that tells a window query's two reads apart (a by-pod result has no other label).
+GPU_READ_LABEL = "plateau_read"
+GPU_READS = ("max", "since")
+
+
+def gpu_window_query(dcgm: DcgmConfig, namespaces: Iterable[str], window: str) -> str:
+    """gpu_max_query and gpu_since_query in one round trip: each answer's samples carry
+    GPU_READ_LABEL, "max" or "since", so `or` keeps both (their label sets differ)."""
+    namespaces = list(namespaces)
+    reads = zip(GPU_READS, (gpu_max_query(dcgm, namespaces, window), gpu_since_query(dcgm, namespaces, window)))
+    return " or ".join(f'label_replace({expr}, "{GPU_READ_LABEL}", "{read}", "", "")' for read, expr in reads)
+
+
 # --- answers -------------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from plateau.prometheus import promql
 from plateau.prometheus.client import PrometheusClient, PrometheusError
+from tests.support.dcgm import DcgmExporter
 from tests.support.exposition import ExpositionServer
 from tests.support.prometheus import PrometheusServer, free_port
 
@@ -143,6 +145,42 @@ async def test_gpu_queries_are_valid_promql(prometheus: PrometheusServer) -> Non
         for dcgm in (promql.DcgmConfig(), promql.DcgmConfig(pod_label="exported_pod", namespace_label="exported_namespace")):
             assert await client.query(promql.gpu_max_query(dcgm, ["default"], "10m")) == []
             assert await client.query(promql.gpu_since_query(dcgm, ["default"], "10m")) == []
+            assert await client.query(promql.gpu_window_query(dcgm, ["default"], "10m")) == []
+    finally:
+        await client.close()
+
+
+async def test_a_window_query_answers_what_its_two_reads_answer(prometheus: PrometheusServer,
+                                                                 dcgm_exporter: DcgmExporter) -> None:
+    """One round trip per window: each sample carries its read, and the reads are exactly the
+    two queries' answers at the same instant."""
+    dcgm_exporter.set("a-0", "team-a", 0.4, 0.9)  # the profiling metric wins
+    dcgm_exporter.set("a-1", "team-a", None, 0.3)  # the device metric alone, a percentage
+    dcgm_exporter.set("b-0", "team-b", None, 0.0, mig=True)  # a MIG slice's device metric: not idleness
+    dcgm_exporter.set("c-0", "team-c", 0.7, 0.7)  # a namespace not asked for
+    prometheus.add_target(dcgm_exporter.address, job="dcgm")
+    prometheus.start()
+    prometheus.wait_for("count(DCGM_FI_DEV_GPU_UTIL offset 3s)", lambda v: v == 4)  # every series older than the window
+    dcgm = promql.DcgmConfig()
+    client = PrometheusClient(prometheus.url)
+    try:
+        at = time.time()
+        namespaces, window = ["team-a", "team-b"], "2s"
+
+        async def per_pod(query: str, labels: set[str]) -> dict[tuple[str, str], float]:
+            answer = await client.query(query, at=at)
+            assert all(set(s.labels) == labels for s in answer), answer
+            return {(s.labels["namespace"], s.labels["pod"]): s.value for s in answer}
+
+        highest = await per_pod(promql.gpu_max_query(dcgm, namespaces, window), {"namespace", "pod"})
+        since = await per_pod(promql.gpu_since_query(dcgm, namespaces, window), {"namespace", "pod"})
+        assert highest == {("team-a", "a-0"): 0.4, ("team-a", "a-1"): 0.3}
+        assert set(since) == set(highest) and all(at - 60 < t <= at - 2 for t in since.values()), since
+        merged = await client.query(promql.gpu_window_query(dcgm, namespaces, window), at=at)
+        assert all(set(s.labels) == {"namespace", "pod", promql.GPU_READ_LABEL} for s in merged), merged
+        reads = {read: {(s.labels["namespace"], s.labels["pod"]): s.value
+                        for s in merged if s.labels[promql.GPU_READ_LABEL] == read} for read in promql.GPU_READS}
+        assert reads == {"max": highest, "since": since} and len(merged) == 4
     finally:
         await client.close()
 

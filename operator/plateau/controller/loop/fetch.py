@@ -1,6 +1,6 @@
 """Reading Prometheus for a cycle: the sidecars' tracks in concurrent parts, workloadRefs' own queries, GPU windows.
 
-Queries whose number grows with the spec (one per custom query, two per distinct gpuIdle
+Queries whose number grows with the spec (one per custom query, one per distinct gpuIdle
 window) run concurrently, at most `query_concurrency` at a time: one after the other, 200
 windows at 50 ms each would hold the cycle for 20 s.
 """
@@ -188,9 +188,7 @@ async def gpu(loop: Loop, jobs: list[JobContext], pods: dict[Key, set[str]], now
 
     async def window_read(window: str, members: list[JobContext]) -> dict[Key, GpuWindow]:
         namespaces = {c.key[0] for c in members}
-        highest, oldest = (_per_pod(d, answer) for answer in await _all((
-            query(loop, promql.gpu_max_query(d, namespaces, window), report),
-            query(loop, promql.gpu_since_query(d, namespaces, window), report))))
+        highest, oldest = _per_pod(d, await query(loop, promql.gpu_window_query(d, namespaces, window), report))
         out: dict[Key, GpuWindow] = {}
         for ctx in members:
             job_pods = sorted((ctx.key[0], p) for p in pods.get(ctx.key, ()))
@@ -210,5 +208,11 @@ async def gpu(loop: Loop, jobs: list[JobContext], pods: dict[Key, set[str]], now
     return Gpu({key: window for read in reads for key, window in read.items()}, None)
 
 
-def _per_pod(d: promql.DcgmConfig, answer: list[Sample]) -> dict[tuple[str, str], float]:
-    return {(s.labels.get(d.namespace_label, ""), s.labels.get(d.pod_label, "")): s.value for s in answer}
+def _per_pod(d: promql.DcgmConfig, answer: list[Sample]) -> tuple[dict[tuple[str, str], float], ...]:
+    """A window query's answer split by read (promql.GPU_READS), each keyed by (namespace, pod)."""
+    reads: dict[str, dict[tuple[str, str], float]] = {read: {} for read in promql.GPU_READS}
+    for s in answer:
+        per_pod = reads.get(s.labels.get(promql.GPU_READ_LABEL, ""))
+        if per_pod is not None:
+            per_pod[(s.labels.get(d.namespace_label, ""), s.labels.get(d.pod_label, ""))] = s.value
+    return tuple(reads.values())

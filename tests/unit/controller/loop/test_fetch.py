@@ -17,7 +17,7 @@ from plateau.controller.loop.cycle import Loop
 from plateau.controller.loop.registry import Registry
 from plateau.controller.metrics import PROMETHEUS_ERRORS
 from plateau.prometheus.client import PrometheusError, Sample
-from plateau.prometheus.promql import parse_vector
+from plateau.prometheus.promql import GPU_READ_LABEL, GPU_READS, parse_vector
 from plateau.engine.rules import GpuWindow
 from plateau.prometheus.summaries import SidecarTrack
 from plateau_sidecar import protocol as p
@@ -96,6 +96,13 @@ def gpu(pod: str, value: float, namespace: str = NS) -> Sample:
     return Sample({"namespace": namespace, "pod": pod}, value, NOW)
 
 
+def window_reads(highest: list[Sample], since: list[Sample]) -> list[tuple[str, list[Sample]]]:
+    """The fake's rule for a window query: one answer holding both reads, each sample labelled
+    by its read as the query's label_replace labels it."""
+    return [("label_replace", [Sample({**s.labels, GPU_READ_LABEL: read}, s.value, s.timestamp)
+                               for read, samples in zip(GPU_READS, (highest, since), strict=True) for s in samples])]
+
+
 async def test_the_gpu_window_is_the_busiest_pods_and_covers_what_every_pod_covers() -> None:
     """gpuIdle means every GPU of the job is idle: one busy pod keeps the job busy. The window
     is known only as far back as the pod whose series began last."""
@@ -103,13 +110,13 @@ async def test_the_gpu_window_is_the_busiest_pods_and_covers_what_every_pod_cove
                gpu("other-0", 0.95),  # another job's pod
                gpu("resnet-1", 0.99, namespace="team-b")]  # a pod of the same name elsewhere
     since = [gpu("resnet-0", NOW - 900), gpu("resnet-1", NOW - 300), gpu("resnet-2", NOW - 700)]
-    prometheus = FakePrometheus([("max_over_time", highest), ("timestamp(", since)])
+    prometheus = FakePrometheus(window_reads(highest, since))
     loop = Loop(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
     ctx = context({"gpuIdle": {"below": 0.05, "for": "10m"}})
     pods = {(NS, NAME): {"resnet-0", "resnet-1", "resnet-2"}}
     windows, error = await fetch.gpu(loop, [ctx], pods, NOW, CycleReport())  # type: ignore[arg-type]
     assert error is None and windows == {(NS, NAME): GpuWindow(0.85, 300.0)}
-    assert len(prometheus.queries) == 2
+    assert len(prometheus.queries) == 1  # both reads of the window in one round trip
 
     quiet = {(NS, NAME): {"resnet-0", "resnet-2"}}  # the busy pod gone: now idle
     windows, _ = await fetch.gpu(loop, [ctx], quiet, NOW, CycleReport())  # type: ignore[arg-type]
@@ -117,7 +124,7 @@ async def test_the_gpu_window_is_the_busiest_pods_and_covers_what_every_pod_cove
 
 
 async def test_a_job_whose_pods_have_no_gpu_series_has_no_window() -> None:
-    prometheus = FakePrometheus([("max_over_time", [gpu("other-0", 0.0)]), ("timestamp(", [gpu("other-0", NOW)])])
+    prometheus = FakePrometheus(window_reads([gpu("other-0", 0.0)], [gpu("other-0", NOW)]))
     loop = Loop(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
     ctx = context({"gpuIdle": {"below": 0.05, "for": "10m"}})
     windows, error = await fetch.gpu(loop, [ctx], {(NS, NAME): {"resnet-0"}}, NOW, CycleReport())  # type: ignore[arg-type]
@@ -127,7 +134,7 @@ async def test_a_job_whose_pods_have_no_gpu_series_has_no_window() -> None:
 async def test_a_pod_without_gpu_series_leaves_the_window_unknown_and_is_named() -> None:
     """A live pod whose dcgm-exporter is down may be the busy one: the window names it, and
     the job is not judged on the pods that do have series."""
-    prometheus = FakePrometheus([("max_over_time", [gpu("resnet-0", 0.01)]), ("timestamp(", [gpu("resnet-0", NOW - 1200)])])
+    prometheus = FakePrometheus(window_reads([gpu("resnet-0", 0.01)], [gpu("resnet-0", NOW - 1200)]))
     loop = Loop(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
     ctx = context({"gpuIdle": {"below": 0.05, "for": "10m"}})
     pods = {(NS, NAME): {"resnet-0", "resnet-1"}}
@@ -157,12 +164,12 @@ async def test_the_report_counter_is_the_reporting_replicas() -> None:
 
 
 async def test_gpu_queries_are_counted_and_a_failed_one_makes_every_window_unknown() -> None:
-    prometheus = FakePrometheus([("max_over_time", [gpu("resnet-0", 0.5)]), ("timestamp(", [gpu("resnet-0", NOW - 60)])])
+    prometheus = FakePrometheus(window_reads([gpu("resnet-0", 0.5)], [gpu("resnet-0", NOW - 60)]))
     loop = Loop(Settings(), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
     ctx = context({"gpuIdle": {"below": 0.05, "for": "10m"}})
     report = CycleReport()
     await fetch.gpu(loop, [ctx], {(NS, NAME): {"resnet-0"}}, NOW, report)  # type: ignore[arg-type]
-    assert report.queries == 2
+    assert report.queries == 1
 
     async def failing(promql: str, **_: Any) -> Any:
         raise PrometheusError("Timeout", "query timed out")
@@ -229,7 +236,7 @@ class SlowPrometheus(FakePrometheus):
 
 
 async def test_distinct_gpu_windows_are_read_concurrently_within_the_bound() -> None:
-    prometheus = SlowPrometheus([("max_over_time", [gpu("resnet-0", 0.01)]), ("timestamp(", [gpu("resnet-0", NOW - 900)])])
+    prometheus = SlowPrometheus(window_reads([gpu("resnet-0", 0.01)], [gpu("resnet-0", NOW - 900)]))
     loop = Loop(Settings(query_concurrency=3), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
     jobs = [context({"gpuIdle": {"below": 0.05, "for": f"{600 + i}s"}}) for i in range(10)]
     for i, ctx in enumerate(jobs):  # ten jobs, one pod name each, ten distinct windows
@@ -238,7 +245,7 @@ async def test_distinct_gpu_windows_are_read_concurrently_within_the_bound() -> 
     report = CycleReport()
     windows, error = await fetch.gpu(loop, jobs, pods, NOW, report)  # type: ignore[arg-type]
     assert error is None and set(windows) == {ctx.key for ctx in jobs}
-    assert report.queries == len(prometheus.queries) == 20 and prometheus.most == 3
+    assert report.queries == len(prometheus.queries) == 10 and prometheus.most == 3
     assert {q.split("[")[1].split("]")[0] for q in prometheus.queries if "max_over_time" in q} == {
         f"{10 + i // 60}m{i % 60}s" if i % 60 else f"{10 + i // 60}m" for i in range(10)}
 
@@ -285,7 +292,7 @@ async def test_a_failing_window_query_cancels_the_others_rather_than_wait_for_ea
 
 
 async def test_a_cycle_cancelled_while_it_reads_gpu_windows_leaves_no_query_running() -> None:
-    prometheus = SlowPrometheus([("max_over_time", []), ("timestamp(", [])], seconds=0.5)
+    prometheus = SlowPrometheus(window_reads([], []), seconds=0.5)
     loop = Loop(Settings(query_concurrency=2), Registry(), kube=None, prometheus=prometheus)  # type: ignore[arg-type]
     jobs = [context({"gpuIdle": {"below": 0.05, "for": f"{600 + i}s"}}) for i in range(10)]
     for i, ctx in enumerate(jobs):
