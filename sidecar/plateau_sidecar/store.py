@@ -91,12 +91,14 @@ class Series:
         "max",
         "max_step",
         "max_report",
+        "record",
     )
 
     def __init__(self) -> None:
         self.value = math.nan
         self.step = 0
         self.reports = 0
+        self.record = 0  # the number of the record that carried the last report
         self.nonfinite = 0
         self.min = math.inf
         self.min_step = 0
@@ -156,6 +158,22 @@ def step_of(record: object) -> int:
     raise RecordError(BadInput.BAD_STEP, f"'step' must be an integer in [0, 2**53), got {step!r:.80}")
 
 
+class KeptReports:
+    """One metric's kept reports in order: step, value, and the number of the record that
+    carried each (which orders them against other metrics' reports, a learning rate's)."""
+
+    __slots__ = ("steps", "values", "records")
+
+    def __init__(self) -> None:
+        self.steps: array[int] = array("q")
+        self.values: array[float] = array("d")
+        self.records: array[int] = array("q")
+
+
+def _no_late() -> tuple[array[int], array[float], array[float]]:
+    return array("q"), array("d"), array("d")
+
+
 class MetricStore:
     """Thread-safe aggregates. Sources hold `with store.lock:` for a whole batch of records."""
 
@@ -174,20 +192,23 @@ class MetricStore:
         self._bad: dict[BadInput, int] = dict.fromkeys(BadInput, 0)
         self._logged: set[str] = set()
         self.generation = 0
+        self._record = 0  # records taken so far: the order of reports across metrics
         # Every metric's reports in order, while their total stays within the bound: a new spec
         # is folded over them again. A metric missing here (bound reached) cannot be refolded.
         self.max_kept_reports = MAX_EVALUATIONS
         self._kept_reports = 0
-        self._reports: dict[str, tuple[array[int], array[float]]] = {}
+        self._reports: dict[str, KeptReports] = {}
         self._incomplete: set[str] = set()
         self.spec_text: str | None = None
         self.history: MetricHistory | None = None
         self._spec_key = 0
         self.pushes = PushLedger()  # which pushes were taken, so that a resend is not taken twice
-        # While a new spec's fold runs outside the lock: its metric, and the reports that came
-        # since its copy was made (the bound on kept reports does not apply: the fold needs them).
+        # While a new spec's fold runs outside the lock: its metric and learning rate, and the
+        # reports that came since its copy was made, each with the rate in force (NaN: none),
+        # not bounded like kept reports: the fold needs them.
         self._folding: str | None = None
-        self._late: tuple[array[int], array[float]] = (array("q"), array("d"))
+        self._folding_lr: str | None = None
+        self._late: tuple[array[int], array[float], array[float]] = _no_late()
 
     # --- bad input --------------------------------------------------------------------------
 
@@ -212,6 +233,7 @@ class MetricStore:
     def add_record(self, step: int, record: Mapping[str, object]) -> None:
         """Ingest the metrics of a JSON record whose step was checked by `step_of`."""
         self.generation += 1
+        self._record += 1
         for name, raw in record.items():
             if name in NON_METRIC_KEYS:
                 continue
@@ -222,15 +244,17 @@ class MetricStore:
                 except OverflowError:  # JSON integers are unbounded; floats end near 1.8e308
                     self.count_bad(BadInput.NON_NUMERIC, f"metric {name!r} has an integer too large for a float")
                     continue
-                self.observe(step, name, value)
+                self._observe(step, name, value)
             elif kind is str and raw in _NON_FINITE_STRINGS:
-                self.observe(step, name, _NON_FINITE_STRINGS[raw])  # type: ignore[index]
+                self._observe(step, name, _NON_FINITE_STRINGS[raw])  # type: ignore[index]
             else:
                 self.count_bad(BadInput.NON_NUMERIC, f"metric {name!r} has non-numeric value {raw!r:.80}")
+        self._fold_record(step)
 
     def add_strings(self, step: int, values: Mapping[str, str | None]) -> None:
         """Ingest metrics parsed from text (the stdout pattern's named groups)."""
         self.generation += 1
+        self._record += 1
         for name, text in values.items():
             if text is None or name in NON_METRIC_KEYS:  # a group that did not take part
                 continue
@@ -239,9 +263,11 @@ class MetricStore:
             except ValueError:
                 self.count_bad(BadInput.NON_NUMERIC, f"metric {name!r} has non-numeric value {text!r:.80}")
                 continue
-            self.observe(step, name, value)
+            self._observe(step, name, value)
+        self._fold_record(step)
 
-    def observe(self, step: int, name: str, value: float) -> None:
+    def _observe(self, step: int, name: str, value: float) -> None:
+        """One report of one metric, within the record being ingested (`_record`)."""
         series = self._series.get(name)
         if series is None:
             series = self._new_series(name)
@@ -250,15 +276,8 @@ class MetricStore:
         series.reports += 1
         series.value = value
         series.step = step
-        if name == self._folding:
-            self._late[0].append(step)
-            self._late[1].append(value)
+        series.record = self._record
         self._keep(name, step, value)
-        history = self.history
-        if history is not None and history.rule.name == name:
-            # The learning rate in force: its last report (schedule.learningRate), if any.
-            lr = self._series.get(history.lr_name) if history.lr_name else None
-            history.add(step, value, lr.value if lr is not None else None)
         if value - value != 0.0:  # NaN or ±inf: counted, but never a min or max
             series.nonfinite += 1
             self.log_once("non_finite", f"metric {name!r} reported {value} at step {step}")
@@ -268,6 +287,31 @@ class MetricStore:
             series.min, series.min_step, series.min_report = value, step, series.reports
         if value > series.max:
             series.max, series.max_step, series.max_report = value, step, series.reports
+
+    def _fold_record(self, step: int) -> None:
+        """Fold the monitored metric, if the record just taken reported it, once the whole
+        record is in: the learning rate in force is its last report up to and including this
+        record, whatever the order of the record's keys (as replay reads a row)."""
+        history = self.history
+        if history is not None and (value := self._reported_now(history.rule.name)) is not None:
+            lr = self._reported_lr(history.lr_name)
+            history.add(step, value, None if math.isnan(lr) else lr)
+        if self._folding is not None and (value := self._reported_now(self._folding)) is not None:
+            late_steps, late_values, late_lrs = self._late
+            late_steps.append(step)
+            late_values.append(value)
+            late_lrs.append(self._reported_lr(self._folding_lr))
+
+    def _reported_now(self, name: str) -> float | None:
+        """The value of `name` in the record just taken; None if it had none."""
+        series = self._series.get(name)
+        return series.value if series is not None and series.record == self._record else None
+
+    def _reported_lr(self, lr_name: str | None) -> float:
+        """The learning rate in force (schedule.learningRate): its last report; NaN if none,
+        which the engine reads as not known, as it does a None."""
+        series = self._series.get(lr_name) if lr_name else None
+        return series.value if series is not None else math.nan
 
     def _keep(self, name: str, step: int, value: float) -> None:
         if name in self._incomplete:
@@ -279,9 +323,10 @@ class MetricStore:
             return
         kept = self._reports.get(name)
         if kept is None:
-            kept = self._reports[name] = (array("q"), array("d"))
-        kept[0].append(step)
-        kept[1].append(value)
+            kept = self._reports[name] = KeptReports()
+        kept.steps.append(step)
+        kept.values.append(value)
+        kept.records.append(self._record)
         self._kept_reports += 1
 
     # --- the monitored metric ------------------------------------------------------------------
@@ -307,8 +352,8 @@ class MetricStore:
             late = self._stop_folding()
             if self.spec_text != text:
                 return  # superseded meanwhile: that spec's own fold takes over
-            for step, value, lr in zip(*late, self._lr_at(spec, late[0])):
-                history.add(step, value, lr)
+            for step, value, lr in zip(*late):
+                history.add(step, value, None if math.isnan(lr) else lr)
             self.history = history
             self._spec_key = spec_key(text)
             self.generation += 1
@@ -333,29 +378,30 @@ class MetricStore:
             self.count_bad(BadInput.BAD_SPEC, "the metric stop spec has no resolved metric rule")
             return None
         name = spec.metric.name
-        if name in self._incomplete:
+        lr_name = spec.metric.schedule.learning_rate if spec.metric.schedule else None
+        lost = next((n for n in (name, lr_name) if n in self._incomplete), None)
+        if lost is not None:
             self.history = None
-            self.log_once("history_lost", f"the reports of {name!r} were not all kept: no track under the new spec")
+            self.log_once("history_lost", f"the reports of {lost!r} were not all kept: no track under the new spec")
             return None
-        steps, values = self._reports.get(name, ((), ()))  # copied: arrays of 8 bytes a report
-        kept = (steps[:], values[:], self._lr_at(spec, steps))
-        self._folding, self._late = name, (array("q"), array("d"))  # last: the fold's try clears it
+        reports = self._reports.get(name) or KeptReports()  # copied: arrays of 8 bytes a report
+        kept = (reports.steps[:], reports.values[:], self._lr_at(lr_name, reports.records))
+        self._folding, self._folding_lr, self._late = name, lr_name, _no_late()  # last: the fold's try clears it
         return spec, name, kept
 
-    def _stop_folding(self) -> tuple[array[int], array[float]]:
+    def _stop_folding(self) -> tuple[array[int], array[float], array[float]]:
         """The reports of the metric being folded that came since its copy; none kept from now."""
-        late, self._folding, self._late = self._late, None, (array("q"), array("d"))
+        late, self._folding, self._folding_lr, self._late = self._late, None, None, _no_late()
         return late
 
-    def _lr_at(self, spec: StopSpec, steps: Iterable[int]) -> list[float | None]:
-        """The learning rate in force at each step (its last kept report at or before it), for
-        a spec whose schedule names one; None where unknown."""
-        lr_name = spec.metric.schedule.learning_rate if spec.metric and spec.metric.schedule else None
+    def _lr_at(self, lr_name: str | None, records: Iterable[int]) -> list[float | None]:
+        """The learning rate in force at each of these records: its last kept report up to
+        and including the record (as `_fold_record` reads it); None where unknown."""
         kept = self._reports.get(lr_name) if lr_name else None
         if kept is None:
-            return [None for _ in steps]
-        lr_steps, lr_values = kept
-        return [lr_values[i - 1] if (i := bisect.bisect_right(lr_steps, step)) else None for step in steps]
+            return [None for _ in records]
+        lrs, at = kept.values, kept.records
+        return [None if not (i := bisect.bisect_right(at, r)) or math.isnan(lr := lrs[i - 1]) else lr for r in records]
 
     def _new_series(self, name: str) -> Series | None:
         if self.allowed is not None and name not in self.allowed:

@@ -130,8 +130,8 @@ class Schedule(Spec):
         default=None, min_length=1, max_length=128,
         description=("The metric the trainer reports its learning rate as (e.g. lr): a halving or a "
                      "restart counts as a drop, and drops at a steady interval predict the next. "
-                     "The rate in force at an evaluation is the last one reported before it (or "
-                     "earlier in the same record)."))
+                     "The rate in force at an evaluation is the last one reported up to it, its "
+                     "own record included (in any key order)."))
     hold: OptionalInteger = Field(
         default=None, ge=1, le=2**53,
         description=("Hold only this many steps before a drop; unset: hold whenever a drop is still to "

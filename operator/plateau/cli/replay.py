@@ -242,6 +242,8 @@ class RunReplay:
         self.metric: Optional[MetricTrack] = None
         self.position = 0
         self.missing = 0  # rows without a value of the metric
+        self._lr_name = self.rule.schedule.learning_rate if self.rule is not None and self.rule.schedule is not None else None
+        self._lr: Optional[float] = None
         self.decision: Optional[Decision] = None
         self._start_time: Optional[float] = None
         self._idle_window = stop.gpu_idle.for_.seconds if stop.gpu_idle else 0.0
@@ -257,12 +259,14 @@ class RunReplay:
         """Consume the next evaluation (row) and fold it into the metric state."""
         row = self.history.rows[self.position]
         self.position += 1
+        # The learning rate in force: its last value up to and including this row, as the
+        # sidecar reads it (a rate on a row without the metric is in force at the next).
+        self._lr = row.values.get(self._lr_name, self._lr) if self._lr_name else None
         value = row.values.get(self.rule.name) if self.rule is not None else None
         if self.rule is not None and value is None:
             self.missing += 1  # not recorded: nothing to fold, and never a NaN report
         elif self.folded is not None and value is not None:
-            lr_name = self.rule.schedule.learning_rate if self.rule.schedule is not None else None
-            self.folded.add(row.step, value, row.values.get(lr_name) if lr_name else None)
+            self.folded.add(row.step, value, None if self._lr is None or math.isnan(self._lr) else self._lr)
             self.metric = self.folded.track
             if self._best_steps and row.step <= self._best_steps[-1]:  # a resume: its purged evaluations go
                 keep = bisect.bisect_left(self._best_steps, row.step)

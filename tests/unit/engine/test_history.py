@@ -1,5 +1,6 @@
-"""The track the sidecar folds is the track replay folds: every knob, resumes, and any batching
-of reports between reads (hypothesis, derandomized so a failure reproduces)."""
+"""The track the sidecar folds is the track replay folds: every knob, resumes, learning rates
+reported in any order, and any batching of reports between reads (hypothesis, derandomized so
+a failure reproduces)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from plateau.prometheus.summaries import TRACK_READ_SERIES, track_from_series
 from plateau_sidecar.collector import Exposition
 from plateau_sidecar.store import MetricStore
 
-METRIC = "m"
+METRIC, LR = "m", "lr"
 values = st.one_of(st.floats(-100, 100, allow_nan=False, allow_infinity=False), st.just(math.nan), st.just(math.inf))
 
 
@@ -40,6 +41,7 @@ def stop_specs(draw: st.DrawFn) -> StopSpec:
         "target": draw(optional(st.floats(-100, 100))),
         "divergence": draw(optional(st.floats(-100, 100))),
         "checkFinite": draw(st.booleans()),
+        "schedule": draw(optional(st.just({"learningRate": LR}))),
     }
     spec = {"metric": {k: v for k, v in rule.items() if v is not None},
             "combine": draw(st.sampled_from(["any", "all"])),
@@ -64,6 +66,19 @@ def reports(draw: st.DrawFn) -> list[tuple[int, float]]:
     return out
 
 
+@st.composite
+def records(draw: st.DrawFn) -> list[tuple[int, dict[str, float]]]:
+    """Records as a trainer sends them: each holds the metric, its learning rate (steady, then
+    dropping, restarting or NaN), or both in either order."""
+    rates = st.sampled_from([1.0, 1.0, 1.0, 0.5, 0.1, 0.01, 2.0, math.nan])
+    out = []
+    for step, value in draw(reports()):
+        lr = draw(st.one_of(st.none(), rates))
+        shapes = [{METRIC: value}] if lr is None else [{METRIC: value, LR: lr}, {LR: lr, METRIC: value}, {LR: lr}]
+        out.append((step, draw(st.sampled_from(shapes))))
+    return out
+
+
 def same(a: Optional[MetricTrack], b: Optional[MetricTrack]) -> bool:
     """The same track as the operator reads it: the fold's own state (FOLD_ONLY, e.g. the
     forecast's sketch) stays in the sidecar and is never exported."""
@@ -78,9 +93,9 @@ def scrape(exposition: Exposition) -> dict[str, float]:
             for s in f.samples if s.name in TRACK_READ_SERIES and s.labels.get("metric") == METRIC}
 
 
-def replayed(stop: StopSpec, sent: list[tuple[int, float]]) -> tuple[int, Optional[Decision], Optional[MetricTrack]]:
-    """Replay: how many reports it took, the stop decision, and the track it stopped on."""
-    run = RunReplay(RunHistory("r", None, [Row(s, {METRIC: v}, None, None) for s, v in sent]), stop)
+def replayed(stop: StopSpec, sent: list[tuple[int, dict[str, float]]]) -> tuple[int, Optional[Decision], Optional[MetricTrack]]:
+    """Replay, a row a record: how many rows it took, the stop decision, and the track it stopped on."""
+    run = RunReplay(RunHistory("r", None, [Row(s, dict(record), None, None) for s, record in sent]), stop)
     while not run.done:
         run.decide(run.advance())
     stopped = run.decision if run.decision and run.decision.would_stop else None
@@ -88,11 +103,12 @@ def replayed(stop: StopSpec, sent: list[tuple[int, float]]) -> tuple[int, Option
 
 
 @settings(max_examples=400, deadline=None, derandomize=True)
-@given(stop=stop_specs(), sent=reports(), data=st.data())
-def test_every_batching_of_reports_decides_as_replay(stop: StopSpec, sent: list[tuple[int, float]],
+@given(stop=stop_specs(), sent=records(), data=st.data())
+def test_every_batching_of_reports_decides_as_replay(stop: StopSpec, sent: list[tuple[int, dict[str, float]]],
                                                       data: st.DataObject) -> None:
-    """Reads after any subset of reports (1, 2, 5 or all of them per read): the first read
-    that stops is the first at or after replay's stop, with replay's reason, evidence and track."""
+    """Reads after any subset of records (1, 2, 5 or all of them per read): the first read
+    that stops is the first at or after replay's stop, with replay's reason, evidence and track.
+    A learning rate is in force from its record on, whatever the order of the record's keys."""
     store = MetricStore("tj")
     exposition = Exposition(store)
     store.set_spec(metric_spec_for(stop).text)  # type: ignore[union-attr]
@@ -103,11 +119,15 @@ def test_every_batching_of_reports_decides_as_replay(stop: StopSpec, sent: list[
     sent_so_far = 0
     for read in reads:
         with store.lock:
-            for step, value in sent[sent_so_far:read]:
-                store.add_record(step, {METRIC: value})
+            for step, record in sent[sent_so_far:read]:
+                store.add_record(step, record)
         sent_so_far = read
         got = track_from_series(scrape(exposition), METRIC)
-        assert got is not None and got.current is not None and got.reports == read
+        reported = sum(METRIC in record for _, record in sent[:read])
+        if not reported:
+            assert got is None
+            continue
+        assert got is not None and got.current is not None and got.reports == reported
         decision_track = got.stopped or got.current
         decision = decide(stop, Observation(metric=decision_track))
         if replay_decision is None or read < replay_at:
@@ -117,6 +137,28 @@ def test_every_batching_of_reports_decides_as_replay(stop: StopSpec, sent: list[
         assert decision.message == replay_decision.message
         assert same(decision_track, replay_track)
         return
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(stop=stop_specs(), sent=records(), data=st.data())
+def test_a_spec_that_comes_mid_run_folds_as_if_it_had_been_there_from_the_start(
+        stop: StopSpec, sent: list[tuple[int, dict[str, float]]], data: st.DataObject) -> None:
+    """A new spec refolds the kept reports, each learning rate in force where it was: the
+    sidecar that got the spec after any number of records ends with the same track."""
+    text = metric_spec_for(stop).text  # type: ignore[union-attr]
+    split = data.draw(st.integers(0, len(sent)))
+    first, late = MetricStore("tj"), MetricStore("tj")
+    first.set_spec(text)
+    for part in (sent[:split], sent[split:]):
+        for store in (first, late):
+            with store.lock:
+                for step, record in part:
+                    store.add_record(step, record)
+        late.set_spec(text)  # after the first part; the same spec again is no refold
+    tracks = [store.snapshot().track for store in (first, late)]
+    assert (tracks[0] is None) == (tracks[1] is None)
+    if tracks[0] is not None and tracks[1] is not None:
+        assert same(tracks[0].current, tracks[1].current) and same(tracks[0].stopped, tracks[1].stopped)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)

@@ -117,17 +117,18 @@ def test_the_sidecar_folds_the_learning_rate_in_force_live_and_when_a_spec_arriv
     rows = improving_then_flat(100)
     expected = MetricHistory.folded(metric_stop_spec(aware), rows)  # type: ignore[arg-type]
     assert expected.stopped is not None and expected.stopped.last_step == 80
-    live, late = MetricStore("tj"), MetricStore("tj")
-    live.set_spec(text)
-    with live.lock, late.lock:
-        for step, loss, lr in rows:
-            for store in (live, late):
-                store.add_record(step, {"lr": lr, "loss": loss})  # the lr in force, reported first
-    late.set_spec(text)  # refolds the kept reports, each with the lr in force at its step
-    for store in (live, late):
-        view = store.snapshot().track
-        assert view is not None and view.current == expected.track and view.stopped == expected.stopped
-        assert view.current.drop_step == 60 and view.current.drop_gap == 20
+    for lr_first in (True, False):  # the rate in its record is in force at the loss, in either order
+        live, late = MetricStore("tj"), MetricStore("tj")
+        live.set_spec(text)
+        with live.lock, late.lock:
+            for step, loss, lr in rows:
+                for store in (live, late):
+                    store.add_record(step, {"lr": lr, "loss": loss} if lr_first else {"loss": loss, "lr": lr})
+        late.set_spec(text)  # refolds the kept reports, each with the lr in force at its record
+        for store in (live, late):
+            view = store.snapshot().track
+            assert view is not None and view.current == expected.track and view.stopped == expected.stopped
+            assert view.current.drop_step == 60 and view.current.drop_gap == 20
 
 
 def test_a_period_starts_a_regime_every_period_steps_and_holds_a_plateau_until_the_next() -> None:

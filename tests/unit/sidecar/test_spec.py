@@ -13,24 +13,35 @@ from plateau.engine.history import MetricHistory, metric_spec_for
 from plateau_sidecar.spec import SpecFollower
 from plateau_sidecar.store import MetricStore
 
-METRIC = "loss"
+METRIC, LR = "loss", "lr"
 
 
 def loss(step: int) -> float:
     return 1.0 / math.sqrt(step) + 0.01 * math.sin(step)
 
 
-def refold_with_reports_meanwhile(store: MetricStore, before: int, meanwhile: int, tmp_path: Path) -> None:
+def refold_with_reports_meanwhile(store: MetricStore, before: int, meanwhile: int, tmp_path: Path,
+                                  drop_at: int | None = None) -> None:
     """`before` reports under a patience spec, then balanced arrives: its fold (the forecast
-    refits at each report: seconds) runs while a scrape and `meanwhile` more reports come."""
+    refits at each report: seconds) runs while a scrape and `meanwhile` more reports come.
+    With `drop_at`, each record also reports the learning rate, after the loss, and the rate
+    drops tenfold at that step; balanced then reads it (schedule.learningRate)."""
+    def lr(step: int) -> float | None:
+        return None if drop_at is None else 0.1 if step < drop_at else 0.01
+
+    def record(step: int) -> dict[str, float]:
+        rate = lr(step)
+        return {METRIC: loss(step)} if rate is None else {METRIC: loss(step), LR: rate}
+
+    schedule = {} if drop_at is None else {"schedule": {"learningRate": LR}}
     old = metric_spec_for(StopSpec.model_validate({"metric": {"name": METRIC, "patience": 3}}))
-    new = metric_spec_for(StopSpec.model_validate({"preset": "balanced", "metric": {"name": METRIC}}))
+    new = metric_spec_for(StopSpec.model_validate({"preset": "balanced", "metric": {"name": METRIC, **schedule}}))
     assert old is not None and new is not None
     store.set_spec(old.text)
-    sent = [(step, loss(step)) for step in range(1, before + 1)]
+    sent = [(step, loss(step), lr(step)) for step in range(1, before + 1)]
     with store.lock:
-        for step, value in sent:
-            store.add_record(step, {METRIC: value})
+        for step, *_ in sent:
+            store.add_record(step, record(step))
     path = tmp_path / "spec"
     path.write_text(new.text)
     refold = threading.Thread(target=SpecFollower(str(path), store).poll)
@@ -39,10 +50,10 @@ def refold_with_reports_meanwhile(store: MetricStore, before: int, meanwhile: in
         time.sleep(0.001)
     snap = store.snapshot()  # a scrape, answered while the fold still runs
     assert refold.is_alive() and snap.track is not None and snap.track.spec_key == old.key
-    late = [(step, loss(step)) for step in range(before + 1, before + meanwhile + 1)]
+    late = [(step, loss(step), lr(step)) for step in range(before + 1, before + meanwhile + 1)]
     with store.lock:  # a push, taken while the fold still runs
-        for step, value in late:
-            store.add_record(step, {METRIC: value})
+        for step, *_ in late:
+            store.add_record(step, record(step))
     assert refold.is_alive()
     refold.join(60)
     view = store.snapshot().track
@@ -62,3 +73,18 @@ def test_reports_past_the_kept_bound_during_a_refold_still_reach_its_track(tmp_p
     store = MetricStore("tj")
     store.max_kept_reports = 5000
     refold_with_reports_meanwhile(store, 4990, 20, tmp_path)
+
+
+def test_a_refold_reads_the_learning_rate_in_force_at_each_report(tmp_path: Path) -> None:
+    """The rate reported in the same record as the loss (after it) is in force at that loss,
+    in the fold of the kept reports and in the reports that come during the fold."""
+    refold_with_reports_meanwhile(MetricStore("tj"), 3000, 20, tmp_path, drop_at=2000)
+    refold_with_reports_meanwhile(MetricStore("tj"), 3000, 20, tmp_path, drop_at=3010)
+
+
+def test_a_rate_dropped_past_the_kept_bound_during_a_refold_still_counts(tmp_path: Path) -> None:
+    """Each record holds two reports: the bound drops the kept rates during the fold; the
+    reports that come meanwhile still fold with the rate in force."""
+    store = MetricStore("tj")
+    store.max_kept_reports = 5000
+    refold_with_reports_meanwhile(store, 2490, 20, tmp_path, drop_at=2500)
