@@ -205,10 +205,10 @@ class MetricStore:
         self.pushes = PushLedger()  # which pushes were taken, so that a resend is not taken twice
         # While a new spec's fold runs outside the lock: its metric and learning rate, and the
         # reports that came since its copy was made, each with the rate in force (NaN: none),
-        # not bounded like kept reports: the fold needs them.
+        # up to max_kept_reports (None past it: the fold is given up).
         self._folding: str | None = None
         self._folding_lr: str | None = None
-        self._late: tuple[array[int], array[float], array[float]] = _no_late()
+        self._late: tuple[array[int], array[float], array[float]] | None = _no_late()
 
     # --- bad input --------------------------------------------------------------------------
 
@@ -296,8 +296,14 @@ class MetricStore:
         if history is not None and (value := self._reported_now(history.rule.name)) is not None:
             lr = self._reported_lr(history.lr_name)
             history.add(step, value, None if math.isnan(lr) else lr)
-        if self._folding is not None and (value := self._reported_now(self._folding)) is not None:
-            late_steps, late_values, late_lrs = self._late
+        late, folding = self._late, self._folding
+        if folding is not None and late is not None and (value := self._reported_now(folding)) is not None:
+            late_steps, late_values, late_lrs = late
+            if len(late_steps) >= self.max_kept_reports:
+                self._late = None  # more reports than a fold may hold on to: this one is given up
+                self.log_once("history_lost", f"{len(late_steps)} reports of {folding!r} came during a refold:"
+                                              " no track under the new spec")
+                return
             late_steps.append(step)
             late_values.append(value)
             late_lrs.append(self._reported_lr(self._folding_lr))
@@ -352,11 +358,14 @@ class MetricStore:
             late = self._stop_folding()
             if self.spec_text != text:
                 return  # superseded meanwhile: that spec's own fold takes over
+            self.generation += 1
+            if late is None:
+                self.history = None
+                return
             for step, value, lr in zip(*late):
                 history.add(step, value, None if math.isnan(lr) else lr)
             self.history = history
             self._spec_key = spec_key(text)
-            self.generation += 1
         log.info("folded %s under spec %x (%d reports)", name, self._spec_key, len(kept[0]) + len(late[0]))
 
     def _prepare(self, text: str) -> tuple[StopSpec, str, tuple[Sequence[int], Sequence[float], list[float | None]]] | None:
@@ -389,8 +398,9 @@ class MetricStore:
         self._folding, self._folding_lr, self._late = name, lr_name, _no_late()  # last: the fold's try clears it
         return spec, name, kept
 
-    def _stop_folding(self) -> tuple[array[int], array[float], array[float]]:
-        """The reports of the metric being folded that came since its copy; none kept from now."""
+    def _stop_folding(self) -> tuple[array[int], array[float], array[float]] | None:
+        """The reports of the metric being folded that came since its copy (None: too many);
+        none kept from now."""
         late, self._folding, self._folding_lr, self._late = self._late, None, None, _no_late()
         return late
 

@@ -72,8 +72,9 @@ def availability(read: Optional[SidecarTrack], metric: str, spec_key: Optional[i
         return "False", NO_SERIES, (f"no {metric} series from the sidecar since its report {reports} (step {step}):"
                                     " its pod has ended, or Prometheus no longer scrapes it; the status keeps that read")
     if read.spec_key is None:
-        return "False", SPEC_PENDING, (f"the sidecar exports {metric} but has no stop spec to fold it under: its pod"
-                                       f" needs the downward-API file {p.DEFAULT_SPEC_FILE} ({p.ENV_SPEC_FILE})")
+        return "False", SPEC_PENDING, (f"the sidecar exports {metric} but no track of it: its pod needs the downward-API"
+                                       f" file {p.DEFAULT_SPEC_FILE} ({p.ENV_SPEC_FILE}), or the sidecar could not fold"
+                                       " the spec (its log says why: bad_spec, history_lost)")
     if read.spec_key != spec_key:
         return "False", SPEC_PENDING, f"the sidecar has not folded {metric} under the current stop spec yet"
     return "True", SERIES_FOUND, f"the sidecar reports {metric}"

@@ -88,3 +88,29 @@ def test_a_rate_dropped_past_the_kept_bound_during_a_refold_still_counts(tmp_pat
     store = MetricStore("tj")
     store.max_kept_reports = 5000
     refold_with_reports_meanwhile(store, 2490, 20, tmp_path, drop_at=2500)
+
+
+def test_a_refold_gives_up_rather_than_hold_more_reports_than_the_bound(tmp_path: Path) -> None:
+    """Reports that come during a fold are held for it up to the bound on kept reports; past
+    it, the fold is given up (no track, as when the kept reports were not all kept) instead of
+    holding whatever comes for as long as the fold runs."""
+    store = MetricStore("tj")
+    store.max_kept_reports = 2000
+    old = metric_spec_for(StopSpec.model_validate({"metric": {"name": METRIC, "patience": 3}}))
+    new = metric_spec_for(StopSpec.model_validate({"preset": "balanced", "metric": {"name": METRIC}}))
+    assert old is not None and new is not None
+    store.set_spec(old.text)
+    with store.lock:
+        for step in range(1, 1501):
+            store.add_record(step, {METRIC: loss(step)})
+    refold = threading.Thread(target=store.set_spec, args=(new.text,))
+    refold.start()
+    while store.spec_text != new.text:
+        time.sleep(0.001)
+    with store.lock:  # more than the bound, while the fold still runs
+        for step in range(1501, 3502):
+            store.add_record(step, {METRIC: loss(step)})
+        assert store._late is None
+    assert refold.is_alive()
+    refold.join(60)
+    assert store.snapshot().track is None and store.history is None
