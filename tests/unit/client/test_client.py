@@ -25,15 +25,6 @@ from plateau_sidecar.store import MetricStore, RecordError, step_of
 from tests.support.prometheus import free_port
 
 
-@pytest.fixture(autouse=True)
-def fresh_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts with no warning given and the environment unset."""
-    monkeypatch.setattr(client, "_warned", set())
-    monkeypatch.setattr(client, "_reporter", None)
-    for name in (p.ENV_METRICS_FILE, p.ENV_PUSH_URL, p.ENV_STOP_FILE):
-        monkeypatch.delenv(name, raising=False)
-
-
 def records(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
