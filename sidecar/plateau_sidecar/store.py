@@ -20,7 +20,7 @@ import bisect
 import logging
 import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from array import array
@@ -172,6 +172,19 @@ class KeptReports:
 
 def _no_late() -> tuple[array[int], array[float], array[float]]:
     return array("q"), array("d"), array("d")
+
+
+def _in_force(reports: KeptReports, count: int, rates: KeptReports | None) -> Iterator[tuple[int, float, float | None]]:
+    """The first `count` kept reports, each with the learning rate in force at its record (the
+    rate's last kept report up to and including it, as `_fold_record` reads it; None where
+    unknown). Read off the live arrays, not a copy: ingest only appends to them, past `count`
+    and at record numbers above these, and each read and append holds the GIL."""
+    steps, values, records = reports.steps, reports.values, reports.records
+    for i in range(count):
+        rate = None
+        if rates is not None and (at := bisect.bisect_right(rates.records, records[i])):
+            rate = rates.values[at - 1]
+        yield steps[i], values[i], None if rate is None or math.isnan(rate) else rate
 
 
 class MetricStore:
@@ -349,15 +362,16 @@ class MetricStore:
             return
         spec, name, kept = prepared
         try:
-            history = MetricHistory.folded(spec, zip(*kept))
+            history = MetricHistory.folded(spec, kept)
         except BaseException:
             with self.lock:
-                self._stop_folding()
+                if self.spec_text == text:  # else a newer spec's fold is under way: its late reports stay
+                    self._stop_folding()
             raise
         with self.lock:  # the reports that came meanwhile, then the swap: no report falls between
-            late = self._stop_folding()
             if self.spec_text != text:
                 return  # superseded meanwhile: that spec's own fold takes over
+            late = self._stop_folding()
             self.generation += 1
             if late is None:
                 self.history = None
@@ -366,12 +380,12 @@ class MetricStore:
                 history.add(step, value, None if math.isnan(lr) else lr)
             self.history = history
             self._spec_key = spec_key(text)
-        log.info("folded %s under spec %x (%d reports)", name, self._spec_key, len(kept[0]) + len(late[0]))
+        log.info("folded %s under spec %x (%d reports)", name, self._spec_key, history.track.evaluations if history.track else 0)
 
-    def _prepare(self, text: str) -> tuple[StopSpec, str, tuple[Sequence[int], Sequence[float], list[float | None]]] | None:
+    def _prepare(self, text: str) -> tuple[StopSpec, str, Iterator[tuple[int, float, float | None]]] | None:
         """The spec, its metric, and that metric's kept reports with the learning rate in force
-        at each, for a fold outside the lock; None when there is nothing to fold (the same
-        spec, or one refused)."""
+        at each, to fold outside the lock; None when there is nothing to fold (the same spec,
+        or one refused)."""
         if text == self.spec_text:
             return None
         self.spec_text = text
@@ -393,8 +407,8 @@ class MetricStore:
             self.history = None
             self.log_once("history_lost", f"the reports of {lost!r} were not all kept: no track under the new spec")
             return None
-        reports = self._reports.get(name) or KeptReports()  # copied: arrays of 8 bytes a report
-        kept = (reports.steps[:], reports.values[:], self._lr_at(lr_name, reports.records))
+        reports = self._reports.get(name) or KeptReports()
+        kept = _in_force(reports, len(reports.steps), self._reports.get(lr_name) if lr_name else None)
         self._folding, self._folding_lr, self._late = name, lr_name, _no_late()  # last: the fold's try clears it
         return spec, name, kept
 
@@ -403,15 +417,6 @@ class MetricStore:
         none kept from now."""
         late, self._folding, self._folding_lr, self._late = self._late, None, None, _no_late()
         return late
-
-    def _lr_at(self, lr_name: str | None, records: Iterable[int]) -> list[float | None]:
-        """The learning rate in force at each of these records: its last kept report up to
-        and including the record (as `_fold_record` reads it); None where unknown."""
-        kept = self._reports.get(lr_name) if lr_name else None
-        if kept is None:
-            return [None for _ in records]
-        lrs, at = kept.values, kept.records
-        return [None if not (i := bisect.bisect_right(at, r)) or math.isnan(lr := lrs[i - 1]) else lr for r in records]
 
     def _new_series(self, name: str) -> Series | None:
         if self.allowed is not None and name not in self.allowed:

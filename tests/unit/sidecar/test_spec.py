@@ -7,6 +7,9 @@ import math
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from plateau.api import StopSpec
 from plateau.engine.history import MetricHistory, metric_spec_for
@@ -114,3 +117,39 @@ def test_a_refold_gives_up_rather_than_hold_more_reports_than_the_bound(tmp_path
     assert refold.is_alive()
     refold.join(60)
     assert store.snapshot().track is None and store.history is None
+
+
+def test_a_fold_superseded_mid_fold_leaves_the_newer_folds_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spec A's fold runs when spec B arrives and folds too; reports come while both run. A
+    ends first, superseded: B's track still has every report."""
+    store = MetricStore("tj")
+    with store.lock:
+        for step in range(1, 101):
+            store.add_record(step, {METRIC: loss(step)})
+    specs = {p: metric_spec_for(StopSpec.model_validate({"metric": {"name": METRIC, "patience": p}})) for p in (5, 7)}
+    started = {p: threading.Event() for p in specs}
+    release = {p: threading.Event() for p in specs}
+    fold = MetricHistory.folded
+
+    def gated(spec: StopSpec, reports: Any) -> MetricHistory:  # each fold waits for its release
+        assert spec.metric is not None and spec.metric.patience is not None
+        started[spec.metric.patience].set()
+        release[spec.metric.patience].wait(10)
+        return fold(spec, reports)
+
+    monkeypatch.setattr(MetricHistory, "folded", staticmethod(gated))
+    folds = {p: threading.Thread(target=store.set_spec, args=(spec.text,)) for p, spec in specs.items()}  # type: ignore[union-attr]
+    for p in (5, 7):
+        folds[p].start()
+        assert started[p].wait(10)
+    with store.lock:  # while both folds run
+        for step in range(101, 111):
+            store.add_record(step, {METRIC: loss(step)})
+    for p in (5, 7):  # the superseded fold ends first
+        release[p].set()
+        folds[p].join(10)
+    view = store.snapshot().track
+    newer = specs[7]
+    assert newer is not None and view is not None and view.spec_key == newer.key
+    expected = fold(StopSpec.model_validate_json(newer.text), [(step, loss(step)) for step in range(1, 111)])
+    assert view.current == expected.track and view.current.evaluations == 110
