@@ -26,7 +26,7 @@ from enum import StrEnum
 from array import array
 from typing import NamedTuple
 
-from plateau.api import StopSpec
+from plateau.api import RECORD_KEYS, StopSpec
 from plateau.engine.history import MAX_EVALUATIONS, MetricHistory, spec_key
 from plateau.engine.fold import MetricTrack
 
@@ -35,9 +35,9 @@ from .protocol import MAX_STEP
 
 log = logging.getLogger("plateau_sidecar")
 
-# Keys of a record that are not metrics.
+# Keys of a record that are not metrics (a stop rule may not name one: the API refuses it).
 STEP_KEY = "step"
-NON_METRIC_KEYS = frozenset({STEP_KEY, "time", "ts"})
+NON_METRIC_KEYS = frozenset(RECORD_KEYS)
 
 # JSON has no literal for NaN or infinity (Python's json module emits NaN/Infinity anyway);
 # trainers in other languages may send them as strings, which are still non-finite reports.
@@ -215,6 +215,7 @@ class MetricStore:
         self.spec_text: str | None = None
         self.history: MetricHistory | None = None
         self._spec_key = 0
+        self._ruled: frozenset[str] = frozenset()  # the names the spec's metric rule reads
         self.pushes = PushLedger()  # which pushes were taken, so that a resend is not taken twice
         # While a new spec's fold runs outside the lock: its metric and learning rate, and the
         # reports that came since its copy was made, each with the rate in force (NaN: none),
@@ -402,6 +403,7 @@ class MetricStore:
             return None
         name = spec.metric.name
         lr_name = spec.metric.schedule.learning_rate if spec.metric.schedule else None
+        self._ruled = frozenset(n for n in (name, lr_name) if n is not None)
         lost = next((n for n in (name, lr_name) if n in self._incomplete), None)
         if lost is not None:
             self.history = None
@@ -419,13 +421,16 @@ class MetricStore:
         return late
 
     def _new_series(self, name: str) -> Series | None:
-        if self.allowed is not None and name not in self.allowed:
+        """A series for a metric not seen before; None if refused. The names the spec's rule
+        reads (its metric, its learning rate) pass the allow-list and the count."""
+        ruled = name in self._ruled
+        if self.allowed is not None and name not in self.allowed and not ruled:
             self.count_bad(BadInput.UNKNOWN_METRIC, f"metric {name!r} is not in {sorted(self.allowed)}")
             return None
         if not name or len(name) > MAX_METRIC_NAME_LENGTH or not _encodable(name):
             self.count_bad(BadInput.BAD_METRIC_NAME, f"metric name {name[:40]!r}... is empty, too long or not UTF-8")
             return None
-        if len(self._series) >= self.max_metrics:
+        if len(self._series) >= self.max_metrics and not ruled:
             self.count_bad(BadInput.TOO_MANY_METRICS, f"metric {name!r} exceeds the limit of {self.max_metrics}")
             return None
         series = self._series[name] = Series()

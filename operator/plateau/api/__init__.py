@@ -3,7 +3,7 @@ reference, and what reads a user's files. Imports nothing else from plateau; eve
 imports the models from here (`from plateau import api`)."""
 
 from plateau.api.base import CEL, Model
-from plateau.api.metricrule import ForecastRule, ForecastUnit, MetricRule, MinDelta, MinGain, Mode, Schedule
+from plateau.api.metricrule import RECORD_KEYS, ForecastRule, ForecastUnit, MetricRule, MinDelta, MinGain, Mode, Schedule
 from plateau.api.models import (
     API_VERSION,
     CATEGORIES,
@@ -34,7 +34,7 @@ from plateau.api.workload import KUBEFLOW_KINDS, MetricsSource, MetricsSpec, Pod
 __all__ = [
     "API_VERSION", "CATEGORIES", "CEL", "GROUP", "KIND", "KUBEFLOW_KINDS", "NAME_RULES", "PLURAL", "SHORT_NAMES",
     "SINGULAR", "VERSION", "CohortRule", "CohortRuleKind", "Combine", "Condition", "ForecastRule", "ForecastUnit",
-    "GpuIdleRule", "LabelSelector", "LabelSelectorRequirement", "MetricRule", "MetricsSource", "MetricsSpec",
+    "GpuIdleRule", "LabelSelector", "LabelSelectorRequirement", "MetricRule", "MetricsSource", "RECORD_KEYS", "MetricsSpec",
     "MetricSummary", "MinDelta", "MinGain", "Mode", "Model", "ObjectMeta", "Phase", "PodTemplate", "Preset",
     "Reason", "Schedule", "StopSpec", "TrainingJob", "TrainingJobSpec", "TrainingJobStatus", "WorkloadRef",
     "WouldStop",

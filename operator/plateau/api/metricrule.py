@@ -11,6 +11,17 @@ from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 from plateau.api.base import CEL, Integer, OptionalInteger, Spec, cel, integral, lax
 
+# Keys of a reported record that are not metrics (the sidecar reads them as its step and
+# time): a rule cannot watch one, nor take one as its learning rate.
+RECORD_KEYS = ("step", "time", "ts")
+_RECORD_KEYS_CEL = "[" + ", ".join(f"'{key}'" for key in RECORD_KEYS) + "]"
+_RECORD_KEY_MESSAGE = "must not be step, time or ts: those keys of a record are its step and time"
+
+
+def _not_a_record_key(name: str, field: str) -> None:
+    if name in RECORD_KEYS:
+        raise ValueError(f"{field} {_RECORD_KEY_MESSAGE}")
+
 
 class Mode(str, Enum):
     MIN = "min"
@@ -143,6 +154,8 @@ class Schedule(Spec):
             raise ValueError("schedule needs milestones, period or learningRate")
         if self.milestones is not None and any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
             raise ValueError("schedule.milestones must be strictly increasing")
+        if self.learning_rate is not None:
+            _not_a_record_key(self.learning_rate, "schedule.learningRate")
         return self
 
     model_config = ConfigDict(json_schema_extra={CEL: [
@@ -151,6 +164,9 @@ class Schedule(Spec):
         # Sorted here, and unique as a list of type set: strictly increasing.
         cel("!has(self.milestones) || self.milestones.isSorted()",
             "schedule.milestones must be strictly increasing", ".milestones"),
+        cel(f"!has(self.learningRate) || !(self.learningRate in {_RECORD_KEYS_CEL})",
+            f"schedule.learningRate {_RECORD_KEY_MESSAGE}",
+            ".learningRate"),
     ]})
 
 
@@ -225,6 +241,11 @@ class MetricRule(Spec):
         return self
 
     @model_validator(mode="after")
+    def _name_is_a_metric(self) -> "MetricRule":
+        _not_a_record_key(self.name, "name")
+        return self
+
+    @model_validator(mode="after")
     def _target_consistent_with_mode(self) -> "MetricRule":
         if self.target is not None and self.divergence is not None:
             better = self.target < self.divergence if self.mode == "min" else self.target > self.divergence
@@ -243,6 +264,8 @@ class MetricRule(Spec):
                     "target must be better than divergence for the mode: below it in mode min, above it in mode max",
                     ".target",
                 ),
+                cel(f"!(self.name in {_RECORD_KEYS_CEL})",
+                    f"name {_RECORD_KEY_MESSAGE}", ".name"),
                 cel(
                     "!has(self.forecast) || !has(self.forecast.confirmsPlateau) || !self.forecast.confirmsPlateau"
                     " || has(self.patience)",

@@ -57,6 +57,16 @@ class TrainingJobSpec(Spec):
             raise ValueError("set exactly one of spec.template and spec.workloadRef")
         return self
 
+    def exported_metrics(self) -> list[str]:
+        """metrics.names, and the names the metric rule reads (its metric and learning rate)
+        where that list leaves them out; empty (every numeric field) stays empty."""
+        names = list(self.metrics.names)
+        rule = self.stop.metric
+        if names and rule is not None:
+            learning_rate = rule.schedule.learning_rate if rule.schedule is not None else None
+            names += [n for n in dict.fromkeys((rule.name, learning_rate)) if n is not None and n not in names]
+        return names
+
     model_config = ConfigDict(
         json_schema_extra={
             CEL: [

@@ -153,7 +153,8 @@ class MetricsSpec(Spec):
     names: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=list,
         max_length=64,
-        description="Metric names to export; empty exports every numeric field the trainer reports.",
+        description=("Metric names to export; empty exports every numeric field the trainer reports. "
+                     "The metric rule's metric and learning rate are exported whether listed or not."),
     )
     scrape_interval: Annotated[Duration, *at_least("1s")] = Field(
         default="15s",

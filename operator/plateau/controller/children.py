@@ -57,7 +57,7 @@ def _sidecar(tj_name: str, spec: api.TrainingJobSpec, sidecar: SidecarSettings) 
         _env(protocol.ENV_TRAININGJOB, tj_name),
         {"name": protocol.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         _env(protocol.ENV_METRICS_ADDR, protocol.DEFAULT_METRICS_ADDR),
-        _env(protocol.ENV_METRIC_NAMES, ",".join(m.names)),
+        _env(protocol.ENV_METRIC_NAMES, ",".join(spec.exported_metrics())),
         _env(protocol.ENV_SPEC_FILE, protocol.DEFAULT_SPEC_FILE),
     ]
     if m.source == api.MetricsSource.FILE.value:

@@ -272,7 +272,7 @@ def _metrics_wiring(job: TrainingJob, run_dir: Path, metrics_port: int) -> tuple
         p.ENV_TRAININGJOB: job.metadata.name,
         p.ENV_METRICS_ADDR: f"{LOOPBACK}:{metrics_port}",
         p.ENV_PUSH_ADDR: "off",
-        p.ENV_METRIC_NAMES: ",".join(metrics.names),
+        p.ENV_METRIC_NAMES: ",".join(job.spec.exported_metrics()),
     }
     output_file = run_dir / TRAINER_LOG
     if metrics.source == MetricsSource.FILE.value:

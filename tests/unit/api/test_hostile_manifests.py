@@ -102,6 +102,12 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("maxGpuHours-boolean", {f"{STOP}__maxGpuHours": True}, REJECT),
     ("target-string", {f"{METRIC}__target": "0.1"}, REJECT),
     ("metric-name-integer", {f"{METRIC}__name": 5}, REJECT),
+    # A record's step and time keys are no metric: the sidecar never reports them as one.
+    ("metric-name-step", {f"{METRIC}__name": "step"}, REJECT),
+    ("metric-name-ts", {f"{METRIC}__name": "ts"}, REJECT),
+    ("metric-name-steps", {f"{METRIC}__name": "steps"}, ACCEPT),
+    ("learningRate-time", {f"{METRIC}__schedule": {"learningRate": "time"}}, REJECT),
+    ("learningRate-lr", {f"{METRIC}__schedule": {"learningRate": "lr"}}, ACCEPT),
     ("maxDuration-integer", {f"{STOP}__maxDuration": 30}, REJECT),
     ("minJobs-integral-float", {f"{STOP}__cohort": {"selector": {"matchLabels": {"sweep": "a"}}, "minJobs": 3.0}}, ACCEPT),
     ("percentile-string", {f"{STOP}__cohort": {"selector": {"matchLabels": {"sweep": "a"}}, "percentile": "50"}}, REJECT),

@@ -20,11 +20,12 @@ from plateau_sidecar import protocol as p
 STOP = {"preset": "balanced", "metric": {"name": "val_loss"}}
 
 
-def job_for(metrics: dict[str, Any], labels: dict[str, str] | None = None) -> tuple[dict[str, Any], api.TrainingJobSpec]:
+def job_for(metrics: dict[str, Any], labels: dict[str, str] | None = None,
+            stop: dict[str, Any] = STOP) -> tuple[dict[str, Any], api.TrainingJobSpec]:
     tj = {"apiVersion": "plateau.dev/v1alpha1", "kind": "TrainingJob",
           "metadata": {"name": "tj", "namespace": "ns", "uid": "u", "labels": labels or {}},
           "spec": {"template": {"spec": {"containers": [{"name": "trainer", "image": "t"}]}},
-                   "metrics": metrics, "stop": STOP}}
+                   "metrics": metrics, "stop": stop}}
     spec = api.TrainingJob.model_validate(tj).spec
     return build_job(tj, spec, SidecarSettings()), spec
 
@@ -48,6 +49,18 @@ def file_source(container: dict[str, Any], pod: dict[str, Any], path: str) -> di
             items = (volume.get("downwardAPI") or {}).get("items")
             return {"volume": volume, "item": next(i for i in items if i["path"] == name) if items else None}
     raise AssertionError(f"nothing is mounted where {path} lies")
+
+
+def test_the_sidecar_exports_what_the_rule_reads_whatever_metrics_names_lists() -> None:
+    """An allow-list without the rule's metric or learning rate would leave the sidecar folding
+    nothing, or the metric without its rate; an empty one exports everything already."""
+    scheduled = {"preset": "balanced", "metric": {"name": "val_loss", "schedule": {"learningRate": "lr"}}}
+    for names, expected in ((["acc"], "acc,val_loss,lr"), (["lr", "val_loss"], "lr,val_loss"), ([], "")):
+        job, spec = job_for({"names": names}, stop=scheduled)
+        assert env_of(sidecar_of(job))[p.ENV_METRIC_NAMES] == expected
+        assert spec.metrics.names == names  # the spec itself is unchanged
+    job, _ = job_for({"names": ["acc"]})
+    assert env_of(sidecar_of(job))[p.ENV_METRIC_NAMES] == "acc,val_loss"
 
 
 def test_the_sidecar_reads_the_pods_spec_annotation_where_its_env_says() -> None:

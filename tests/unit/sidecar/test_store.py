@@ -9,7 +9,9 @@ import re
 
 import pytest
 
+from plateau.api import StopSpec
 from plateau.api.stdout_pattern import compile_pattern
+from plateau.engine.history import metric_spec_for
 from plateau_sidecar.records import ingest_payload, jsonl_sink, pattern_sink
 from plateau_sidecar.store import BadInput, MetricStore, RecordError
 
@@ -117,6 +119,21 @@ def test_distinct_metric_names_are_bounded() -> None:
     snap = store.snapshot()
     assert set(snap.series) == {"m0", "m1", "m2"} and snap.series["m0"].reports == 2
     assert snap.bad_input[BadInput.TOO_MANY_METRICS] == 2
+
+
+def test_the_names_the_spec_reads_pass_the_allow_list_and_the_count() -> None:
+    """A rule's metric and learning rate are never refused: without them the sidecar would
+    fold the metric with no rate (or not at all), unlike replay."""
+    spec = metric_spec_for(StopSpec.model_validate({"metric": {"name": "val_loss", "patience": 3,
+                                                               "schedule": {"learningRate": "lr"}}}))
+    assert spec is not None
+    store = MetricStore("tj", allowed=["val_loss", "acc"], max_metrics=2)
+    store.set_spec(spec.text)
+    feed(store, {"step": 1, "acc": 0.5, "grad_norm": 3.0, "val_loss": 1.0, "lr": 0.1}, {"step": 2, "val_loss": 0.9, "lr": 0.01})
+    snap = store.snapshot()
+    assert set(snap.series) == {"acc", "val_loss", "lr"} and snap.series["lr"].reports == 2
+    assert snap.bad_input[BadInput.UNKNOWN_METRIC] == 1 and snap.bad_input[BadInput.TOO_MANY_METRICS] == 0
+    assert snap.track is not None and snap.track.current.drop_step == 2  # the rate's drop was read
 
 
 def test_each_kind_of_bad_input_is_logged_once_but_counted_every_time(caplog: pytest.LogCaptureFixture) -> None:
