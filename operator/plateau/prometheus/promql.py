@@ -95,12 +95,16 @@ def gpu_max_query(dcgm: DcgmConfig, namespaces: Iterable[str], window: str) -> s
 
 
 def gpu_since_query(dcgm: DcgmConfig, namespaces: Iterable[str], window: str) -> str:
-    """Per pod, the time of the sample in force at the window's start; absent if the pod's
-    series began inside the window. (Coverage: now minus this is at least the window.)"""
+    """Per pod, the time of the sample in force at the window's start, of the metric whose
+    busiest sample gpu_max_query reads; absent if that metric's series began inside the
+    window. (Coverage: now minus this is at least the window.) A pod whose profiling series
+    began inside the window is not covered by its device series, which the busiest sample
+    does not read."""
     profiling, device = _selectors(dcgm, namespaces)
     by = f"{dcgm.namespace_label}, {dcgm.pod_label}"
     return (f"min by ({by}) (timestamp({profiling} offset {window}))"
-            f" or min by ({by}) (timestamp({device} offset {window}))")
+            f" or (min by ({by}) (timestamp({device} offset {window}))"
+            f" unless on ({by}) max_over_time({profiling}[{window}]))")
 
 
 # The label that tells a window query's two reads apart (a by-pod result has no other label).

@@ -185,6 +185,28 @@ async def test_a_window_query_answers_what_its_two_reads_answer(prometheus: Prom
         await client.close()
 
 
+async def test_a_window_whose_profiling_series_began_inside_it_is_not_covered(prometheus: PrometheusServer,
+                                                                             dcgm_exporter: DcgmExporter) -> None:
+    """The busiest sample reads the profiling metric once a pod has one; the window's start must
+    come from that metric too. A device series that covers the window while the profiling one
+    began inside it would let a few idle profiling samples judge the whole window."""
+    dcgm_exporter.set("a-0", "team-a", None, 0.9)  # busy, device metric only
+    dcgm_exporter.set("a-1", "team-a", None, 0.9)  # the same, and stays so
+    prometheus.add_target(dcgm_exporter.address, job="dcgm")
+    prometheus.start()
+    prometheus.wait_for("count(DCGM_FI_DEV_GPU_UTIL offset 9s)", lambda v: v == 2, timeout=30)  # older than the window
+    dcgm_exporter.set("a-0", "team-a", 0.0, 0.9)  # profiling starts (idle) inside the window
+    prometheus.wait_for("count(DCGM_FI_PROF_GR_ENGINE_ACTIVE)", lambda v: v == 1)
+    client = PrometheusClient(prometheus.url)
+    try:
+        answer = await client.query(promql.gpu_window_query(promql.DcgmConfig(), ["team-a"], "8s"))
+        reads = {(s.labels[promql.GPU_READ_LABEL], s.labels["pod"]): s.value for s in answer}
+        assert reads[("max", "a-0")] == 0.0 and reads[("max", "a-1")] == 0.9
+        assert ("since", "a-0") not in reads and ("since", "a-1") in reads  # a-0's window is not known yet
+    finally:
+        await client.close()
+
+
 EMPTY_VECTOR = '{"status": "success", "data": {"resultType": "vector", "result": []}}'
 
 

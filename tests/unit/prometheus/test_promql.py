@@ -22,7 +22,7 @@ def test_the_device_metric_excludes_mig_slices_and_the_profiling_metric_keeps_th
         device = selectors(query, "DCGM_FI_DEV_GPU_UTIL")
         assert device == ['namespace=~"a", GPU_I_ID=""']
         profiling = selectors(query, "DCGM_FI_PROF_GR_ENGINE_ACTIVE")
-        assert profiling == ['namespace=~"a"']
+        assert profiling and set(profiling) == {'namespace=~"a"'}
 
 
 def test_the_mig_and_pod_labels_are_the_settings() -> None:
@@ -37,4 +37,5 @@ def test_the_busiest_sample_per_pod_with_the_profiling_metric_first() -> None:
         ' or max by (namespace, pod) (max_over_time(DCGM_FI_DEV_GPU_UTIL{namespace=~"a", GPU_I_ID=""}[10m])) / 100')
     assert gpu_since_query(DEFAULT, ["a"], "10m") == (
         'min by (namespace, pod) (timestamp(DCGM_FI_PROF_GR_ENGINE_ACTIVE{namespace=~"a"} offset 10m))'
-        ' or min by (namespace, pod) (timestamp(DCGM_FI_DEV_GPU_UTIL{namespace=~"a", GPU_I_ID=""} offset 10m))')
+        ' or (min by (namespace, pod) (timestamp(DCGM_FI_DEV_GPU_UTIL{namespace=~"a", GPU_I_ID=""} offset 10m))'
+        ' unless on (namespace, pod) max_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{namespace=~"a"}[10m]))')
