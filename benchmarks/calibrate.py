@@ -127,7 +127,7 @@ class Table:
     clairvoyant: np.ndarray  # per-run stop
 
 
-def _per_run(curves: Sequence[RunCurve], stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def per_run(curves: Sequence[RunCurve], stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """harness.saved and harness.regret of every (run, setting), a run's points read once."""
     got_saved = np.empty(stops.shape)
     got_regret = np.empty(stops.shape)
@@ -171,7 +171,7 @@ def build_table(curves: Sequence[RunCurve], grids: Sequence[Grid], cache: Path |
         if len(set(g.settings)) != len(g.settings):
             raise ValueError(f"grid {g.name!r} repeats a setting name")
     stops = np.concatenate([_cached_stops(g, curves, cache) for g in grids], axis=1)
-    got_saved, got_regret = _per_run(curves, stops)
+    got_saved, got_regret = per_run(curves, stops)
     keras = {}
     for patience in sorted({c.keras_patience for c in CONSTRAINTS.values()}):
         policy = keras_early_stopping(patience)
