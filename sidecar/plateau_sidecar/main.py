@@ -58,12 +58,13 @@ class Sidecar:
         self._spec_thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self.journal is not None:  # a restarted container: what was pushed before, first
+        if self.spec is not None:  # the spec first: the track folds reports as they come, and the
+            self.spec.poll()       # metrics it reads pass the allow-list (the journal's too)
+        if self.journal is not None:  # a restarted container: what was pushed before, next
             taken = self.journal.replay(jsonl_sink(self.store, pushes=True))
             if taken:
                 log.info("took in %d journal lines again from %s", taken, self.journal.path)
         if self.spec is not None:
-            self.spec.poll()  # the spec first, so the track folds reports as they arrive
             self._spec_thread = threading.Thread(target=self.spec.run, args=(self._stop_following,), name="follow-spec",
                                                  daemon=True)
             self._spec_thread.start()

@@ -44,6 +44,9 @@ NON_METRIC_KEYS = frozenset(RECORD_KEYS)
 _NON_FINITE_STRINGS = {s: float(s) for s in ("nan", "NaN", "inf", "+inf", "-inf", "Infinity", "+Infinity", "-Infinity")}
 
 DEFAULT_MAX_METRICS = 1000
+# Reports held for a refold from its start to its end: at most the kept bound over this.
+LATE_SHARE = 10
+MAX_REFUSED = 1000  # refused metric names remembered, so a spec reading one is not folded short
 MAX_METRIC_NAME_LENGTH = 200
 
 
@@ -222,7 +225,12 @@ class MetricStore:
         # up to max_kept_reports (None past it: the fold is given up).
         self._folding: str | None = None
         self._folding_lr: str | None = None
+        self._fold: object | None = None  # the fold under way: a newer spec's _prepare replaces it
         self._late: tuple[array[int], array[float], array[float]] | None = _no_late()
+        # Names refused a series (not allowed, too many): a spec that reads one cannot be folded
+        # over the whole run. Up to MAX_REFUSED names; past it, any name without a series.
+        self._refused: set[str] = set()
+        self._refused_overflow = False
 
     # --- bad input --------------------------------------------------------------------------
 
@@ -313,10 +321,10 @@ class MetricStore:
         late, folding = self._late, self._folding
         if folding is not None and late is not None and (value := self._reported_now(folding)) is not None:
             late_steps, late_values, late_lrs = late
-            if len(late_steps) >= self.max_kept_reports:
+            if len(late_steps) >= self.max_kept_reports // LATE_SHARE:
                 self._late = None  # more reports than a fold may hold on to: this one is given up
-                self.log_once("history_lost", f"{len(late_steps)} reports of {folding!r} came during a refold:"
-                                              " no track under the new spec")
+                log.warning("history_lost: %d reports of %r came during a refold: no track under the new spec",
+                            len(late_steps), folding)
                 return
             late_steps.append(step)
             late_values.append(value)
@@ -361,17 +369,17 @@ class MetricStore:
             prepared = self._prepare(text)
         if prepared is None:
             return
-        spec, name, kept = prepared
+        spec, name, kept, fold = prepared
         try:
             history = MetricHistory.folded(spec, kept)
         except BaseException:
             with self.lock:
-                if self.spec_text == text:  # else a newer spec's fold is under way: its late reports stay
+                if self._fold is fold:  # else a newer spec's fold is under way: its late reports stay
                     self._stop_folding()
             raise
         with self.lock:  # the reports that came meanwhile, then the swap: no report falls between
-            if self.spec_text != text:
-                return  # superseded meanwhile: that spec's own fold takes over
+            if self._fold is not fold:
+                return  # superseded meanwhile (even by the same text again): the newer fold takes over
             late = self._stop_folding()
             self.generation += 1
             if late is None:
@@ -383,14 +391,15 @@ class MetricStore:
             self._spec_key = spec_key(text)
         log.info("folded %s under spec %x (%d reports)", name, self._spec_key, history.track.evaluations if history.track else 0)
 
-    def _prepare(self, text: str) -> tuple[StopSpec, str, Iterator[tuple[int, float, float | None]]] | None:
-        """The spec, its metric, and that metric's kept reports with the learning rate in force
-        at each, to fold outside the lock; None when there is nothing to fold (the same spec,
-        or one refused)."""
+    def _prepare(self, text: str) -> tuple[StopSpec, str, Iterator[tuple[int, float, float | None]], object] | None:
+        """The spec, its metric, that metric's kept reports with the learning rate in force at
+        each, to fold outside the lock, and the fold's token; None when there is nothing to
+        fold (the same spec, or one refused). Any fold under way is superseded."""
         if text == self.spec_text:
             return None
         self.spec_text = text
         self.generation += 1
+        self._stop_folding()
         try:
             spec = StopSpec.model_validate_json(text)
         except ValueError as exc:
@@ -404,21 +413,34 @@ class MetricStore:
         name = spec.metric.name
         lr_name = spec.metric.schedule.learning_rate if spec.metric.schedule else None
         self._ruled = frozenset(n for n in (name, lr_name) if n is not None)
-        lost = next((n for n in (name, lr_name) if n in self._incomplete), None)
+        lost = next((n for n in (name, lr_name) if n is not None and not self._all_kept(n)), None)
         if lost is not None:
             self.history = None
-            self.log_once("history_lost", f"the reports of {lost!r} were not all kept: no track under the new spec")
+            log.warning("history_lost: the reports of %r were not all kept: no track under the new spec", lost)
             return None
         reports = self._reports.get(name) or KeptReports()
         kept = _in_force(reports, len(reports.steps), self._reports.get(lr_name) if lr_name else None)
-        self._folding, self._folding_lr, self._late = name, lr_name, _no_late()  # last: the fold's try clears it
-        return spec, name, kept
+        fold = object()
+        self._folding, self._folding_lr, self._late, self._fold = name, lr_name, _no_late(), fold  # last: the fold's try clears it
+        return spec, name, kept, fold
+
+    def _all_kept(self, name: str) -> bool:
+        """Whether every report of `name` so far is kept: none dropped at the bound, none refused."""
+        if name in self._incomplete or name in self._refused:
+            return False
+        return not self._refused_overflow or name in self._series
 
     def _stop_folding(self) -> tuple[array[int], array[float], array[float]] | None:
         """The reports of the metric being folded that came since its copy (None: too many);
         none kept from now."""
-        late, self._folding, self._folding_lr, self._late = self._late, None, None, _no_late()
+        late, self._folding, self._folding_lr, self._late, self._fold = self._late, None, None, _no_late(), None
         return late
+
+    def _refuse(self, name: str) -> None:
+        if len(self._refused) < MAX_REFUSED:
+            self._refused.add(name)
+        else:
+            self._refused_overflow = True
 
     def _new_series(self, name: str) -> Series | None:
         """A series for a metric not seen before; None if refused. The names the spec's rule
@@ -426,12 +448,14 @@ class MetricStore:
         ruled = name in self._ruled
         if self.allowed is not None and name not in self.allowed and not ruled:
             self.count_bad(BadInput.UNKNOWN_METRIC, f"metric {name!r} is not in {sorted(self.allowed)}")
+            self._refuse(name)
             return None
         if not name or len(name) > MAX_METRIC_NAME_LENGTH or not _encodable(name):
             self.count_bad(BadInput.BAD_METRIC_NAME, f"metric name {name[:40]!r}... is empty, too long or not UTF-8")
             return None
         if len(self._series) >= self.max_metrics and not ruled:
             self.count_bad(BadInput.TOO_MANY_METRICS, f"metric {name!r} exceeds the limit of {self.max_metrics}")
+            self._refuse(name)
             return None
         series = self._series[name] = Series()
         return series

@@ -154,7 +154,7 @@ class MetricsSpec(Spec):
         default_factory=list,
         max_length=64,
         description=("Metric names to export; empty exports every numeric field the trainer reports. "
-                     "The metric rule's metric and learning rate are exported whether listed or not."),
+                     "The sidecar also takes the metric and learning rate its stop spec reads."),
     )
     scrape_interval: Annotated[Duration, *at_least("1s")] = Field(
         default="15s",

@@ -153,3 +153,66 @@ def test_a_fold_superseded_mid_fold_leaves_the_newer_folds_reports(monkeypatch: 
     assert newer is not None and view is not None and view.spec_key == newer.key
     expected = fold(StopSpec.model_validate_json(newer.text), [(step, loss(step)) for step in range(1, 111)])
     assert view.current == expected.track and view.current.evaluations == 110
+
+
+def hold_first_fold(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """The store's first fold from now on waits for `release`, once it has set `started`."""
+    started, release = threading.Event(), threading.Event()
+    fold, calls = MetricHistory.folded, []
+
+    def first_waits(spec: StopSpec, reports: Any) -> MetricHistory:
+        calls.append(spec)
+        if len(calls) == 1:
+            started.set()
+            release.wait(10)
+        return fold(spec, reports)
+
+    monkeypatch.setattr(MetricHistory, "folded", staticmethod(first_waits))
+    return started, release
+
+
+def test_a_fold_superseded_by_the_same_spec_again_does_not_take_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A, then B, then A again while A's first fold still runs: that fold ends last and must not
+    swap in its track, which lacks the reports that came since."""
+    store = MetricStore("tj")
+    with store.lock:
+        for step in range(1, 101):
+            store.add_record(step, {METRIC: loss(step)})
+    a, b = (metric_spec_for(StopSpec.model_validate({"metric": {"name": METRIC, "patience": p}})) for p in (5, 7))
+    assert a is not None and b is not None
+    started, release = hold_first_fold(monkeypatch)
+    first = threading.Thread(target=store.set_spec, args=(a.text,))
+    first.start()
+    assert started.wait(10)
+    store.set_spec(b.text)
+    with store.lock:
+        for step in range(101, 111):
+            store.add_record(step, {METRIC: loss(step)})
+    store.set_spec(a.text)  # folds all 110, then takes the next reports as they come
+    with store.lock:
+        for step in range(111, 121):
+            store.add_record(step, {METRIC: loss(step)})
+    release.set()
+    first.join(10)
+    view = store.snapshot().track
+    assert view is not None and view.spec_key == a.key and view.current.evaluations == 120
+
+
+def test_a_fold_superseded_by_a_spec_that_is_refused_holds_no_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MetricStore("tj")
+    with store.lock:
+        store.add_record(1, {METRIC: 1.0})
+    spec = metric_spec_for(StopSpec.model_validate({"metric": {"name": METRIC, "patience": 5}}))
+    assert spec is not None
+    started, release = hold_first_fold(monkeypatch)
+    folding = threading.Thread(target=store.set_spec, args=(spec.text,))
+    folding.start()
+    assert started.wait(10)
+    store.set_spec('{"metric": {"name": "loss", "patience": -1}}')  # refused: no fold under way now
+    release.set()
+    folding.join(10)
+    with store.lock:
+        for step in range(2, 50):
+            store.add_record(step, {METRIC: loss(step)})
+        assert store._folding is None and store._late is not None and not store._late[0]
+    assert store.snapshot().track is None

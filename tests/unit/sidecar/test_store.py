@@ -136,6 +136,23 @@ def test_the_names_the_spec_reads_pass_the_allow_list_and_the_count() -> None:
     assert snap.track is not None and snap.track.current.drop_step == 2  # the rate's drop was read
 
 
+def test_a_spec_reading_a_metric_that_was_refused_gets_no_track_rather_than_part_of_one() -> None:
+    """A spec edit to a metric the allow-list (or the count) refused so far: the sidecar has
+    only the reports after the edit, so it folds none instead of deciding on the tail."""
+    for store in (MetricStore("tj", allowed=["val_loss"]), MetricStore("tj", max_metrics=1)):
+        feed(store, *({"step": s, "val_loss": 1.0 / s, "acc": 0.1 * s} for s in range(1, 11)))
+        spec = metric_spec_for(StopSpec.model_validate({"metric": {"name": "acc", "mode": "max", "patience": 3}}))
+        assert spec is not None
+        store.set_spec(spec.text)
+        feed(store, {"step": 11, "val_loss": 0.05, "acc": 0.9})
+        assert store.snapshot().track is None and store.history is None
+        kept = metric_spec_for(StopSpec.model_validate({"metric": {"name": "val_loss", "patience": 3}}))
+        assert kept is not None
+        store.set_spec(kept.text)  # every report of val_loss was kept: folded whole
+        track = store.snapshot().track
+        assert track is not None and track.current.evaluations == 11
+
+
 def test_each_kind_of_bad_input_is_logged_once_but_counted_every_time(caplog: pytest.LogCaptureFixture) -> None:
     store = MetricStore("tj")
     with caplog.at_level(logging.WARNING, logger="plateau_sidecar"):
