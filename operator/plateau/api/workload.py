@@ -150,7 +150,8 @@ class MetricsSpec(Spec):
             "group per metric, e.g. 'step=(?P<step>\\d+) val_loss=(?P<val_loss>\\S+)'."
         ),
     )
-    names: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+    # No comma: the sidecar takes the list as one comma-separated variable.
+    names: list[Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^,]+$")]] = Field(
         default_factory=list,
         max_length=64,
         description=("Metric names to export; empty exports every numeric field the trainer reports. "

@@ -108,6 +108,9 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("metric-name-steps", {f"{METRIC}__name": "steps"}, ACCEPT),
     ("learningRate-time", {f"{METRIC}__schedule": {"learningRate": "time"}}, REJECT),
     ("learningRate-lr", {f"{METRIC}__schedule": {"learningRate": "lr"}}, ACCEPT),
+    # The sidecar takes metrics.names as one comma-separated variable.
+    ("names-with-a-comma", {f"{METRICS}__names": ["val_loss,acc"]}, REJECT),
+    ("names-with-a-dot", {f"{METRICS}__names": ["val.loss", "acc"]}, ACCEPT),
     ("maxDuration-integer", {f"{STOP}__maxDuration": 30}, REJECT),
     ("minJobs-integral-float", {f"{STOP}__cohort": {"selector": {"matchLabels": {"sweep": "a"}}, "minJobs": 3.0}}, ACCEPT),
     ("percentile-string", {f"{STOP}__cohort": {"selector": {"matchLabels": {"sweep": "a"}}, "percentile": "50"}}, REJECT),
