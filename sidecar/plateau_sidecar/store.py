@@ -16,7 +16,6 @@ Ingest is the hot path (tens of thousands of records a second), so it uses attri
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 import threading
@@ -27,9 +26,10 @@ from array import array
 from typing import NamedTuple
 
 from plateau.api import RECORD_KEYS, StopSpec
-from plateau.engine.history import MAX_EVALUATIONS, MetricHistory, spec_key
+from plateau.engine.history import MetricHistory, spec_key
 from plateau.engine.fold import MetricTrack
 
+from .kept import ReportArchive
 from .ledger import PushLedger
 from .protocol import MAX_STEP
 
@@ -46,7 +46,6 @@ _NON_FINITE_STRINGS = {s: float(s) for s in ("nan", "NaN", "inf", "+inf", "-inf"
 DEFAULT_MAX_METRICS = 1000
 # Reports held for a refold from its start to its end: at most the kept bound over this.
 LATE_SHARE = 10
-MAX_REFUSED = 1000  # refused metric names remembered, so a spec reading one is not folded short
 MAX_METRIC_NAME_LENGTH = 200
 
 
@@ -161,33 +160,10 @@ def step_of(record: object) -> int:
     raise RecordError(BadInput.BAD_STEP, f"'step' must be an integer in [0, 2**53), got {step!r:.80}")
 
 
-class KeptReports:
-    """One metric's kept reports in order: step, value, and the number of the record that
-    carried each (which orders them against other metrics' reports, a learning rate's)."""
-
-    __slots__ = ("steps", "values", "records")
-
-    def __init__(self) -> None:
-        self.steps: array[int] = array("q")
-        self.values: array[float] = array("d")
-        self.records: array[int] = array("q")
-
-
 def _no_late() -> tuple[array[int], array[float], array[float]]:
     return array("q"), array("d"), array("d")
 
 
-def _in_force(reports: KeptReports, count: int, rates: KeptReports | None) -> Iterator[tuple[int, float, float | None]]:
-    """The first `count` kept reports, each with the learning rate in force at its record (the
-    rate's last kept report up to and including it, as `_fold_record` reads it; None where
-    unknown). Read off the live arrays, not a copy: ingest only appends to them, past `count`
-    and at record numbers above these, and each read and append holds the GIL."""
-    steps, values, records = reports.steps, reports.values, reports.records
-    for i in range(count):
-        rate = None
-        if rates is not None and (at := bisect.bisect_right(rates.records, records[i])):
-            rate = rates.values[at - 1]
-        yield steps[i], values[i], None if rate is None or math.isnan(rate) else rate
 
 
 class MetricStore:
@@ -211,10 +187,7 @@ class MetricStore:
         self._record = 0  # records taken so far: the order of reports across metrics
         # Every metric's reports in order, while their total stays within the bound: a new spec
         # is folded over them again. A metric missing here (bound reached) cannot be refolded.
-        self.max_kept_reports = MAX_EVALUATIONS
-        self._kept_reports = 0
-        self._reports: dict[str, KeptReports] = {}
-        self._incomplete: set[str] = set()
+        self.kept = ReportArchive()
         self.spec_text: str | None = None
         self.history: MetricHistory | None = None
         self._spec_key = 0
@@ -222,15 +195,11 @@ class MetricStore:
         self.pushes = PushLedger()  # which pushes were taken, so that a resend is not taken twice
         # While a new spec's fold runs outside the lock: its metric and learning rate, and the
         # reports that came since its copy was made, each with the rate in force (NaN: none),
-        # up to max_kept_reports (None past it: the fold is given up).
+        # up to a LATE_SHARE-th of the kept bound (None past it: the fold is given up).
         self._folding: str | None = None
         self._folding_lr: str | None = None
         self._fold: object | None = None  # the fold under way: a newer spec's _prepare replaces it
         self._late: tuple[array[int], array[float], array[float]] | None = _no_late()
-        # Names refused a series (not allowed, too many): a spec that reads one cannot be folded
-        # over the whole run. Up to MAX_REFUSED names; past it, any name without a series.
-        self._refused: set[str] = set()
-        self._refused_overflow = False
 
     # --- bad input --------------------------------------------------------------------------
 
@@ -299,7 +268,8 @@ class MetricStore:
         series.value = value
         series.step = step
         series.record = self._record
-        self._keep(name, step, value)
+        if not self.kept.keep(name, step, value, self._record):
+            self.log_once("history_bound", f"more than {self.kept.bound} reports: {name!r} can no longer be refolded under a new spec")
         if value - value != 0.0:  # NaN or ±inf: counted, but never a min or max
             series.nonfinite += 1
             self.log_once("non_finite", f"metric {name!r} reported {value} at step {step}")
@@ -321,7 +291,7 @@ class MetricStore:
         late, folding = self._late, self._folding
         if folding is not None and late is not None and (value := self._reported_now(folding)) is not None:
             late_steps, late_values, late_lrs = late
-            if len(late_steps) >= self.max_kept_reports // LATE_SHARE:
+            if len(late_steps) >= self.kept.bound // LATE_SHARE:
                 self._late = None  # more reports than a fold may hold on to: this one is given up
                 log.warning("history_lost: %d reports of %r came during a refold: no track under the new spec",
                             len(late_steps), folding)
@@ -340,22 +310,6 @@ class MetricStore:
         which the engine reads as not known, as it does a None."""
         series = self._series.get(lr_name) if lr_name else None
         return series.value if series is not None else math.nan
-
-    def _keep(self, name: str, step: int, value: float) -> None:
-        if name in self._incomplete:
-            return
-        if self._kept_reports >= self.max_kept_reports:
-            self._incomplete.add(name)
-            self._reports.pop(name, None)
-            self.log_once("history_bound", f"more than {self.max_kept_reports} reports: {name!r} can no longer be refolded under a new spec")
-            return
-        kept = self._reports.get(name)
-        if kept is None:
-            kept = self._reports[name] = KeptReports()
-        kept.steps.append(step)
-        kept.values.append(value)
-        kept.records.append(self._record)
-        self._kept_reports += 1
 
     # --- the monitored metric ------------------------------------------------------------------
 
@@ -413,22 +367,15 @@ class MetricStore:
         name = spec.metric.name
         lr_name = spec.metric.schedule.learning_rate if spec.metric.schedule else None
         self._ruled = frozenset(n for n in (name, lr_name) if n is not None)
-        lost = next((n for n in (name, lr_name) if n is not None and not self._all_kept(n)), None)
+        lost = next((n for n in (name, lr_name) if n is not None and not self.kept.whole(n, n in self._series)), None)
         if lost is not None:
             self.history = None
             log.warning("history_lost: the reports of %r were not all kept: no track under the new spec", lost)
             return None
-        reports = self._reports.get(name) or KeptReports()
-        kept = _in_force(reports, len(reports.steps), self._reports.get(lr_name) if lr_name else None)
+        kept = self.kept.in_force(name, lr_name)
         fold = object()
         self._folding, self._folding_lr, self._late, self._fold = name, lr_name, _no_late(), fold  # last: the fold's try clears it
         return spec, name, kept, fold
-
-    def _all_kept(self, name: str) -> bool:
-        """Whether every report of `name` so far is kept: none dropped at the bound, none refused."""
-        if name in self._incomplete or name in self._refused:
-            return False
-        return not self._refused_overflow or name in self._series
 
     def _stop_folding(self) -> tuple[array[int], array[float], array[float]] | None:
         """The reports of the metric being folded that came since its copy (None: too many);
@@ -436,11 +383,6 @@ class MetricStore:
         late, self._folding, self._folding_lr, self._late, self._fold = self._late, None, None, _no_late(), None
         return late
 
-    def _refuse(self, name: str) -> None:
-        if len(self._refused) < MAX_REFUSED:
-            self._refused.add(name)
-        else:
-            self._refused_overflow = True
 
     def _new_series(self, name: str) -> Series | None:
         """A series for a metric not seen before; None if refused. The names the spec's rule
@@ -448,14 +390,14 @@ class MetricStore:
         ruled = name in self._ruled
         if self.allowed is not None and name not in self.allowed and not ruled:
             self.count_bad(BadInput.UNKNOWN_METRIC, f"metric {name!r} is not in {sorted(self.allowed)}")
-            self._refuse(name)
+            self.kept.refused(name)
             return None
         if not name or len(name) > MAX_METRIC_NAME_LENGTH or not _encodable(name):
             self.count_bad(BadInput.BAD_METRIC_NAME, f"metric name {name[:40]!r}... is empty, too long or not UTF-8")
             return None
         if len(self._series) >= self.max_metrics and not ruled:
             self.count_bad(BadInput.TOO_MANY_METRICS, f"metric {name!r} exceeds the limit of {self.max_metrics}")
-            self._refuse(name)
+            self.kept.refused(name)
             return None
         series = self._series[name] = Series()
         return series

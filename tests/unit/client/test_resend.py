@@ -23,7 +23,7 @@ from plateau_sidecar.store import MetricStore
 
 
 def steps(store: MetricStore, name: str) -> list[int]:
-    return list(store._reports[name].steps)
+    return list(store.kept.reports[name].steps)
 
 
 def test_a_push_the_sidecar_took_too_late_to_answer_is_not_taken_twice(

@@ -17,7 +17,7 @@ def body(*steps: int) -> bytes:
 
 
 def kept(store: MetricStore) -> list[int]:
-    return list(store._reports["m"].steps)
+    return list(store.kept.reports["m"].steps)
 
 
 def test_a_resend_is_skipped_up_to_what_was_taken_and_the_rest_is_taken() -> None:

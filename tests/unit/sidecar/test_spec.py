@@ -74,7 +74,7 @@ def test_reports_past_the_kept_bound_during_a_refold_still_reach_its_track(tmp_p
     """The bound on kept reports drops the metric's reports (a later spec cannot refold them),
     but the fold under way still has every report, so the job keeps a track."""
     store = MetricStore("tj")
-    store.max_kept_reports = 5000
+    store.kept.bound = 5000
     refold_with_reports_meanwhile(store, 4990, 20, tmp_path)
 
 
@@ -89,7 +89,7 @@ def test_a_rate_dropped_past_the_kept_bound_during_a_refold_still_counts(tmp_pat
     """Each record holds two reports: the bound drops the kept rates during the fold; the
     reports that come meanwhile still fold with the rate in force."""
     store = MetricStore("tj")
-    store.max_kept_reports = 5000
+    store.kept.bound = 5000
     refold_with_reports_meanwhile(store, 2490, 20, tmp_path, drop_at=2500)
 
 
@@ -98,7 +98,7 @@ def test_a_refold_gives_up_rather_than_hold_more_reports_than_the_bound(tmp_path
     it, the fold is given up (no track, as when the kept reports were not all kept) instead of
     holding whatever comes for as long as the fold runs."""
     store = MetricStore("tj")
-    store.max_kept_reports = 2000
+    store.kept.bound = 2000
     old = metric_spec_for(StopSpec.model_validate({"metric": {"name": METRIC, "patience": 3}}))
     new = metric_spec_for(StopSpec.model_validate({"preset": "balanced", "metric": {"name": METRIC}}))
     assert old is not None and new is not None
