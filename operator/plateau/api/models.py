@@ -63,8 +63,9 @@ class TrainingJobSpec(Spec):
         names = list(self.metrics.names)
         rule = self.stop.metric
         if names and rule is not None:
-            learning_rate = rule.schedule.learning_rate if rule.schedule is not None else None
-            names += [n for n in dict.fromkeys((rule.name, learning_rate)) if n is not None and n not in names]
+            for name in (rule.name, rule.schedule.learning_rate if rule.schedule is not None else None):
+                if name is not None and name not in names:
+                    names.append(name)
         return names
 
     model_config = ConfigDict(
